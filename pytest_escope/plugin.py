@@ -1,0 +1,517 @@
+"""The pytest side of escope: options, per-test lifecycle, xdist, reporting.
+
+Thin glue over ``pytest_escope.recorder``: it turns pytest's view of a test
+(node id, phases, outcome, the exception that failed it) into one
+recording per test and one row per test in the run index.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Generator
+
+import pytest
+
+from .recorder.config import STRATEGIES, RecorderConfig
+from .recorder.runs import RunDir, RunIndex
+from .recorder.session import Recorder, Recording, default_backend
+from .recorder.values import DEFAULT_REDACT
+
+RECORDING_KEY = pytest.StashKey["Recording | None"]()
+STATE_KEY = pytest.StashKey["dict[str, Any]"]()
+
+
+class EscopeWarning(UserWarning):
+    """escope met a problem while recording; the test itself is unaffected."""
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("escope", "escope: record tests for time-travel replay")
+    group.addoption("--escope", action="store_true", default=None,
+                    help="record every test into .escope/ (also: ini escope=true, env PYTEST_ESCOPE=1)")
+    group.addoption("--escope-dir", default=None, metavar="DIR", help="where runs are stored (default: <rootdir>/.escope)")
+    group.addoption("--escope-strategy", default=None, choices=STRATEGIES,
+                    help="what to record: minimal, balanced (default), full_trace")
+    group.addoption("--escope-include", action="append", default=None, metavar="GLOB",
+                    help="also record files/modules matching GLOB (repeatable)")
+    group.addoption("--escope-exclude", action="append", default=None, metavar="GLOB",
+                    help="never record files/modules matching GLOB (repeatable)")
+    group.addoption("--escope-redact", action="append", default=None, metavar="NAME",
+                    help="extra name pattern whose values are stored as <redacted> (repeatable)")
+    group.addoption("--escope-keep", default=None, choices=("failed", "all"),
+                    help="keep recordings of failed tests only (default) or all")
+    group.addoption("--escope-max-events", type=int, default=None, metavar="N",
+                    help="keep at most the newest N events of one test")
+    group.addoption("--escope-max-value-size", type=int, default=None, metavar="CHARS",
+                    help="longest text kept for one value")
+    group.addoption("--escope-max-bytes", default=None, metavar="SIZE",
+                    help="stop recording more tests once the run dir holds SIZE (e.g. 500M)")
+    group.addoption("--escope-backend", default=None, choices=("monitoring", "settrace"),
+                    help="tracing backend (default: monitoring on 3.12+, settrace on 3.11)")
+    group.addoption("--escope-pack", default=None, metavar="PATH",
+                    help="after the run, pack failed tests' recordings into PATH")
+    parser.addini("escope", "record tests with escope", type="bool", default=False)
+    parser.addini("escope_dir", "escope directory", default="")
+    parser.addini("escope_strategy", "minimal, balanced or full_trace", default="")
+    parser.addini("escope_include", "globs of files/modules to record", type="args", default=[])
+    parser.addini("escope_exclude", "globs of files/modules never to record", type="args", default=[])
+    parser.addini("escope_redact", "extra secret name patterns", type="args", default=[])
+    parser.addini("escope_keep", "failed or all", default="")
+    parser.addini("escope_max_events", "newest events kept per test", default="")
+
+
+def _parse_size(text: str) -> int:
+    text = text.strip().upper()
+    mult = 1
+    for suffix, m in (("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)):
+        if text.endswith(suffix + "B"):
+            text = text[:-2]
+            mult = m
+            break
+        if text.endswith(suffix):
+            text = text[:-1]
+            mult = m
+            break
+    return int(float(text) * mult)
+
+
+def _enabled(config: pytest.Config) -> bool:
+    if config.getoption("escope"):
+        return True
+    if os.environ.get("PYTEST_ESCOPE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    return bool(config.getini("escope"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "escope(strategy=None, include=None, enabled=True): per-test escope settings",
+    )
+    if not _enabled(config):
+        return
+    plugin = EscopePlugin(config)
+    config.pluginmanager.register(plugin, "escope-session")
+
+
+def _opt(config: pytest.Config, name: str, ini: str) -> Any:
+    value = config.getoption(name)
+    if value is None or value == []:
+        value = config.getini(ini) or None
+    return value
+
+
+class EscopeFixture:
+    """What the ``escope`` fixture gives a test."""
+
+    def __init__(self, recording: Recording | None, path: Path | None) -> None:
+        self._recording = recording
+        self.path = path
+        self.enabled = recording is not None
+
+    def checkpoint(self, label: str, **values: Any) -> None:
+        """Add a custom event with ``label`` and ``values`` to the film."""
+        rec = self._recording
+        if rec is None or not rec.running:
+            return
+        try:
+            rec.collector.checkpoint(str(label), values)
+        except Exception:
+            rec.collector.fault("checkpoint failed")
+
+
+@pytest.fixture
+def escope(request: pytest.FixtureRequest) -> EscopeFixture:
+    """This test's recording: ``escope.checkpoint(label, **values)`` and ``escope.path``."""
+    rec = request.node.stash.get(RECORDING_KEY, None)
+    return EscopeFixture(rec, rec.path if rec is not None else None)
+
+
+class EscopePlugin:
+    """Registered only when escope is on."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        rootdir = Path(str(config.rootpath))
+        dir_opt = _opt(config, "escope_dir", "escope_dir")
+        escope_dir = Path(dir_opt) if dir_opt else rootdir / ".escope"
+        if not escope_dir.is_absolute():
+            escope_dir = rootdir / escope_dir
+        self.escope_dir = escope_dir
+        strategy = _opt(config, "escope_strategy", "escope_strategy") or "balanced"
+        if strategy not in STRATEGIES:
+            raise pytest.UsageError(f"escope: unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+        keep = _opt(config, "escope_keep", "escope_keep") or "failed"
+        if keep not in ("failed", "all"):
+            raise pytest.UsageError(f"escope: --escope-keep must be 'failed' or 'all', not {keep!r}")
+        self.keep = keep
+        max_events = _opt(config, "escope_max_events", "escope_max_events")
+        try:
+            max_events = int(max_events) if max_events not in (None, "") else None
+        except ValueError:
+            raise pytest.UsageError(f"escope: escope_max_events must be a number, not {max_events!r}") from None
+        if max_events is not None and max_events < 1:
+            raise pytest.UsageError("escope: --escope-max-events must be at least 1")
+        max_bytes = config.getoption("escope_max_bytes")
+        try:
+            self.max_bytes = _parse_size(max_bytes) if max_bytes else None
+        except ValueError:
+            raise pytest.UsageError(f"escope: --escope-max-bytes takes a size like 500M, not {max_bytes!r}") from None
+        redact = tuple(DEFAULT_REDACT) + tuple(_opt(config, "escope_redact", "escope_redact") or ())
+        self.rec_config = RecorderConfig(
+            rootdir=rootdir,
+            strategy=strategy,
+            include=tuple(_opt(config, "escope_include", "escope_include") or ()),
+            exclude=tuple(_opt(config, "escope_exclude", "escope_exclude") or ()),
+            redact=redact,
+            max_value_size=config.getoption("escope_max_value_size"),
+            max_events=max_events,
+            backend=config.getoption("escope_backend") or default_backend(),
+            extra_excluded_dirs=(escope_dir,),
+        )
+        workerinput = getattr(config, "workerinput", None)
+        self.worker = workerinput.get("workerid", "main") if workerinput else "main"
+        self.is_controller = workerinput is None
+        run_id = workerinput.get("escope_run_id") if workerinput else None
+        try:
+            if run_id:
+                self.run = RunDir(escope_dir, run_id)
+            else:
+                self.run = RunDir.create(escope_dir)
+            self.index = RunIndex(self.run.index_path)
+        except OSError as exc:
+            raise pytest.UsageError(f"escope: cannot create {escope_dir}: {exc.strerror or exc}; "
+                                    f"pick another place with --escope-dir") from None
+        if self.is_controller:
+            self.index.set_run({
+                "run_id": self.run.run_id,
+                "python": sys.version.split()[0],
+                "platform": sys.platform,
+                "args": shlex.join(config.invocation_params.args),
+                "rootdir": str(rootdir),
+                "started_unix_ns": str(time.time_ns()),
+                "git_commit": _git_commit(rootdir),
+                "strategy": strategy,
+                "backend": self.rec_config.backend or "",
+            })
+        self.recorder = Recorder(self.rec_config, self.run.cache_dir)
+        hook = config.pluginmanager.hook
+        if hook.pytest_escope_render.get_hookimpls():
+            self.recorder_custom = lambda v: hook.pytest_escope_render(value=v)
+        else:
+            self.recorder_custom = None
+        self.failed: list[tuple[str, str, str]] = []  # (nodeid, recording path, failure)
+        self.warned: set[str] = set()
+        self.capped = False
+        self.tests_recorded = 0
+
+    # -- xdist -----------------------------------------------------------------
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["escope_run_id"] = self.run.run_id
+
+    # -- reporting ------------------------------------------------------------
+
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        rel = _rel(self.run.path, Path(str(config.rootpath)))
+        return (f"escope: recording to {rel} (strategy {self.rec_config.strategy}, "
+                f"backend {self.rec_config.backend}, keep {self.keep})")
+
+    def _warn(self, message: str) -> None:
+        if message in self.warned:
+            return
+        self.warned.add(message)
+        warnings.warn(EscopeWarning(message), stacklevel=2)
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(f"escope warning: {message}", yellow=True)
+
+    # -- per test ----------------------------------------------------------------
+
+    def _item_config(self, item: pytest.Item) -> RecorderConfig | None:
+        marker = item.get_closest_marker("escope")
+        if marker is None:
+            return self.rec_config
+        kwargs = dict(marker.kwargs)
+        if kwargs.get("enabled", True) is False:
+            return None
+        cfg = self.rec_config
+        changes: dict[str, Any] = {}
+        if kwargs.get("strategy"):
+            if kwargs["strategy"] not in STRATEGIES:
+                self._warn(f"{item.nodeid}: unknown escope strategy {kwargs['strategy']!r}, using {cfg.strategy}")
+            else:
+                changes["strategy"] = kwargs["strategy"]
+        if kwargs.get("include"):
+            inc = kwargs["include"]
+            inc = (inc,) if isinstance(inc, str) else tuple(inc)
+            changes["include"] = cfg.include + inc
+        if not changes:
+            return cfg
+        from dataclasses import replace
+        return replace(cfg, **changes)
+
+    def _over_budget(self) -> bool:
+        if self.max_bytes is None:
+            return False
+        if self.capped:
+            return True
+        try:
+            used = self.index.db.execute("SELECT coalesce(sum(bytes), 0) FROM tests").fetchall()[0][0]
+        except Exception:
+            used = 0
+        if used >= self.max_bytes:
+            self.capped = True
+            self._warn(f"the run holds {used} bytes, over --escope-max-bytes; later tests are not recorded")
+            return True
+        return False
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, Any]:
+        cfg = self._item_config(item)
+        state: dict[str, Any] = {"phases": {}, "failure": None, "failure_step": None, "exc": None}
+        item.stash[STATE_KEY] = state
+        rec = None
+        if cfg is not None and not self._over_budget():
+            path = self.run.recording_path(item.nodeid)
+            meta = {"test_id": item.nodeid, "run_id": self.run.run_id, "worker": self.worker, "kind": "test"}
+            try:
+                rec = self.recorder.recording(path, meta, keep_in_memory=self.keep == "failed", config=cfg)
+                rec.collector.renderer.custom = self.recorder_custom
+                self.index.upsert_test({"test_id": item.nodeid, "worker": self.worker, "outcome": "running",
+                                        "recording": _rel(path, self.run.path), "started_ns": time.time_ns()})
+                rec.start()
+            except Exception as exc:
+                self._warn(f"could not start recording {item.nodeid}: {exc}")
+                rec = None
+        item.stash[RECORDING_KEY] = rec
+        if rec is not None:
+            try:
+                item.config.hook.pytest_escope_recording_started(item=item, escope=EscopeFixture(rec, rec.path))
+            except Exception as exc:
+                self._warn(f"a pytest_escope_recording_started hook failed: {exc}")
+        try:
+            return (yield)
+        finally:
+            if rec is not None:
+                self._finish(item, rec, state)
+
+    def _finish(self, item: pytest.Item, rec: Recording, state: dict[str, Any]) -> None:
+        rec.stop()
+        phases = state["phases"]
+        outcome = _overall(phases)
+        keep = self.keep == "all" or outcome in ("failed", "error")
+        col = rec.collector
+        failure_step = col.failure_step(state["exc"])
+        events = rec.event_count
+        size = 0
+        path_text = None
+        try:
+            if keep:
+                meta = {
+                    "outcome": outcome,
+                    "failure": state["failure"] or "",
+                    "failure_step": "" if failure_step is None else str(failure_step),
+                }
+                for name, value in phases.items():
+                    meta[f"outcome_{name}"] = value
+                size = rec.finish(meta)
+                path_text = _rel(rec.path, self.run.path)
+            else:
+                rec.discard()
+        except Exception as exc:
+            self._warn(f"could not write the recording of {item.nodeid}: {exc}")
+        faults = dict(col.faults)
+        if col.renderer.faults:
+            faults["a value could not be rendered"] = col.renderer.faults
+        for message in faults:
+            self._warn(f"{message} (in {item.nodeid}); the test ran normally")
+        self.index.upsert_test({
+            "test_id": item.nodeid, "worker": self.worker, "outcome": outcome,
+            "setup": phases.get("setup"), "call": phases.get("call"), "teardown": phases.get("teardown"),
+            "duration_ns": state.get("duration_ns", 0), "events": events,
+            "dropped": max(0, events - self.rec_config.max_events) if self.rec_config.max_events else 0,
+            "bytes": size, "recording": path_text, "failure": state["failure"],
+            "started_ns": rec.started_ns,
+        })
+        try:
+            item.config.hook.pytest_escope_recording_finished(
+                item=item, path=str(rec.path) if path_text else None, outcome=outcome, events=events)
+        except Exception as exc:
+            self._warn(f"a pytest_escope_recording_finished hook failed: {exc}")
+        item.stash[RECORDING_KEY] = None
+
+    def _phase(self, item: pytest.Item, name: str) -> Generator[None, Any, Any]:
+        rec = item.stash.get(RECORDING_KEY, None)
+        if rec is not None:
+            rec.collector.phase(name, True)
+        start = time.perf_counter_ns()
+        try:
+            return (yield)
+        finally:
+            if rec is not None:
+                state = item.stash[STATE_KEY]
+                duration = time.perf_counter_ns() - start
+                state["duration_ns"] = state.get("duration_ns", 0) + duration
+                rec.collector.phase(name, False, state["phases"].get(name), duration)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        return (yield from self._phase(item, "setup"))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        return (yield from self._phase(item, "call"))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: Any) -> Generator[None, Any, Any]:
+        return (yield from self._phase(item, "teardown"))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        report = yield
+        state = item.stash.get(STATE_KEY, None)
+        rec = item.stash.get(RECORDING_KEY, None)
+        if state is None:
+            return report
+        if report.passed:
+            outcome = "passed"
+        elif report.skipped:
+            outcome = "skipped"
+        else:
+            outcome = "failed" if call.when == "call" else "error"
+        state["phases"][call.when] = outcome
+        if report.failed and call.excinfo is not None and state["exc"] is None:
+            state["exc"] = call.excinfo.value
+            try:
+                msg = call.excinfo.exconly().strip().splitlines()
+                state["failure"] = msg[0][:300] if msg else call.excinfo.typename
+            except Exception:
+                state["failure"] = call.excinfo.typename
+            if rec is not None:
+                prop = ("escope_recording", str(rec.path))
+                if prop not in item.user_properties:
+                    item.user_properties.append(prop)
+                    item.user_properties.append(("escope_run", self.run.run_id))
+                if prop not in report.user_properties:
+                    report.user_properties.append(prop)
+        return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_exception_interact(self, node: Any, call: Any, report: Any) -> None:
+        # --pdb is about to take over: stop filming so the debugger's own
+        # evaluation is not recorded and its trace function is not ours.
+        rec = node.stash.get(RECORDING_KEY, None) if hasattr(node, "stash") else None
+        if rec is not None:
+            rec.stop()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.is_controller or not report.failed:
+            return
+        for name, value in report.user_properties:
+            if name == "escope_recording":
+                entry = (report.nodeid, str(value), _first_line(report))
+                if all(e[0] != report.nodeid for e in self.failed):
+                    self.failed.append(entry)
+
+    # -- end of session -----------------------------------------------------------
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.is_controller:
+            self.index.close()
+            return
+        try:
+            with self.index.db:
+                self.index.db.execute("UPDATE tests SET outcome = 'crashed' WHERE outcome = 'running'")
+            self.index.set_run({"finished_unix_ns": str(time.time_ns()), "exitstatus": str(int(exitstatus))})
+            self.index.finish()
+        except Exception as exc:
+            self._warn(f"could not finish the run index: {exc}")
+        pack = self.config.getoption("escope_pack")
+        if pack:
+            try:
+                from .replay.archive import pack_run
+                result = pack_run(self.run.path, Path(pack), include_all=False, html=False)
+                self.packed = result
+            except Exception as exc:
+                self._warn(f"--escope-pack failed: {exc}")
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        if not self.is_controller:
+            return
+        tr = terminalreporter
+        rootdir = Path(str(config.rootpath))
+        run_rel = _rel(self.run.path, rootdir)
+        if not self.failed:
+            tr.write_sep("-", "escope")
+            tr.write_line(f"no failed tests; run recorded in {run_rel}")
+            return
+        tr.write_sep("=", f"escope: {len(self.failed)} failed test recording(s)")
+        for nodeid, path, failure in self.failed:
+            tr.write_line(f"{nodeid}", bold=True, red=True)
+            if failure:
+                tr.write_line(f"  {failure[:200]}")
+            tr.write_line(f"  recording: {_rel(Path(path), rootdir)}")
+            tr.write_line(f"  replay:    escope replay {shlex.quote(nodeid)}")
+        if getattr(self, "packed", None):
+            tr.write_line(f"packed: {self.packed}")
+        elif os.environ.get("CI"):
+            tr.write_line(f"CI: upload the failures with:  escope pack --run {run_rel} -o escope-recordings.tar.gz")
+
+
+def _first_line(report: Any) -> str:
+    try:
+        crash = report.longrepr.reprcrash  # type: ignore[union-attr]
+        return crash.message.splitlines()[0]
+    except Exception:
+        return ""
+
+
+def _overall(phases: dict[str, str]) -> str:
+    if phases.get("setup") == "error" or phases.get("teardown") == "error":
+        return "error"
+    if "failed" in phases.values():
+        return "failed"
+    if "skipped" in phases.values():
+        return "skipped"
+    if not phases:
+        return "crashed"
+    return "passed"
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:
+        return str(path)
+
+
+def _git_commit(rootdir: Path) -> str:
+    """The checked-out commit, read from .git without running git."""
+    try:
+        git = rootdir / ".git"
+        head = (git / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            ref = git / head[5:]
+            if ref.exists():
+                return ref.read_text().strip()
+            packed = git / "packed-refs"
+            if packed.exists():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + head[5:]):
+                        return line.split()[0]
+            return ""
+        return head
+    except OSError:
+        return ""

@@ -1,0 +1,382 @@
+"""The in-memory film of one recording, shared by both tracing backends.
+
+Backends append one tuple per event to ``events``: ``(kind, act, line, t)``
+for a plain step, ``(kind, act, line, t, value, payload)`` when the step
+carries a value or changes (new bindings, value snapshots, a new activation).
+A step's number is its position in the film, so changes ride inside the
+event tuple and never need a step number of their own: that stays exact
+even when several threads append at once.
+
+Immutable scalars are kept by reference and rendered when the chunk is
+written; anything mutable is rendered immediately (a later rendering would
+show a later state).  ``spill`` hands full chunks to the background writer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from . import schema
+from .config import RecorderConfig
+from .scope import CodeInfo, Scope, SourceFile
+from .values import IMMUTABLE_IDS, Renderer, compile_redaction
+
+MISSING = object()
+
+_BORING_LOCAL_PREFIXES = ("@", ".")
+
+
+class FrameState:
+    """One Python frame being filmed (a generator's survives its yields)."""
+
+    __slots__ = ("frame_id", "act", "info", "code", "watch", "prev", "last",
+                 "depth", "thread", "task", "exc_pending", "parent")
+
+    def __init__(self, frame_id: int, info: CodeInfo) -> None:
+        self.frame_id = frame_id
+        self.info = info
+        self.code = info.code
+        self.watch = info.file.watch
+        self.act = 0
+        self.prev: Any = None  # watch entry of the statement now running
+        self.last: dict[str, int] = {}  # name -> id() of the value bound to it
+        self.depth = 0
+        self.thread = 0
+        self.task: int | None = None
+        self.exc_pending = False
+        self.parent: FrameState | None = None
+
+
+class ThreadState:
+    __slots__ = ("thread_id", "stack", "task")
+
+    def __init__(self, thread_id: int) -> None:
+        self.thread_id = thread_id
+        self.stack: list[FrameState] = []
+        self.task: int | None = None
+
+
+class Collector:
+    """Everything filmed for one test (or one ``escope run`` script)."""
+
+    def __init__(self, config: RecorderConfig, scope: Scope, sink: Callable[[dict[str, Any]], None]) -> None:
+        self.config = config
+        self.scope = scope
+        self.sink = sink  # receives chunks; the writer thread behind it
+        size, depth, items = config.limits()
+        self.renderer = Renderer(max_size=size, max_depth=depth, max_items=items,
+                                 redact=compile_redaction(config.redact))
+        self.strategy = config.strategy
+        self.record_lines = config.strategy != "minimal"
+        self.full = config.strategy == "full_trace"
+        self.events: list[tuple] = []
+        self.base = 0
+        self.dropped = 0
+        self.t0 = time.perf_counter_ns()
+        self.spill_limit = config.spill_events
+        if config.max_events:
+            self.spill_limit = max(1, min(self.spill_limit, config.max_events))
+        self.spill_every_ns = int(config.spill_seconds * 1e9)
+        self.spill_at = self.spill_every_ns
+        self.spilled = False
+        self._spill_lock = threading.Lock()
+        self.vids = itertools.count(1)
+        self.objnums = itertools.count(1)
+        self.frame_ids = itertools.count(1)
+        self.act_ids = itertools.count(1)
+        self.objs: dict[int, tuple[int, str, str, str | None, int]] = {}
+        self.threads: dict[int, ThreadState] = {}
+        self.thread_rows: list[tuple[int, int, str]] = []
+        self.task_ids: dict[int, tuple[Any, int]] = {}
+        self.task_rows: list[tuple[int, str]] = []
+        self.code_ids: dict[int, tuple[Any, int]] = {}
+        self.code_rows: list[tuple] = []
+        self.file_ids: dict[str, int] = {}
+        self.new_files: list[tuple[int, SourceFile]] = []
+        self.suspended: dict[int, FrameState] = {}
+        self.secret_names: dict[str, bool] = {}
+        self.exc_log: list[tuple[int, int, str]] = []  # (step, id(exc), type)
+        self.faults: dict[str, int] = {}
+        self.phase_rows: list[tuple] = []
+        self.active = True
+
+    # -- identities --------------------------------------------------------
+
+    def thread_state(self, ident: int) -> ThreadState:
+        ts = self.threads.get(ident)
+        if ts is None:
+            thread_id = len(self.threads) + 1
+            try:
+                name = threading.current_thread().name
+            except Exception:
+                name = f"thread-{ident}"
+            ts = ThreadState(thread_id)
+            self.threads[ident] = ts
+            self.thread_rows.append((thread_id, ident, name))
+        return ts
+
+    def code_id(self, info: CodeInfo) -> int:
+        entry = self.code_ids.get(id(info.code))
+        if entry is not None and entry[0] is info.code:
+            return entry[1]
+        sf = info.file
+        file_id = self.file_ids.get(sf.abspath)
+        if file_id is None:
+            file_id = self.file_ids[sf.abspath] = len(self.file_ids) + 1
+            self.new_files.append((file_id, sf))
+        code_id = len(self.code_ids) + 1
+        self.code_ids[id(info.code)] = (info.code, code_id)
+        code = info.code
+        self.code_rows.append((code_id, file_id, code.co_name, info.qualname, code.co_firstlineno, 1))
+        return code_id
+
+    def task_id(self) -> int | None:
+        """The running asyncio task, if any; read without running user code
+        beyond asyncio's own ``current_task``."""
+        asyncio = sys.modules.get("asyncio")
+        if asyncio is None:
+            return None
+        try:
+            loop = asyncio._get_running_loop()
+            if loop is None:
+                return None
+            task = asyncio.current_task(loop)
+        except Exception:
+            return None
+        if task is None:
+            return None
+        entry = self.task_ids.get(id(task))
+        if entry is not None and entry[0] is task:
+            return entry[1]
+        tid = len(self.task_ids) + 1
+        try:
+            name = str(task.get_name())
+        except Exception:
+            name = f"task-{tid}"
+        self.task_ids[id(task)] = (task, tid)
+        self.task_rows.append((tid, name))
+        return tid
+
+    def is_secret(self, name: str) -> bool:
+        s = self.secret_names.get(name)
+        if s is None:
+            s = self.secret_names[name] = self.renderer.is_secret_name(name)
+        return s
+
+    # -- values -----------------------------------------------------------
+
+    def capture(self, value: Any, out: list, secret: bool = False) -> int:
+        """Id of a value row for ``value``; rows to write go into ``out``."""
+        if secret:
+            vid = next(self.vids)
+            tname, text, detail, flags = self.renderer.redacted(value)
+            out.append(("v", vid, None, tname, text, detail, flags))
+            return vid
+        if id(type(value)) in IMMUTABLE_IDS:
+            vid = next(self.vids)
+            out.append(("r", vid, value))
+            return vid
+        tname, text, detail, flags = self.renderer.render(value)
+        key = id(value)
+        entry = self.objs.get(key)
+        if entry is not None and entry[2] == tname:
+            if entry[1] == text and entry[3] == detail:
+                return entry[0]
+            objnum = entry[4]
+        else:
+            objnum = next(self.objnums)
+        vid = next(self.vids)
+        out.append(("v", vid, objnum, tname, text, detail, flags))
+        self.objs[key] = (vid, text, tname, detail, objnum)
+        return vid
+
+    def check_watch(self, fs: FrameState, frame: Any, entry: tuple) -> list | None:
+        """After a statement ran: which of the names it may change did."""
+        bound, mutated = entry
+        try:
+            loc = frame.f_locals
+        except Exception:
+            return None
+        out: list = []
+        last = fs.last
+        fid = fs.frame_id
+        for name in bound:
+            v = loc.get(name, MISSING)
+            if v is MISSING:
+                if name in last:
+                    del last[name]
+                    out.append(("b", fid, name, None))
+                continue
+            i = id(v)
+            if last.get(name) != i:
+                last[name] = i
+                out.append(("b", fid, name, self.capture(v, out, self.is_secret(name))))
+        for name in mutated:
+            v = loc.get(name, MISSING)
+            if v is MISSING:
+                continue
+            i = id(v)
+            if last.get(name) != i:
+                last[name] = i
+                out.append(("b", fid, name, self.capture(v, out, self.is_secret(name))))
+            elif id(type(v)) not in IMMUTABLE_IDS and not self.is_secret(name):
+                self.capture(v, out)
+        return out or None
+
+    def capture_locals(self, fs: FrameState, frame: Any, out: list) -> None:
+        """Every local of a frame just entered: its arguments."""
+        try:
+            loc = frame.f_locals
+            items = list(loc.items())
+        except Exception:
+            return
+        last = fs.last
+        fid = fs.frame_id
+        for name, v in items:
+            if type(name) is not str or name.startswith(_BORING_LOCAL_PREFIXES):
+                continue
+            last[name] = id(v)
+            out.append(("b", fid, name, self.capture(v, out, self.is_secret(name))))
+
+    # -- frames -------------------------------------------------------------
+
+    def enter(self, ts: ThreadState, info: CodeInfo, frame: Any, kind: int, line: int) -> FrameState:
+        """A frame starts (``CALL``) or a suspended one resumes (``RESUME``)."""
+        out: list = []
+        fs = None
+        if kind == schema.RESUME:
+            fs = self.suspended.pop(id(frame), None)
+            if fs is not None and fs.code is not info.code:
+                fs = None
+        if fs is None:
+            fs = FrameState(next(self.frame_ids), info)
+            out.append(("F", fs.frame_id, self.code_id(info)))
+            if self.record_lines or kind == schema.CALL:
+                self.capture_locals(fs, frame, out)
+            if kind == schema.RESUME:
+                kind = schema.CALL
+        parent = ts.stack[-1] if ts.stack else None
+        fs.parent = parent
+        fs.act = next(self.act_ids)
+        fs.depth = parent.depth + 1 if parent is not None else 0
+        fs.thread = ts.thread_id
+        if info.is_coro:
+            task = self.task_id()
+            if task is not None:
+                ts.task = task
+        fs.task = parent.task if parent is not None and not info.is_coro else ts.task
+        fs.prev = None
+        fs.exc_pending = False
+        out.append(("A", fs.act, fs.frame_id, parent.act if parent is not None else None,
+                    ts.thread_id, fs.task, fs.depth))
+        ts.stack.append(fs)
+        t = time.perf_counter_ns() - self.t0
+        self.events.append((kind, fs.act, line, t, None, out))
+        if t > self.spill_at or len(self.events) >= self.spill_limit:
+            self.spill()
+        return fs
+
+    def leave(self, ts: ThreadState, fs: FrameState, frame: Any, kind: int, line: int, value: Any) -> None:
+        """A frame returns, yields or is unwound by an exception."""
+        out: list = []
+        if fs.prev and self.record_lines:
+            changes = self.check_watch(fs, frame, fs.prev)
+            if changes:
+                out.extend(changes)
+        fs.prev = None
+        vid = None
+        if kind == schema.RETURN or kind == schema.YIELD:
+            vid = self.capture(value, out, self.is_secret(fs.code.co_name))
+        stack = ts.stack
+        if stack and stack[-1] is fs:
+            stack.pop()
+        elif fs in stack:
+            del stack[stack.index(fs):]
+        if kind == schema.YIELD:
+            self.suspended[id(frame)] = fs
+        self.events.append((kind, fs.act, line, time.perf_counter_ns() - self.t0, vid, out or None))
+
+    def exception(self, fs: FrameState, kind: int, line: int, exc: Any) -> None:
+        out: list = []
+        vid = self.capture(exc, out)
+        step = self.base + len(self.events)
+        if kind == schema.EXCEPTION:
+            try:
+                tname = self.renderer._type_name(type(exc))
+            except Exception:
+                tname = "?"
+            self.exc_log.append((step, id(exc), tname))
+        self.events.append((kind, fs.act, line, time.perf_counter_ns() - self.t0, vid, out))
+
+    def checkpoint(self, label: str, values: dict[str, Any]) -> None:
+        """A custom event from the ``escope`` fixture, on the calling thread."""
+        ts = self.thread_state(threading.get_ident())
+        fs = ts.stack[-1] if ts.stack else None
+        out: list = []
+        payload = {"label": label}
+        for k, v in values.items():
+            payload[k] = v
+        secret_keys = {k for k in values if self.is_secret(k)}
+        tname, text, detail, flags = self.renderer.render({k: ("<redacted>" if k in secret_keys else v) for k, v in payload.items()})
+        vid = next(self.vids)
+        out.append(("v", vid, None, "checkpoint", text, detail, flags))
+        line = sys._getframe(2).f_lineno if fs is not None else 0
+        self.events.append((schema.CHECKPOINT, fs.act if fs else 0, line, time.perf_counter_ns() - self.t0, vid, out))
+
+    def phase(self, name: str, start: bool, outcome: str | None = None, duration_ns: int | None = None) -> None:
+        step = self.base + len(self.events)
+        self.phase_rows.append((name, step, start, outcome, duration_ns))
+
+    def fault(self, message: str) -> None:
+        self.faults[message] = self.faults.get(message, 0) + 1
+
+    # -- chunks ---------------------------------------------------------------
+
+    def take_chunk(self) -> dict[str, Any]:
+        n = len(self.events)
+        events = self.events[:n]
+        del self.events[:n]
+        base = self.base
+        self.base += n
+        chunk = {
+            "base": base,
+            "events": events,
+            "files": self.new_files,
+            "codes": self.code_rows,
+            "threads": self.thread_rows,
+            "tasks": self.task_rows,
+            "phases": self.phase_rows,
+            "faults": list(self.faults.items()),
+        }
+        self.new_files, self.code_rows, self.thread_rows, self.task_rows, self.phase_rows = [], [], [], [], []
+        return chunk
+
+    def spill(self) -> None:
+        """Hand what is in memory to the writer (runs on the tracing thread)."""
+        with self._spill_lock:
+            self.spill_at = time.perf_counter_ns() - self.t0 + self.spill_every_ns
+            if not self.events:
+                return
+            self.spilled = True
+            self.sink(self.take_chunk())
+
+    def failure_step(self, exc: BaseException | None) -> int | None:
+        """The step where the exception that failed the test was first raised."""
+        if exc is None:
+            return None
+        key = id(exc)
+        try:
+            tname = self.renderer._type_name(type(exc))
+        except Exception:
+            tname = "?"
+        found = None
+        for step, eid, etype in reversed(self.exc_log):
+            if eid == key and etype == tname:
+                found = step
+            elif found is not None and eid != key:
+                break
+        return found

@@ -1,0 +1,42 @@
+"""Settings of one recording, independent of pytest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .values import DEFAULT_REDACT
+
+STRATEGIES = ("minimal", "balanced", "full_trace")
+
+#: Value limits per strategy: (max text size, depth, items per container).
+LIMITS = {
+    "minimal": (500, 2, 20),
+    "balanced": (1000, 3, 30),
+    "full_trace": (4000, 5, 100),
+}
+
+
+@dataclass
+class RecorderConfig:
+    """What to record and where; built by the pytest plugin or ``escope run``."""
+
+    rootdir: Path
+    strategy: str = "balanced"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    redact: tuple[str, ...] = DEFAULT_REDACT
+    max_value_size: int | None = None
+    max_events: int | None = None
+    #: events kept in memory before a chunk is spilled to disk
+    spill_events: int = 100_000
+    #: seconds after which a recording is spilled even if it is small
+    spill_seconds: float = 2.0
+    backend: str | None = None  # "monitoring", "settrace" or None for the default
+    extra_excluded_dirs: tuple[Path, ...] = field(default_factory=tuple)
+
+    def limits(self) -> tuple[int, int, int]:
+        size, depth, items = LIMITS[self.strategy]
+        if self.max_value_size:
+            size = self.max_value_size
+        return size, depth, items

@@ -1,0 +1,305 @@
+"""The ``sys.monitoring`` backend (PEP 669), Python 3.12+.
+
+PY_START is the only always-on local event.  Its first firing per code
+object decides scope: out-of-scope code gets DISABLE and never calls us
+again; in-scope code gets LINE, returns, yields and resumes enabled on that
+code object alone.  Exceptions (RAISE, EXCEPTION_HANDLED, PY_UNWIND...) can
+only be global; their callbacks do one dict lookup to drop foreign code.
+
+sys.monitoring's LINE does not fire when a loop jumps back to the same line
+(a comprehension, ``for x in y: f(x)``), while sys.settrace reports every
+iteration.  CPython's own settrace emulation (Python/legacy_tracing.c,
+``sys_trace_jump_func``) adds a line event for a backward jump whose target
+is on the jump's own line; we do the same, enabling JUMP only on code
+objects that contain such a jump.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+from . import schema
+from .collector import Collector, FrameState
+
+CALL, LINE, RETURN, EXCEPTION, HANDLED, UNWIND, YIELD, RESUME = (
+    schema.CALL, schema.LINE, schema.RETURN, schema.EXCEPTION, schema.HANDLED,
+    schema.UNWIND, schema.YIELD, schema.RESUME)
+
+_PREFERRED_TOOL_IDS = (4, 3, 2, 5)
+
+
+def available() -> bool:
+    return hasattr(sys, "monitoring")
+
+
+class MonitoringBackend:
+    """Registers callbacks under a free tool id for the length of a recording."""
+
+    name = "monitoring"
+
+    def __init__(self, col: Collector) -> None:
+        self.col = col
+        self.mon = sys.monitoring
+        self.tool: int | None = None
+        self.enabled_codes: list[Any] = []
+
+    # -- setup ------------------------------------------------------------
+
+    def start(self) -> None:
+        mon = self.mon
+        for tool in _PREFERRED_TOOL_IDS:
+            if mon.get_tool(tool) is None:
+                mon.use_tool_id(tool, "pytest-escope")
+                self.tool = tool
+                break
+        else:
+            raise RuntimeError("no free sys.monitoring tool id (all taken by other tools)")
+        E = mon.events
+        tool = self.tool
+        col = self.col
+        scope = col.scope
+        events = col.events
+        t0 = col.t0
+        perf = time.perf_counter_ns
+        get_ident = threading.get_ident
+        threads = col.threads
+        getframe = sys._getframe
+        DISABLE = mon.DISABLE
+        record_lines = col.record_lines
+        full = col.full
+        limit = col.spill_limit
+        set_local = mon.set_local_events
+        enabled = self.enabled_codes
+        local_events = E.PY_RETURN | E.PY_YIELD | E.PY_RESUME
+        if record_lines:
+            local_events |= E.LINE
+        if full:
+            local_events |= E.CALL
+        infos: dict[int, Any] = {}  # id(code) -> CodeInfo for in-scope code
+
+        def top_for(code: Any) -> tuple[Any, FrameState | None]:
+            ts = threads.get(get_ident())
+            if ts is None or not ts.stack:
+                return ts, None
+            fs = ts.stack[-1]
+            if fs.code is not code:
+                return ts, None
+            return ts, fs
+
+        def adopt(code: Any, line: int) -> FrameState | None:
+            """A frame we did not see start (it began before recording)."""
+            info = infos.get(id(code))
+            if info is None:
+                return None
+            ts = col.thread_state(get_ident())
+            return col.enter(ts, info, getframe(2), CALL, line)
+
+        def on_start(code: Any, offset: int) -> Any:
+            if not col.active:
+                return None
+            info = infos.get(id(code))
+            if info is None:
+                try:
+                    info = scope.code_info(code)
+                except Exception:
+                    col.fault("scope decision failed")
+                    return DISABLE
+                if info is None:
+                    return DISABLE
+                infos[id(code)] = info
+                ev = local_events | (E.JUMP if (record_lines and info.needs_jump) else 0)
+                set_local(tool, code, ev | E.PY_START)
+                enabled.append(code)
+            ts = col.thread_state(get_ident())
+            try:
+                col.enter(ts, info, getframe(1), CALL, code.co_firstlineno)
+            except Exception:
+                col.fault("recorder error at a call")
+            return None
+
+        def on_resume(code: Any, offset: int) -> Any:
+            info = infos.get(id(code))
+            if info is None or not col.active:
+                return None
+            ts = col.thread_state(get_ident())
+            frame = getframe(1)
+            try:
+                col.enter(ts, info, frame, RESUME, frame.f_lineno)
+            except Exception:
+                col.fault("recorder error at a resume")
+            return None
+
+        def on_line(code: Any, line: int) -> Any:
+            ts = threads.get(get_ident())
+            if ts is None or not ts.stack or ts.stack[-1].code is not code:
+                if not col.active:
+                    return None
+                fs = adopt(code, line)
+                if fs is None:
+                    return None
+            else:
+                fs = ts.stack[-1]
+            if fs.exc_pending:
+                fs.exc_pending = False
+            prev = fs.prev
+            if prev:
+                changes = col.check_watch(fs, getframe(1), prev)
+                if changes is not None:
+                    events.append((LINE, fs.act, line, perf() - t0, None, changes))
+                else:
+                    events.append((LINE, fs.act, line, perf() - t0))
+            else:
+                events.append((LINE, fs.act, line, perf() - t0))
+            prev = fs.watch.get(line)
+            if full and fs.info.method_self:
+                prev = _with_self(prev)
+            fs.prev = prev
+            if len(events) >= limit:
+                col.spill()
+            return None
+
+        def on_jump(code: Any, src: int, dest: int) -> Any:
+            if dest > src:
+                return DISABLE
+            info = infos.get(id(code))
+            if info is None:
+                return DISABLE
+            to_line = info.line_of_offset(dest)
+            if to_line is None or to_line != info.line_of_offset(src):
+                return DISABLE
+            return on_line(code, to_line)
+
+        def on_return(code: Any, offset: int, retval: Any) -> Any:
+            ts, fs = top_for(code)
+            if fs is None:
+                return None
+            frame = getframe(1)
+            try:
+                col.leave(ts, fs, frame, RETURN, frame.f_lineno, retval)
+            except Exception:
+                col.fault("recorder error at a return")
+            return None
+
+        def on_yield(code: Any, offset: int, retval: Any) -> Any:
+            ts, fs = top_for(code)
+            if fs is None:
+                return None
+            frame = getframe(1)
+            try:
+                col.leave(ts, fs, frame, YIELD, frame.f_lineno, retval)
+            except Exception:
+                col.fault("recorder error at a yield")
+            return None
+
+        def on_unwind(code: Any, offset: int, exc: Any) -> Any:
+            if id(code) not in infos:
+                return None
+            ts, fs = top_for(code)
+            if fs is None:
+                return None
+            frame = getframe(1)
+            try:
+                col.leave(ts, fs, frame, UNWIND, frame.f_lineno, None)
+            except Exception:
+                col.fault("recorder error at an unwind")
+            return None
+
+        def on_raise(code: Any, offset: int, exc: Any) -> Any:
+            if id(code) not in infos:
+                return None
+            ts, fs = top_for(code)
+            if fs is None:
+                return None
+            try:
+                col.exception(fs, EXCEPTION, getframe(1).f_lineno, exc)
+            except Exception:
+                col.fault("recorder error at an exception")
+            return None
+
+        def on_handled(code: Any, offset: int, exc: Any) -> Any:
+            if id(code) not in infos:
+                return None
+            ts, fs = top_for(code)
+            if fs is None:
+                return None
+            events.append((HANDLED, fs.act, getframe(1).f_lineno, perf() - t0))
+            return None
+
+        def on_call(code: Any, offset: int, callable_: Any, arg0: Any) -> Any:
+            # full_trace: note calls from filmed code into code out of scope.
+            target = getattr(callable_, "__code__", None) if type(callable_).__name__ in ("function", "method") else None
+            if target is not None and id(target) in infos:
+                return None
+            ts, fs = top_for(code)
+            if fs is None:
+                return None
+            try:
+                name = _callable_name(callable_)
+                out: list = []
+                vid = col.capture(name, out)
+                frame = getframe(1)
+                events.append((schema.EXTERNAL_CALL, fs.act, frame.f_lineno, perf() - t0, vid, out))
+            except Exception:
+                col.fault("recorder error at an external call")
+            return None
+
+        reg = mon.register_callback
+        reg(tool, E.PY_START, on_start)
+        reg(tool, E.PY_RESUME, on_resume)
+        reg(tool, E.LINE, on_line)
+        reg(tool, E.JUMP, on_jump)
+        reg(tool, E.PY_RETURN, on_return)
+        reg(tool, E.PY_YIELD, on_yield)
+        reg(tool, E.PY_UNWIND, on_unwind)
+        reg(tool, E.RAISE, on_raise)
+        reg(tool, E.EXCEPTION_HANDLED, on_handled)
+        if full:
+            reg(tool, E.CALL, on_call)
+        self._callbacks = (E.PY_START, E.PY_RESUME, E.LINE, E.JUMP, E.PY_RETURN, E.PY_YIELD,
+                           E.PY_UNWIND, E.RAISE, E.EXCEPTION_HANDLED, E.CALL)
+        mon.set_events(tool, E.PY_START | E.PY_UNWIND | E.RAISE | E.EXCEPTION_HANDLED)
+        mon.restart_events()
+
+    def stop(self) -> None:
+        mon = self.mon
+        tool = self.tool
+        if tool is None:
+            return
+        try:
+            mon.set_events(tool, 0)
+            for code in self.enabled_codes:
+                try:
+                    mon.set_local_events(tool, code, 0)
+                except Exception:
+                    pass
+            for ev in self._callbacks:
+                mon.register_callback(tool, ev, None)
+        finally:
+            mon.free_tool_id(tool)
+            self.tool = None
+
+
+def _with_self(entry: Any) -> tuple:
+    if entry is None:
+        return ((), ("self",))
+    bound, mutated = entry
+    return (bound, mutated if "self" in mutated else mutated + ("self",))
+
+
+def _callable_name(obj: Any) -> str:
+    cls = type(obj)
+    qual = None
+    if cls.__name__ in ("function", "builtin_function_or_method", "method", "method_descriptor", "wrapper_descriptor"):
+        try:
+            qual = obj.__qualname__
+        except Exception:
+            qual = None
+    if qual is None:
+        try:
+            qual = type.__dict__["__qualname__"].__get__(cls)
+        except Exception:
+            qual = "?"
+    return qual

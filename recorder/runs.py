@@ -1,0 +1,126 @@
+"""The escope directory: runs, the run index, safe file names.
+
+Layout (SPEC 3.6)::
+
+    .escope/latest                 id of the newest run
+    .escope/runs/<run-id>/index.sqlite
+    .escope/runs/<run-id>/tests/<safe-name>.sqlite
+    .escope/cache/                 node index cache
+
+The run index is written by every xdist worker at once, so it uses WAL and
+a busy timeout; each write is one short transaction.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from . import schema
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME = 120
+
+
+def new_run_id() -> str:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
+
+
+def safe_name(test_id: str) -> str:
+    """A file name for a test id that is valid on every OS and unique.
+
+    Separators, ``..`` and anything outside ``[A-Za-z0-9._-]`` become ``_``;
+    the name is cut to a bounded length and ends with a hash of the full id,
+    so two ids never share a file even when they look alike after cleaning.
+    """
+    digest = hashlib.sha1(test_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    cleaned = _UNSAFE.sub("_", test_id).replace("..", "_").strip("._-") or "test"
+    cleaned = cleaned[:MAX_NAME].rstrip("._-")
+    return f"{cleaned}-{digest}"
+
+
+def private_mkdir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+class RunIndex:
+    """``index.sqlite`` of one run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        new = not path.exists()
+        if new:
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        self.db = apsw.Connection(str(path))
+        self.db.setbusytimeout(30_000)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+        except apsw.BusyError:
+            pass
+        with self.db:
+            self.db.execute(schema.INDEX_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO run VALUES ('schema_version', ?)", (str(schema.INDEX_SCHEMA_VERSION),))
+            self.db.execute("INSERT OR IGNORE INTO run VALUES ('format', 'pytest-escope run index')")
+
+    def set_run(self, facts: dict[str, str]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO run VALUES (?, ?)", list(facts.items()))
+
+    def upsert_test(self, row: dict[str, Any]) -> None:
+        cols = list(row)
+        sql = (f"INSERT OR REPLACE INTO tests ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})")
+        with self.db:
+            self.db.execute(sql, [row[c] for c in cols])
+
+    def finish(self) -> None:
+        """Leave a single-file database behind, so archives need no -wal."""
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.execute("PRAGMA journal_mode=DELETE")
+        except apsw.Error:
+            pass
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        except apsw.Error:
+            pass
+
+
+class RunDir:
+    """One run's directory; created by the controller, shared by workers."""
+
+    def __init__(self, escope_dir: Path, run_id: str) -> None:
+        self.escope_dir = escope_dir
+        self.run_id = run_id
+        self.path = escope_dir / "runs" / run_id
+        self.tests_dir = self.path / "tests"
+        self.index_path = self.path / "index.sqlite"
+        self.cache_dir = escope_dir / "cache" / "nodes"
+
+    @classmethod
+    def create(cls, escope_dir: Path, run_id: str | None = None) -> "RunDir":
+        run = cls(escope_dir, run_id or new_run_id())
+        private_mkdir(run.tests_dir)
+        private_mkdir(run.cache_dir)
+        tmp = escope_dir / f".latest-{os.getpid()}"
+        tmp.write_text(run.run_id + "\n", encoding="utf-8")
+        os.replace(tmp, escope_dir / "latest")
+        return run
+
+    def recording_path(self, test_id: str) -> Path:
+        return self.tests_dir / f"{safe_name(test_id)}.sqlite"
+
+
+def now_ns() -> int:
+    return time.time_ns()

@@ -1,0 +1,214 @@
+"""The recording file format: one SQLite database per recorded test.
+
+This module is the contract between the recorder and the replayer.  The
+replayer imports this module (and only this one) from ``recorder``; it holds
+no tracing code.  ``docs/recording-format.md`` describes every table and
+column and is checked against this constant by the tests.
+
+Schema history:
+
+1. First version: events, activations, frames, bindings, value snapshots,
+   embedded sources and the libcst node index.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+#: Value stored in ``meta.format`` so a foreign SQLite file is told apart
+#: from a recording before any other table is trusted.
+FORMAT_NAME = "pytest-escope recording"
+
+# Event kinds, stored as small integers in ``events.kind``.
+CALL = 1
+LINE = 2
+RETURN = 3
+EXCEPTION = 4
+HANDLED = 5
+UNWIND = 6
+YIELD = 7
+RESUME = 8
+CHECKPOINT = 9
+EXTERNAL_CALL = 10
+EXTERNAL_RETURN = 11
+
+KIND_NAMES = {
+    CALL: "call",
+    LINE: "line",
+    RETURN: "return",
+    EXCEPTION: "exception",
+    HANDLED: "handled",
+    UNWIND: "unwind",
+    YIELD: "yield",
+    RESUME: "resume",
+    CHECKPOINT: "checkpoint",
+    EXTERNAL_CALL: "external_call",
+    EXTERNAL_RETURN: "external_return",
+}
+KIND_CODES = {name: code for code, name in KIND_NAMES.items()}
+
+# Bits of ``vals.flags``.
+FLAG_TRUNCATED = 1
+FLAG_REDACTED = 2
+FLAG_UNRENDERABLE = 4
+
+SCHEMA = """
+-- key/value facts about the recording: schema_version, format, test, ...
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- every source file that ran; in-scope files carry their full text
+CREATE TABLE files (
+    file INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,          -- relative to the rootdir when inside it
+    sha256 TEXT,                 -- of the source text; NULL when not embedded
+    source TEXT                  -- NULL for out-of-scope files
+);
+
+-- one row per statement of an embedded file (libcst node index)
+CREATE TABLE nodes (
+    node INTEGER PRIMARY KEY,
+    file INTEGER NOT NULL,
+    first_line INTEGER NOT NULL,
+    last_line INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    qualname TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    anchor TEXT NOT NULL
+);
+
+-- each source line of an embedded file, mapped to its innermost statement
+CREATE TABLE lines (
+    file INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    node INTEGER NOT NULL,
+    PRIMARY KEY (file, line)
+) WITHOUT ROWID;
+
+-- code objects (functions, methods, class bodies, modules) that ran
+CREATE TABLE codes (
+    code INTEGER PRIMARY KEY,
+    file INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    qualname TEXT NOT NULL,
+    first_line INTEGER NOT NULL,
+    in_scope INTEGER NOT NULL
+);
+
+CREATE TABLE threads (
+    thread INTEGER PRIMARY KEY,
+    ident INTEGER NOT NULL,
+    name TEXT NOT NULL
+);
+
+CREATE TABLE tasks (
+    task INTEGER PRIMARY KEY,
+    name TEXT NOT NULL
+);
+
+-- one Python frame; a generator's frame lives across several activations
+CREATE TABLE frames (
+    frame INTEGER PRIMARY KEY,
+    code INTEGER NOT NULL,
+    first_step INTEGER NOT NULL
+);
+
+-- one stretch of a frame on the stack: from call/resume to return/yield/unwind
+CREATE TABLE activations (
+    act INTEGER PRIMARY KEY,
+    frame INTEGER NOT NULL,
+    parent INTEGER,              -- the calling activation, NULL at the bottom
+    thread INTEGER NOT NULL,
+    task INTEGER,
+    depth INTEGER NOT NULL,
+    start_step INTEGER NOT NULL,
+    end_step INTEGER             -- NULL while still on the stack at the end
+);
+CREATE INDEX activations_frame ON activations (frame, start_step);
+
+-- the film: one row per step
+CREATE TABLE events (
+    step INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    act INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    time_ns INTEGER NOT NULL,    -- since the recording started
+    value INTEGER                -- vals.value: return value, exception, checkpoint
+);
+CREATE INDEX events_act ON events (act, step);
+
+CREATE TABLE names (
+    name INTEGER PRIMARY KEY,
+    text TEXT NOT NULL UNIQUE
+);
+
+-- a local name of a frame bound to a value (or object) from this step on
+CREATE TABLE bindings (
+    frame INTEGER NOT NULL,
+    name INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    value INTEGER                -- NULL: the name was unbound (del)
+);
+CREATE INDEX bindings_frame ON bindings (frame, step);
+CREATE INDEX bindings_name ON bindings (name, step);
+
+-- rendered values; rows sharing obj are snapshots of one mutable object
+CREATE TABLE vals (
+    value INTEGER PRIMARY KEY,
+    obj INTEGER,                 -- NULL for immutable values
+    step INTEGER NOT NULL,       -- the step this snapshot was taken at
+    type TEXT NOT NULL,
+    repr TEXT NOT NULL,
+    detail TEXT,                 -- JSON: fields / items / entries, nested
+    flags INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX vals_obj ON vals (obj, step) WHERE obj IS NOT NULL;
+
+-- pytest phases of the test (setup, call, teardown)
+CREATE TABLE phases (
+    phase TEXT PRIMARY KEY,
+    start_step INTEGER NOT NULL,
+    end_step INTEGER,
+    outcome TEXT,
+    duration_ns INTEGER
+) WITHOUT ROWID;
+
+-- problems the recorder met and survived
+CREATE TABLE faults (
+    message TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+TABLES = (
+    "meta", "files", "nodes", "lines", "codes", "threads", "tasks", "frames",
+    "activations", "events", "names", "bindings", "vals", "phases", "faults",
+)
+
+#: The run index (``index.sqlite``) that lists the tests of one run.
+INDEX_SCHEMA_VERSION = 1
+INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS tests (
+    test_id TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    outcome TEXT NOT NULL,       -- passed, failed, error, skipped, crashed, running
+    setup TEXT,                  -- outcome per phase
+    call TEXT,
+    teardown TEXT,
+    duration_ns INTEGER,
+    events INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    recording TEXT,              -- path relative to the run dir, NULL if not kept
+    failure TEXT,                -- one line: exception type and message
+    started_ns INTEGER,
+    PRIMARY KEY (test_id, worker)
+);
+"""

@@ -1,0 +1,207 @@
+"""Which code is filmed: the project's own files, never the interpreter's.
+
+The decision is made once per code object (cached by ``id`` with the code
+kept alive) and once per file; after that, the backends pay one dict lookup
+(settrace) or nothing at all (sys.monitoring returns DISABLE).
+"""
+
+from __future__ import annotations
+
+import dis
+import fnmatch
+import os
+import site
+import sys
+import sysconfig
+from pathlib import Path
+from types import CodeType
+
+from .config import RecorderConfig
+from .nodes import FileIndex, NodeIndexCache
+
+_EXCLUDED_PARTS = {"site-packages", "dist-packages", ".tox", ".nox", ".venv", "venv",
+                   "build", "dist", ".git", "__pypackages__", ".eggs", ".escope"}
+
+_GEN_FLAGS = 0x20 | 0x100 | 0x200 | 0x80  # GENERATOR, COROUTINE, ITERABLE_COROUTINE, ASYNC_GENERATOR
+_CORO_FLAGS = 0x100 | 0x200 | 0x80 | 0x20  # anything an event loop resumes
+
+
+def _system_dirs() -> list[str]:
+    dirs: set[str] = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        try:
+            dirs.add(os.path.realpath(sysconfig.get_paths()[key]))
+        except KeyError:
+            pass
+    for p in (getattr(site, "getsitepackages", lambda: [])() or []):
+        dirs.add(os.path.realpath(p))
+    user = getattr(site, "getusersitepackages", lambda: None)()
+    if user:
+        dirs.add(os.path.realpath(user))
+    return sorted(dirs)
+
+
+class SourceFile:
+    """One in-scope file: its text, its node index and its per-line watch map."""
+
+    __slots__ = ("abspath", "relpath", "source", "index", "watch", "stat")
+
+    def __init__(self, abspath: str, relpath: str, source: str, index: FileIndex, stat: tuple[float, int]) -> None:
+        self.abspath = abspath
+        self.relpath = relpath
+        self.source = source
+        self.index = index
+        self.watch = index.watch
+        self.stat = stat
+
+
+class CodeInfo:
+    """A code object judged in scope, with what the tracers need of it."""
+
+    __slots__ = ("code", "file", "qualname", "is_gen", "is_coro", "needs_jump",
+                 "method_self", "offset_lines")
+
+    def __init__(self, code: CodeType, file: SourceFile) -> None:
+        self.code = code
+        self.file = file
+        self.qualname = getattr(code, "co_qualname", code.co_name)
+        flags = code.co_flags
+        self.is_gen = bool(flags & _GEN_FLAGS)
+        self.is_coro = bool(flags & (0x80 | 0x100 | 0x200))
+        self.method_self = code.co_argcount > 0 and code.co_varnames[0] == "self"
+        self.offset_lines: dict[int, int] | None = None
+        self.needs_jump = _has_same_line_backward_jump(code)
+
+    def line_of_offset(self, offset: int) -> int | None:
+        table = self.offset_lines
+        if table is None:
+            table = {}
+            for start, end, line in self.code.co_lines():
+                if line is not None:
+                    for off in range(start, end, 2):
+                        table[off] = line
+            self.offset_lines = table
+        return table.get(offset)
+
+
+def _has_same_line_backward_jump(code: CodeType) -> bool:
+    """True when a loop jumps back within one line (a comprehension, a
+    one-line ``for``): sys.settrace reports each iteration as a line step but
+    sys.monitoring's LINE does not, so such code also needs JUMP events."""
+    if sys.version_info < (3, 12):
+        return False
+    lines: dict[int, int] = {}
+    for start, end, line in code.co_lines():
+        if line is not None:
+            for off in range(start, end, 2):
+                lines[off] = line
+    for ins in dis.get_instructions(code):
+        if ins.opname.startswith("JUMP_BACKWARD"):
+            target = ins.argval
+            if isinstance(target, int) and lines.get(ins.offset) is not None and lines.get(ins.offset) == lines.get(target):
+                return True
+    return False
+
+
+class Scope:
+    """Decides, per file and per code object, whether it is recorded."""
+
+    def __init__(self, config: RecorderConfig, cache: NodeIndexCache) -> None:
+        self.config = config
+        self.rootdir = os.path.realpath(str(config.rootdir))
+        self.cache = cache
+        plugin_dir = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.never = [os.path.join(plugin_dir, "")]
+        for p in config.extra_excluded_dirs:
+            self.never.append(os.path.join(os.path.realpath(str(p)), ""))
+        self.system = [os.path.join(d, "") for d in _system_dirs()]
+        self._files: dict[str, SourceFile | None] = {}
+        self._codes: dict[int, tuple[CodeType, CodeInfo | None]] = {}
+
+    # -- files ------------------------------------------------------------
+
+    def _module_name(self, rel: str) -> str:
+        mod = rel[:-3] if rel.endswith(".py") else rel
+        mod = mod.replace(os.sep, ".").replace("/", ".")
+        return mod[: -len(".__init__")] if mod.endswith(".__init__") else mod
+
+    def _matches(self, patterns: tuple[str, ...], abspath: str, rel: str) -> bool:
+        mod = self._module_name(rel)
+        for pat in patterns:
+            if (fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(abspath, pat)
+                    or fnmatch.fnmatch(mod, pat) or fnmatch.fnmatch(mod, pat + ".*")
+                    or fnmatch.fnmatch(rel, pat.rstrip("/") + "/*")):
+                return True
+        return False
+
+    def wants_path(self, filename: str) -> bool:
+        """The scope rule of SPEC 3.2, on one file name."""
+        if not filename or filename.startswith("<"):
+            return False
+        abspath = os.path.realpath(filename)
+        if any(abspath.startswith(d) for d in self.never):
+            return False
+        inside = abspath.startswith(os.path.join(self.rootdir, ""))
+        rel = os.path.relpath(abspath, self.rootdir) if inside else abspath
+        if self.config.exclude and self._matches(self.config.exclude, abspath, rel):
+            return False
+        if self.config.include and self._matches(self.config.include, abspath, rel):
+            return True
+        if not inside:
+            return False
+        if any(abspath.startswith(d) for d in self.system):
+            # the rootdir may itself hold a venv; its packages are not ours
+            return False
+        parts = set(rel.split(os.sep)[:-1])
+        if parts & _EXCLUDED_PARTS or any(p.endswith(".egg-info") for p in parts):
+            return False
+        return True
+
+    def source_file(self, filename: str) -> SourceFile | None:
+        known = self._files.get(filename, False)
+        if known is not False:
+            return known  # type: ignore[return-value]
+        result: SourceFile | None = None
+        if self.wants_path(filename):
+            abspath = os.path.realpath(filename)
+            try:
+                st = os.stat(abspath)
+                with open(abspath, "rb") as fh:
+                    raw = fh.read()
+                source = raw.decode("utf-8", "surrogateescape")
+            except (OSError, ValueError):
+                source = None
+            if source is not None:
+                inside = abspath.startswith(os.path.join(self.rootdir, ""))
+                rel = os.path.relpath(abspath, self.rootdir) if inside else abspath
+                rel = rel.replace(os.sep, "/")
+                index = self.cache.get(source, rel)
+                result = SourceFile(abspath, rel, source, index, (st.st_mtime, st.st_size))
+        self._files[filename] = result
+        return result
+
+    def refresh(self) -> None:
+        """Forget files that changed on disk since they were read (between tests)."""
+        for name, sf in list(self._files.items()):
+            if sf is None:
+                continue
+            try:
+                st = os.stat(sf.abspath)
+            except OSError:
+                continue
+            if (st.st_mtime, st.st_size) != sf.stat:
+                del self._files[name]
+                for key, (code, info) in list(self._codes.items()):
+                    if info is not None and info.file is sf:
+                        del self._codes[key]
+
+    # -- code objects ------------------------------------------------------
+
+    def code_info(self, code: CodeType) -> CodeInfo | None:
+        entry = self._codes.get(id(code))
+        if entry is not None and entry[0] is code:
+            return entry[1]
+        sf = self.source_file(code.co_filename)
+        info = CodeInfo(code, sf) if sf is not None else None
+        self._codes[id(code)] = (code, info)
+        return info

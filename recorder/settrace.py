@@ -1,0 +1,193 @@
+"""The ``sys.settrace`` backend: Python 3.11 (and a reference on 3.12+).
+
+The global trace function runs once per new frame and decides scope with a
+dict lookup; out-of-scope frames get no local tracer, so their lines cost
+nothing.  In-scope frames get a bound method of their own ``_Local`` as the
+local tracer.  CPython 3.11's trace trampoline already syncs ``f_locals``
+before every trace call, so reading it costs a dict lookup, not a copy.
+
+A trace function that was installed before us (coverage.py's, a
+debugger's) keeps running: we call it first and chain its local tracer.
+"""
+
+from __future__ import annotations
+
+import dis
+import sys
+import threading
+import time
+from typing import Any
+
+from . import schema
+from .collector import Collector, FrameState, ThreadState
+
+_YIELD_VALUE = dis.opmap.get("YIELD_VALUE")
+CALL, LINE, RETURN, EXCEPTION, HANDLED, UNWIND, YIELD, RESUME = (
+    schema.CALL, schema.LINE, schema.RETURN, schema.EXCEPTION, schema.HANDLED,
+    schema.UNWIND, schema.YIELD, schema.RESUME)
+
+
+class _Local:
+    """Local tracer of one in-scope frame activation."""
+
+    __slots__ = ("col", "ts", "fs", "events", "t0", "chained", "limit")
+
+    def __init__(self, col: Collector, ts: ThreadState, fs: FrameState, chained: Any) -> None:
+        self.col = col
+        self.ts = ts
+        self.fs = fs
+        self.events = col.events
+        self.t0 = col.t0
+        self.chained = chained
+        self.limit = col.spill_limit
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> Any:
+        chained = self.chained
+        if chained is not None:
+            try:
+                self.chained = chained(frame, event, arg)
+            except Exception:
+                self.chained = None
+        fs = self.fs
+        col = self.col
+        if not col.active:
+            return None
+        if event == "line":
+            if fs.exc_pending:
+                fs.exc_pending = False
+                self.events.append((HANDLED, fs.act, frame.f_lineno, time.perf_counter_ns() - self.t0))
+            if col.record_lines:
+                prev = fs.prev
+                line = frame.f_lineno
+                if prev:
+                    changes = col.check_watch(fs, frame, prev)
+                    if changes is not None:
+                        self.events.append((LINE, fs.act, line, time.perf_counter_ns() - self.t0, None, changes))
+                    else:
+                        self.events.append((LINE, fs.act, line, time.perf_counter_ns() - self.t0))
+                else:
+                    self.events.append((LINE, fs.act, line, time.perf_counter_ns() - self.t0))
+                fs.prev = fs.watch.get(line)
+                if col.full and fs.info.method_self:
+                    fs.prev = _with_self(fs.prev)
+                if len(self.events) >= self.limit:
+                    col.spill()
+            return self
+        if event == "return":
+            if fs.exc_pending:
+                kind = UNWIND
+            elif fs.info.is_gen and _YIELD_VALUE is not None and _is_yield(frame):
+                kind = YIELD
+            else:
+                kind = RETURN
+            col.leave(self.ts, fs, frame, kind, frame.f_lineno, arg)
+            return self
+        if event == "exception":
+            tb = arg[2]
+            # Only the frame that raised reports it (sys.monitoring's RAISE);
+            # frames the exception merely passes through do not.
+            if tb is not None and tb.tb_next is None and tb.tb_frame is frame:
+                col.exception(fs, EXCEPTION, frame.f_lineno, arg[1])
+            fs.exc_pending = True
+            return self
+        return self
+
+
+def _with_self(entry: Any) -> tuple:
+    if entry is None:
+        return ((), ("self",))
+    bound, mutated = entry
+    return (bound, mutated if "self" in mutated else mutated + ("self",))
+
+
+def _is_yield(frame: Any) -> bool:
+    try:
+        code = frame.f_code.co_code
+        return code[frame.f_lasti] == _YIELD_VALUE
+    except Exception:
+        return False
+
+
+class SettraceBackend:
+    """Installs and removes the trace functions for one recording."""
+
+    name = "settrace"
+
+    def __init__(self, col: Collector) -> None:
+        self.col = col
+        self.prev_trace: Any = None
+        self.prev_thread_trace: Any = None
+        self.scope = col.scope
+
+    def _global(self, frame: Any, event: str, arg: Any) -> Any:
+        prev = self.prev_trace
+        chained = None
+        if prev is not None:
+            try:
+                chained = prev(frame, event, arg)
+            except Exception:
+                chained = None
+        if event != "call":
+            return chained
+        col = self.col
+        if not col.active:
+            return chained
+        try:
+            info = self.scope.code_info(frame.f_code)
+        except Exception:
+            col.fault("scope decision failed")
+            return chained
+        if info is None:
+            if col.full:
+                self._external(frame)
+            return chained
+        ts = col.thread_state(threading.get_ident())
+        kind = CALL
+        if info.is_gen and frame.f_lasti >= 0 and _resumed(frame):
+            kind = RESUME
+        try:
+            fs = col.enter(ts, info, frame, kind, frame.f_lineno)
+        except Exception:
+            col.fault("recorder error at a call")
+            return chained
+        return _Local(col, ts, fs, chained)
+
+    def _external(self, frame: Any) -> None:
+        """full_trace: a call from filmed code into code out of scope."""
+        col = self.col
+        ts = col.threads.get(threading.get_ident())
+        if ts is None or not ts.stack:
+            return
+        caller = frame.f_back
+        top = ts.stack[-1]
+        if caller is None or caller.f_code is not top.code:
+            return
+        name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
+        out: list = []
+        vid = col.capture(name, out)
+        col.events.append((schema.EXTERNAL_CALL, top.act, caller.f_lineno, time.perf_counter_ns() - col.t0, vid, out))
+
+    def start(self) -> None:
+        self.prev_trace = sys.gettrace()
+        self.prev_thread_trace = threading.gettrace() if hasattr(threading, "gettrace") else None
+        threading.settrace(self._global)
+        sys.settrace(self._global)
+
+    def stop(self) -> None:
+        if sys.gettrace() == self._global:
+            sys.settrace(self.prev_trace)
+        threading.settrace(self.prev_thread_trace)  # type: ignore[arg-type]
+
+
+def _resumed(frame: Any) -> bool:
+    """A generator frame's 'call' event is a resume when it is not at its
+    very first instruction (the RESUME opcode that starts every code)."""
+    try:
+        code = frame.f_code.co_code
+        lasti = frame.f_lasti
+        # 3.11+: generators start with RETURN_GENERATOR, POP_TOP, RESUME;
+        # a first run is at or before that RESUME.
+        first_resume = next((i for i in range(0, len(code), 2) if code[i] == dis.opmap["RESUME"]), 0)
+        return lasti > first_resume
+    except Exception:
+        return False

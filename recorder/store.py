@@ -1,0 +1,222 @@
+"""Writing recordings: chunks of the film into one SQLite file, in the background.
+
+Each chunk is one transaction written with ``executemany``; a process that
+dies keeps every chunk already committed (the journal is the rollback kind,
+so a half-written chunk simply vanishes).  The writer runs on its own
+thread so the test keeps running while a big chunk is rendered and written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from . import schema
+from .values import Renderer
+
+_STOP = object()
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only, before SQLite opens it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.close(fd)
+
+
+class RecordingWriter:
+    """Owns one recording file; every method is safe to call from the test
+    thread, the real work happens on a daemon thread."""
+
+    def __init__(self, path: Path, meta: dict[str, str], renderer: Renderer, max_events: int | None = None) -> None:
+        self.path = path
+        self.renderer = renderer
+        self.max_events = max_events
+        self.meta = dict(meta)
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.events_written = 0
+        self.names: dict[str, int] = {}
+        self.files_done: set[int] = set()
+        self.db: apsw.Connection | None = None
+        self._thread = threading.Thread(target=self._run, name="escope-writer", daemon=True)
+        self._started = False
+
+    # -- test-thread side -------------------------------------------------
+
+    def put(self, chunk: dict[str, Any]) -> None:
+        if self.error is not None:
+            return
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        self.queue.put(chunk)
+
+    def close(self, final_meta: dict[str, str]) -> None:
+        """Write the last facts and close the file; waits for the writer."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        self.queue.put(("meta", final_meta))
+        self.queue.put(_STOP)
+        self._thread.join()
+
+    # -- writer thread -------------------------------------------------------
+
+    def _open(self) -> apsw.Connection:
+        create_private_file(self.path)
+        db = apsw.Connection(str(self.path))
+        db.setbusytimeout(5000)
+        db.execute("PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF; PRAGMA page_size=8192")
+        with db:
+            db.execute(schema.SCHEMA)
+            base_meta = {
+                "format": schema.FORMAT_NAME,
+                "schema_version": str(schema.SCHEMA_VERSION),
+                "complete": "0",
+            }
+            base_meta.update(self.meta)
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(base_meta.items()))
+        return db
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is _STOP:
+                break
+            if self.error is not None:
+                continue
+            try:
+                if self.db is None:
+                    self.db = self._open()
+                if isinstance(item, tuple) and item[0] == "meta":
+                    with self.db:
+                        self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(item[1].items()))
+                        for key, value in item[1].items():
+                            if key.startswith("outcome_"):
+                                self.db.execute("UPDATE phases SET outcome = ? WHERE phase = ?", (value, key[8:]))
+                else:
+                    self._write_chunk(self.db, item)
+            except BaseException as exc:  # recorded as a fault, never raised into the test
+                self.error = exc
+        if self.db is not None:
+            try:
+                self.db.close()
+            except Exception:
+                pass
+
+    def _name_id(self, db: apsw.Connection, name: str, new_names: list) -> int:
+        nid = self.names.get(name)
+        if nid is None:
+            nid = self.names[name] = len(self.names) + 1
+            new_names.append((nid, name))
+        return nid
+
+    def _write_chunk(self, db: apsw.Connection, chunk: dict[str, Any]) -> None:
+        base = chunk["base"]
+        render = self.renderer.render
+        events_rows = []
+        act_rows = []
+        act_ends = []
+        frame_rows = []
+        binding_rows = []
+        val_rows = []
+        new_names: list = []
+        name_id = self._name_id
+        step = base
+        RETURN, YIELD, UNWIND = schema.RETURN, schema.YIELD, schema.UNWIND
+        for ev in chunk["events"]:
+            kind = ev[0]
+            if len(ev) == 4:
+                events_rows.append((step, kind, ev[1], ev[2], ev[3], None))
+            else:
+                events_rows.append((step, kind, ev[1], ev[2], ev[3], ev[4]))
+                payload = ev[5]
+                if payload:
+                    for item in payload:
+                        tag = item[0]
+                        if tag == "b":
+                            binding_rows.append((item[1], name_id(db, item[2], new_names), step, item[3]))
+                        elif tag == "r":
+                            tname, text, detail, flags = render(item[2])
+                            val_rows.append((item[1], None, step, tname, text, detail, flags))
+                        elif tag == "v":
+                            val_rows.append((item[1], item[2], step, item[3], item[4], item[5], item[6]))
+                        elif tag == "A":
+                            act_rows.append((item[1], item[2], item[3], item[4], item[5], item[6], step))
+                        elif tag == "F":
+                            frame_rows.append((item[1], item[2], step))
+            if kind == RETURN or kind == YIELD or kind == UNWIND:
+                act_ends.append((step, ev[1]))
+            step += 1
+        with db:
+            for file_id, sf in chunk.get("files", ()):
+                if file_id in self.files_done:
+                    continue
+                self.files_done.add(file_id)
+                db.execute("INSERT INTO files VALUES (?, ?, ?, ?)", (file_id, sf.relpath, sf.index.sha256, sf.source))
+                nodes = sf.index.nodes
+                first_node = (db.execute("SELECT coalesce(max(node), 0) FROM nodes").fetchall()[0][0]) + 1
+                db.executemany(
+                    "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(first_node + i, file_id, n.first_line, n.last_line, n.kind, n.qualname, n.node_id, n.anchor)
+                     for i, n in enumerate(nodes)],
+                )
+                db.executemany(
+                    "INSERT INTO lines VALUES (?, ?, ?)",
+                    [(file_id, line, first_node + i) for line, i in sf.index.line_node.items()],
+                )
+            if chunk.get("codes"):
+                db.executemany("INSERT OR REPLACE INTO codes VALUES (?, ?, ?, ?, ?, ?)", chunk["codes"])
+            if chunk.get("threads"):
+                db.executemany("INSERT OR REPLACE INTO threads VALUES (?, ?, ?)", chunk["threads"])
+            if chunk.get("tasks"):
+                db.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?)", chunk["tasks"])
+            if new_names:
+                db.executemany("INSERT INTO names VALUES (?, ?)", new_names)
+            if frame_rows:
+                db.executemany("INSERT INTO frames VALUES (?, ?, ?)", frame_rows)
+            if act_rows:
+                db.executemany("INSERT INTO activations (act, frame, parent, thread, task, depth, start_step) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)", act_rows)
+            if act_ends:
+                db.executemany("UPDATE activations SET end_step = ? WHERE act = ?", act_ends)
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", events_rows)
+            if val_rows:
+                db.executemany("INSERT INTO vals VALUES (?, ?, ?, ?, ?, ?, ?)", val_rows)
+            if binding_rows:
+                db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?)", binding_rows)
+            for name, start_step, is_start, outcome, duration in chunk.get("phases", ()):
+                if is_start:
+                    db.execute("INSERT OR REPLACE INTO phases (phase, start_step) VALUES (?, ?)", (name, start_step))
+                else:
+                    db.execute("UPDATE phases SET end_step = ?, outcome = ?, duration_ns = ? WHERE phase = ?",
+                               (start_step, outcome, duration, name))
+            for message, count in chunk.get("faults", ()):
+                db.execute("INSERT OR REPLACE INTO faults VALUES (?, ?)", (message, count))
+            self.events_written = step
+            if self.max_events and step > self.max_events:
+                self._drop_oldest(db, step - self.max_events)
+
+    def _drop_oldest(self, db: apsw.Connection, cut: int) -> None:
+        """Keep the newest events; older bindings and snapshots shrink to the
+        last one per name and per object, so the first kept step still has
+        its full state."""
+        db.execute("DELETE FROM events WHERE step < ?", (cut,))
+        db.execute(
+            "DELETE FROM bindings WHERE step < ? AND rowid NOT IN "
+            "(SELECT max(rowid) FROM bindings WHERE step < ? GROUP BY frame, name)", (cut, cut))
+        db.execute(
+            "DELETE FROM vals WHERE step < ? AND obj IS NOT NULL AND value NOT IN "
+            "(SELECT max(value) FROM vals WHERE step < ? AND obj IS NOT NULL GROUP BY obj)", (cut, cut))
+        db.execute(
+            "DELETE FROM vals WHERE step < ? AND obj IS NULL AND value NOT IN (SELECT value FROM bindings WHERE value IS NOT NULL)",
+            (cut,))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('first_step', ?)", (str(cut),))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped_events', ?)", (str(cut),))

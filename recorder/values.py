@@ -1,0 +1,372 @@
+"""Render Python values without running any user code.
+
+The recorder must never call a user ``__repr__``, ``__eq__``, ``__hash__``,
+property or ``__getattr__``: doing so could change what the test does.  So
+builtin scalars and containers are rendered by reading them through their
+base type's C slots (``list.__len__``, ``dict.items``...), and every other
+object becomes ``ClassName(field=value, ...)`` built from the descriptors of
+its ``__dict__`` and ``__slots__`` that are known to be plain C accessors.
+
+A rendered value is a tuple ``(type_name, text, detail, flags)``: ``detail``
+is the structured form (a dict ready for JSON) that replay expands, or None.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import json
+import pathlib
+import re
+import types
+import uuid
+from typing import Any, Iterable
+
+from .schema import FLAG_REDACTED, FLAG_TRUNCATED, FLAG_UNRENDERABLE
+
+DEFAULT_REDACT = (
+    "password", "passwd", "secret", "token", "api_key", "apikey",
+    "authorization", "cookie", "session", "private_key",
+)
+REDACTED = "<redacted>"
+
+#: Types whose values never change: a reference to one can be kept in the
+#: event buffer and rendered later, off the hot path.
+IMMUTABLE_SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})
+#: The same set keyed by ``id``: hashing a class could run a metaclass's
+#: ``__hash__``, hashing an int never does.
+IMMUTABLE_IDS = frozenset(id(t) for t in IMMUTABLE_SCALARS)
+
+_type_qualname = type.__dict__["__qualname__"].__get__
+_type_module = type.__dict__["__module__"].__get__
+_type_dict = type.__dict__["__dict__"].__get__
+_exc_args = BaseException.__dict__["args"].__get__
+
+_SAFE_REPR_TYPES = (
+    datetime.date, datetime.time, datetime.timedelta, datetime.timezone,
+    decimal.Decimal, uuid.UUID, pathlib.PurePath, range, re.Pattern,
+)
+
+
+def compile_redaction(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """One case-insensitive regex matching any name that holds a secret."""
+    parts = [re.escape(p.strip()) for p in patterns if p and p.strip()]
+    if not parts:
+        return None
+    return re.compile("|".join(parts), re.IGNORECASE)
+
+
+class _TypeInfo:
+    """What is safe to read from instances of one type, decided once."""
+
+    __slots__ = ("name", "dict_getter", "slot_getters", "safe_repr")
+
+    def __init__(self, cls: type) -> None:
+        try:
+            self.name = _type_qualname(cls)
+        except Exception:
+            self.name = "?"
+        self.dict_getter = None
+        self.slot_getters: list[tuple[str, Any]] = []
+        self.safe_repr = False
+        mro = type.__dict__["__mro__"].__get__(cls)
+        seen_dict = False
+        for klass in mro:
+            ns = _type_dict(klass)
+            if not seen_dict and "__dict__" in ns:
+                seen_dict = True
+                attr = ns["__dict__"]
+                # Only the interpreter's own getset descriptor is trusted; a
+                # property named __dict__ would be user code.
+                if type(attr) is types.GetSetDescriptorType:
+                    self.dict_getter = attr.__get__
+            slots = ns.get("__slots__")
+            if slots is not None:
+                if isinstance(slots, str):
+                    slots = (slots,)
+                try:
+                    slot_names = [s for s in slots if type(s) is str]
+                except Exception:
+                    slot_names = []
+                for slot in slot_names:
+                    desc = ns.get(slot)
+                    if type(desc) is types.MemberDescriptorType:
+                        self.slot_getters.append((slot, desc.__get__))
+        # repr() is trusted only when the class that defines __repr__ is
+        # one of the stdlib's own value types (or Enum) and not user code.
+        if issubclass(cls, _SAFE_REPR_TYPES) or issubclass(cls, enum.Enum):
+            for klass in mro:
+                ns = _type_dict(klass)
+                if "__repr__" in ns:
+                    self.safe_repr = _type_module(klass) in _SAFE_REPR_MODULES
+                    break
+
+
+_SAFE_REPR_MODULES = frozenset({
+    "datetime", "decimal", "_decimal", "uuid", "pathlib", "pathlib._local",
+    "builtins", "re", "enum", "_pydatetime", "_pydecimal",
+})
+
+
+class Renderer:
+    """Bounded, side-effect free rendering of values, with redaction.
+
+    One instance per recording; it caches per-type decisions.  ``render``
+    never raises: a value it cannot read is shown as ``<unrenderable>``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_size: int = 1000,
+        max_depth: int = 3,
+        max_items: int = 30,
+        redact: re.Pattern[str] | None = None,
+        custom: Any = None,
+    ) -> None:
+        self.max_size = max_size
+        self.max_depth = max_depth
+        self.max_items = max_items
+        self.redact = redact
+        self.custom = custom  # callable(value) -> str | None, from hook plugins
+        self._types: dict[int, tuple[type, _TypeInfo]] = {}
+        self.faults = 0
+
+    def is_secret_name(self, name: str) -> bool:
+        return self.redact is not None and self.redact.search(name) is not None
+
+    def redacted(self, value: Any) -> tuple[str, str, None, int]:
+        return (self._type_name(type(value)), REDACTED, None, FLAG_REDACTED)
+
+    def render(self, value: Any) -> tuple[str, str, str | None, int]:
+        """Render ``value``; ``detail`` comes back as JSON text or None."""
+        try:
+            form = self._form(value, 0)
+        except RecursionError:
+            return (self._type_name(type(value)), "<too deep>", None, FLAG_UNRENDERABLE)
+        except Exception:  # never let a hostile object break the recorder
+            self.faults += 1
+            return (self._type_name(type(value)), "<unrenderable>", None, FLAG_UNRENDERABLE)
+        text = form["repr"]
+        flags = 0
+        if form.pop("_trunc", False):
+            flags |= FLAG_TRUNCATED
+        if form.pop("_redacted", False):
+            flags |= FLAG_REDACTED
+        if len(text) > self.max_size:
+            text = text[: self.max_size - 1] + "…"
+            flags |= FLAG_TRUNCATED
+        type_name = form.pop("type")
+        form.pop("repr")
+        detail = json.dumps(form, ensure_ascii=False, separators=(",", ":")) if form else None
+        return (type_name, text, detail, flags)
+
+    # -- internals -------------------------------------------------------
+
+    def _info(self, cls: type) -> _TypeInfo:
+        entry = self._types.get(id(cls))
+        if entry is None:
+            # Keyed by id, with the class kept alive so the id stays its own.
+            entry = self._types[id(cls)] = (cls, _TypeInfo(cls))
+        return entry[1]
+
+    def _type_name(self, cls: type) -> str:
+        try:
+            return self._info(cls).name
+        except Exception:
+            return "?"
+
+    def _scalar_text(self, value: Any, cls: type) -> str:
+        limit = self.max_size
+        if cls is str or issubclass(cls, str):
+            if str.__len__(value) > limit:
+                return str.__repr__(str.__getitem__(value, slice(0, limit))) + "…"
+            return str.__repr__(value)
+        if cls is bytes or issubclass(cls, bytes):
+            if bytes.__len__(value) > limit:
+                return bytes.__repr__(bytes.__getitem__(value, slice(0, limit))) + "…"
+            return bytes.__repr__(value)
+        if cls is bool or issubclass(cls, bool):
+            return "True" if value is True else "False" if value is False else int.__repr__(value)
+        if cls is int or issubclass(cls, int):
+            if int.bit_length(value) > 3000:
+                return f"<int of {int.bit_length(value)} bits>"
+            return int.__repr__(value)
+        if cls is float or issubclass(cls, float):
+            return float.__repr__(value)
+        if cls is complex or issubclass(cls, complex):
+            return complex.__repr__(value)
+        return "None"
+
+    def _form(self, value: Any, depth: int) -> dict[str, Any]:
+        cls = type(value)
+        if id(cls) in IMMUTABLE_IDS:
+            return {"type": self._type_name(cls), "repr": self._scalar_text(value, cls)}
+        if self.custom is not None:
+            custom_text = self.custom(value)
+            if custom_text is not None:
+                return {"type": self._type_name(cls), "repr": str(custom_text)}
+        info = self._info(cls)
+        name = info.name
+        if issubclass(cls, (list, tuple, set, frozenset, dict)):
+            return self._container(value, cls, name, info, depth)
+        if issubclass(cls, (str, bytes, int, float, complex)):
+            return {"type": name, "repr": f"{name}({self._scalar_text(value, cls)})"}
+        if issubclass(cls, type):
+            return {"type": "type", "repr": f"<class '{self._type_name(value)}'>"}
+        if cls is types.FunctionType or cls is types.BuiltinFunctionType or cls is types.MethodType:
+            func = value.__func__ if cls is types.MethodType else value
+            ftype = type(func)
+            if ftype is types.FunctionType or ftype is types.BuiltinFunctionType:
+                qual = func.__qualname__
+            else:
+                qual = self._type_name(ftype)
+            return {"type": name, "repr": f"<{name} {qual}>"}
+        if cls is types.ModuleType:
+            mod_name = types.ModuleType.__dict__["__dict__"].__get__(value).get("__name__", "?")
+            return {"type": "module", "repr": f"<module {mod_name!s}>"}
+        if cls is types.GeneratorType or cls is types.CoroutineType or cls is types.AsyncGeneratorType:
+            return {"type": name, "repr": f"<{name} {value.__qualname__}>"}
+        if issubclass(cls, BaseException):
+            return self._exception(value, name, info, depth)
+        if info.safe_repr:
+            text = repr(value)
+            return {"type": name, "repr": text}
+        return self._object(value, name, info, depth)
+
+    def _child(self, value: Any, depth: int, key: Any = None) -> dict[str, Any]:
+        if key is not None and type(key) is str and self.redact is not None and self.redact.search(key):
+            return {"type": self._type_name(type(value)), "repr": REDACTED, "_redacted": True}
+        if depth >= self.max_depth and id(type(value)) not in IMMUTABLE_IDS:
+            cls = type(value)
+            return {"type": self._type_name(cls), "repr": f"<{self._type_name(cls)}…>", "_trunc": True}
+        return self._form(value, depth)
+
+    def _container(self, value: Any, cls: type, name: str, info: _TypeInfo, depth: int) -> dict[str, Any]:
+        limit = self.max_items
+        trunc = False
+        redacted = False
+        if issubclass(cls, dict):
+            size = dict.__len__(value)
+            entries = []
+            parts = []
+            for i, (k, v) in enumerate(dict.items(value)):
+                if i >= limit:
+                    trunc = True
+                    break
+                kf = self._child(k, depth + 1)
+                vf = self._child(v, depth + 1, key=k)
+                trunc = trunc or kf.pop("_trunc", False) or vf.pop("_trunc", False)
+                redacted = redacted or vf.pop("_redacted", False)
+                entries.append([kf, vf])
+                parts.append(f"{kf['repr']}: {vf['repr']}")
+            body = "{" + ", ".join(parts) + (", …" if size > limit else "") + "}"
+            form: dict[str, Any] = {"type": name, "len": size, "entries": entries}
+        else:
+            if issubclass(cls, list):
+                size = list.__len__(value)
+                seq = list.__getitem__(value, slice(0, limit))
+                open_, close = "[", "]"
+            elif issubclass(cls, tuple):
+                size = tuple.__len__(value)
+                seq = tuple.__getitem__(value, slice(0, limit))
+                open_, close = "(", ",)" if size == 1 else ")"
+            else:
+                base = set if issubclass(cls, set) else frozenset
+                size = base.__len__(value)
+                seq = []
+                for i, item in enumerate(base.__iter__(value)):
+                    if i >= limit:
+                        break
+                    seq.append(item)
+                open_, close = ("{", "}") if size else ("set(", ")")
+            items = []
+            for item in seq:
+                f = self._child(item, depth + 1)
+                trunc = trunc or f.pop("_trunc", False)
+                redacted = redacted or f.pop("_redacted", False)
+                items.append(f)
+            body = open_ + ", ".join(f["repr"] for f in items) + (", …" if size > limit else "") + close
+            form = {"type": name, "len": size, "items": items}
+        if size > limit:
+            trunc = True
+        if cls not in (list, tuple, dict, set, frozenset):
+            fields = self._fields(value, info, depth)
+            if fields:
+                form["fields"] = fields
+            body = f"{name}({body})"
+        form["repr"] = body
+        if trunc:
+            form["_trunc"] = True
+        if redacted:
+            form["_redacted"] = True
+        return form
+
+    def _fields(self, value: Any, info: _TypeInfo, depth: int) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if info.dict_getter is not None:
+            try:
+                ns = info.dict_getter(value)
+            except Exception:
+                ns = None
+            if type(ns) is dict:
+                for i, (k, v) in enumerate(dict.items(ns)):
+                    if i >= self.max_items:
+                        break
+                    if type(k) is str:
+                        fields[k] = self._child(v, depth + 1, key=k)
+        for slot, getter in info.slot_getters:
+            if len(fields) >= self.max_items:
+                break
+            try:
+                v = getter(value)
+            except AttributeError:
+                continue
+            fields[slot] = self._child(v, depth + 1, key=slot)
+        return fields
+
+    def _object(self, value: Any, name: str, info: _TypeInfo, depth: int) -> dict[str, Any]:
+        fields = self._fields(value, info, depth)
+        if not fields and info.dict_getter is None and not info.slot_getters:
+            return {"type": name, "repr": f"<{name} object>"}
+        trunc = any(f.pop("_trunc", False) for f in fields.values())
+        redacted = any(f.pop("_redacted", False) for f in fields.values())
+        text = f"{name}(" + ", ".join(f"{k}={f['repr']}" for k, f in fields.items()) + ")"
+        form = {"type": name, "repr": text, "fields": fields}
+        if trunc:
+            form["_trunc"] = True
+        if redacted:
+            form["_redacted"] = True
+        return form
+
+    def _exception(self, value: BaseException, name: str, info: _TypeInfo, depth: int) -> dict[str, Any]:
+        try:
+            args = _exc_args(value)
+        except Exception:
+            args = ()
+        arg_forms = [self._child(a, depth + 1) for a in tuple.__getitem__(args, slice(0, 5))] if type(args) is tuple else []
+        if len(arg_forms) == 1:
+            text = f"{name}({arg_forms[0]['repr']})"
+        else:
+            text = f"{name}(" + ", ".join(f["repr"] for f in arg_forms) + ")"
+        form: dict[str, Any] = {"type": name, "repr": text, "args": arg_forms}
+        fields = self._fields(value, info, depth)
+        if fields:
+            form["fields"] = fields
+        return form
+
+    def message(self, exc: BaseException) -> str:
+        """One-line ``Type: message`` for an exception, from its args only."""
+        type_name, text, _detail, _flags = self.render(exc)
+        try:
+            args = _exc_args(exc)
+        except Exception:
+            args = ()
+        if type(args) is tuple and len(args) == 1 and type(args[0]) is str:
+            msg = args[0]
+        elif type(args) is tuple and args:
+            msg = text[len(type_name) + 1 : -1]
+        else:
+            msg = ""
+        return f"{type_name}: {msg}" if msg else type_name
