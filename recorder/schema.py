@@ -151,7 +151,7 @@ CREATE TABLE bindings (
     step INTEGER NOT NULL,
     value INTEGER                -- NULL: the name was unbound (del)
 );
-CREATE INDEX bindings_frame ON bindings (frame, step);
+CREATE INDEX bindings_frame ON bindings (frame, name, step);
 CREATE INDEX bindings_name ON bindings (name, step);
 
 -- rendered values; rows sharing obj are snapshots of one mutable object

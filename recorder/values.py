@@ -60,7 +60,7 @@ def compile_redaction(patterns: Iterable[str]) -> re.Pattern[str] | None:
 class _TypeInfo:
     """What is safe to read from instances of one type, decided once."""
 
-    __slots__ = ("name", "dict_getter", "slot_getters", "safe_repr")
+    __slots__ = ("name", "dict_getter", "slot_getters", "safe_repr", "opaque")
 
     def __init__(self, cls: type) -> None:
         try:
@@ -70,6 +70,13 @@ class _TypeInfo:
         self.dict_getter = None
         self.slot_getters: list[tuple[str, Any]] = []
         self.safe_repr = False
+        # escope's own objects (the fixture) and pytest's machinery are shown
+        # by name only: their insides are noise in a user's film.
+        try:
+            module = _type_module(cls)
+        except Exception:
+            module = ""
+        self.opaque = isinstance(module, str) and module.startswith(_OPAQUE_MODULES)
         mro = type.__dict__["__mro__"].__get__(cls)
         seen_dict = False
         for klass in mro:
@@ -102,6 +109,8 @@ class _TypeInfo:
                     self.safe_repr = _type_module(klass) in _SAFE_REPR_MODULES
                     break
 
+
+_OPAQUE_MODULES = ("pytest_escope", "_pytest", "pluggy", "xdist", "execnet")
 
 _SAFE_REPR_MODULES = frozenset({
     "datetime", "decimal", "_decimal", "uuid", "pathlib", "pathlib._local",
@@ -209,6 +218,8 @@ class Renderer:
                 return {"type": self._type_name(cls), "repr": str(custom_text)}
         info = self._info(cls)
         name = info.name
+        if info.opaque:
+            return {"type": name, "repr": f"<{name}>"}
         if issubclass(cls, (list, tuple, set, frozenset, dict)):
             return self._container(value, cls, name, info, depth)
         if issubclass(cls, (str, bytes, int, float, complex)):
