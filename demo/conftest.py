@@ -1,0 +1,1 @@
+# The demo suite's rootdir: makes `shop` importable from tests/.
