@@ -1,0 +1,331 @@
+"""The ``escope`` command line.
+
+Every command reads recording files only (``escope run`` is the one that
+records, and imports the recorder lazily).  Any ``EscopeError`` becomes one
+line ``escope: error: ...`` on stderr and exit status 2, as do usage
+errors; no traceback reaches the user.  Commands that other modules add
+(``pack``, ``export``, ``gc``) register through ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any, Callable, NoReturn, Sequence
+
+from .errors import AmbiguousTestError, EscopeError, UsageError
+from .recording import Recording
+from .render import (Style, event_lines, flow_lines, history_lines, run_lines, stats_lines, stop_display,
+                     use_colour)
+from .runs import find_escope_dir, list_run_ids, read_run, resolve_run
+
+EXIT_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"escope: error: {message}; see: {self.prog} --help\n")
+        raise SystemExit(EXIT_ERROR)
+
+
+class Context:
+    """What every command gets: parsed arguments and the output style."""
+
+    def __init__(self, args: argparse.Namespace, out: IO[str]) -> None:
+        self.args = args
+        self.out = out
+        self.st = Style(use_colour(out) and not getattr(args, "no_color", False))
+
+    def say(self, *lines: str) -> None:
+        for line in lines:
+            self.out.write(line + "\n")
+
+    def json(self, data: Any) -> None:
+        self.out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+    @property
+    def escope_dir(self) -> Path | None:
+        d = getattr(self.args, "escope_dir", None)
+        return find_escope_dir(d) if d else None
+
+    def open(self, test: str | None) -> Recording:
+        d = getattr(self.args, "escope_dir", None)
+        return Recording.open(test, run=getattr(self.args, "run", None), escope_dir=d)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _common(p: argparse.ArgumentParser, *, test: bool = True, json_opt: bool = True) -> None:
+    if test:
+        p.add_argument("test", nargs="?", metavar="TEST",
+                       help="test node id, a unique part of one, or a recording path "
+                            "(default: the first failed test of the latest run)")
+    p.add_argument("--run", default=argparse.SUPPRESS, metavar="RUN", help="run id, run directory or archive")
+    p.add_argument("--escope-dir", default=argparse.SUPPRESS, metavar="DIR", help="escope directory")
+    if json_opt:
+        p.add_argument("--json", action="store_true", help="print JSON (docs/json.md)")
+    p.add_argument("--no-color", action="store_true", default=argparse.SUPPRESS, help="never use colour")
+
+
+# -- commands ------------------------------------------------------------------
+
+def cmd_list(ctx: Context) -> int:
+    a = ctx.args
+    base = ctx.escope_dir
+    if a.all and not getattr(a, "run", None):
+        base = base or find_escope_dir()
+        assert base is not None
+        runs = [read_run(base / "runs" / i) for i in list_run_ids(base)]
+        if not runs:
+            raise UsageError(f"no runs in {base}", fix="record a run with: pytest --escope")
+    else:
+        runs = [resolve_run(getattr(a, "run", None), base)]
+    if a.json:
+        ctx.json({"schema_version": 1, "runs": [
+            {"run": r.run_id, "path": str(r.path), "facts": r.facts,
+             "tests": [t.to_json() for t in r.tests if not a.failed or t.outcome in ("failed", "error", "crashed")]}
+            for r in reversed(runs)]})
+        return 0
+    for r in reversed(runs):
+        ctx.say(*run_lines(r, ctx.st, failed_only=a.failed))
+    failed = [t for r in runs for t in r.failed() if t.recording]
+    if failed:
+        ctx.say(f"replay a failure: escope replay {failed[0].test_id}")
+    elif not a.all:
+        ctx.say("no failed test recorded; older runs: escope list --all")
+    return 0
+
+
+def _start_step(rec: Recording, a: argparse.Namespace) -> tuple[int, int | None]:
+    """(step to start at, failure step) from --step/--at-failure/--at/--at-time."""
+    fail = rec.failure()
+    fstep = fail.step if fail else None
+    if a.step is not None:
+        return rec.check_step(a.step), fstep
+    if a.at is not None:
+        from .seek import first_step_at_node
+        return first_step_at_node(rec, a.at), fstep
+    if a.at_time is not None:
+        from .seek import step_at_time
+        return step_at_time(rec, a.at_time), fstep
+    if fstep is not None:
+        return fstep, fstep
+    rec.check_step(rec.first_step)
+    return rec.first_step, None
+
+
+def cmd_replay(ctx: Context) -> int:
+    a = ctx.args
+    with ctx.open(a.test) as rec:
+        step, fstep = _start_step(rec, a)
+        if a.json:
+            ctx.json(rec.state_at(step).to_json())
+            return 0
+        if a.print_state:
+            ctx.say(*stop_display(rec, rec.state_at(step), ctx.st, None, fstep))
+            ctx.say(f"explore it: escope replay {rec.test_id} --step {step}")
+            return 0
+        from .interactive import Session
+        return Session(rec, step, ctx.out, ctx.st, fstep).run(sys.stdin)
+
+
+def cmd_events(ctx: Context) -> int:
+    a = ctx.args
+    with ctx.open(a.test) as rec:
+        limit = a.limit
+        evs = rec.events(kind=a.kind, frame=a.frame, thread=a.thread, task=a.task, node=a.node,
+                         since=a.since, until=a.until, limit=None if limit == 0 and a.json else
+                         (limit if limit is not None else (None if a.json else 50)),
+                         function=a.function)
+        if a.json:
+            ctx.json([e.to_json() for e in evs])
+            return 0
+        if not evs:
+            ctx.say("no events match; loosen the filters (see: escope events --help)")
+            return 0
+        ctx.say(*event_lines(evs, ctx.st))
+        shown_limit = limit if limit is not None else 50
+        if shown_limit and len(evs) >= shown_limit:
+            ctx.say(f"more: escope events {rec.test_id} --since {evs[-1].step + 1} (or --limit N)")
+        else:
+            ctx.say(f"see a step: escope replay {rec.test_id} --step {evs[-1].step}")
+    return 0
+
+
+def cmd_history(ctx: Context) -> int:
+    a = ctx.args
+    if len(a.names) == 1:
+        test, name = None, a.names[0]
+    elif len(a.names) == 2:
+        test, name = a.names
+    else:
+        raise UsageError("history takes TEST and NAME", fix="e.g. escope history test_x.py::test_y total")
+    with ctx.open(test) as rec:
+        entries = rec.history(name, frame=a.frame)
+        if a.json:
+            ctx.json([e.to_json() for e in entries])
+            return 0
+        if not entries:
+            ctx.say(f"{name} was never bound in {rec.test_id}")
+            return 0
+        ctx.say(*history_lines(entries, ctx.st))
+        ctx.say(f"{len(entries)} values; see one: escope replay {rec.test_id} --step {entries[-1].step}")
+    return 0
+
+
+def cmd_flow(ctx: Context) -> int:
+    with ctx.open(ctx.args.test) as rec:
+        data = rec.flow()
+        if ctx.args.json:
+            ctx.json(data)
+            return 0
+        ctx.say(*flow_lines(data, ctx.st))
+        ctx.say(f"events of one function: escope events {rec.test_id} --frame FUNCTION")
+    return 0
+
+
+def cmd_stats(ctx: Context) -> int:
+    with ctx.open(ctx.args.test) as rec:
+        data = rec.stats()
+        if ctx.args.json:
+            ctx.json(data)
+            return 0
+        ctx.say(*stats_lines(data, ctx.st))
+        ctx.say(f"replay it: escope replay {rec.test_id}")
+    return 0
+
+
+def cmd_run(ctx: Context) -> int:
+    from .script import run_script
+    return run_script(ctx.args.script, ctx.args.script_args, ctx.escope_dir, ctx.out)
+
+
+Command = tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], Callable[[Context], int]]
+#: name -> (add the subparser, run the command); other modules may add entries.
+COMMANDS: dict[str, Command] = {}
+
+
+def _add_list(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("list", help="runs and their tests")
+    _common(p, test=False)
+    p.add_argument("--failed", action="store_true", help="only failed tests")
+    p.add_argument("--all", action="store_true", help="every run, not just the latest")
+    return p
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("replay", help="time-travel through a test (interactive), or print the state at a step")
+    _common(p)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--step", type=_int, metavar="N", help="the state at step N")
+    where.add_argument("--at-failure", action="store_true", help="the state where the test failed (default)")
+    where.add_argument("--at", metavar="NODE_ID", help="the first step at a statement (node id or unique part)")
+    where.add_argument("--at-time", type=_int, metavar="NS", help="the last step at or before NS ns")
+    p.add_argument("--print", dest="print_state", action="store_true", help="print the state as text and exit")
+    return p
+
+
+def _add_events(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("events", help="the film's events, filtered")
+    _common(p)
+    p.add_argument("--kind", metavar="K", help="call, line, return, exception, handled, unwind, yield, "
+                                               "resume, checkpoint (comma-separated)")
+    p.add_argument("--frame", metavar="F", help="a frame number or a function name")
+    p.add_argument("--function", metavar="NAME", help="a function (qualified) name")
+    p.add_argument("--thread", metavar="T", help="thread name or number")
+    p.add_argument("--task", metavar="T", help="asyncio task name or number")
+    p.add_argument("--node", metavar="N", help="node id (or a unique part of one)")
+    p.add_argument("--since", type=_int, metavar="S", help="first step")
+    p.add_argument("--until", type=_int, metavar="S", help="last step")
+    p.add_argument("--limit", type=_int, metavar="N", help="at most N events (text default 50; 0 = all)")
+    return p
+
+
+def _add_history(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("history", help="every value a variable took")
+    _common(p, test=False)
+    p.add_argument("names", nargs="+", metavar="[TEST] NAME", help="the test (optional) and NAME or a.b[0]")
+    p.add_argument("--frame", type=_int, metavar="F", help="only this frame number")
+    return p
+
+
+def _add_flow(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("flow", help="who called whom, how often; threads and tasks")
+    _common(p)
+    return p
+
+
+def _add_stats(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("stats", help="events, kinds, sizes, node share")
+    _common(p)
+    return p
+
+
+def _add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("run", help="record a plain Python program")
+    p.add_argument("--escope-dir", default=argparse.SUPPRESS, metavar="DIR", help="escope directory")
+    p.add_argument("script", metavar="SCRIPT")
+    p.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS")
+    return p
+
+
+COMMANDS.update({
+    "list": (_add_list, cmd_list), "replay": (_add_replay, cmd_replay), "events": (_add_events, cmd_events),
+    "history": (_add_history, cmd_history), "flow": (_add_flow, cmd_flow), "stats": (_add_stats, cmd_stats),
+    "run": (_add_run, cmd_run),
+})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="escope", description="Replay pytest-escope recordings forward and backward.",
+                     epilog="docs: docs/replay.md")
+    parser.add_argument("--escope-dir", metavar="DIR", help="escope directory (default: .escope here or above, "
+                                                            "or $ESCOPE_DIR)")
+    parser.add_argument("--run", metavar="RUN", help="run id, run directory or archive (default: latest)")
+    parser.add_argument("--no-color", action="store_true", help="never use colour")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (add, _run) in COMMANDS.items():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_ERROR
+    ctx = Context(args, sys.stdout)
+    try:
+        return COMMANDS[args.command][1](ctx)
+    except AmbiguousTestError as exc:
+        sys.stderr.write(f"escope: error: {exc.message()}:\n")
+        for c in exc.candidates:
+            sys.stderr.write(f"  {c}\n")
+        return EXIT_ERROR
+    except EscopeError as exc:
+        sys.stderr.write(f"escope: error: {exc.message()}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("escope: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

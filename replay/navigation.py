@@ -1,0 +1,237 @@
+"""Moving through the film: pdb's motions and their reverse twins.
+
+Every motion is a handful of indexed lookups in one direction or the other
+(``events_act`` for the frame's own events, the primary key for the thread's
+next step), so stepping back costs what stepping forward costs.
+
+Semantics (documented in docs/replay.md):
+
+* ``s`` / ``rs``: the next / previous step on the same thread.
+* ``n`` / ``rn``: the next / previous step of the current frame's
+  activation, skipping what its callees did; past the frame's end (its
+  return, yield or unwind) the caller's next step, and before its start
+  the caller's previous one.
+* ``r`` / ``rr``: to the current activation's return (yield, unwind), or
+  back to its call (resume).  At that point already, the caller's.
+* ``c`` / ``rc``: to the next / previous breakpoint hit or change of a
+  watched name; the end / start of the film when there is none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..recorder import schema
+from .errors import UnknownNameError
+from .values import Path, Value, parse_path, walk
+
+if TYPE_CHECKING:
+    from .recording import Recording
+
+
+def thread_step(rec: "Recording", step: int, forward: bool) -> int | None:
+    """The next (previous) step on the same thread as ``step``."""
+    thread = rec.act(rec.event_row(step)[1]).thread
+    if forward:
+        sql = "SELECT step, act FROM events WHERE step > ? ORDER BY step"
+    else:
+        sql = "SELECT step, act FROM events WHERE step < ? ORDER BY step DESC"
+    for s, act in rec.iterate(sql, (step,)):
+        if rec.act(act).thread == thread:
+            return s
+    return None
+
+
+def _act_step(rec: "Recording", act: int, step: int, forward: bool) -> int | None:
+    if forward:
+        row = rec.q1("SELECT step FROM events WHERE act = ? AND step > ? ORDER BY step LIMIT 1", (act, step))
+    else:
+        row = rec.q1("SELECT step FROM events WHERE act = ? AND step < ? ORDER BY step DESC LIMIT 1", (act, step))
+    return row[0] if row else None
+
+
+def over(rec: "Recording", step: int, forward: bool) -> int | None:
+    """``n`` (forward) and ``rn`` (backward)."""
+    a = rec.act(rec.event_row(step)[1])
+    while True:
+        s = _act_step(rec, a.act, step, forward)
+        if s is not None:
+            return s
+        if a.parent is None:
+            return thread_step(rec, step, forward)
+        a = rec.act(a.parent)
+
+
+def to_return(rec: "Recording", step: int) -> int | None:
+    """``r``: the step at which the current activation ends."""
+    a = rec.act(rec.event_row(step)[1])
+    while True:
+        if a.end is None:
+            return None
+        if a.end > step:
+            return a.end
+        if a.parent is None:
+            return None
+        a = rec.act(a.parent)
+
+
+def to_call(rec: "Recording", step: int) -> int | None:
+    """``rr``: the step at which the current activation began."""
+    a = rec.act(rec.event_row(step)[1])
+    while True:
+        if a.start < step:
+            return a.start
+        if a.parent is None:
+            return None
+        a = rec.act(a.parent)
+
+
+# -- breakpoints and watches ------------------------------------------------------
+
+@dataclass
+class Breakpoint:
+    """``b FILE:LINE``, ``b LINE`` (current file) or ``b FUNCTION``."""
+
+    number: int
+    file: str | None = None
+    line: int | None = None
+    function: str | None = None
+    codes: frozenset[int] = frozenset()
+
+    def __str__(self) -> str:
+        if self.function:
+            return f"{self.number}: function {self.function}"
+        return f"{self.number}: {self.file}:{self.line}"
+
+
+def make_breakpoint(rec: "Recording", number: int, spec: str, current_code: int) -> Breakpoint:
+    spec = spec.strip()
+    file, _, line = spec.rpartition(":")
+    if not file and spec.isdigit():
+        file, line = rec.file_of(current_code), spec
+    if line.isdigit() and file:
+        codes = frozenset(c for c, v in rec.codes.items() if rec.files.get(v[0]) == file
+                          or rec.files.get(v[0], "").endswith("/" + file))
+        if not codes:
+            raise UnknownNameError(f"no recorded file {file!r}", fix="files: " + ", ".join(sorted(rec.files.values())))
+        return Breakpoint(number, file=rec.file_of(next(iter(codes))), line=int(line), codes=codes)
+    codes = frozenset(c for c, v in rec.codes.items() if spec in (v[1], v[2]))
+    if not codes:
+        raise UnknownNameError(f"no function {spec!r} ran in this recording",
+                               fix="use b FILE:LINE, b LINE or a function name (see: escope flow TEST)")
+    return Breakpoint(number, function=spec, codes=codes)
+
+
+@dataclass
+class Watch:
+    """A name (or path) of one frame whose changes stop ``c`` and ``rc``."""
+
+    text: str
+    frame: int
+    function: str
+    path: Path = field(default_factory=lambda: Path("", ()))
+    name_id: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.text} (in {self.function}, frame {self.frame})"
+
+
+def make_watch(rec: "Recording", text: str, frame: int, function: str) -> Watch:
+    path = parse_path(text)
+    nid = rec.name_ids().get(path.root)
+    if nid is None or rec.q1("SELECT 1 FROM bindings WHERE frame = ? AND name = ? LIMIT 1", (frame, nid)) is None:
+        raise UnknownNameError(f"{function} has no local {path.root!r}", fix="see its locals with: p or w")
+    return Watch(text, frame, function, path, nid)
+
+
+def watch_value(rec: "Recording", w: Watch, step: int) -> tuple[Any, int | None]:
+    """(comparable value, bound object) of a watch at ``step``."""
+    row = rec.q1("SELECT value FROM bindings WHERE frame = ? AND name = ? AND step <= ? "
+                 "ORDER BY step DESC LIMIT 1", (w.frame, w.name_id, step))
+    if row is None or row[0] is None:
+        return None, None
+    value = rec.value(row[0], step)
+    obj = rec.q1("SELECT obj FROM vals WHERE value = ?", (row[0],))
+    form: Any = value.to_json() if isinstance(value, Value) else None
+    if w.path.steps and form is not None:
+        try:
+            form = walk(form, w.path)
+        except UnknownNameError:
+            form = None
+    return form, (obj[0] if obj else None)
+
+
+def _candidate(rec: "Recording", w: Watch, step: int, obj: int | None, forward: bool) -> int | None:
+    """The next (previous, including ``step``) step at which the watch may change."""
+    found = []
+    if forward:
+        row = rec.q1("SELECT step FROM bindings WHERE frame = ? AND name = ? AND step > ? ORDER BY step LIMIT 1",
+                     (w.frame, w.name_id, step))
+        if row:
+            found.append(row[0])
+        if obj is not None:
+            row = rec.q1("SELECT step FROM vals WHERE obj = ? AND step > ? ORDER BY step LIMIT 1", (obj, step))
+            if row:
+                found.append(row[0])
+        return min(found) if found else None
+    row = rec.q1("SELECT step FROM bindings WHERE frame = ? AND name = ? AND step <= ? ORDER BY step DESC LIMIT 1",
+                 (w.frame, w.name_id, step))
+    if row:
+        found.append(row[0])
+    if obj is not None:
+        row = rec.q1("SELECT step FROM vals WHERE obj = ? AND step <= ? ORDER BY step DESC LIMIT 1", (obj, step))
+        if row:
+            found.append(row[0])
+    return max(found) if found else None
+
+
+def watch_change(rec: "Recording", w: Watch, step: int, forward: bool) -> int | None:
+    """The first step after (before) ``step`` at which the watched value differs
+    from the step just before it."""
+    if forward:
+        cur = step
+        before, obj = watch_value(rec, w, cur)
+        while True:
+            c = _candidate(rec, w, cur, obj, True)
+            if c is None:
+                return None
+            now, obj = watch_value(rec, w, c)
+            if now != before:
+                return c
+            cur = c
+    cur = step
+    while cur >= rec.first_step:
+        _v, obj = watch_value(rec, w, cur)
+        p = _candidate(rec, w, cur, obj, False)
+        if p is None:
+            return None
+        if p < step and (p <= rec.first_step or watch_value(rec, w, p)[0] != watch_value(rec, w, p - 1)[0]):
+            return p
+        cur = p - 1
+    return None
+
+
+def breakpoint_hit(rec: "Recording", bps: list[Breakpoint], step: int, forward: bool) -> tuple[int, Breakpoint] | None:
+    if not bps:
+        return None
+    lines = sorted({b.line for b in bps if b.line is not None})
+    conds = []
+    args: list[Any] = [step]
+    if lines:
+        conds.append(f"(kind = {schema.LINE} AND line IN ({','.join('?' * len(lines))}))")
+        args += lines
+    if any(b.function for b in bps):
+        conds.append(f"kind = {schema.CALL}")
+    op, order = (">", "") if forward else ("<", " DESC")
+    sql = f"SELECT step, kind, act, line FROM events WHERE step {op} ? AND ({' OR '.join(conds)}) ORDER BY step{order}"
+    for s, kind, act, line in rec.iterate(sql, tuple(args)):
+        code = rec.act(act).code
+        for b in bps:
+            if code not in b.codes:
+                continue
+            if b.function and kind == schema.CALL:
+                return s, b
+            if b.line is not None and kind == schema.LINE and line == b.line:
+                return s, b
+    return None

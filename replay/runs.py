@@ -1,0 +1,218 @@
+"""Finding things on disk: the escope dir, a run, a test's recording.
+
+``resolve_run`` is the one place that turns what the user typed after
+``--run`` (a run id, a run directory, an archive) into a run directory;
+archive support plugs in here through ``replay.archive.extract_run`` so
+every command gets it at once.  ``resolve_test`` implements SPEC 4's TEST
+rule: a recording path, a full node id, a unique part of one, or nothing
+(the first failed test of the latest run).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from .errors import AmbiguousTestError, RecordingError, RunError, UnknownTestError
+from .opening import connect_readonly
+
+ESCOPE_DIR_ENV = "ESCOPE_DIR"
+_RECORD_FIRST = "record a run with: pytest --escope"
+
+
+@dataclass
+class TestEntry:
+    """One row of a run's index."""
+
+    test_id: str
+    worker: str
+    outcome: str
+    setup: str | None
+    call: str | None
+    teardown: str | None
+    duration_ns: int | None
+    events: int
+    dropped: int
+    bytes: int
+    recording: Path | None
+    failure: str | None
+    started_ns: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "test": self.test_id, "worker": self.worker, "outcome": self.outcome,
+            "phases": {"setup": self.setup, "call": self.call, "teardown": self.teardown},
+            "duration_ns": self.duration_ns, "events": self.events, "dropped": self.dropped,
+            "bytes": self.bytes, "recording": str(self.recording) if self.recording else None,
+            "failure": self.failure,
+        }
+
+
+@dataclass
+class Run:
+    """One run directory and what its index says."""
+
+    run_id: str
+    path: Path
+    facts: dict[str, str] = field(default_factory=dict)
+    tests: list[TestEntry] = field(default_factory=list)
+
+    def failed(self) -> list[TestEntry]:
+        return [t for t in self.tests if t.outcome in ("failed", "error", "crashed")]
+
+
+def find_escope_dir(explicit: str | os.PathLike[str] | None = None, *, required: bool = True) -> Path | None:
+    """``--escope-dir``, then ``$ESCOPE_DIR``, then ``.escope`` here or above."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_dir():
+            raise RunError(f"no escope directory at {path}", fix="check --escope-dir, or " + _RECORD_FIRST)
+        return path
+    env = os.environ.get(ESCOPE_DIR_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            raise RunError(f"${ESCOPE_DIR_ENV} points to {path}, which is not a directory",
+                           fix=f"fix ${ESCOPE_DIR_ENV}, or " + _RECORD_FIRST)
+        return path
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / ".escope"
+        if candidate.is_dir():
+            return candidate
+    if required:
+        raise RunError("no .escope directory here or in any parent directory",
+                       fix=_RECORD_FIRST + " (or pass --escope-dir DIR)")
+    return None
+
+
+def list_run_ids(escope_dir: Path) -> list[str]:
+    """Run ids, oldest first (ids start with the UTC time, so they sort)."""
+    runs = escope_dir / "runs"
+    if not runs.is_dir():
+        return []
+    return sorted(p.name for p in runs.iterdir() if (p / "index.sqlite").is_file())
+
+
+def _run_dir_from_archive(path: Path) -> Path:
+    """Archives are read by ``replay.archive`` when it is installed."""
+    try:
+        from . import archive  # type: ignore[attr-defined]
+        extract = archive.extract_run
+    except (ImportError, AttributeError):
+        raise RunError(f"{path} is a file, not a run directory",
+                       fix="pass a run id or a directory from .escope/runs/ (see: escope list)") from None
+    return Path(extract(path))
+
+
+def resolve_run(spec: str | os.PathLike[str] | None = None, escope_dir: Path | None = None) -> Run:
+    """The run named by ``spec`` (id, unique id prefix, run dir, archive) or the latest."""
+    if spec is not None:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            if not (path / "index.sqlite").is_file():
+                raise RunError(f"{path} is not a run directory (no index.sqlite)",
+                               fix="pass a directory from .escope/runs/ (see: escope list)")
+            return read_run(path)
+        if path.is_file():
+            return read_run(_run_dir_from_archive(path))
+    base = escope_dir or find_escope_dir()
+    assert base is not None
+    ids = list_run_ids(base)
+    if spec is None:
+        latest = base / "latest"
+        run_id = None
+        try:
+            run_id = latest.read_text(encoding="utf-8").strip()
+        except OSError:
+            pass
+        if not run_id or run_id not in ids:
+            if not ids:
+                raise RunError(f"no runs in {base}", fix=_RECORD_FIRST)
+            run_id = ids[-1]
+        return read_run(base / "runs" / run_id)
+    text = str(spec)
+    matches = [i for i in ids if i == text] or [i for i in ids if i.startswith(text)]
+    if not matches:
+        raise RunError(f"no run {text!r} in {base}", fix="see the runs with: escope list --all")
+    if len(matches) > 1:
+        raise RunError(f"run {text!r} is ambiguous ({', '.join(matches[:5])})", fix="give more of the run id")
+    return read_run(base / "runs" / matches[0])
+
+
+def read_run(path: Path) -> Run:
+    """Read a run's index (read-only; a run still being written is fine)."""
+    index = path / "index.sqlite"
+    conn = None
+    try:
+        try:
+            conn = connect_readonly(index)
+            facts = dict(conn.execute("SELECT key, value FROM run").fetchall())
+        except apsw.Error:
+            # A live run keeps its index in WAL mode; read the file as it is.
+            conn = connect_readonly(index, immutable=True)
+            facts = dict(conn.execute("SELECT key, value FROM run").fetchall())
+        rows = conn.execute(
+            "SELECT test_id, worker, outcome, setup, call, teardown, duration_ns, events, dropped, bytes, "
+            "recording, failure, started_ns FROM tests ORDER BY coalesce(started_ns, 0), rowid").fetchall()
+    except apsw.Error as exc:
+        raise RunError(f"cannot read the run index {index} ({str(exc).splitlines()[0][:100]})",
+                       fix="the run is damaged; pick another with --run (see: escope list --all)") from None
+    finally:
+        if conn is not None:
+            conn.close()
+    tests = []
+    for r in rows:
+        rec = path / r[10] if r[10] else None
+        tests.append(TestEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] or 0, r[8] or 0, r[9] or 0,
+                               rec, r[11], r[12]))
+    return Run(facts.get("run_id", path.name), path, facts, tests)
+
+
+def match_tests(run: Run, text: str) -> list[TestEntry]:
+    """Exact id, else the tests whose id (or recording name) contains ``text``."""
+    exact = [t for t in run.tests if t.test_id == text]
+    if exact:
+        return exact[:1]
+    found: dict[str, TestEntry] = {}
+    for t in run.tests:
+        if text in t.test_id or (t.recording is not None and text in t.recording.name):
+            found.setdefault(t.test_id, t)
+    return list(found.values())
+
+
+def resolve_test(spec: str | os.PathLike[str] | None, run_spec: str | None = None,
+                 escope_dir: Path | None = None) -> tuple[Path, TestEntry | None]:
+    """The recording file for TEST (SPEC 4), plus its index row when known."""
+    if spec is not None:
+        path = Path(spec).expanduser()
+        if path.is_file():
+            return path, None
+        if path.suffix == ".sqlite":
+            raise RecordingError("no such recording", path=path,
+                                 fix="check the path, or list recordings with: escope list")
+    run = resolve_run(run_spec, escope_dir)
+    if spec is None:
+        failed = [t for t in run.failed() if t.recording is not None]
+        if not failed:
+            raise UnknownTestError(f"no failed test with a recording in run {run.run_id}",
+                                   fix="name one: escope replay TEST (see: escope list)")
+        entry = failed[0]
+    else:
+        matches = match_tests(run, str(spec))
+        if not matches:
+            raise UnknownTestError(f"no test matching {str(spec)!r} in run {run.run_id}",
+                                   fix="see the tests with: escope list")
+        if len(matches) > 1:
+            raise AmbiguousTestError(f"{str(spec)!r} matches {len(matches)} tests in run {run.run_id}",
+                                     [t.test_id for t in matches], fix="name one of them")
+        entry = matches[0]
+    if entry.recording is None:
+        raise UnknownTestError(
+            f"test {entry.test_id} {entry.outcome} and its recording was not kept",
+            fix="re-run it with: pytest --escope --escope-keep=all")
+    return entry.recording, entry

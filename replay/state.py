@@ -1,0 +1,213 @@
+"""Reconstructing the program state at one step.
+
+The state at step N (SPEC 4) is rebuilt from indexed lookups only:
+
+* the stack is the step's activation and its parent chain (a parent stays
+  fixed while its child lives); an outer frame's current line is the line
+  of its latest event at or before N (``events_act``);
+* a frame's locals are, per name, its latest binding at or before N
+  (``bindings_frame``); a binding to a mutable object shows that object's
+  latest snapshot at or before N (``vals_obj``), which is how aliases stay
+  consistent and in-place mutation shows up in every frame;
+* the exception in flight is the one being raised or unwound at N: walking
+  back over N's thread, only EXCEPTION and UNWIND events may lie between
+  its raise and N.  A HANDLED event, or any line, call or return on that
+  thread, means something caught it (possibly code out of scope, such as
+  ``pytest.raises``).  Under sys.monitoring a propagating exception is
+  reported again in each caller (RAISE fires per frame); those repeats of
+  the same object are folded into the first raise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..recorder import schema
+from .values import Value
+
+if TYPE_CHECKING:
+    from .recording import Act, Recording
+
+JSON_SCHEMA_VERSION = 1
+
+_LOCALS_SQL = """
+WITH RECURSIVE nm(name) AS (
+    SELECT (SELECT min(name) FROM bindings WHERE frame = ?1)
+    UNION ALL
+    SELECT (SELECT min(name) FROM bindings WHERE frame = ?1 AND name > nm.name) FROM nm WHERE nm.name IS NOT NULL
+)
+SELECT nm.name,
+       (SELECT coalesce(b.value, 0) FROM bindings b WHERE b.frame = ?1 AND b.name = nm.name AND b.step <= ?2
+        ORDER BY b.step DESC LIMIT 1),
+       (SELECT min(b.step) FROM bindings b WHERE b.frame = ?1 AND b.name = nm.name)
+FROM nm WHERE nm.name IS NOT NULL
+"""
+
+
+@dataclass
+class Frame:
+    """One frame of the stack at a step."""
+
+    function: str
+    file: str
+    line: int
+    node: str | None
+    locals: dict[str, Value]
+    frame: int
+    act: int
+    code: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"function": self.function, "file": self.file, "line": self.line, "node": self.node,
+                "frame": self.frame, "locals": {k: v.to_json() for k, v in self.locals.items()}}
+
+
+@dataclass
+class Exc:
+    """The exception in flight: its value and the step that raised it."""
+
+    step: int
+    value: Value
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.value.to_json()
+        out["step"] = self.step
+        return out
+
+
+@dataclass
+class State:
+    """The program state at one step; ``stack`` is innermost last."""
+
+    test: str
+    step: int
+    time_ns: int
+    kind: str
+    thread: str
+    task: str | None
+    node: str | None
+    stack: list[Frame]
+    exception: Exc | None
+    value: Value | None = None  # return value at a return/yield step, payload of a checkpoint
+    last_step: int = 0
+
+    @property
+    def frame(self) -> Frame:
+        return self.stack[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema_version": JSON_SCHEMA_VERSION, "test": self.test, "step": self.step, "time_ns": self.time_ns,
+            "kind": self.kind, "thread": self.thread, "task": self.task, "node": self.node,
+            "stack": [f.to_json() for f in self.stack],
+            "exception": self.exception.to_json() if self.exception else None,
+        }
+        if self.value is not None:
+            out["value"] = self.value.to_json()
+        return out
+
+
+@dataclass
+class Failure:
+    """Where and how the test failed."""
+
+    step: int
+    outcome: str
+    message: str
+    exact: bool  # False when the recorder could not tie the failure to a raise
+    phases: dict[str, str | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "outcome": self.outcome, "message": self.message, "exact": self.exact,
+                "phases": self.phases}
+
+
+def frame_locals(rec: "Recording", frame: int, step: int) -> dict[str, Value]:
+    """Locals of ``frame`` as of ``step``, in the order they were first bound."""
+    names = {n: t for t, n in rec.name_ids().items()}
+    rows = rec.q(_LOCALS_SQL, (frame, step))
+    rows = [r for r in rows if r[1]]  # None: bound only later; 0: unbound (del)
+    rows.sort(key=lambda r: (r[2], r[0]))
+    out: dict[str, Value] = {}
+    for name, vid, _first in rows:
+        value = rec.value(vid, step)
+        if value is not None:
+            out[names.get(name, f"?{name}")] = value
+    return out
+
+
+def frame_line(rec: "Recording", act: "Act", step: int) -> int:
+    row = rec.q1("SELECT line FROM events WHERE act = ? AND step <= ? ORDER BY step DESC LIMIT 1", (act.act, step))
+    return row[0] if row else 0
+
+
+def exception_in_flight(rec: "Recording", step: int, thread: int) -> Exc | None:
+    """See the module docstring for the rule."""
+    found: tuple[int, int] | None = None  # (step, value id) of the earliest raise of this exception
+    found_obj: Any = None
+    for s, kind, act, vid in rec.iterate(
+            "SELECT step, kind, act, value FROM events WHERE step <= ? ORDER BY step DESC", (step,)):
+        if rec.act(act).thread != thread:
+            continue
+        if kind == schema.UNWIND:
+            continue
+        if kind == schema.EXCEPTION:
+            obj = _obj_of(rec, vid)
+            if found is None:
+                found, found_obj = (s, vid), obj
+                continue
+            if vid == found[1] or (obj is not None and obj == found_obj):
+                found = (s, vid)
+                continue
+        break
+    if found is None:
+        return None
+    value = rec.value(found[1], step)
+    return Exc(found[0], value or Value("?", "<unknown exception>"))
+
+
+def _obj_of(rec: "Recording", vid: int | None) -> int | None:
+    if vid is None:
+        return None
+    row = rec.q1("SELECT obj FROM vals WHERE value = ?", (vid,))
+    return row[0] if row else None
+
+
+def build_state(rec: "Recording", step: int) -> State:
+    kind, act_id, line, time_ns, vid = rec.event_row(step)
+    chain = rec.chain(act_id)
+    stack = []
+    for a in chain:
+        code = a.code
+        here = line if a.act == act_id else frame_line(rec, a, step)
+        stack.append(Frame(
+            function=rec.function(code), file=rec.file_of(code), line=here, node=rec.node(code, here),
+            locals=frame_locals(rec, a.frame, step), frame=a.frame, act=a.act, code=code))
+    inner = chain[-1]
+    value = rec.value(vid, step) if vid is not None and kind != schema.EXCEPTION else None
+    return State(
+        test=rec.test_id, step=step, time_ns=time_ns, kind=rec.kind_name(kind),
+        thread=rec.thread_name(inner.thread),
+        task=rec.tasks.get(inner.task) if inner.task is not None else None,
+        node=stack[-1].node, stack=stack, exception=exception_in_flight(rec, step, inner.thread),
+        value=value, last_step=rec.last_step)
+
+
+def failure(rec: "Recording") -> Failure | None:
+    """The failure step: meta's ``failure_step`` when the recorder tied the
+    failing exception to its raise; else the last exception raised; else
+    the last step (a crash, or a failure raised outside recorded code)."""
+    outcome = rec.outcome
+    if outcome in ("passed", "skipped"):
+        return None
+    phases = {p: rec.meta.get(f"outcome_{p}") for p in ("setup", "call", "teardown")}
+    message = rec.meta.get("failure", "") or ("the process died before the test finished"
+                                               if outcome == "crashed" else "")
+    text = rec.meta.get("failure_step", "")
+    if text.isdigit() and rec.first_step <= int(text) <= rec.last_step:
+        return Failure(int(text), outcome, message, True, phases)
+    row = rec.q1("SELECT step FROM events WHERE kind = ? AND step >= ? ORDER BY step DESC LIMIT 1",
+                 (schema.EXCEPTION, rec.first_step))
+    step = row[0] if row else max(rec.last_step, rec.first_step)
+    return Failure(step, outcome, message, False, phases)
