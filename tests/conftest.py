@@ -245,7 +245,9 @@ class Rec:
                 "WHERE b.frame = ? AND b.name = ? AND v.obj IS NOT NULL", frame, nid)}
             for obj in objs:
                 steps |= {r[0] for r in self.q("SELECT step FROM vals WHERE obj = ?", obj)}
-            for step in sorted(steps):
+            # only while the frame lives
+            end = self.q("SELECT max(coalesce(end_step, 1 << 62)) FROM activations WHERE frame = ?", frame)[0][0]
+            for step in sorted(s for s in steps if end is None or s <= end):
                 v = self.value_at(frame, name, step)
                 if v is not None and (not out or out[-1] != v[1]):
                     out.append(v[1])
@@ -269,6 +271,15 @@ class Rec:
                JOIN codes c ON c.code = f.code JOIN files fi ON fi.file = c.file
                WHERE e.kind = ? AND NOT EXISTS
                  (SELECT 1 FROM lines l WHERE l.file = fi.file AND l.line = e.line)""", schema.LINE)]
+
+    def line_of(self, file: str, needle: str, nth: int = 1) -> int:
+        """Line number of the ``nth`` line of embedded ``file`` containing ``needle``."""
+        source = self.q("SELECT source FROM files WHERE path = ?", file)[0][0]
+        hits = [i for i, text in enumerate(source.splitlines(), 1) if needle in text]
+        return hits[nth - 1]
+
+    def steps_at(self, function: str, line: int, kind: str = "line") -> list[int]:
+        return [e.step for e in self.events() if e.function == function and e.line == line and e.kind == kind]
 
     def node_of(self, file: str, line: int) -> str | None:
         r = self.q("SELECT n.node_id FROM lines l JOIN nodes n ON n.node = l.node "
