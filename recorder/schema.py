@@ -8,10 +8,12 @@ column and is checked against this constant by the tests.
 Schema history:
 
 1. First version: events, activations, frames, bindings, value snapshots,
-   embedded sources and the libcst node index.
+   embedded (compressed) sources and the libcst nodes of the lines that ran.
 """
 
 from __future__ import annotations
+
+import zlib
 
 SCHEMA_VERSION = 1
 
@@ -59,15 +61,16 @@ CREATE TABLE meta (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 
--- every source file that ran; in-scope files carry their full text
+-- every source file that ran, with its full text (zlib-compressed UTF-8,
+-- read it with decode_source())
 CREATE TABLE files (
     file INTEGER PRIMARY KEY,
     path TEXT NOT NULL,          -- relative to the rootdir when inside it
-    sha256 TEXT,                 -- of the source text; NULL when not embedded
-    source TEXT                  -- NULL for out-of-scope files
+    sha256 TEXT,                 -- of the source text
+    source BLOB                  -- zlib(UTF-8 text); NULL when not embedded
 );
 
--- one row per statement of an embedded file (libcst node index)
+-- the statements (libcst node index) that ran at least one step
 CREATE TABLE nodes (
     node INTEGER PRIMARY KEY,
     file INTEGER NOT NULL,
@@ -79,7 +82,7 @@ CREATE TABLE nodes (
     anchor TEXT NOT NULL
 );
 
--- each source line of an embedded file, mapped to its innermost statement
+-- each line that ran, mapped to its innermost statement
 CREATE TABLE lines (
     file INTEGER NOT NULL,
     line INTEGER NOT NULL,
@@ -181,6 +184,23 @@ CREATE TABLE faults (
     count INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+
+def encode_source(text: str) -> bytes:
+    return zlib.compress(text.encode("utf-8", "surrogateescape"), 6)
+
+
+def decode_source(blob: bytes | str | None, limit: int = 64 << 20) -> str | None:
+    """Text of ``files.source``; bounded so a hostile blob cannot exhaust memory."""
+    if blob is None:
+        return None
+    if isinstance(blob, str):
+        return blob
+    d = zlib.decompressobj()
+    raw = d.decompress(bytes(blob), limit)
+    if d.unconsumed_tail:
+        raise ValueError("embedded source is larger than the allowed limit")
+    return raw.decode("utf-8", "replace")
+
 
 TABLES = (
     "meta", "files", "nodes", "lines", "codes", "threads", "tasks", "frames",

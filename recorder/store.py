@@ -43,7 +43,14 @@ class RecordingWriter:
         self.error: BaseException | None = None
         self.events_written = 0
         self.names: dict[str, int] = {}
-        self.files_done: set[int] = set()
+        self.files_done: dict[int, Any] = {}
+        self.scalar_vids: dict[tuple, int] = {}
+        self.act_file: dict[int, int | None] = {}
+        self.frame_file: dict[int, int | None] = {}
+        self.code_file: dict[int, int] = {}
+        self.seen_lines: set[tuple[int, int]] = set()
+        self.lines_done: set[tuple[int, int]] = set()
+        self.node_pks: dict[tuple[int, int], int] = {}
         self.db: apsw.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="escope-writer", daemon=True)
         self._started = False
@@ -73,7 +80,7 @@ class RecordingWriter:
         create_private_file(self.path)
         db = apsw.Connection(str(self.path))
         db.setbusytimeout(5000)
-        db.execute("PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF; PRAGMA page_size=8192")
+        db.execute("PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF; PRAGMA page_size=4096")
         with db:
             db.execute(schema.SCHEMA)
             base_meta = {
@@ -128,50 +135,73 @@ class RecordingWriter:
         binding_rows = []
         val_rows = []
         new_names: list = []
+        new_lines: list = []
         name_id = self._name_id
+        scalars = self.scalar_vids
+        act_file = self.act_file
+        frame_file = self.frame_file
+        code_file = self.code_file
+        seen_lines = self.seen_lines
+        for row in chunk.get("codes", ()):
+            code_file[row[0]] = row[1]
         step = base
         RETURN, YIELD, UNWIND = schema.RETURN, schema.YIELD, schema.UNWIND
         for ev in chunk["events"]:
             kind = ev[0]
+            act = ev[1]
             if len(ev) == 4:
-                events_rows.append((step, kind, ev[1], ev[2], ev[3], None))
+                events_rows.append((step, kind, act, ev[2], ev[3], None))
             else:
-                events_rows.append((step, kind, ev[1], ev[2], ev[3], ev[4]))
+                value = ev[4]
                 payload = ev[5]
                 if payload:
+                    remap = None
                     for item in payload:
                         tag = item[0]
                         if tag == "b":
-                            binding_rows.append((item[1], name_id(db, item[2], new_names), step, item[3]))
+                            vid = item[3]
+                            if remap is not None and vid in remap:
+                                vid = remap[vid]
+                            binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
                         elif tag == "r":
                             tname, text, detail, flags = render(item[2])
-                            val_rows.append((item[1], None, step, tname, text, detail, flags))
+                            key = (tname, text, flags)
+                            known = scalars.get(key) if detail is None else None
+                            if known is not None:
+                                if remap is None:
+                                    remap = {}
+                                remap[item[1]] = known
+                            else:
+                                if detail is None and len(scalars) < 200_000:
+                                    scalars[key] = item[1]
+                                val_rows.append((item[1], None, step, tname, text, detail, flags))
                         elif tag == "v":
                             val_rows.append((item[1], item[2], step, item[3], item[4], item[5], item[6]))
                         elif tag == "A":
                             act_rows.append((item[1], item[2], item[3], item[4], item[5], item[6], step))
+                            act_file[item[1]] = frame_file.get(item[2])
                         elif tag == "F":
                             frame_rows.append((item[1], item[2], step))
+                            frame_file[item[1]] = code_file.get(item[2])
+                    if remap is not None and value in remap:
+                        value = remap[value]
+                events_rows.append((step, kind, act, ev[2], ev[3], value))
+            key = (act_file.get(act), ev[2])
+            if key not in seen_lines:
+                seen_lines.add(key)
+                new_lines.append(key)
             if kind == RETURN or kind == YIELD or kind == UNWIND:
-                act_ends.append((step, ev[1]))
+                act_ends.append((step, act))
+                act_file.pop(act, None)
             step += 1
         with db:
             for file_id, sf in chunk.get("files", ()):
                 if file_id in self.files_done:
                     continue
-                self.files_done.add(file_id)
-                db.execute("INSERT INTO files VALUES (?, ?, ?, ?)", (file_id, sf.relpath, sf.index.sha256, sf.source))
-                nodes = sf.index.nodes
-                first_node = (db.execute("SELECT coalesce(max(node), 0) FROM nodes").fetchall()[0][0]) + 1
-                db.executemany(
-                    "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(first_node + i, file_id, n.first_line, n.last_line, n.kind, n.qualname, n.node_id, n.anchor)
-                     for i, n in enumerate(nodes)],
-                )
-                db.executemany(
-                    "INSERT INTO lines VALUES (?, ?, ?)",
-                    [(file_id, line, first_node + i) for line, i in sf.index.line_node.items()],
-                )
+                self.files_done[file_id] = sf
+                db.execute("INSERT INTO files VALUES (?, ?, ?, ?)",
+                           (file_id, sf.relpath, sf.index.sha256, schema.encode_source(sf.source)))
+            self._write_lines(db, new_lines)
             if chunk.get("codes"):
                 db.executemany("INSERT OR REPLACE INTO codes VALUES (?, ?, ?, ?, ?, ?)", chunk["codes"])
             if chunk.get("threads"):
@@ -204,6 +234,34 @@ class RecordingWriter:
             if self.max_events and step > self.max_events:
                 self._drop_oldest(db, step - self.max_events)
 
+    def _write_lines(self, db: apsw.Connection, new_lines: list) -> None:
+        """Rows of ``lines`` and ``nodes`` for the lines that ran."""
+        line_rows = []
+        node_rows = []
+        done = self.lines_done
+        for file_id, line in new_lines:
+            if file_id is None or (file_id, line) in done:
+                continue
+            done.add((file_id, line))
+            sf = self.files_done.get(file_id)
+            if sf is None:
+                continue
+            index = sf.index
+            i = index.line_node.get(line)
+            if i is None:
+                continue
+            node_key = (file_id, i)
+            node_pk = self.node_pks.get(node_key)
+            if node_pk is None:
+                node_pk = self.node_pks[node_key] = len(self.node_pks) + 1
+                n = index.nodes[i]
+                node_rows.append((node_pk, file_id, n.first_line, n.last_line, n.kind, n.qualname, n.node_id, n.anchor))
+            line_rows.append((file_id, line, node_pk))
+        if node_rows:
+            db.executemany("INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", node_rows)
+        if line_rows:
+            db.executemany("INSERT INTO lines VALUES (?, ?, ?)", line_rows)
+
     def _drop_oldest(self, db: apsw.Connection, cut: int) -> None:
         """Keep the newest events; older bindings and snapshots shrink to the
         last one per name and per object, so the first kept step still has
@@ -216,7 +274,8 @@ class RecordingWriter:
             "DELETE FROM vals WHERE step < ? AND obj IS NOT NULL AND value NOT IN "
             "(SELECT max(value) FROM vals WHERE step < ? AND obj IS NOT NULL GROUP BY obj)", (cut, cut))
         db.execute(
-            "DELETE FROM vals WHERE step < ? AND obj IS NULL AND value NOT IN (SELECT value FROM bindings WHERE value IS NOT NULL)",
+            "DELETE FROM vals WHERE step < ? AND obj IS NULL AND value NOT IN (SELECT value FROM bindings WHERE value IS NOT NULL) "
+            "AND value NOT IN (SELECT value FROM events WHERE value IS NOT NULL)",
             (cut,))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('first_step', ?)", (str(cut),))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped_events', ?)", (str(cut),))
