@@ -121,6 +121,7 @@ def connect_readonly(path: Path, *, immutable: bool = False) -> apsw.Connection:
     conn = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
     conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
     conn.execute("PRAGMA trusted_schema=OFF")
+    conn.execute("PRAGMA cache_size=-65536")  # 64 MB: big films revisit the same index pages
     try:
         conn.enable_load_extension(False)
     except (AttributeError, apsw.Error):

@@ -99,7 +99,10 @@ class Recording:
             self.files = dict(self.conn.execute("SELECT file, path FROM files").fetchall())
             self.threads = dict(self.conn.execute("SELECT thread, name FROM threads").fetchall())
             self.tasks = dict(self.conn.execute("SELECT task, name FROM tasks").fetchall())
-            lo, hi = self.conn.execute("SELECT min(step), max(step) FROM events").fetchall()[0]
+            # two statements: SQLite answers a lone min() or max() from the
+            # primary key, but scans the table for both in one statement
+            lo = self.conn.execute("SELECT min(step) FROM events").fetchall()[0][0]
+            hi = self.conn.execute("SELECT max(step) FROM events").fetchall()[0][0]
         except apsw.Error as exc:
             raise self.corrupt(exc) from None
         self.first_step: int = lo if lo is not None else 0
@@ -238,7 +241,12 @@ class Recording:
         lines = self._sources.get(file)
         if lines is None:
             row = self.q1("SELECT source FROM files WHERE file = ?", (file,))
-            lines = self._sources[file] = (row[0] or "").splitlines() if row and row[0] else []
+            try:
+                text = schema.decode_source(row[0]) if row else None
+            except Exception as exc:  # zlib.error, ValueError: a damaged or oversized blob
+                raise RecordingError(f"the embedded source of {self.files.get(file, '?')} is damaged ({exc})",
+                                     path=self.path, fix="re-run the test to record it again") from None
+            lines = self._sources[file] = text.splitlines() if text else []
         return lines
 
     def name_ids(self) -> dict[str, int]:
@@ -294,10 +302,11 @@ class Recording:
         from .queries import events
         return events(self, **filters)
 
-    def history(self, name: str, frame: int | None = None) -> list["HistoryEntry"]:
-        """Every value ``name`` (or ``a.b[0]`` path) took, with step and node."""
+    def history(self, name: str, frame: int | None = None, limit: int | None = None) -> list["HistoryEntry"]:
+        """Every value ``name`` (or ``a.b[0]`` path) took, with step and node;
+        only in ``frame`` when given; the first ``limit`` values when given."""
         from .queries import history
-        return history(self, name, frame=frame)
+        return history(self, name, frame=frame, limit=limit)
 
     def flow(self) -> dict[str, Any]:
         """Caller -> callee counts, threads and tasks."""

@@ -1,0 +1,148 @@
+"""Replay speed on a recording of over a million events (issue: escope replay, item 5).
+
+It records a real program -- a pytest test whose loop calls a function
+110,000 times, with a running total rebound 110,000 times and a list
+mutated in place -- with ``pytest --escope``, then measures, as medians:
+opening the recording, ``state_at`` at random steps, one step forward and
+one step back (``n``/``rn`` and ``s``/``rs``) at random points,
+``history`` of the total, and ``events --limit 100`` with filters.  Random
+points are drawn near the start (first 5%) and near the end (last 5%) to
+show the cost does not depend on the position.
+
+    python benchmarks/bench_replay.py [--iterations N] [--keep DIR] [--json OUT]
+
+Not a timed test: run it by hand and copy the table into
+docs/performance.md ("Replay").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+PROGRAM = '''
+def work(i, acc):
+    x = i * 2
+    y = x % 7
+    acc.append(y)
+    return x + y
+
+
+def test_million():
+    total = 0
+    acc = []
+    for i in range({n}):
+        total += work(i, acc)
+        if len(acc) > 20:
+            acc.clear()
+    assert total < 0
+'''
+
+BUDGET_MS = 50.0
+
+
+def record(workdir: Path, iterations: int) -> Path:
+    (workdir / "test_million.py").write_text(PROGRAM.format(n=iterations))
+    (workdir / "pytest.ini").write_text("[pytest]\n")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pytest", "--escope", "--escope-keep=all", "-q", "-p", "no:cacheprovider",
+                    "test_million.py"], cwd=workdir, env=env, stdout=subprocess.DEVNULL, check=False)
+    print(f"recorded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    found = sorted(workdir.glob(".escope/runs/*/tests/*.sqlite"))
+    if not found:
+        raise SystemExit("no recording was written")
+    return found[-1]
+
+
+def median_ms(fn: Callable[[Any], Any], args: list[Any]) -> float:
+    times = []
+    for a in args:
+        t0 = time.perf_counter()
+        fn(a)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def measure(path: Path, samples: int, seed: int) -> dict[str, Any]:
+    from pytest_escope.replay import Recording
+    from pytest_escope.replay import navigation as nav
+
+    rng = random.Random(seed)
+    results: dict[str, Any] = {}
+    results["open"] = median_ms(lambda _: Recording.open(path).close(), list(range(samples)))
+    rec = Recording.open(path)
+    n = len(rec.steps)
+    results["events"] = n
+    results["path"] = str(path)
+    span = max(1, n // 20)
+    regions = {"start": (rec.first_step, rec.first_step + span), "end": (rec.last_step - span, rec.last_step - 1)}
+    for region, (lo, hi) in regions.items():
+        # a fresh connection per region: no cache carried over from the other one
+        rec.close()
+        rec = Recording.open(path)
+        steps = [rng.randint(lo, hi) for _ in range(samples)]
+        results[f"state_at/{region}"] = median_ms(rec.state_at, steps)
+        results[f"n/{region}"] = median_ms(lambda s: nav.over(rec, s, True), steps)
+        results[f"rn/{region}"] = median_ms(lambda s: nav.over(rec, s, False), steps)
+        results[f"s/{region}"] = median_ms(lambda s: nav.thread_step(rec, s, True), steps)
+        results[f"rs/{region}"] = median_ms(lambda s: nav.thread_step(rec, s, False), steps)
+        # one step as the session does it: move, then rebuild the state shown
+        results[f"n+state/{region}"] = median_ms(lambda s: rec.state_at(nav.over(rec, s, True)), steps)
+        results[f"rn+state/{region}"] = median_ms(lambda s: rec.state_at(nav.over(rec, s, False)), steps)
+        results[f"events call work --limit 100/{region}"] = median_ms(
+            lambda s: rec.events(kind="call", function="work", since=s, limit=100), steps[:20])
+        results[f"events --node (total +=) --limit 100/{region}"] = median_ms(
+            lambda s: rec.events(node="test_million.py:test_million:13:aug_assign", since=s, limit=100), steps[:20])
+        results[f"events --kind return --thread MainThread --limit 100/{region}"] = median_ms(
+            lambda s: rec.events(kind="return", thread="MainThread", since=s, limit=100), steps[:20])
+    changes = len(rec.history("total"))
+    results["history total (changes)"] = changes
+    results["history total"] = median_ms(lambda _: rec.history("total"), list(range(max(3, samples // 10))))
+    results["history acc (changes)"] = len(rec.history("acc"))
+    results["history acc"] = median_ms(lambda _: rec.history("acc"), list(range(max(3, samples // 10))))
+    rec.close()
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iterations", type=int, default=110_000)
+    ap.add_argument("--samples", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", type=Path, help="record into (or reuse a recording in) this directory")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    a = ap.parse_args()
+    if a.keep:
+        a.keep.mkdir(parents=True, exist_ok=True)
+        existing = sorted(a.keep.glob(".escope/runs/*/tests/*.sqlite"))
+        path = existing[-1] if existing else record(a.keep, a.iterations)
+        results = measure(path, a.samples, a.seed)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = record(Path(tmp), a.iterations)
+            results = measure(path, a.samples, a.seed)
+    results["python"] = sys.version.split()[0]
+    print(f"| operation (median of {a.samples}) | ms | within {BUDGET_MS:.0f} ms |")
+    print("|---|---:|:---:|")
+    for key, value in results.items():
+        if isinstance(value, float):
+            print(f"| {key} | {value:.2f} | {'yes' if value <= BUDGET_MS else 'NO'} |")
+    print(f"\n{results['events']} events; history of total: {results['history total (changes)']} values, "
+          f"of acc: {results['history acc (changes)']} values; Python {results['python']}")
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
