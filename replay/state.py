@@ -11,9 +11,11 @@ The state at step N (SPEC 4) is rebuilt from indexed lookups only:
   consistent and in-place mutation shows up in every frame;
 * the exception in flight is the one being raised or unwound at N: walking
   back over N's thread, only EXCEPTION and UNWIND events may lie between
-  its raise and N.  A HANDLED event, or any line, call or return on that
-  thread, means something caught it (possibly code out of scope, such as
-  ``pytest.raises``).  Under sys.monitoring a propagating exception is
+  its raise and N, plus HANDLED events of an activation that then unwound
+  anyway (sys.monitoring reports the implicit cleanup handlers of
+  ``finally``, ``except ... as`` and ``with``, which re-raise).  Any other
+  HANDLED event, or any line, call or return on that thread, means
+  something caught it (possibly code out of scope, like ``pytest.raises``).  Under sys.monitoring a propagating exception is
   reported again in each caller (RAISE fires per frame); those repeats of
   the same object are folded into the first raise.
 """
@@ -146,12 +148,16 @@ def exception_in_flight(rec: "Recording", step: int, thread: int) -> Exc | None:
     """See the module docstring for the rule."""
     found: tuple[int, int] | None = None  # (step, value id) of the earliest raise of this exception
     found_obj: Any = None
+    unwound: set[int] = set()  # activations seen unwinding on the way back
     for s, kind, act, vid in rec.iterate(
             "SELECT step, kind, act, value FROM events WHERE step <= ? ORDER BY step DESC", (step,)):
         if rec.act(act).thread != thread:
             continue
         if kind == schema.UNWIND:
+            unwound.add(act)
             continue
+        if kind == schema.HANDLED and act in unwound:
+            continue  # a cleanup handler (finally, except-as, with) that re-raised
         if kind == schema.EXCEPTION:
             obj = _obj_of(rec, vid)
             if found is None:
