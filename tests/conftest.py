@@ -566,3 +566,7 @@ def write_files(project: Project, files: dict[str, str]) -> Project:
     for name, text in files.items():
         project.write(name, text)
     return project
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: builds and installs things; still part of the default run")
