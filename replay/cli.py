@@ -45,6 +45,11 @@ class Context:
         for line in lines:
             self.out.write(line + "\n")
 
+    def hint(self, label: str, command: str) -> None:
+        """The next command to run: one line when it fits 80 columns, else two."""
+        line = f"{label}: {command}"
+        self.say(line if len(line) <= 80 else f"{label}:\n  {command}")
+
     def json(self, data: Any) -> None:
         self.out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -100,7 +105,7 @@ def cmd_list(ctx: Context) -> int:
         ctx.say(*run_lines(r, ctx.st, failed_only=a.failed))
     failed = [t for r in runs for t in r.failed() if t.recording]
     if failed:
-        ctx.say(f"replay a failure: escope replay {failed[0].test_id}")
+        ctx.hint("replay a failure", f"escope replay {failed[0].test_id}")
     elif not a.all:
         ctx.say("no failed test recorded; older runs: escope list --all")
     return 0
@@ -133,7 +138,7 @@ def cmd_replay(ctx: Context) -> int:
             return 0
         if a.print_state:
             ctx.say(*stop_display(rec, rec.state_at(step), ctx.st, None, fstep))
-            ctx.say(f"explore it: escope replay {rec.test_id} --step {step}")
+            ctx.hint("explore it", f"escope replay {rec.test_id} --step {step}")
             return 0
         from .interactive import Session
         return Session(rec, step, ctx.out, ctx.st, fstep).run(sys.stdin)
@@ -156,9 +161,9 @@ def cmd_events(ctx: Context) -> int:
         ctx.say(*event_lines(evs, ctx.st))
         shown_limit = limit if limit is not None else 50
         if shown_limit and len(evs) >= shown_limit:
-            ctx.say(f"more: escope events {rec.test_id} --since {evs[-1].step + 1} (or --limit N)")
+            ctx.hint("more", f"escope events {rec.test_id} --since {evs[-1].step + 1}")
         else:
-            ctx.say(f"see a step: escope replay {rec.test_id} --step {evs[-1].step}")
+            ctx.hint("see a step", f"escope replay {rec.test_id} --step {evs[-1].step}")
     return 0
 
 
@@ -179,7 +184,7 @@ def cmd_history(ctx: Context) -> int:
             ctx.say(f"{name} was never bound in {rec.test_id}")
             return 0
         ctx.say(*history_lines(entries, ctx.st))
-        ctx.say(f"{len(entries)} values; see one: escope replay {rec.test_id} --step {entries[-1].step}")
+        ctx.hint(f"{len(entries)} values; see one", f"escope replay {rec.test_id} --step {entries[-1].step}")
     return 0
 
 
@@ -190,7 +195,7 @@ def cmd_flow(ctx: Context) -> int:
             ctx.json(data)
             return 0
         ctx.say(*flow_lines(data, ctx.st))
-        ctx.say(f"events of one function: escope events {rec.test_id} --frame FUNCTION")
+        ctx.hint("one function's events", f"escope events {rec.test_id} --frame FUNCTION")
     return 0
 
 
@@ -201,7 +206,7 @@ def cmd_stats(ctx: Context) -> int:
             ctx.json(data)
             return 0
         ctx.say(*stats_lines(data, ctx.st))
-        ctx.say(f"replay it: escope replay {rec.test_id}")
+        ctx.hint("replay it", f"escope replay {rec.test_id}")
     return 0
 
 

@@ -78,7 +78,7 @@ class Session:
 
     def say(self, *lines: str) -> None:
         for line in lines:
-            self.out.write(line + "\n")
+            self.out.write((line if "\x1b" in line else self.st.cut(line)) + "\n")
         self.out.flush()
 
     def read(self, inp: IO[str]) -> str | None:
@@ -253,7 +253,7 @@ class Session:
         w = nav.make_watch(self.rec, arg, f.frame, f.function)
         self.watches.append(w)
         now = nav.watch_value(self.rec, w, self.step)[0]
-        self.say(f"watching {w}, now {value_text(now)}; c / rc stop where it changes")
+        self.say(f"watching {w}: {value_text(now)}", "c / rc stop where it changes")
 
     def do_unwatch(self, arg: str) -> None:
         self.watches = [w for w in self.watches if arg and w.text != arg]

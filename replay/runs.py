@@ -173,6 +173,14 @@ def read_run(path: Path) -> Run:
     return Run(facts.get("run_id", path.name), path, facts, tests)
 
 
+def _looks_like_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
 def match_tests(run: Run, text: str) -> list[TestEntry]:
     """Exact id, else the tests whose id (or recording name) contains ``text``."""
     exact = [t for t in run.tests if t.test_id == text]
@@ -190,9 +198,11 @@ def resolve_test(spec: str | os.PathLike[str] | None, run_spec: str | None = Non
     """The recording file for TEST (SPEC 4), plus its index row when known."""
     if spec is not None:
         path = Path(spec).expanduser()
-        if path.is_file():
+        if path.is_file() and (path.suffix == ".sqlite" or _looks_like_sqlite(path)):
             return path, None
-        if path.suffix == ".sqlite":
+        if path.suffix == ".sqlite" or (path.is_file() and find_escope_dir(escope_dir, required=False) is None):
+            if path.is_file():
+                return path, None  # let opening say what is wrong with it
             raise RecordingError("no such recording", path=path,
                                  fix="check the path, or list recordings with: escope list")
     run = resolve_run(run_spec, escope_dir)
