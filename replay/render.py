@@ -147,17 +147,39 @@ def assertion_operands(rec: "Recording", frame: "Frame", st: Style) -> list[str]
     out = [st("operands:", "bold")]
     for part in parts:
         src = ast.get_source_segment(text, part) or "?"
-        out.append(st.cut(f"  {src} = {operand_value(part, src, frame)}"))
+        out.append(st.cut(f"  {src} = {operand_value(rec, part, src, frame)}"))
     return out
 
 
-def operand_value(part: ast.AST, src: str, frame: "Frame") -> str:
+def operand_value(rec: "Recording", part: ast.AST, src: str, frame: "Frame") -> str:
     if isinstance(part, ast.Constant):
         return repr(part.value)
+    if isinstance(part, ast.Call):
+        name = part.func.attr if isinstance(part.func, ast.Attribute) else getattr(part.func, "id", None)
+        returned = _returned_by(rec, frame, name) if name else None
+        if returned is not None:
+            return f"{value_text(returned[1])}  (returned at step {returned[0]})"
+        return "(a call out of scope; its result was not recorded)"
     try:
         return value_text(lookup(frame, src))
     except UnknownNameError:
-        return "(not recorded: an expression replay does not evaluate)"
+        return "(computed, not recorded: replay evaluates names and paths only)"
+
+
+def _returned_by(rec: "Recording", frame: "Frame", name: str) -> tuple[int, Value] | None:
+    """The value the latest call of ``name`` made from this activation returned."""
+    codes = [c for c, v in rec.codes.items() if v[1] == name]
+    if not codes:
+        return None
+    row = rec.q1(
+        f"""SELECT e.step, e.value FROM activations a JOIN frames f ON f.frame = a.frame
+            JOIN events e ON e.step = a.end_step
+            WHERE a.parent = ? AND f.code IN ({','.join('?' * len(codes))}) AND e.kind = 3
+            ORDER BY a.start_step DESC LIMIT 1""", (frame.act, *codes))
+    if row is None:
+        return None
+    value = rec.value(row[1], row[0])
+    return (row[0], value) if value is not None else None
 
 
 def lookup(frame: "Frame", text: str) -> dict[str, Any]:
