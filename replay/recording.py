@@ -60,6 +60,7 @@ class Recording:
         self._lines: dict[int, dict[int, str]] = {}
         self._sources: dict[int, list[str]] = {}
         self._name_ids: dict[str, int] | None = None
+        self._name_texts: dict[int, str] = {}
         self.codes: dict[int, tuple[int, str, str, int, int]] = {}
         self.files: dict[int, str] = {}
         self.threads: dict[int, str] = {}
@@ -252,7 +253,12 @@ class Recording:
     def name_ids(self) -> dict[str, int]:
         if self._name_ids is None:
             self._name_ids = {t: n for n, t in self.q("SELECT name, text FROM names")}
+            self._name_texts = {n: t for t, n in self._name_ids.items()}
         return self._name_ids
+
+    def name_text(self, name: int) -> str:
+        self.name_ids()
+        return self._name_texts.get(name, f"?{name}")
 
     def value(self, vid: int | None, step: int | None = None) -> Value | None:
         """The value row ``vid`` as of ``step``: a mutable object shows its

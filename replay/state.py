@@ -127,7 +127,6 @@ class Failure:
 
 def frame_locals(rec: "Recording", frame: int, step: int) -> dict[str, Value]:
     """Locals of ``frame`` as of ``step``, in the order they were first bound."""
-    names = {n: t for t, n in rec.name_ids().items()}
     rows = rec.q(_LOCALS_SQL, (frame, step))
     rows = [r for r in rows if r[1]]  # None: bound only later; 0: unbound (del)
     rows.sort(key=lambda r: (r[2], r[0]))
@@ -135,7 +134,7 @@ def frame_locals(rec: "Recording", frame: int, step: int) -> dict[str, Value]:
     for name, vid, _first in rows:
         value = rec.value(vid, step)
         if value is not None:
-            out[names.get(name, f"?{name}")] = value
+            out[rec.name_text(name)] = value
     return out
 
 
