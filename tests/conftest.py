@@ -272,9 +272,13 @@ class Rec:
                WHERE e.kind = ? AND NOT EXISTS
                  (SELECT 1 FROM lines l WHERE l.file = fi.file AND l.line = e.line)""", schema.LINE)]
 
+    def source(self, file: str) -> str | None:
+        """The embedded text of ``file`` (stored compressed)."""
+        return schema.decode_source(self.q("SELECT source FROM files WHERE path = ?", file)[0][0])
+
     def line_of(self, file: str, needle: str, nth: int = 1) -> int:
         """Line number of the ``nth`` line of embedded ``file`` containing ``needle``."""
-        source = self.q("SELECT source FROM files WHERE path = ?", file)[0][0]
+        source = self.source(file)
         hits = [i for i, text in enumerate(source.splitlines(), 1) if needle in text]
         return hits[nth - 1]
 

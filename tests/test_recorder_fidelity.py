@@ -80,10 +80,10 @@ def test_every_line_event_has_a_node(recorded: Run) -> None:
 
 
 def test_node_ids_follow_the_spec(recorded: Run) -> None:
+    assert recorded.recording("test_recursion").node_of("pkg/lib.py", 13) == "pkg/lib.py:fact:13:if"
     rec = recorded.recording("test_methods_mutate_self")
     assert rec.node_of("pkg/lib.py", 7) == "pkg/lib.py:Counter.add:7:aug_assign"
     assert rec.node_of("pkg/lib.py", 8) == "pkg/lib.py:Counter.add:8:expr"
-    assert rec.node_of("pkg/lib.py", 13) == "pkg/lib.py:fact:13:if"
     assert rec.node_of("test_ugly.py", 63) == "test_ugly.py:test_methods_mutate_self:63:for"
     ids = [r[0] for r in rec.q("SELECT node_id FROM nodes")]
     assert len(ids) == len(set(ids))

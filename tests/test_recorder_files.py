@@ -221,7 +221,7 @@ def test_each_recording_has_setup_call_teardown(all_run: tuple[Run, str, dict]) 
 def test_sources_are_embedded(proj: Project, all_run: tuple[Run, str, dict]) -> None:
     run, _, _ = all_run
     rec = run.recording("test_pass")
-    files = {path: (sha, src) for path, sha, src in rec.q("SELECT path, sha256, source FROM files")}
+    files = {path: (sha, rec.source(path)) for path, sha in rec.q("SELECT path, sha256 FROM files")}
     assert set(files) == {"test_files.py", "conftest.py"}
     for path, (sha, src) in files.items():
         text = (proj.path / path).read_text(encoding="utf-8")
