@@ -105,11 +105,20 @@ def measure(path: Path, samples: int, seed: int) -> dict[str, Any]:
             lambda s: rec.events(node="test_million.py:test_million:13:aug_assign", since=s, limit=100), steps[:20])
         results[f"events --kind return --thread MainThread --limit 100/{region}"] = median_ms(
             lambda s: rec.events(kind="return", thread="MainThread", since=s, limit=100), steps[:20])
+    results["history total --limit 100"] = median_ms(lambda _: rec.history("total", limit=100), list(range(samples)))
+    results["history acc --limit 100"] = median_ms(lambda _: rec.history("acc", limit=100), list(range(samples)))
     changes = len(rec.history("total"))
     results["history total (changes)"] = changes
-    results["history total"] = median_ms(lambda _: rec.history("total"), list(range(max(3, samples // 10))))
+    results["history total (all values)"] = median_ms(lambda _: rec.history("total"), [0, 1, 2])
+    t0 = time.perf_counter()
     results["history acc (changes)"] = len(rec.history("acc"))
-    results["history acc"] = median_ms(lambda _: rec.history("acc"), list(range(max(3, samples // 10))))
+    results["history acc (all values)"] = (time.perf_counter() - t0) * 1000
+    # how fast this machine runs Python, to read the figures by
+    t0 = time.perf_counter()
+    s = 0
+    for i in range(1_000_000):
+        s += i
+    results["calibration: 1M-iteration Python loop"] = (time.perf_counter() - t0) * 1000
     rec.close()
     return results
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ..recorder import schema
 from .errors import UnknownNameError, UsageError
-from .state import JSON_SCHEMA_VERSION, frame_locals
+from .state import JSON_SCHEMA_VERSION
 from .values import Value, parse_path, walk
 
 if TYPE_CHECKING:
@@ -180,7 +180,13 @@ def make_event(rec: "Recording", step: int, k: int, a: Any, line: int, t: int, v
                task=rec.tasks.get(a.task) if a.task is not None else None, function=rec.function(a.code),
                file=rec.file_of(a.code), line=line, node=rec.node(a.code, line), frame=a.frame)
     if k == schema.CALL:
-        ev.args = frame_locals(rec, a.frame, step)
+        # the arguments are exactly the bindings made at the call step
+        ev.args = {}
+        for name, vid in rec.q("SELECT name, value FROM bindings WHERE frame = ? AND step = ? ORDER BY rowid",
+                               (a.frame, step)):
+            value = rec.value(vid, step)
+            if value is not None:
+                ev.args[rec.name_text(name)] = value
     if vid is not None:
         ev.value = rec.value(vid, step)
     return ev
