@@ -23,7 +23,7 @@ from typing import Any, Callable
 from . import schema
 from .config import RecorderConfig
 from .scope import CodeInfo, Scope, SourceFile
-from .values import IMMUTABLE_IDS, Renderer, compile_redaction
+from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint
 
 MISSING = object()
 
@@ -88,7 +88,7 @@ class Collector:
         self.objnums = itertools.count(1)
         self.frame_ids = itertools.count(1)
         self.act_ids = itertools.count(1)
-        self.objs: dict[int, tuple[int, str, str, str | None, int]] = {}
+        self.objs: dict[int, tuple[Any, int, int, type]] = {}
         self.threads: dict[int, ThreadState] = {}
         self.thread_rows: list[tuple[int, int, str]] = []
         self.task_ids: dict[int, tuple[Any, int]] = {}
@@ -170,28 +170,38 @@ class Collector:
     # -- values -----------------------------------------------------------
 
     def capture(self, value: Any, out: list, secret: bool = False) -> int:
-        """Id of a value row for ``value``; rows to write go into ``out``."""
+        """Id of a value row for ``value``; rows to write go into ``out``.
+
+        Immutable scalars are kept by reference (rendered by the writer).
+        A mutable object is rendered only when its fingerprint (ids and
+        lengths, two levels deep) differs from the last one seen for it.
+        """
         if secret:
             vid = next(self.vids)
             tname, text, detail, flags = self.renderer.redacted(value)
             out.append(("v", vid, None, tname, text, detail, flags))
             return vid
-        if id(type(value)) in IMMUTABLE_IDS:
+        cls = type(value)
+        if id(cls) in IMMUTABLE_IDS:
             vid = next(self.vids)
             out.append(("r", vid, value))
             return vid
-        tname, text, detail, flags = self.renderer.render(value)
         key = id(value)
         entry = self.objs.get(key)
-        if entry is not None and entry[2] == tname:
-            if entry[1] == text and entry[3] == detail:
-                return entry[0]
-            objnum = entry[4]
+        try:
+            fp = fingerprint(value, self.renderer)
+        except Exception:
+            fp = None
+        if entry is not None and entry[3] is cls:
+            if fp is not None and entry[0] == fp:
+                return entry[1]
+            objnum = entry[2]
         else:
             objnum = next(self.objnums)
+        tname, text, form, flags = self.renderer.render_form(value)
         vid = next(self.vids)
-        out.append(("v", vid, objnum, tname, text, detail, flags))
-        self.objs[key] = (vid, text, tname, detail, objnum)
+        out.append(("v", vid, objnum, tname, text, form, flags))
+        self.objs[key] = (fp, vid, objnum, cls)
         return vid
 
     def check_watch(self, fs: FrameState, frame: Any, entry: tuple) -> list | None:
@@ -248,10 +258,12 @@ class Collector:
         """A frame starts (``CALL``) or a suspended one resumes (``RESUME``)."""
         out: list = []
         fs = None
+        resumed = False
         if kind == schema.RESUME:
             fs = self.suspended.pop(id(frame), None)
             if fs is not None and fs.code is not info.code:
                 fs = None
+            resumed = fs is not None
         if fs is None:
             fs = FrameState(next(self.frame_ids), info)
             out.append(("F", fs.frame_id, self.code_id(info)))
@@ -269,7 +281,9 @@ class Collector:
             if task is not None:
                 ts.task = task
         fs.task = parent.task if parent is not None and not info.is_coro else ts.task
-        fs.prev = None
+        # A resumed generator is in the middle of its `yield` statement: what
+        # that statement binds (`got = yield x`) is checked at its next step.
+        fs.prev = fs.watch.get(line) if resumed else None
         fs.exc_pending = False
         out.append(("A", fs.act, fs.frame_id, parent.act if parent is not None else None,
                     ts.thread_id, fs.task, fs.depth))

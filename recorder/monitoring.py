@@ -89,13 +89,13 @@ class MonitoringBackend:
                 return ts, None
             return ts, fs
 
-        def adopt(code: Any, line: int) -> FrameState | None:
+        def adopt(code: Any, line: int, frame: Any) -> FrameState | None:
             """A frame we did not see start (it began before recording)."""
             info = infos.get(id(code))
             if info is None:
                 return None
             ts = col.thread_state(get_ident())
-            return col.enter(ts, info, getframe(2), CALL, line)
+            return col.enter(ts, info, frame, CALL, line)
 
         def on_start(code: Any, offset: int) -> Any:
             if not col.active:
@@ -132,12 +132,13 @@ class MonitoringBackend:
                 col.fault("recorder error at a resume")
             return None
 
-        def on_line(code: Any, line: int) -> Any:
+        def on_line(code: Any, line: int, depth: int = 1) -> Any:
+            # depth: how far up the user's frame is (2 when on_jump calls us)
             ts = threads.get(get_ident())
             if ts is None or not ts.stack or ts.stack[-1].code is not code:
                 if not col.active:
                     return None
-                fs = adopt(code, line)
+                fs = adopt(code, line, getframe(depth + 1))
                 if fs is None:
                     return None
             else:
@@ -146,7 +147,7 @@ class MonitoringBackend:
                 fs.exc_pending = False
             prev = fs.prev
             if prev:
-                changes = col.check_watch(fs, getframe(1), prev)
+                changes = col.check_watch(fs, getframe(depth), prev)
                 if changes is not None:
                     events.append((LINE, fs.act, line, perf() - t0, None, changes))
                 else:
@@ -170,7 +171,7 @@ class MonitoringBackend:
             to_line = info.line_of_offset(dest)
             if to_line is None or to_line != info.line_of_offset(src):
                 return DISABLE
-            return on_line(code, to_line)
+            return on_line(code, to_line, 2)
 
         def on_return(code: Any, offset: int, retval: Any) -> Any:
             ts, fs = top_for(code)

@@ -25,7 +25,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 #: Bump when the cached content changes shape.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -103,6 +103,11 @@ class _NameUse(cst.CSTVisitor):
             r = self.root_name(arg.value)
             if r:
                 self.mutated.add(r)
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        # The iteration variable of a comprehension: a local of the
+        # comprehension's frame (3.11) or, inlined, of the function (3.12+).
+        self.bind_target(node.target)
 
     def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
         self.bind_target(node.target)
@@ -270,6 +275,14 @@ class _Indexer:
                     uses.bind_target(handler.name.name)  # type: ignore[arg-type]
                 self.set_watch(range(h_first, self.pos(handler.body)[0] + 1), uses)
                 self.walk_block(handler.body, qualname)
+                if handler.name is not None and isinstance(handler.name.name, cst.Name):
+                    # Python unbinds `e` when the handler ends; whichever
+                    # statement of the body runs last must notice.
+                    gone = handler.name.name.value
+                    for line in range(self.pos(handler.body)[0], self.pos(handler)[1] + 1):
+                        entry = self.index.watch.get(line)
+                        if entry is not None and gone not in entry[0] and gone not in entry[1]:
+                            self.index.watch[line] = (entry[0] + (gone,), entry[1])
             for extra in (stmt.orelse, stmt.finalbody):
                 if extra is not None:
                     self.walk_block(extra.body, qualname)

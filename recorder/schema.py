@@ -130,6 +130,7 @@ CREATE TABLE activations (
     end_step INTEGER             -- NULL while still on the stack at the end
 );
 CREATE INDEX activations_frame ON activations (frame, start_step);
+CREATE INDEX activations_parent ON activations (parent, start_step);
 
 -- the film: one row per step
 CREATE TABLE events (
@@ -141,6 +142,8 @@ CREATE TABLE events (
     value INTEGER                -- vals.value: return value, exception, checkpoint
 );
 CREATE INDEX events_act ON events (act, step);
+-- every kind but LINE: filters on rare kinds and function breakpoints
+CREATE INDEX events_kind ON events (kind, step) WHERE kind != 2;
 
 CREATE TABLE names (
     name INTEGER PRIMARY KEY,
@@ -155,7 +158,7 @@ CREATE TABLE bindings (
     value INTEGER                -- NULL: the name was unbound (del)
 );
 CREATE INDEX bindings_frame ON bindings (frame, name, step);
-CREATE INDEX bindings_name ON bindings (name, step);
+CREATE INDEX bindings_name ON bindings (name, step, frame, value);
 
 -- rendered values; rows sharing obj are snapshots of one mutable object
 CREATE TABLE vals (

@@ -18,7 +18,7 @@ from typing import Any
 import apsw
 
 from . import schema
-from .values import Renderer
+from .values import Renderer, detail_json
 
 _STOP = object()
 
@@ -145,6 +145,9 @@ class RecordingWriter:
         for row in chunk.get("codes", ()):
             code_file[row[0]] = row[1]
         step = base
+        # Activations are inserted once their end is known; those still open
+        # at the end of a chunk go in with end_step NULL and get an UPDATE.
+        pending_acts: dict[int, list] = {}
         RETURN, YIELD, UNWIND = schema.RETURN, schema.YIELD, schema.UNWIND
         for ev in chunk["events"]:
             kind = ev[0]
@@ -176,9 +179,12 @@ class RecordingWriter:
                                     scalars[key] = item[1]
                                 val_rows.append((item[1], None, step, tname, text, detail, flags))
                         elif tag == "v":
-                            val_rows.append((item[1], item[2], step, item[3], item[4], item[5], item[6]))
+                            detail = item[5]
+                            if detail is not None and type(detail) is not str:
+                                detail = detail_json(detail)
+                            val_rows.append((item[1], item[2], step, item[3], item[4], detail, item[6]))
                         elif tag == "A":
-                            act_rows.append((item[1], item[2], item[3], item[4], item[5], item[6], step))
+                            pending_acts[item[1]] = [item[1], item[2], item[3], item[4], item[5], item[6], step, None]
                             act_file[item[1]] = frame_file.get(item[2])
                         elif tag == "F":
                             frame_rows.append((item[1], item[2], step))
@@ -191,7 +197,12 @@ class RecordingWriter:
                 seen_lines.add(key)
                 new_lines.append(key)
             if kind == RETURN or kind == YIELD or kind == UNWIND:
-                act_ends.append((step, act))
+                row = pending_acts.pop(act, None)
+                if row is not None:
+                    row[7] = step
+                    act_rows.append(row)
+                else:
+                    act_ends.append((step, act))
                 act_file.pop(act, None)
             step += 1
         with db:
@@ -212,9 +223,10 @@ class RecordingWriter:
                 db.executemany("INSERT INTO names VALUES (?, ?)", new_names)
             if frame_rows:
                 db.executemany("INSERT INTO frames VALUES (?, ?, ?)", frame_rows)
+            act_rows.extend(pending_acts.values())
             if act_rows:
-                db.executemany("INSERT INTO activations (act, frame, parent, thread, task, depth, start_step) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?)", act_rows)
+                db.executemany("INSERT INTO activations (act, frame, parent, thread, task, depth, start_step, end_step) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", act_rows)
             if act_ends:
                 db.executemany("UPDATE activations SET end_step = ? WHERE act = ?", act_ends)
             db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", events_rows)

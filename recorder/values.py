@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import itertools
 import json
 import pathlib
 import re
@@ -55,6 +56,12 @@ def compile_redaction(patterns: Iterable[str]) -> re.Pattern[str] | None:
     if not parts:
         return None
     return re.compile("|".join(parts), re.IGNORECASE)
+
+
+def detail_json(form: dict | None) -> str | None:
+    if not form:
+        return None
+    return json.dumps(form, ensure_ascii=False, separators=(",", ":"))
 
 
 class _TypeInfo:
@@ -150,6 +157,12 @@ class Renderer:
 
     def render(self, value: Any) -> tuple[str, str, str | None, int]:
         """Render ``value``; ``detail`` comes back as JSON text or None."""
+        type_name, text, form, flags = self.render_form(value)
+        return (type_name, text, detail_json(form), flags)
+
+    def render_form(self, value: Any) -> tuple[str, str, dict | None, int]:
+        """Render ``value``, leaving the structured form as a dict: turning
+        it into JSON is left to the writer thread, off the test's path."""
         try:
             form = self._form(value, 0)
         except RecursionError:
@@ -168,8 +181,7 @@ class Renderer:
             flags |= FLAG_TRUNCATED
         type_name = form.pop("type")
         form.pop("repr")
-        detail = json.dumps(form, ensure_ascii=False, separators=(",", ":")) if form else None
-        return (type_name, text, detail, flags)
+        return (type_name, text, form or None, flags)
 
     # -- internals -------------------------------------------------------
 
@@ -381,3 +393,81 @@ class Renderer:
         else:
             msg = ""
         return f"{type_name}: {msg}" if msg else type_name
+
+
+# -- change detection ---------------------------------------------------------
+
+_islice = itertools.islice
+_SHALLOW_LIMIT = 30
+_NESTED_LIMIT = 10
+
+
+def _nested_print(value: Any, renderer: "Renderer") -> Any:
+    """One level inside a container: enough to see ``x[0].append(1)``."""
+    cls = type(value)
+    if id(cls) in IMMUTABLE_IDS:
+        return None
+    if issubclass(cls, list):
+        return (list.__len__(value), *map(id, list.__getitem__(value, slice(0, _NESTED_LIMIT))))
+    if issubclass(cls, dict):
+        return (dict.__len__(value), *map(id, _islice(dict.values(value), _NESTED_LIMIT)))
+    if issubclass(cls, (set, frozenset)):
+        return (set.__len__(value) if issubclass(cls, set) else frozenset.__len__(value),)
+    info = renderer._info(cls)
+    if info.dict_getter is not None:
+        try:
+            ns = info.dict_getter(value)
+        except Exception:
+            return None
+        if type(ns) is dict:
+            return (dict.__len__(ns), *map(id, _islice(dict.values(ns), _NESTED_LIMIT)))
+    return None
+
+
+def fingerprint(value: Any, renderer: "Renderer") -> Any:
+    """An identity-level summary of a mutable value, two levels deep.
+
+    Equal fingerprints mean nothing the renderer would show at the first two
+    levels was replaced, added or removed; computing one reads only C-level
+    slots (ids and lengths), so it runs no user code and costs a fraction
+    of a rendering.  The tracer re-renders only when it changes.
+    """
+    cls = type(value)
+    if issubclass(cls, list):
+        items = list.__getitem__(value, slice(0, _SHALLOW_LIMIT))
+        return (list.__len__(value), *map(id, items), *[_nested_print(v, renderer) for v in items])
+    if issubclass(cls, tuple):
+        items = tuple.__getitem__(value, slice(0, _SHALLOW_LIMIT))
+        return (tuple.__len__(value), *map(id, items), *[_nested_print(v, renderer) for v in items])
+    if issubclass(cls, dict):
+        vals = list(_islice(dict.values(value), _SHALLOW_LIMIT))
+        return (dict.__len__(value), *map(id, _islice(dict.keys(value), _SHALLOW_LIMIT)), *map(id, vals),
+                *[_nested_print(v, renderer) for v in vals])
+    if issubclass(cls, set):
+        return (set.__len__(value), *map(id, _islice(set.__iter__(value), _SHALLOW_LIMIT)))
+    if issubclass(cls, frozenset):
+        return (frozenset.__len__(value),)
+    info = renderer._info(cls)
+    if info.opaque:
+        return ()
+    parts: list = []
+    if info.dict_getter is not None:
+        try:
+            ns = info.dict_getter(value)
+        except Exception:
+            ns = None
+        if type(ns) is dict:
+            vals = list(_islice(dict.values(ns), _SHALLOW_LIMIT))
+            parts.append(dict.__len__(ns))
+            parts.extend(map(id, _islice(dict.keys(ns), _SHALLOW_LIMIT)))
+            parts.extend(map(id, vals))
+            parts.extend([_nested_print(v, renderer) for v in vals])
+    for _slot, getter in info.slot_getters:
+        try:
+            v = getter(value)
+        except AttributeError:
+            parts.append(None)
+            continue
+        parts.append(id(v))
+        parts.append(_nested_print(v, renderer))
+    return tuple(parts)

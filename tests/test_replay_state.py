@@ -356,8 +356,6 @@ def bugs_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return next(project.escope_dir.glob("runs/*/tests/*.sqlite"))
 
 
-@pytest.mark.xfail(strict=True, reason="recorder: a value assigned from a yield expression is not "
-                                       "recorded after the resume (enter() drops the pending watch)")
 def test_yield_assignment_is_recorded(bugs_recording: Path) -> None:
     with Recording.open(bugs_recording) as rec:
         line = rec.events(function="gen", kind="line")
@@ -365,18 +363,14 @@ def test_yield_assignment_is_recorded(bugs_recording: Path) -> None:
         assert rec.state_at(seen_line.step).frame.locals["got"].repr == "5"
 
 
-@pytest.mark.xfail(strict=True, reason="recorder: the implicit unbinding of an 'except ... as e' "
-                                       "target when the handler ends is not recorded")
 def test_except_target_unbound_after_handler(bugs_recording: Path) -> None:
     with Recording.open(bugs_recording) as rec:
-        after = [e for e in rec.events(function="test_bugs", kind="line") if e.line == 16][0]
+        after = [e for e in rec.events(function="test_bugs", kind="line") if e.line == 15][0]  # after = 1
         assert "e" not in rec.state_at(after.step).frame.locals
 
 
-@pytest.mark.xfail(strict=True, reason="recorder: a comprehension's iteration variable is not recorded "
-                                       "while the comprehension runs")
 def test_comprehension_variable_is_recorded(bugs_recording: Path) -> None:
     with Recording.open(bugs_recording) as rec:
-        steps = [e.step for e in rec.events(kind="line") if e.line == 17]
+        steps = [e.step for e in rec.events(kind="line") if e.line == 16]  # the comprehension
         assert len(steps) >= 3
         assert rec.state_at(steps[-1]).frame.locals["v"].repr == "8"
