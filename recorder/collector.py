@@ -84,7 +84,8 @@ class Collector:
         self.spill_at = self.spill_every_ns
         self.spilled = False
         self._spill_lock = threading.Lock()
-        self.vids = itertools.count(1)
+        # odd ids here; the writer numbers the scalars it renders with even ids
+        self.vids = itertools.count(1, 2)
         self.objnums = itertools.count(1)
         self.frame_ids = itertools.count(1)
         self.act_ids = itertools.count(1)
@@ -214,6 +215,7 @@ class Collector:
         out: list = []
         last = fs.last
         fid = fs.frame_id
+        secrets = self.secret_names
         for name in bound:
             v = loc.get(name, MISSING)
             if v is MISSING:
@@ -224,7 +226,10 @@ class Collector:
             i = id(v)
             if last.get(name) != i:
                 last[name] = i
-                out.append(("b", fid, name, self.capture(v, out, self.is_secret(name))))
+                if id(type(v)) in IMMUTABLE_IDS and not (secrets.get(name) or self.is_secret(name)):
+                    out.append(("s", fid, name, v))
+                else:
+                    out.append(("b", fid, name, self.capture(v, out, self.is_secret(name))))
         for name in mutated:
             v = loc.get(name, MISSING)
             if v is MISSING:
@@ -232,7 +237,10 @@ class Collector:
             i = id(v)
             if last.get(name) != i:
                 last[name] = i
-                out.append(("b", fid, name, self.capture(v, out, self.is_secret(name))))
+                if id(type(v)) in IMMUTABLE_IDS and not (secrets.get(name) or self.is_secret(name)):
+                    out.append(("s", fid, name, v))
+                else:
+                    out.append(("b", fid, name, self.capture(v, out, self.is_secret(name))))
             elif id(type(v)) not in IMMUTABLE_IDS and not self.is_secret(name):
                 self.capture(v, out)
         return out or None
@@ -246,11 +254,15 @@ class Collector:
             return
         last = fs.last
         fid = fs.frame_id
+        is_secret = self.is_secret
         for name, v in items:
             if type(name) is not str or name.startswith(_BORING_LOCAL_PREFIXES):
                 continue
             last[name] = id(v)
-            out.append(("b", fid, name, self.capture(v, out, self.is_secret(name))))
+            if id(type(v)) in IMMUTABLE_IDS and not is_secret(name):
+                out.append(("s", fid, name, v))
+            else:
+                out.append(("b", fid, name, self.capture(v, out, is_secret(name))))
 
     # -- frames -------------------------------------------------------------
 
@@ -304,7 +316,10 @@ class Collector:
         fs.prev = None
         vid = None
         if kind == schema.RETURN or kind == schema.YIELD:
-            vid = self.capture(value, out, self.is_secret(fs.code.co_name))
+            if id(type(value)) in IMMUTABLE_IDS and not self.is_secret(fs.code.co_name):
+                out.append(("R", value))  # the writer renders it and fills in the event's value
+            else:
+                vid = self.capture(value, out, self.is_secret(fs.code.co_name))
         stack = ts.stack
         if stack and stack[-1] is fs:
             stack.pop()

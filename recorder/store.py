@@ -45,6 +45,7 @@ class RecordingWriter:
         self.names: dict[str, int] = {}
         self.files_done: dict[int, Any] = {}
         self.scalar_vids: dict[tuple, int] = {}
+        self.next_vid = 2  # even: ids of scalars rendered here (the collector's are odd)
         self.act_file: dict[int, int | None] = {}
         self.frame_file: dict[int, int | None] = {}
         self.code_file: dict[int, int] = {}
@@ -166,6 +167,21 @@ class RecordingWriter:
                             if remap is not None and vid in remap:
                                 vid = remap[vid]
                             binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
+                        elif tag == "s" or tag == "R":
+                            # a scalar by reference: render, dedupe, number it here
+                            tname, text, detail, flags = render(item[-1])
+                            key = (tname, text, flags)
+                            vid = scalars.get(key)
+                            if vid is None:
+                                vid = self.next_vid
+                                self.next_vid += 2
+                                if len(scalars) < 200_000:
+                                    scalars[key] = vid
+                                val_rows.append((vid, None, step, tname, text, detail, flags))
+                            if tag == "s":
+                                binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
+                            else:
+                                value = vid
                         elif tag == "r":
                             tname, text, detail, flags = render(item[2])
                             key = (tname, text, flags)
