@@ -291,7 +291,16 @@ COMMANDS.update({
 })
 
 
+def _load_extensions() -> None:
+    """Commands that live in modules of their own: pack, export, gc."""
+    from . import archive, film, retention
+    COMMANDS.setdefault("pack", (archive.add_pack, archive.cmd_pack))
+    COMMANDS.setdefault("export", (film.add_export, film.cmd_export))
+    COMMANDS.setdefault("gc", (retention.add_gc, retention.cmd_gc))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    _load_extensions()
     parser = _Parser(prog="escope", description="Replay pytest-escope recordings forward and backward.",
                      epilog="docs: docs/replay.md")
     parser.add_argument("--escope-dir", metavar="DIR", help="escope directory (default: .escope here or above, "

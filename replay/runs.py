@@ -115,11 +115,18 @@ def resolve_run(spec: str | os.PathLike[str] | None = None, escope_dir: Path | N
         path = Path(spec).expanduser()
         if path.is_dir():
             if not (path / "index.sqlite").is_file():
+                from .archive import find_extracted_run
+                extracted = find_extracted_run(path)
+                if extracted is not None:
+                    return read_run(extracted)
                 raise RunError(f"{path} is not a run directory (no index.sqlite)",
                                fix="pass a directory from .escope/runs/ (see: escope list)")
             return read_run(path)
         if path.is_file():
             return read_run(_run_dir_from_archive(path))
+        if str(spec).endswith((".tar.gz", ".tgz")) or os.sep in str(spec):
+            raise RunError(f"no run directory or archive at {path}",
+                           fix="check the path (see runs with: escope list --all)")
     base = escope_dir or find_escope_dir()
     assert base is not None
     ids = list_run_ids(base)
@@ -170,7 +177,54 @@ def read_run(path: Path) -> Run:
         rec = path / r[10] if r[10] else None
         tests.append(TestEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] or 0, r[8] or 0, r[9] or 0,
                                rec, r[11], r[12]))
+    _settle_running(tests, finished="finished_unix_ns" in facts)
     return Run(facts.get("run_id", path.name), path, facts, tests)
+
+
+def _settle_running(tests: list[TestEntry], *, finished: bool) -> None:
+    """A test the index still calls ``running`` whose process is gone crashed.
+
+    The controller marks such rows at session end, but a process that dies
+    (``os._exit``, SIGKILL, a segfault, pytest-timeout's thread method)
+    never gets there.  A row is settled as ``crashed`` when the run has
+    finished, when its worker started a later test, or when its recording
+    is incomplete and the process that wrote it no longer exists here.
+    """
+    last_start: dict[str, int] = {}
+    for t in tests:
+        if t.started_ns is not None:
+            last_start[t.worker] = max(last_start.get(t.worker, 0), t.started_ns)
+    for t in tests:
+        if t.outcome != "running":
+            continue
+        if finished or (t.started_ns or 0) < last_start.get(t.worker, 0) or _writer_gone(t.recording):
+            t.outcome = "crashed"
+
+
+def _writer_gone(recording: Path | None) -> bool:
+    """The recording is incomplete and its writer's pid is not alive here."""
+    if recording is None or not recording.is_file():
+        return False
+    try:
+        conn = connect_readonly(recording)
+        try:
+            facts = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('complete', 'pid')").fetchall())
+        finally:
+            conn.close()
+        if facts.get("complete") != "0":
+            return False
+        pid = int(facts.get("pid", ""))
+    except (apsw.Error, ValueError, OSError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _looks_like_sqlite(path: Path) -> bool:
