@@ -324,6 +324,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def write_json(path: Path, header: dict[str, Any], runs: list[Run], rows: list[dict[str, Any]],
+               problems: list[str]) -> None:
+    data = dict(header, summary=rows, problems=problems, markdown=markdown(rows),
+                runs=[{k: v for k, v in asdict(r).items() if k not in ("outcomes", "failures")} for r in runs])
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=sys.executable, help="interpreter to benchmark (default: this one)")
@@ -370,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             note = seed_node_cache(python, projects[suite], seeds[suite])  # type: ignore[arg-type]
             print(f"# {suite}: node cache seeded in {time.perf_counter() - t:.1f}s ({note})", file=sys.stderr)
+    header = {"python": version, "executable": python, "cpus": os.cpu_count(), "platform": platform.platform(),
+              "started": started, "rounds": args.rounds, "node_cache": args.node_cache, "coverage_core": core,
+              "suites": suites, "configs": [c.name for c in configs]}
     runs: list[Run] = []
     for rnd in range(1, args.rounds + 1):
         for suite in suites:
@@ -381,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
                 extra = f" events={run.events:,}" if run.events is not None else ""
                 print(f"round {rnd} {suite:15} {config.name:20} {run.wall_s:8.1f}s{extra}  {state}",
                       file=sys.stderr, flush=True)
+                if args.json:  # after every run, so an interrupted benchmark still leaves its figures
+                    write_json(args.json, header, runs, *summarise(runs, suites, configs))
 
     shutil.rmtree(copies, ignore_errors=True)
     rows, problems = summarise(runs, suites, configs)
@@ -392,12 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print("\n!!! " + problem, file=sys.stderr)
     if args.json:
-        args.json.write_text(json.dumps({
-            "python": version, "executable": python, "cpus": os.cpu_count(), "platform": platform.platform(),
-            "started": started, "rounds": args.rounds, "node_cache": args.node_cache, "coverage_core": core,
-            "summary": rows, "problems": problems,
-            "runs": [{k: v for k, v in asdict(r).items() if k not in ("outcomes", "failures")} for r in runs],
-        }, indent=2))
+        write_json(args.json, header, runs, rows, problems)
     return 1 if any(p.startswith("OUTCOMES DIFFER") for p in problems) else 0
 
 

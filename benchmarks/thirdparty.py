@@ -57,7 +57,7 @@ SUITES: dict[str, Suite] = {
     suite.name: suite
     for suite in (
         # 671 tests (12k unittest subtests).  Green on 3.11 and 3.12 with no exclusions;
-        # two tests are deselected because filming them dominates any run (see why below).
+        # three tests are deselected because filming them dominates any run (see why below).
         Suite("more-itertools", "more-itertools", "10.7.0", "tests", deselect={
             "tests/test_recipes.py::PrimeFunctionTests::test_primes":
                 "28 s of the 32 s plain run: nth_prime(i) for each of the 9,592 primes below 10**5 "
@@ -65,6 +65,9 @@ SUITES: dict[str, Suite] = {
             "tests/test_more.py::DiscreteFourierTransformTests::test_roundtrip":
                 "0.8 s plain but 11M events under balanced (3.4M generator yield/resume pairs): "
                 "alone it takes longer than the rest of the suite together",
+            "tests/test_recipes.py::PolynomialFromRootsTests::test_large":
+                "0.7 s plain; convolve() yields ~10**6 times over lists of 450-digit ints: "
+                "more than 5 minutes under balanced",
         }),
         # 180 tests, inside the package.  Green on 3.11 and 3.12 with no exclusions.
         Suite("toolz", "toolz", "1.0.0", "toolz/tests"),
