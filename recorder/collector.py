@@ -243,7 +243,8 @@ class Collector:
                     out.append(("b", fid, name, self.capture(v, out, self.is_secret(name))))
             elif id(type(v)) not in IMMUTABLE_IDS and not self.is_secret(name):
                 self.capture(v, out)
-        return out or None
+        # a tuple of tuples of scalars: the GC untracks it, a list it never would
+        return tuple(out) if out else None
 
     def capture_locals(self, fs: FrameState, frame: Any, out: list) -> None:
         """Every local of a frame just entered: its arguments."""
@@ -301,7 +302,7 @@ class Collector:
                     ts.thread_id, fs.task, fs.depth))
         ts.stack.append(fs)
         t = time.perf_counter_ns() - self.t0
-        self.events.append((kind, fs.act, line, t, None, out))
+        self.events.append((kind, fs.act, line, t, None, tuple(out)))
         if t > self.spill_at or len(self.events) >= self.spill_limit:
             self.spill()
         return fs
@@ -327,7 +328,7 @@ class Collector:
             del stack[stack.index(fs):]
         if kind == schema.YIELD:
             self.suspended[id(frame)] = fs
-        self.events.append((kind, fs.act, line, time.perf_counter_ns() - self.t0, vid, out or None))
+        self.events.append((kind, fs.act, line, time.perf_counter_ns() - self.t0, vid, tuple(out) if out else None))
 
     def exception(self, fs: FrameState, kind: int, line: int, exc: Any) -> None:
         out: list = []
@@ -339,7 +340,7 @@ class Collector:
             except Exception:
                 tname = "?"
             self.exc_log.append((step, id(exc), tname))
-        self.events.append((kind, fs.act, line, time.perf_counter_ns() - self.t0, vid, out))
+        self.events.append((kind, fs.act, line, time.perf_counter_ns() - self.t0, vid, tuple(out)))
 
     def checkpoint(self, label: str, values: dict[str, Any]) -> None:
         """A custom event from the ``escope`` fixture, on the calling thread."""
