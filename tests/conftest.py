@@ -34,11 +34,19 @@ _SCRUB = ("PYTEST_ESCOPE", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_P
           "COVERAGE_CORE", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "CI")
 
 
+#: Inner sessions run their tests in file order: several assertions (pdb
+#: input, hook call order) depend on it, and pytest-randomly may be installed.
+INNER_ADDOPTS = "-p no:randomly"
+
+
 @pytest.fixture(autouse=True)
-def _clean_inner_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_inner_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """pytester's inner sessions inherit our environment: keep it neutral."""
     for name in _SCRUB:
         monkeypatch.delenv(name, raising=False)
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts
+        monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -80,7 +88,7 @@ class Project:
 
     def run(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None,
             python: str | None = None, timeout: float = 300) -> Result:
-        cmd = [python or sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+        cmd = [python or sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *INNER_ADDOPTS.split(), *args]
         proc = subprocess.run(cmd, cwd=self.path, env=env or clean_env(), input=stdin if stdin is not None else "",
                               capture_output=True, text=True, timeout=timeout)
         return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -182,14 +182,12 @@ def test_same_lines(tid: str, runs: dict[str, Run]) -> None:
     assert runs["settrace"].recording(tid).lines() == runs["monitoring"].recording(tid).lines()
 
 
-BUG4 = ("BUG-4: monitoring's JUMP-emulated line step reads the locals of its own callback frame "
-        "(on_jump -> on_line -> sys._getframe(1)), so one-line loops lose their bindings")
+#: BUG-4 (fixed in 2541944): monitoring's JUMP-emulated line step read the
+#: locals of its own callback frame, so one-line loops lost their bindings.
 
 
 @needs_monitoring
-@pytest.mark.parametrize("tid", [_xfail_if(t, dict.fromkeys([
-    "test_ugly.py::test_closure_and_comprehensions", "test_ugly.py::test_try_finally",
-    "test_ugly.py::test_methods_mutate_self", "test_edges.py::test_one_line_loops"], BUG4)) for t in TESTS])
+@pytest.mark.parametrize("tid", TESTS)
 def test_same_bindings(tid: str, runs: dict[str, Run]) -> None:
     """Same names bound to the same values (type and repr), in the same order."""
     a, b = runs["settrace"].recording(tid).bindings(), runs["monitoring"].recording(tid).bindings()
@@ -272,9 +270,7 @@ def test_generator_frame_lives_across_yields(backend: str, runs: dict[str, Run])
     assert [e.value_repr for e in rec.events() if e.function == "gen" and e.kind == "return"] == ["'done'"]
 
 
-@pytest.mark.parametrize("backend", [
-    pytest.param(b, marks=pytest.mark.xfail(strict=True, reason=BUG4)) if b == "monitoring" else b
-    for b in BACKENDS])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_one_line_loop_films_every_iteration(backend: str, runs: dict[str, Run]) -> None:
     rec = runs[backend].recording("test_one_line_loops")
     assert rec.history("acc", "test_one_line_loops") == ["[]", "[0]", "[0, 1]", "[0, 1, 2]", "[0, 1, 2, 3]"]

@@ -242,12 +242,16 @@ def test_hookspecs(pytester: pytest.Pytester) -> None:
 
 
         def pytest_escope_render(value):
-            if isinstance(value, Money):
+            if type(value) is Money:
+                if value.cents == 13:
+                    raise RuntimeError("an unlucky renderer")  # a fault: warned once, test unaffected
                 return f"<{value.cents / 100:.2f} EUR>"
             return None
     """)
     pytester.makepyfile(test_hooks="""
         class Money:
+            cents = 0
+
             def __init__(self, cents):
                 self.cents = cents
 
@@ -260,11 +264,21 @@ def test_hookspecs(pytester: pytest.Pytester) -> None:
         def test_fail():
             m = Money(250)
             assert m.cents == 0
+
+
+        def test_unlucky():
+            m = Money(13)
+            n = Money(13)
+            assert m.cents == n.cents
     """)
     res = pytester.runpytest_subprocess("--escope")
-    res.assert_outcomes(passed=1, failed=1)
+    res.assert_outcomes(passed=2, failed=1)
+    warned = [ln for ln in res.stdout.lines if ln.startswith("escope warning")]
+    assert warned == ["escope warning: a value could not be rendered (in test_hooks.py::test_unlucky); "
+                      "the test ran normally"]
     calls = [__import__("json").loads(ln) for ln in (pytester.path / "finished.jsonl").read_text().splitlines()]
-    assert [(c[0].split("::")[1], c[2]) for c in calls] == [("test_ok", "passed"), ("test_fail", "failed")]
+    assert [(c[0].split("::")[1], c[2]) for c in calls] == [
+        ("test_ok", "passed"), ("test_fail", "failed"), ("test_unlucky", "passed")]
     assert calls[0][1] is None  # not kept
     assert Path(calls[1][1]).is_file() and calls[1][3] > 0
     rec = _run(pytester).recording("test_fail")
