@@ -404,6 +404,9 @@ class EscopePlugin:
                 if prop not in item.user_properties:
                     item.user_properties.append(prop)
                     item.user_properties.append(("escope_run", self.run.run_id))
+                    # where `escope pack` puts it (replay/archive.py): the name inside a CI artifact
+                    item.user_properties.append(("escope_archive_member", "escope-run/" + _rel(
+                        rec.path, self.run.escope_dir / "runs").replace(os.sep, "/")))
                 if prop not in report.user_properties:
                     report.user_properties.append(prop)
         return report
