@@ -30,6 +30,25 @@ CALL, LINE, RETURN, EXCEPTION, HANDLED, UNWIND, YIELD, RESUME = (
 
 _PREFERRED_TOOL_IDS = (4, 3, 2, 5)
 
+# The tool id is taken once per process and kept: events an earlier
+# recording DISABLEd stay disabled for the next one with the same scope,
+# which is what keeps out-of-scope code free.  A recording with another
+# scope restarts them.
+_tool: int | None = None
+_last_scope: tuple | None = None
+
+
+def _acquire_tool(mon: Any) -> int:
+    global _tool
+    if _tool is not None and mon.get_tool(_tool) == "pytest-escope":
+        return _tool
+    for tool in _PREFERRED_TOOL_IDS:
+        if mon.get_tool(tool) is None:
+            mon.use_tool_id(tool, "pytest-escope")
+            _tool = tool
+            return tool
+    raise RuntimeError("no free sys.monitoring tool id (all taken by other tools)")
+
 
 def available() -> bool:
     return hasattr(sys, "monitoring")
@@ -49,14 +68,9 @@ class MonitoringBackend:
     # -- setup ------------------------------------------------------------
 
     def start(self) -> None:
+        global _last_scope
         mon = self.mon
-        for tool in _PREFERRED_TOOL_IDS:
-            if mon.get_tool(tool) is None:
-                mon.use_tool_id(tool, "pytest-escope")
-                self.tool = tool
-                break
-        else:
-            raise RuntimeError("no free sys.monitoring tool id (all taken by other tools)")
+        self.tool = _acquire_tool(mon)
         E = mon.events
         tool = self.tool
         col = self.col
@@ -262,7 +276,11 @@ class MonitoringBackend:
         self._callbacks = (E.PY_START, E.PY_RESUME, E.LINE, E.JUMP, E.PY_RETURN, E.PY_YIELD,
                            E.PY_UNWIND, E.RAISE, E.EXCEPTION_HANDLED, E.CALL)
         mon.set_events(tool, E.PY_START | E.PY_UNWIND | E.RAISE | E.EXCEPTION_HANDLED)
-        mon.restart_events()
+        cfg = col.config
+        scope_key = (cfg.rootdir, cfg.include, cfg.exclude, cfg.strategy)
+        if scope_key != _last_scope:
+            mon.restart_events()
+            _last_scope = scope_key
 
     def stop(self) -> None:
         mon = self.mon
@@ -279,7 +297,6 @@ class MonitoringBackend:
             for ev in self._callbacks:
                 mon.register_callback(tool, ev, None)
         finally:
-            mon.free_tool_id(tool)
             self.tool = None
 
 
