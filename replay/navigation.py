@@ -53,38 +53,29 @@ def _act_step(rec: "Recording", act: int, step: int, forward: bool) -> int | Non
 
 def over(rec: "Recording", step: int, forward: bool) -> int | None:
     """``n`` (forward) and ``rn`` (backward)."""
-    a = rec.act(rec.event_row(step)[1])
-    while True:
+    for a in rec.callers(rec.event_row(step)[1]):
         s = _act_step(rec, a.act, step, forward)
         if s is not None:
             return s
-        if a.parent is None:
-            return thread_step(rec, step, forward)
-        a = rec.act(a.parent)
+    return thread_step(rec, step, forward)
 
 
 def to_return(rec: "Recording", step: int) -> int | None:
     """``r``: the step at which the current activation ends."""
-    a = rec.act(rec.event_row(step)[1])
-    while True:
+    for a in rec.callers(rec.event_row(step)[1]):
         if a.end is None:
             return None
         if a.end > step:
             return a.end
-        if a.parent is None:
-            return None
-        a = rec.act(a.parent)
+    return None
 
 
 def to_call(rec: "Recording", step: int) -> int | None:
     """``rr``: the step at which the current activation began."""
-    a = rec.act(rec.event_row(step)[1])
-    while True:
+    for a in rec.callers(rec.event_row(step)[1]):
         if a.start < step:
             return a.start
-        if a.parent is None:
-            return None
-        a = rec.act(a.parent)
+    return None
 
 
 # -- breakpoints and watches ------------------------------------------------------

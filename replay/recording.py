@@ -196,13 +196,25 @@ class Recording:
             a = self._acts[act] = Act(row[:8], row[8])
         return a
 
-    def chain(self, act: int) -> list[Act]:
-        """The activation and its callers, outermost first."""
-        out = []
+    def callers(self, act: int) -> Iterator[Act]:
+        """The activation and its callers, innermost first.
+
+        ``parent`` comes from the file: a crafted one can make it loop, so a
+        visited activation ends the walk with a clear error, never a hang.
+        """
+        seen: set[int] = set()
         a: Act | None = self.act(act)
         while a is not None:
-            out.append(a)
+            if a.act in seen:
+                raise RecordingError(f"the call stack of activation {act} loops back to activation {a.act}",
+                                     path=self.path, fix="the recording is damaged; re-run the test")
+            seen.add(a.act)
+            yield a
             a = self.act(a.parent) if a.parent is not None else None
+
+    def chain(self, act: int) -> list[Act]:
+        """The activation and its callers, outermost first."""
+        out = list(self.callers(act))
         out.reverse()
         return out
 

@@ -18,6 +18,26 @@ from ..recorder.schema import FLAG_REDACTED, FLAG_TRUNCATED, FLAG_UNRENDERABLE
 from .errors import UnknownNameError
 
 
+#: The recorder nests structured forms a few levels deep (``full_trace``:
+#: 5); anything far deeper comes from a crafted file and would make every
+#: recursive walk over it (rendering, ``p a.b[0]``, JSON output) blow the
+#: stack, so it is dropped to the bare type and text.
+MAX_FORM_DEPTH = 64
+
+
+def _deeper_than(form: Any, limit: int) -> bool:
+    """Whether ``form`` nests containers more than ``limit`` levels (iterative)."""
+    todo = [(form, 0)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, (dict, list)):
+            if depth >= limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            todo.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
 class Value:
     """One recorded value: ``type``, ``repr`` and the structured ``form``."""
 
@@ -49,8 +69,10 @@ class Value:
             if self._detail:
                 try:
                     parsed = json.loads(self._detail)
-                except ValueError:
+                except (ValueError, TypeError, RecursionError):
                     parsed = None
+                if _deeper_than(parsed, MAX_FORM_DEPTH):
+                    parsed = None  # no recorder nests this deep: a crafted file
             self._parsed = parsed if isinstance(parsed, dict) else {}
         return self._parsed
 

@@ -1,0 +1,521 @@
+"""Fault injection: escope never changes a test's outcome and never loses
+what it already wrote (docs/reliability.md, "Faults").
+
+Each test runs a real pytest session in a subprocess, breaks something for
+real (the process dies, the disk fills, the directory goes read-only, a
+reader holds SQLite locks, Ctrl-C), then checks the files with plain SQL
+and the real ``escope`` CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Project
+from reliability import (cli, cli_json, count, escope_warnings, integrity_ok, meta, quiet_env, replays, run_both,
+                         summary)
+
+#: A test that films > 100,000 line events (one chunk spills to disk), waits
+#: until that chunk is committed, then dies the way $DIE says.
+DYING = '''
+import ctypes, os, sqlite3, time
+
+
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def wait_flushed(path):
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                n = db.execute("SELECT count(*) FROM events").fetchone()[0]
+            finally:
+                db.close()
+            if n:
+                return n
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("nothing was flushed")
+
+
+def test_before():
+    assert work(10) == 45
+
+
+def test_dies(escope):
+    marker = work(60_000)
+    wait_flushed(escope.path)
+    how = os.environ["DIE"]
+    if how == "exit":
+        os._exit(3)
+    elif how == "segv":
+        ctypes.string_at(0)
+    elif how == "kill":
+        open(os.environ["READY"], "w").close()
+        time.sleep(300)
+
+
+def test_after():
+    assert work(3) == 3
+'''
+
+
+def _check_crashed_run(project: Project, full: bool = True) -> None:
+    run = project.latest()
+    before = run.recording("::test_before").path
+    dies = run.recording("::test_dies").path
+    # the test that finished before the crash: complete and closed
+    assert meta(before)["complete"] == "1" and integrity_ok(before)
+    assert not Path(str(before) + "-journal").exists()
+    # the dying test: what was flushed is there, marked incomplete
+    m = meta(dies)
+    assert m["complete"] == "0"
+    assert count(dies, "events") >= 100_000
+    out = replays(dies, project.path, full)
+    assert out["stats"]["complete"] is False and out["stats"]["outcome"] == "crashed"
+    assert any(f["function"] == "work" for f in out["state"]["stack"]) or \
+        any(f["function"] == "test_dies" for f in out["state"]["stack"])
+    if full:
+        hist = cli_json("history", str(dies), "total", cwd=project.path)
+        assert len(hist) > 1000
+    # test_after never ran; the index says what happened to test_dies
+    listing = cli_json("list", cwd=project.path)
+    tests = {t["test"]: t for t in listing["runs"][0]["tests"]}
+    assert "test_crash.py::test_after" not in tests
+    assert tests["test_crash.py::test_before"]["outcome"] == "passed"
+    assert tests["test_crash.py::test_dies"]["outcome"] == "crashed"
+
+
+@pytest.mark.parametrize("how", ["exit", "segv"])
+def test_process_dies_mid_test(how: str, project: Project) -> None:
+    project.write("test_crash.py", DYING)
+    res = project.run("--escope", "--escope-keep=all", env=quiet_env(DIE=how), timeout=300)
+    if how == "exit":
+        assert res.returncode == 3, res.out[-3000:]
+    else:
+        assert res.returncode == -signal.SIGSEGV, res.out[-3000:]
+        assert "Fatal Python error: Segmentation fault" in res.stderr
+    _check_crashed_run(project, full=how == "exit")
+
+
+def test_sigkill_from_outside(project: Project) -> None:
+    project.write("test_crash.py", DYING)
+    ready = project.path.parent / "ready"
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--escope",
+                             "--escope-keep=all"], cwd=project.path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=quiet_env(DIE="kill", READY=str(ready)))
+    try:
+        deadline = time.monotonic() + 240
+        while not ready.exists():
+            assert proc.poll() is None, "the session ended before the test was ready"
+            assert time.monotonic() < deadline, "the test never got ready"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _check_crashed_run(project, full=False)
+
+
+HANGING = '''
+import time
+
+
+def spin():
+    k = 0
+    while True:
+        k += 1
+
+
+def test_ok():
+    assert sum(range(4)) == 6
+
+
+def test_hangs():
+    spin()
+'''
+
+
+def test_timeout_thread_method_kills_the_process(project: Project) -> None:
+    """pytest-timeout's ``thread`` method dumps the stacks and ``os._exit``s."""
+    project.write("test_hangs.py", HANGING)
+    env = quiet_env(PYTEST_ADDOPTS="-p no:randomly -p no:asyncio -p no:rerunfailures")
+    res = project.run("--escope", "--escope-keep=all", "--timeout=4", "--timeout-method=thread", env=env)
+    assert res.returncode != 0 and "Timeout" in res.out, res.out[-3000:]
+    run = project.latest()
+    hangs = run.recording("::test_hangs").path
+    assert meta(hangs)["complete"] == "0" and count(hangs, "events") >= 100_000
+    out = replays(hangs, project.path, full=False)
+    assert out["stats"]["outcome"] == "crashed"
+    assert [f["function"] for f in out["state"]["stack"]][-2:] == ["test_hangs", "spin"]
+    tests = {t["test"]: t for t in cli_json("list", cwd=project.path)["runs"][0]["tests"]}
+    assert tests["test_hangs.py::test_ok"]["outcome"] == "passed"
+    assert tests["test_hangs.py::test_hangs"]["outcome"] == "crashed"
+
+
+def test_timeout_signal_method_fails_the_test(project: Project) -> None:
+    """pytest-timeout's ``signal`` method raises in the test: a normal failure."""
+    project.write("test_hangs.py", HANGING)
+    env = quiet_env(PYTEST_ADDOPTS="-p no:randomly -p no:asyncio -p no:rerunfailures")
+    plain, rec = run_both(project, "--timeout=3", "--timeout-method=signal", env=env)
+    assert summary(plain.stdout) == summary(rec.stdout) == "1 failed, 1 passed"
+    hangs = project.latest().recording("::test_hangs").path
+    m = meta(hangs)
+    assert m["complete"] == "1" and m["outcome"] == "failed" and "Timeout" in m["failure"]
+    state = replays(hangs, project.path, full=False)["state"]
+    assert state["stack"][-1]["function"] == "spin"
+
+
+#: Six tests; the fourth breaks the escope dir for the rest of the session.
+BREAKER = '''
+import os
+import pytest
+
+
+def test_1_pass():
+    x = [1, 2, 3]
+    assert sum(x) == 6
+
+
+def test_2_fail():
+    y = {"a": 1}
+    assert y["a"] == 2
+
+
+def test_3_fail():
+    z = list(range(50))
+    assert len(z) == 49
+
+
+def test_4_break_it():
+    how = os.environ["BREAK"]
+    if how == "disk-full":
+        import resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard))
+    else:
+        import subprocess
+        target = os.environ["TARGET"]
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "+i", target], check=True)
+        else:
+            os.chmod(target, 0o500)
+
+
+def test_5_fail():
+    w = "abc"
+    assert w.upper() == "abc"
+
+
+def test_6_pass():
+    v = [i * i for i in range(10)]
+    assert v[3] == 9
+
+
+def test_7_error(missing_fixture):
+    pass
+'''
+
+
+@pytest.fixture
+def breaker(project: Project):
+    project.write("test_break.py", BREAKER)
+    frozen: list[Path] = []
+    yield project, frozen
+    for path in frozen:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=False)
+        else:
+            os.chmod(path, 0o700)
+
+
+def _assert_one_warning_same_outcomes(plain, rec) -> None:
+    assert rec.returncode == plain.returncode == 1, rec.out[-3000:]
+    assert summary(rec.stdout) == summary(plain.stdout) == "3 failed, 3 passed, 1 error"
+    assert "INTERNALERROR" not in rec.out and "Traceback" not in rec.stderr
+    warned = escope_warnings(rec.stdout)
+    assert len(warned) == 1, warned
+
+
+@pytest.mark.xfail(strict=True, reason="BUG-R1: a write error of the run index (disk full) escapes "
+                                       "EscopePlugin._finish as INTERNALERROR, and every later test warns again")
+def test_disk_full_mid_run(breaker) -> None:
+    project, _ = breaker
+    plain, rec = run_both(project, env=quiet_env(BREAK="disk-full"))
+    _assert_one_warning_same_outcomes(plain, rec)
+    run = project.latest()
+    assert meta(run.recording("test_2_fail").path)["complete"] == "1"
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("chattr") is None, reason="root without chattr")
+@pytest.mark.xfail(strict=True, reason="BUG-R2: every failed test after the escope dir went read-only "
+                                       "gets its own warning; recording does not stop after the first")
+def test_escope_dir_turns_read_only_mid_run(breaker, tmp_path: Path) -> None:
+    project, frozen = breaker
+    escope_dir = tmp_path / "esc"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    frozen.append(scratch)
+    plain = project.run("-rA", env=quiet_env(BREAK="read-only", TARGET=str(scratch)))
+    # the inner test freezes the tests/ dir of the run it is part of: a
+    # conftest tells it where that is once the run exists
+    project.write("conftest.py", '''
+        import os
+        def pytest_sessionstart(session):
+            base = os.environ["ESCOPE_D"]
+            run = open(os.path.join(base, "latest")).read().strip()
+            os.environ["TARGET"] = os.path.join(base, "runs", run, "tests")
+    ''')
+    rec = project.run("-rA", "--escope", f"--escope-dir={escope_dir}",
+                      env=quiet_env(BREAK="read-only", ESCOPE_D=str(escope_dir)))
+    run_dir = next((escope_dir / "runs").iterdir())
+    frozen.append(run_dir / "tests")
+    _assert_one_warning_same_outcomes(plain, rec)
+    kept = {p.name for p in (run_dir / "tests").iterdir()}
+    assert any("test_2_fail" in k for k in kept) and not any("test_5_fail" in k for k in kept)
+
+
+def test_escope_dir_read_only_keeps_outcomes(breaker, tmp_path: Path) -> None:
+    """The part of the read-only case that holds today: outcomes, no crash."""
+    project, frozen = breaker
+    escope_dir = tmp_path / "esc"
+    project.write("conftest.py", '''
+        import os
+        def pytest_sessionstart(session):
+            base = os.environ["ESCOPE_D"]
+            run = open(os.path.join(base, "latest")).read().strip()
+            os.environ["TARGET"] = os.path.join(base, "runs", run, "tests")
+    ''')
+    env = quiet_env(BREAK="read-only", ESCOPE_D=str(escope_dir))
+    rec = project.run("-rA", "--escope", f"--escope-dir={escope_dir}", env=env)
+    run_dir = next((escope_dir / "runs").iterdir())
+    frozen.append(run_dir / "tests")
+    assert rec.returncode == 1 and summary(rec.stdout) == "3 failed, 3 passed, 1 error", rec.out[-3000:]
+    assert "INTERNALERROR" not in rec.out
+    assert 1 <= len(escope_warnings(rec.stdout))
+    before = next(p for p in (run_dir / "tests").iterdir() if "test_2_fail" in p.name)
+    assert meta(before)["complete"] == "1" and integrity_ok(before)
+
+
+READERS = '''
+import json, os, sqlite3, subprocess, sys, threading, time
+
+HELD = []
+
+
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def test_1_fails():
+    data = [work(5), work(6)]
+    assert data == [10, 16]
+
+
+def test_2_lists_while_running(escope):
+    if not escope.enabled:
+        return
+    res = subprocess.run([sys.executable, "-m", "pytest_escope.replay.cli", "list", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    tests = {t["test"]: t["outcome"] for t in json.loads(res.stdout)["runs"][0]["tests"]}
+    assert tests["test_readers.py::test_1_fails"] == "failed"
+    assert tests["test_readers.py::test_2_lists_while_running"] == "running"
+    # hold a read transaction on the run index across the next tests
+    base = os.path.join(".escope", "runs", open(".escope/latest").read().strip(), "index.sqlite")
+    db = sqlite3.connect(base, check_same_thread=False, isolation_level=None)
+    db.execute("BEGIN")
+    db.execute("SELECT count(*) FROM tests").fetchall()
+    HELD.append(db)
+
+
+def test_3_big_under_a_reader(escope):
+    stop = []
+
+    def reader():
+        while not stop:
+            try:
+                db = sqlite3.connect(f"file:{escope.path}?mode=ro", uri=True, timeout=30)
+                db.execute("BEGIN")
+                db.execute("SELECT count(*) FROM events").fetchall()
+                time.sleep(0.2)
+                db.close()
+            except sqlite3.Error:
+                time.sleep(0.05)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        total = work(60_000) + work(60_000)
+    finally:
+        stop.append(1)
+        t.join()
+    assert total == 0
+
+
+def test_4_releases():
+    if HELD:
+        HELD.pop().close()
+    assert False, "after the reader"
+'''
+
+
+def test_readers_during_the_run(project: Project) -> None:
+    project.write("test_readers.py", READERS)
+    plain, rec = run_both(project, env=quiet_env())
+    assert summary(plain.stdout) == summary(rec.stdout) == "3 failed, 1 passed", rec.out[-3000:]
+    assert escope_warnings(rec.stdout) == []
+    run = project.latest()
+    rows = run.tests()
+    for tid, row in rows.items():
+        if row["recording"]:
+            path = run.path / row["recording"]
+            m = meta(path)
+            assert m["complete"] == "1", tid
+            assert int(m["event_count"]) == row["events"] == count(path, "events"), tid
+    big = rows["test_readers.py::test_3_big_under_a_reader"]
+    assert big["outcome"] == "failed" and big["events"] > 240_000
+
+
+FAULTY_RENDER = {
+    "conftest.py": '''
+        class Boom:
+            pass
+
+
+        def pytest_escope_render(value):
+            if type(value).__name__ == "Boom":
+                raise RuntimeError("renderer exploded")
+            return None
+    ''',
+    "test_render.py": '''
+        from conftest import Boom
+
+
+        def test_a_fails():
+            b = Boom()
+            items = [b, b]
+            assert len(items) == 3
+
+
+        def test_b_passes():
+            b = Boom()
+            assert b is not None
+
+
+        def test_c_fails():
+            b = Boom()
+            assert b is None
+    ''',
+}
+
+
+def test_exception_inside_the_renderer_is_counted_and_warned_once(project: Project) -> None:
+    """A hook that raises inside the recorder's value rendering: real today."""
+    for name, text in FAULTY_RENDER.items():
+        project.write(name, text)
+    plain, rec = run_both(project, env=quiet_env())
+    assert summary(plain.stdout) == summary(rec.stdout) == "2 failed, 1 passed"
+    assert rec.returncode == plain.returncode == 1
+    a = project.latest().recording("test_a_fails").path
+    assert int(meta(a)["recorder_faults"]) >= 1
+    assert cli_json("stats", str(a), cwd=project.path)["outcome"] == "failed"
+    warned = escope_warnings(rec.stdout)
+    assert warned and all("could not be rendered" in w for w in warned)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG-R3: a recorder fault is warned once per test, "
+                                       "not once per session (the message names the test)")
+def test_recorder_fault_is_warned_once_per_session(project: Project) -> None:
+    for name, text in FAULTY_RENDER.items():
+        project.write(name, text)
+    rec = project.run("-rA", "--escope", env=quiet_env())
+    assert len(escope_warnings(rec.stdout)) == 1, escope_warnings(rec.stdout)
+
+
+FAULT_POINTS = ["render", "event", "write", "start"]
+
+
+@pytest.mark.parametrize("point", FAULT_POINTS)
+@pytest.mark.xfail(strict=True, reason="needs lead patch: ESCOPE_TEST_FAULT test-only hook (docs/reliability.md)")
+def test_injected_recorder_fault(point: str, project: Project) -> None:
+    """ESCOPE_TEST_FAULT=<point> makes the recorder raise there, on demand."""
+    project.write("test_f.py", FAULTY_RENDER["test_render.py"].replace("from conftest import Boom", "class Boom:\n    pass"))
+    plain = project.run("-rA", env=quiet_env())
+    rec = project.run("-rA", "--escope", "--escope-keep=all", env=quiet_env(ESCOPE_TEST_FAULT=point))
+    assert summary(plain.stdout) == summary(rec.stdout) == "2 failed, 1 passed"
+    assert rec.returncode == 1 and "INTERNALERROR" not in rec.out
+    warned = escope_warnings(rec.stdout)
+    assert len(warned) == 1 and "injected" in warned[0], warned
+    if point in ("render", "event"):
+        a = project.latest().recording("test_a_fails").path
+        assert int(meta(a)["recorder_faults"]) >= 1 and meta(a)["complete"] == "1"
+
+
+INTERRUPTED = '''
+def test_1_fails():
+    a = [1, 2]
+    assert a == [2, 1]
+
+
+def test_2_passes():
+    b = sum(range(5))
+    assert b == 10
+
+
+def test_3_interrupted():
+    c = "ctrl-c"
+    raise KeyboardInterrupt
+
+
+def test_4_never_runs():
+    assert False
+'''
+
+
+def test_keyboard_interrupt_closes_recordings(project: Project) -> None:
+    project.write("test_int.py", INTERRUPTED)
+    plain = project.run("-rA", env=quiet_env())
+    rec = project.run("-rA", "--escope", "--escope-keep=all", env=quiet_env())
+    assert rec.returncode == plain.returncode == 2, rec.out[-3000:]
+    assert "KeyboardInterrupt" in rec.stdout and "test_4" not in rec.stdout.split("short test summary")[-1]
+    run = project.latest()
+    assert run.facts()["exitstatus"] == "2"
+    for part in ("test_1_fails", "test_2_passes", "test_3_interrupted"):
+        path = run.recording(part).path
+        assert meta(path)["complete"] == "1" and integrity_ok(path), part
+        assert not Path(str(path) + "-journal").exists()
+    assert meta(run.recording("test_1_fails").path)["outcome"] == "failed"
+    assert not any(p.name.endswith(("-wal", "-journal")) for p in run.path.rglob("*"))
+    assert "test_int.py::test_4_never_runs" not in run.tests()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG-R4: the test interrupted by KeyboardInterrupt is recorded "
+                                       "and indexed as 'passed'")
+def test_interrupted_test_is_not_passed(project: Project) -> None:
+    project.write("test_int.py", INTERRUPTED)
+    project.run("-rA", "--escope", "--escope-keep=all", env=quiet_env())
+    run = project.latest()
+    assert run.tests()["test_int.py::test_3_interrupted"]["outcome"] != "passed"
+    assert meta(run.recording("test_3_interrupted").path)["outcome"] != "passed"

@@ -1,0 +1,299 @@
+"""Untrusted recordings: opening one never executes anything from it, and a
+crafted or damaged file gives one clear error or a correct partial answer
+in bounded time and memory (docs/reliability.md, "Untrusted recordings").
+
+Every read command runs through the real CLI entry point (``cli.main``) in
+a subprocess with an address-space limit and a timeout: a traceback, a
+crash, a hang or a runaway allocation fails the test.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import apsw
+import pytest
+
+from conftest import Project, module_project
+from reliability import quiet_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SUITE = '''
+def helper(items):
+    total = 0
+    for x in items:
+        total += x
+    return total
+
+
+def test_fails():
+    data = [1, 2, 3]
+    got = helper(data)
+    assert got == 7
+'''
+
+#: Runs every read command on each path with cli.main, under RLIMIT_AS;
+#: prints JSON {path: [[command, rc, stderr], ...]} for anything other
+#: than rc 0 or a one-line "escope: error:" with rc 2.
+CHECKER = r'''
+import contextlib, io, json, resource, sys, traceback
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from pytest_escope.replay import cli
+
+def check(path):
+    bad = []
+    for args in (["stats", path, "--json"], ["replay", path, "--json"], ["replay", path, "--print"],
+                 ["replay", path, "--step", "0", "--json"], ["replay", path, "--step", "99999999999", "--json"],
+                 ["events", path, "--json", "--limit", "100"], ["events", path, "--kind", "call,return"],
+                 ["flow", path, "--json"], ["history", path, "total", "--json"], ["history", path, "data"],
+                 ["export", path, "--html", "-o", path + ".html"]):
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                rc = cli.main(args)
+        except SystemExit as exc:
+            rc = exc.code
+        except BaseException:
+            rc = "traceback"
+            err.write(traceback.format_exc())
+        text = err.getvalue()
+        one_line = len(text.splitlines()) == 1 and text.startswith("escope: error: ")
+        if not (rc == 0 or (rc == 2 and one_line)):
+            bad.append([args[0], rc, text[-800:]])
+    # the interactive session, driven by stdin
+    sys.stdin = io.StringIO("rn\nrs\nn\ns\nr\nrr\nw\nu\nd\ngoto start\ngoto failure\nq\n")
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli.main(["replay", path])
+    except SystemExit as exc:
+        rc = exc.code
+    except BaseException:
+        rc = "traceback"
+        err.write(traceback.format_exc())
+    if rc not in (0, 2) or "Traceback" in err.getvalue():
+        bad.append(["interactive", rc, err.getvalue()[-800:]])
+    return bad
+
+print(json.dumps({p: check(p) for p in sys.argv[1:]}))
+'''
+
+
+def check(paths: list[Path], cwd: Path, timeout: float = 300) -> dict[str, list]:
+    res = subprocess.run([sys.executable, "-c", CHECKER, *map(str, paths)], cwd=cwd, capture_output=True,
+                         text=True, env=quiet_env(), timeout=timeout)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return {Path(k).name: v for k, v in json.loads(res.stdout).items() if v}
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, Path]:
+    project = module_project(tmp_path_factory, "untrusted")
+    project.write("test_it.py", SUITE)
+    res = project.run("--escope", env=quiet_env())
+    assert res.returncode == 1, res.out[-2000:]
+    (path,) = project.escope_dir.glob("runs/*/tests/*.sqlite")
+    return project, path
+
+
+def crafted(good: tuple[Project, Path], tmp_path: Path, name: str, *sql: str) -> Path:
+    _, src = good
+    path = tmp_path / f"{name}.sqlite"
+    shutil.copyfile(src, path)
+    db = sqlite3.connect(path)
+    db.executescript(";\n".join(sql))
+    db.commit()
+    db.close()
+    return path
+
+
+def test_the_good_recording_passes_the_checker(good, tmp_path: Path) -> None:
+    project, src = good
+    path = tmp_path / "copy.sqlite"
+    shutil.copyfile(src, path)
+    assert check([path], project.path) == {}
+
+
+def test_no_code_from_the_file_runs(good, tmp_path: Path) -> None:
+    """Triggers and views in the schema: nothing fires, nothing is written."""
+    project, _ = good
+    sentinel = tmp_path / "sentinel.txt"
+    path = crafted(good, tmp_path, "triggers",
+                   "CREATE TABLE log (x)",
+                   "CREATE TRIGGER t1 AFTER INSERT ON events BEGIN INSERT INTO log VALUES (1); END",
+                   "CREATE TRIGGER t2 BEFORE DELETE ON meta BEGIN SELECT load_extension('evil'); END",
+                   "CREATE TRIGGER t3 AFTER UPDATE ON vals BEGIN SELECT raise(ABORT, 'boom'); END",
+                   f"CREATE VIEW v1 AS SELECT load_extension('{sentinel}')",
+                   "CREATE VIEW v2 AS SELECT * FROM events, events, events")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert check([path], project.path) == {}
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert not sentinel.exists() and not Path(str(path) + "-journal").exists()
+
+
+def test_connections_are_read_only_and_defensive(good) -> None:
+    from pytest_escope.replay.opening import connect_readonly, open_recording
+    _, path = good
+    conn, meta = open_recording(path)
+    try:
+        assert conn.execute("PRAGMA trusted_schema").fetchall() == [(0,)]
+        with pytest.raises(apsw.ReadOnlyError):
+            conn.execute("INSERT INTO meta VALUES ('x', 'y')")
+        with pytest.raises(apsw.Error):
+            conn.execute("SELECT load_extension('/nonexistent/evil')").fetchall()
+        assert conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, -1) == 1
+    finally:
+        conn.close()
+    conn = connect_readonly(path)
+    conn.close()
+
+
+def test_replay_source_has_no_code_loaders() -> None:
+    """No pickle, marshal, eval or exec anywhere in replay/: values are text and JSON."""
+    banned_modules = {"pickle", "cPickle", "marshal", "shelve", "dill", "cloudpickle"}
+    for path in sorted((ROOT / "replay").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not {a.name.split(".")[0] for a in node.names} & banned_modules, path
+            elif isinstance(node, ast.ImportFrom):
+                assert (node.module or "").split(".")[0] not in banned_modules, path
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in ("eval", "exec", "compile", "__import__"), (path, node.lineno)
+            elif isinstance(node, ast.Attribute):
+                assert node.attr not in ("enable_load_extension",) or "False" in ast.unparse(
+                    next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.func is node)), path
+
+
+CRAFTED = {
+    "absurd_meta": ["UPDATE meta SET value = '100000000000000000000000000000' WHERE key IN "
+                    "('event_count', 'first_step', 'failure_step', 'dropped_events', 'threads')"],
+    "negative_meta": ["UPDATE meta SET value = '-7' WHERE key IN ('event_count', 'first_step', 'failure_step')"],
+    "text_meta": ["UPDATE meta SET value = 'banana' WHERE key IN ('event_count', 'first_step', 'failure_step', "
+                  "'started_unix_ns', 'complete')"],
+    "huge_steps": ["UPDATE events SET step = step + 4611686018427387904 WHERE step > 3"],
+    "wrong_types": ["UPDATE events SET kind = 'call', line = x'00ff', time_ns = 'soon' WHERE step % 2 = 0",
+                    "UPDATE vals SET detail = '{not json', repr = x'deadbeef', type = 12",
+                    "UPDATE names SET text = 42",
+                    "UPDATE bindings SET value = 'v', frame = 3.5"],
+    "unknown_kinds": ["UPDATE events SET kind = 99 WHERE step % 3 = 0"],
+    "dangling_refs": ["UPDATE events SET act = 424242 WHERE step % 2 = 1",
+                      "UPDATE bindings SET value = 999999",
+                      "UPDATE activations SET frame = 777"],
+    "parent_self_cycle": ["UPDATE activations SET parent = act"],
+    "parent_two_cycle": ["UPDATE activations SET parent = CASE WHEN act % 2 = 1 THEN act + 1 ELSE act - 1 END"],
+    "huge_texts": ["UPDATE vals SET repr = printf('%.*c', 20000000, 'x') WHERE value = (SELECT min(value) FROM vals)",
+                   "UPDATE files SET source = zeroblob(30000000)"],
+    "bad_source": ["UPDATE files SET source = x'789c0000', sha256 = 'nope'"],
+    "empty_tables": ["DELETE FROM events", "DELETE FROM activations"],
+    "detail_bomb": ["UPDATE vals SET detail = '{\"items\":' || replace(printf('%.*c', 100000, '['), ' ', '[') "
+                    "|| replace(printf('%.*c', 100000, ']'), ' ', ']') || '}'"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_crafted_file(case: str, good, tmp_path: Path) -> None:
+    project, _ = good
+    path = crafted(good, tmp_path, case, *CRAFTED[case])
+    assert check([path], project.path) == {}
+
+
+def test_million_level_stack(good, tmp_path: Path) -> None:
+    """A million activations, each the parent of the next: bounded answer."""
+    project, _ = good
+    path = crafted(good, tmp_path, "deep",
+                   "DELETE FROM events", "DELETE FROM activations",
+                   "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) "
+                   "INSERT INTO activations (act, frame, parent, thread, task, depth, start_step, end_step) "
+                   "SELECT i, 1, CASE WHEN i = 1 THEN NULL ELSE i - 1 END, 1, NULL, i - 1, i - 1, NULL FROM n",
+                   "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 999999) "
+                   "INSERT INTO events SELECT i, 1, i + 1, 1, i, NULL FROM n",
+                   "UPDATE meta SET value = '1000000' WHERE key = 'event_count'",
+                   "UPDATE meta SET value = '999999' WHERE key = 'failure_step'")
+    assert check([path], project.path, timeout=600) == {}
+
+
+#: Mutates a real recording many ways (random bytes, random cells) and runs
+#: every command on each mutant, with hypothesis.
+FUZZ = r'''
+import json, shutil, sqlite3, subprocess, sys, os
+from pathlib import Path
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+SRC = Path(sys.argv[1])
+WORK = Path(sys.argv[2])
+CHECKER = sys.argv[3]
+TABLES = {"meta": ["value"], "events": ["step", "kind", "act", "line", "time_ns", "value"],
+          "activations": ["act", "frame", "parent", "thread", "depth", "start_step", "end_step"],
+          "frames": ["frame", "code", "first_step"], "codes": ["code", "file", "qualname", "first_line"],
+          "vals": ["value", "obj", "step", "type", "repr", "detail", "flags"],
+          "bindings": ["frame", "name", "step", "value"], "names": ["name", "text"],
+          "files": ["path", "source"], "lines": ["file", "line", "node"], "phases": ["start_step", "end_step"],
+          "nodes": ["first_line", "node_id"]}
+values = st.one_of(st.none(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=True), st.text(max_size=40),
+                   st.binary(max_size=40), st.sampled_from(["", "1", "0", "-1", "{}", "[", "9" * 30]))
+cell = st.tuples(st.sampled_from(sorted(TABLES)), st.data())
+byte_edit = st.tuples(st.integers(0, 1 << 30), st.integers(0, 255))
+n = [0]
+batch = []
+
+
+def run_batch():
+    res = subprocess.run([sys.executable, "-c", CHECKER, *batch], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    bad = {k: v for k, v in json.loads(res.stdout).items() if v}
+    assert not bad, json.dumps(bad)[:3000]
+    batch.clear()
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(edits=st.lists(byte_edit, max_size=12), cells=st.lists(st.tuples(st.sampled_from(sorted(TABLES)),
+       st.integers(0, 10), values, st.integers(0, 6)), max_size=6))
+def fuzz(edits, cells):
+    n[0] += 1
+    path = WORK / f"m{n[0]}.sqlite"
+    shutil.copyfile(SRC, path)
+    if cells:
+        db = sqlite3.connect(path)
+        for table, row, value, col_i in cells:
+            cols = TABLES[table]
+            col = cols[col_i % len(cols)]
+            try:
+                db.execute(f"UPDATE {table} SET {col} = ? WHERE rowid IN (SELECT rowid FROM {table} "
+                           f"LIMIT 1 OFFSET ?)", (value, row))
+            except sqlite3.Error:
+                pass
+        db.commit()
+        db.close()
+    if edits:
+        data = bytearray(path.read_bytes())
+        for offset, byte in edits:
+            data[offset % len(data)] = byte
+        path.write_bytes(bytes(data))
+    batch.append(str(path))
+    if len(batch) >= 10:
+        run_batch()
+
+
+fuzz()
+if batch:
+    run_batch()
+print("fuzzed", n[0])
+'''
+
+
+def test_fuzz_mutated_recordings(good, tmp_path: Path) -> None:
+    project, src = good
+    res = subprocess.run([sys.executable, "-c", FUZZ, str(src), str(tmp_path), CHECKER], cwd=project.path,
+                         capture_output=True, text=True, env=quiet_env(), timeout=1200)
+    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-5000:])
+    assert "fuzzed" in res.stdout
