@@ -76,6 +76,7 @@ class Run:
     kept_events: int | None = None
     recording_bytes: int | None = None
     ratio: float | None = None
+    escope_commit: str = ""  # the checkout escope was imported from, at the start of the run
 
 
 _COUNT = re.compile(r"(\d+) (subtests passed|subtests failed|subtests skipped|passed|failed|skipped|"
@@ -156,6 +157,25 @@ def command(python: str, suite: str, project: Path, config: Config, workdir: Pat
 
 _VERSIONS: dict[str, tuple[int, int]] = {}
 
+_COMMIT = """
+import os, subprocess, pytest_escope
+root = os.path.dirname(os.path.dirname(os.path.abspath(pytest_escope.__file__)))
+try:
+    head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "recorder", "pytest_escope"],
+                           capture_output=True, text=True).stdout.strip()
+    print(head + ("+dirty" if dirty else ""))
+except OSError:
+    print("")
+"""
+
+
+def escope_commit(python: str) -> str:
+    """Which escope a run measures: an editable install follows its checkout,
+    so a commit landing mid-benchmark changes what later runs import."""
+    proc = subprocess.run([python, "-c", _COMMIT], capture_output=True, text=True)
+    return proc.stdout.strip() or "unknown"
+
 
 def _version(python: str) -> tuple[int, int]:
     if python not in _VERSIONS:
@@ -201,7 +221,7 @@ def seed_node_cache(python: str, project: Path, target: Path) -> str:
 
 def run_one(python: str, suite: str, project: Path, config: Config, rnd: int, timeout: float,
             keep_runs: Path | None, seed: Path | None = None) -> Run:
-    run = Run(suite, config.name, rnd)
+    run = Run(suite, config.name, rnd, escope_commit=escope_commit(python))
     workdir = Path(tempfile.mkdtemp(prefix=f"escope-bench-{config.name.replace('/', '-')}-"))
     try:
         if seed is not None and config.strategy:
@@ -274,6 +294,7 @@ def summarise(runs: list[Run], suites: list[str], configs: list[Config]) -> tupl
                 "bytes_per_event": None,
                 "recording_mb": None,
                 "outcomes": ok[0].summary if ok else "",
+                "escope_commits": sorted({r.escope_commit for r in mine}),
                 "errors": sorted({r.error.splitlines()[0] for r in mine if r.error}),
             }
             if config.keep == "all":
@@ -391,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run)
                 state = run.summary if run.ok else f"FAILED: {run.error.splitlines()[0] if run.error else '?'}"
                 extra = f" events={run.events:,}" if run.events is not None else ""
+                extra += f" escope@{run.escope_commit}"
                 print(f"round {rnd} {suite:15} {config.name:20} {run.wall_s:8.1f}s{extra}  {state}",
                       file=sys.stderr, flush=True)
                 if args.json:  # after every run, so an interrupted benchmark still leaves its figures
@@ -403,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
           + (f", coverage core {core}" if core else ""))
     print()
     print(markdown(rows))
+    commits = sorted({r.escope_commit for r in runs if r.escope_commit})
+    print(f"\nescope commit(s) measured: {', '.join(commits)}"
+          + (" -- the checkout changed during the benchmark, compare with care" if len(commits) > 1 else ""))
     for problem in problems:
         print("\n!!! " + problem, file=sys.stderr)
     if args.json:
