@@ -5,7 +5,11 @@ One invocation runs every configuration of every suite, round-robin, for
 hits all configurations alike.  Each escope run gets a fresh ``--escope-dir``
 in a temporary directory (so the libcst node index cache starts cold, as
 on a fresh CI checkout).  Ratios are taken against plain pytest of the same
-round; the table shows medians.
+round; the table shows medians.  Wall time is what a user waits for, but
+on a shared machine it mostly measures the neighbours: the CPU time of the
+pytest process (user + system, all its threads, from ``getrusage``) is
+reported beside it, with its own ratio, and is the figure to trust when the
+load average (kept per run in the JSON) is above the number of CPUs.
 
     python benchmarks/recording.py --python /tmp/v312/bin/python --rounds 3
     python benchmarks/recording.py --suites toolz --configs plain,balanced/all --rounds 1
@@ -22,6 +26,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -66,6 +71,8 @@ class Run:
     error: str = ""
     exit_code: int | None = None
     wall_s: float = 0.0
+    cpu_s: float = 0.0  # user + system of the pytest process (and its children)
+    load: float = 0.0  # 1-minute load average when the run started
     summary: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)  # junit test id -> outcome
@@ -76,6 +83,7 @@ class Run:
     kept_events: int | None = None
     recording_bytes: int | None = None
     ratio: float | None = None
+    cpu_ratio: float | None = None
     escope_commit: str = ""  # the checkout escope was imported from, at the start of the run
 
 
@@ -227,6 +235,8 @@ def run_one(python: str, suite: str, project: Path, config: Config, rnd: int, ti
         if seed is not None and config.strategy:
             shutil.copytree(seed, workdir / "escope" / "cache" / "nodes")
         cmd, env = command(python, suite, project, config, workdir)
+        run.load = os.getloadavg()[0]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True,
@@ -236,6 +246,9 @@ def run_one(python: str, suite: str, project: Path, config: Config, rnd: int, ti
             run.error = f"timed out after {timeout:.0f}s"
             return run
         run.wall_s = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # children's usage grows only when a child is reaped: this is the run just finished
+        run.cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         run.exit_code = proc.returncode
         run.summary, run.counts = parse_summary(proc.stdout)
         run.outcomes, run.failures = parse_junit(workdir / "junit.xml")
@@ -285,10 +298,15 @@ def summarise(runs: list[Run], suites: list[str], configs: list[Config]) -> tupl
                 base = plain.get(r.round)
                 if base is not None and base.wall_s > 0:
                     r.ratio = r.wall_s / base.wall_s
+                if base is not None and base.cpu_s > 0:
+                    r.cpu_ratio = r.cpu_s / base.cpu_s
             row: dict[str, Any] = {
                 "suite": suite, "config": config.name, "runs": len(mine), "ok": len(ok),
                 "wall_s": _median([r.wall_s for r in ok]),
                 "ratio": _median([r.ratio for r in ok if r.ratio is not None]),
+                "cpu_s": _median([r.cpu_s for r in ok if r.cpu_s]),
+                "cpu_ratio": _median([r.cpu_ratio for r in ok if r.cpu_ratio is not None]),
+                "load": _median([r.load for r in mine]),
                 "events": _median([r.events for r in ok if r.events is not None]),
                 "events_per_s": _median([r.events / r.wall_s for r in ok if r.events and r.wall_s]),
                 "bytes_per_event": None,
@@ -333,14 +351,15 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    out = ["| suite | configuration | ok/runs | median wall s | median × plain | events | events/s "
-           "| bytes/event | recordings MB | outcomes |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| suite | configuration | ok/runs | median wall s | median × plain | CPU s | CPU × plain | events "
+           "| events/s | bytes/event | recordings MB | outcomes |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         outcomes = r["outcomes"] or ("; ".join(r["errors"]) or "—")
         out.append(
             f"| {r['suite']} | {r['config']} | {r['ok']}/{r['runs']} | {_fmt(r['wall_s'], '.1f')} "
-            f"| {_fmt(r['ratio'], '.2f')} | {_fmt(r['events'], ',.0f')} | {_fmt(r['events_per_s'], ',.0f')} "
+            f"| {_fmt(r['ratio'], '.2f')} | {_fmt(r.get('cpu_s'), '.1f')} | {_fmt(r.get('cpu_ratio'), '.2f')} "
+            f"| {_fmt(r['events'], ',.0f')} | {_fmt(r['events_per_s'], ',.0f')} "
             f"| {_fmt(r['bytes_per_event'], '.1f')} | {_fmt(r['recording_mb'], ',.0f')} | {outcomes} |")
     return "\n".join(out)
 
@@ -413,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
                 state = run.summary if run.ok else f"FAILED: {run.error.splitlines()[0] if run.error else '?'}"
                 extra = f" events={run.events:,}" if run.events is not None else ""
                 extra += f" escope@{run.escope_commit}"
-                print(f"round {rnd} {suite:15} {config.name:20} {run.wall_s:8.1f}s{extra}  {state}",
+                print(f"round {rnd} {suite:15} {config.name:20} {run.wall_s:8.1f}s cpu {run.cpu_s:7.1f}s "
+                      f"load {run.load:4.1f}{extra}  {state}",
                       file=sys.stderr, flush=True)
                 if args.json:  # after every run, so an interrupted benchmark still leaves its figures
                     write_json(args.json, header, runs, *summarise(runs, suites, configs))
