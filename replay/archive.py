@@ -448,10 +448,9 @@ def extract_run(path: Path) -> Path:
 # -- the command ---------------------------------------------------------------------
 
 def cmd_pack(ctx: "Context") -> int:
-    from .runs import resolve_run
+    from .runs import find_escope_dir, resolve_run
     a = ctx.args
     d = getattr(a, "escope_dir", None)
-    from .runs import find_escope_dir
     run = resolve_run(getattr(a, "run", None), find_escope_dir(d) if d else None)
     out = Path(a.output) if a.output else Path(f"escope-{run.run_id}.tar.gz")
     tests = select_tests(run, a.all)

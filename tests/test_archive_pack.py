@@ -6,7 +6,6 @@ naming the recording inside the archive."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
