@@ -40,7 +40,7 @@ class FrameState:
         self.frame_id = frame_id
         self.info = info
         self.code = info.code
-        self.watch = info.file.watch
+        self.watch = info.watch
         self.act = 0
         self.prev: Any = None  # watch entry of the statement now running
         self.last: dict[str, int] = {}  # name -> id() of the value bound to it

@@ -159,6 +159,7 @@ class MonitoringBackend:
                 fs = ts.stack[-1]
             if fs.exc_pending:
                 fs.exc_pending = False
+                events.append((HANDLED, fs.act, line, perf() - t0))
             prev = fs.prev
             if prev:
                 changes = col.check_watch(fs, getframe(depth), prev)
@@ -223,24 +224,34 @@ class MonitoringBackend:
             return None
 
         def on_raise(code: Any, offset: int, exc: Any) -> Any:
-            if id(code) not in infos:
+            if id(code) not in infos or type(exc) in _ITERATION_END:
                 return None
             ts, fs = top_for(code)
             if fs is None:
                 return None
+            fs.exc_pending = True
             try:
-                col.exception(fs, EXCEPTION, getframe(1).f_lineno, exc)
+                # RAISE fires again in each frame the exception passes; the
+                # film keeps the frame that raised it (settrace's rule)
+                tb = _traceback_of(exc)
+                if tb is None or tb.tb_next is None:
+                    col.exception(fs, EXCEPTION, getframe(1).f_lineno, exc)
             except Exception:
                 col.fault("recorder error at an exception")
             return None
 
-        def on_handled(code: Any, offset: int, exc: Any) -> Any:
-            if id(code) not in infos:
+        def on_throw(code: Any, offset: int, exc: Any) -> Any:
+            # generator.throw()/close(): the frame resumes with an exception
+            info = infos.get(id(code))
+            if info is None or not col.active:
                 return None
-            ts, fs = top_for(code)
-            if fs is None:
-                return None
-            events.append((HANDLED, fs.act, getframe(1).f_lineno, perf() - t0))
+            ts = col.thread_state(get_ident())
+            frame = getframe(1)
+            try:
+                # the RAISE that follows films the exception itself
+                col.enter(ts, info, frame, RESUME, frame.f_lineno)
+            except Exception:
+                col.fault("recorder error at a throw")
             return None
 
         def on_call(code: Any, offset: int, callable_: Any, arg0: Any) -> Any:
@@ -270,12 +281,12 @@ class MonitoringBackend:
         reg(tool, E.PY_YIELD, on_yield)
         reg(tool, E.PY_UNWIND, on_unwind)
         reg(tool, E.RAISE, on_raise)
-        reg(tool, E.EXCEPTION_HANDLED, on_handled)
+        reg(tool, E.PY_THROW, on_throw)
         if full:
             reg(tool, E.CALL, on_call)
         self._callbacks = (E.PY_START, E.PY_RESUME, E.LINE, E.JUMP, E.PY_RETURN, E.PY_YIELD,
-                           E.PY_UNWIND, E.RAISE, E.EXCEPTION_HANDLED, E.CALL)
-        mon.set_events(tool, E.PY_START | E.PY_UNWIND | E.RAISE | E.EXCEPTION_HANDLED)
+                           E.PY_UNWIND, E.RAISE, E.PY_THROW, E.CALL)
+        mon.set_events(tool, E.PY_START | E.PY_UNWIND | E.RAISE | E.PY_THROW)
         cfg = col.config
         scope_key = (cfg.rootdir, cfg.include, cfg.exclude, cfg.strategy)
         if scope_key != _last_scope:
@@ -298,6 +309,20 @@ class MonitoringBackend:
                 mon.register_callback(tool, ev, None)
         finally:
             self.tool = None
+
+
+#: The iteration protocol's own ends are not failures: both backends leave
+#: them out of the film (a for loop over a generator raises one in C).
+_ITERATION_END = (StopIteration, StopAsyncIteration)
+
+_tb_getter = BaseException.__dict__["__traceback__"].__get__
+
+
+def _traceback_of(exc: Any) -> Any:
+    try:
+        return _tb_getter(exc)
+    except Exception:
+        return None
 
 
 def _with_self(entry: Any) -> tuple:

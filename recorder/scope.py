@@ -59,7 +59,7 @@ class CodeInfo:
     """A code object judged in scope, with what the tracers need of it."""
 
     __slots__ = ("code", "file", "qualname", "is_gen", "is_coro", "needs_jump",
-                 "method_self", "offset_lines")
+                 "method_self", "offset_lines", "watch")
 
     def __init__(self, code: CodeType, file: SourceFile) -> None:
         self.code = code
@@ -71,6 +71,7 @@ class CodeInfo:
         self.method_self = code.co_argcount > 0 and code.co_varnames[0] == "self"
         self.offset_lines: dict[int, int] | None = None
         self.needs_jump = _has_same_line_backward_jump(code)
+        self.watch = _watch_with_cells(code, file.watch)
 
     def line_of_offset(self, offset: int) -> int | None:
         table = self.offset_lines
@@ -82,6 +83,21 @@ class CodeInfo:
                         table[off] = line
             self.offset_lines = table
         return table.get(offset)
+
+
+def _watch_with_cells(code: CodeType, watch: dict) -> dict:
+    """A function whose locals live in cells (a closure's ``nonlocal``
+    target) can see them rebound by any call: re-read them at every step."""
+    cells = tuple(code.co_cellvars)
+    if not cells:
+        return watch
+    merged: dict = {}
+    for _start, _end, line in code.co_lines():
+        if line is None or line in merged:
+            continue
+        bound, mutated = watch.get(line, ((), ()))
+        merged[line] = (bound + tuple(c for c in cells if c not in bound), mutated)
+    return merged
 
 
 def _has_same_line_backward_jump(code: CodeType) -> bool:

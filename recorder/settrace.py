@@ -74,15 +74,19 @@ class _Local:
                     col.spill()
             return self
         if event == "return":
-            if fs.exc_pending:
-                kind = UNWIND
-            elif fs.info.is_gen and _YIELD_VALUE is not None and _is_yield(frame):
+            # the instruction tells a return from an exception leaving the
+            # frame (a bare `raise`, a re-raising `finally`)
+            if _at_return(frame):
+                kind = RETURN
+            elif fs.info.is_gen and not fs.exc_pending and _YIELD_VALUE is not None and _is_yield(frame):
                 kind = YIELD
             else:
-                kind = RETURN
+                kind = UNWIND  # also a generator closed or thrown into at its yield
             col.leave(self.ts, fs, frame, kind, frame.f_lineno, arg)
             return self
         if event == "exception":
+            if arg[0] is StopIteration or arg[0] is StopAsyncIteration:
+                return self  # the iteration protocol's end, not a failure
             tb = arg[2]
             # Only the frame that raised reports it (sys.monitoring's RAISE);
             # frames the exception merely passes through do not.
@@ -98,6 +102,16 @@ def _with_self(entry: Any) -> tuple:
         return ((), ("self",))
     bound, mutated = entry
     return (bound, mutated if "self" in mutated else mutated + ("self",))
+
+
+_RETURNS = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST") if n in dis.opmap)
+
+
+def _at_return(frame: Any) -> bool:
+    try:
+        return frame.f_code.co_code[frame.f_lasti] in _RETURNS
+    except Exception:
+        return True
 
 
 def _is_yield(frame: Any) -> bool:
@@ -118,10 +132,30 @@ class SettraceBackend:
         self.prev_trace: Any = None
         self.prev_thread_trace: Any = None
         self.scope = col.scope
+        self._tl = threading.local()
 
-    def _global(self, frame: Any, event: str, arg: Any) -> Any:
-        prev = self.prev_trace
-        chained = None
+    def _thread_start(self, frame: Any, event: str, arg: Any) -> Any:
+        """First trace call in a new thread: let the previous thread hook
+        (coverage's) install its own tracer, then chain to it from ours."""
+        prev_hook = self.prev_thread_trace
+        result = None
+        if prev_hook is not None:
+            try:
+                result = prev_hook(frame, event, arg)
+            except Exception:
+                result = None
+        installed = sys.gettrace()
+        if installed == self._thread_start or installed == self._global:
+            installed = None  # threading put our own hook there
+        self._tl.prev = installed if installed is not None else result
+        sys.settrace(self._global)
+        return self._global(frame, event, arg, _chained_done=result)
+
+    def _global(self, frame: Any, event: str, arg: Any, _chained_done: Any = None) -> Any:
+        prev = getattr(self._tl, "prev", self.prev_trace)
+        if _chained_done is not None:
+            prev = None
+        chained = _chained_done
         if prev is not None:
             try:
                 chained = prev(frame, event, arg)
@@ -170,7 +204,7 @@ class SettraceBackend:
     def start(self) -> None:
         self.prev_trace = sys.gettrace()
         self.prev_thread_trace = threading.gettrace() if hasattr(threading, "gettrace") else None
-        threading.settrace(self._global)
+        threading.settrace(self._thread_start)
         sys.settrace(self._global)
 
     def stop(self) -> None:

@@ -300,7 +300,8 @@ class RecordingWriter:
             "(SELECT max(rowid) FROM bindings WHERE step < ? GROUP BY frame, name)", (cut, cut))
         db.execute(
             "DELETE FROM vals WHERE step < ? AND obj IS NOT NULL AND value NOT IN "
-            "(SELECT max(value) FROM vals WHERE step < ? AND obj IS NOT NULL GROUP BY obj)", (cut, cut))
+            "(SELECT max(value) FROM vals WHERE step < ? AND obj IS NOT NULL GROUP BY obj) "
+            "AND value NOT IN (SELECT value FROM bindings WHERE value IS NOT NULL)", (cut, cut))
         db.execute(
             "DELETE FROM vals WHERE step < ? AND obj IS NULL AND value NOT IN (SELECT value FROM bindings WHERE value IS NOT NULL) "
             "AND value NOT IN (SELECT value FROM events WHERE value IS NOT NULL)",

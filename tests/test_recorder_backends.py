@@ -110,17 +110,8 @@ TESTS = [
 #: 'exception' events CPython sends for StopIteration ending a for loop or an
 #: await into HANDLED steps; a bare ``raise`` leaving a frame is a RETURN
 #: under settrace; ``generator.close()`` is missing under monitoring.
-EXC_DIFFER = {
-    "test_ugly.py::test_generator": "BUG-1: StopIteration ending a for loop: settrace HANDLED vs monitoring EXCEPTION",
-    "test_ugly.py::test_try_finally": "BUG-1: HANDLED at the except line (settrace) vs the raising line (monitoring)",
-    "test_ugly.py::test_with_and_caught": "BUG-1: monitoring records EXCEPTION again in every frame the exception passes",
-    "test_ugly.py::test_reraise_fails": "BUG-1: monitoring EXCEPTION per frame + HANDLED for cleanup handlers",
-    "test_ugly.py::test_asyncio": "BUG-1: StopIteration of await: settrace HANDLED/UNWIND vs monitoring EXCEPTION/RETURN",
-    "test_ugly.py::test_hostile": "BUG-1: monitoring records EXCEPTION again in the caller frame",
-    "test_edges.py::test_generator_closed_early": "BUG-3: generator.close() not filmed by the monitoring backend",
-    "test_edges.py::test_bare_reraise_caught": "BUG-2: bare raise leaving a frame is RETURN None under settrace",
-    "test_edges.py::test_with_swallows": "BUG-1: HANDLED line differs between backends",
-}
+#: Fixed: BUG-1 (exception events differed), BUG-2 (bare raise as RETURN), BUG-3 (close/throw).
+EXC_DIFFER: dict[str, str] = {}
 
 
 def _xfail_if(tid: str, table: dict[str, str]) -> object:
@@ -162,11 +153,7 @@ def test_same_tests_same_outcomes(runs: dict[str, Run]) -> None:
 
 
 @needs_monitoring
-@pytest.mark.parametrize("tid", [_xfail_if(t, {
-    "test_edges.py::test_generator_closed_early": EXC_DIFFER["test_edges.py::test_generator_closed_early"],
-    "test_edges.py::test_bare_reraise_caught": EXC_DIFFER["test_edges.py::test_bare_reraise_caught"],
-    "test_ugly.py::test_asyncio": EXC_DIFFER["test_ugly.py::test_asyncio"],
-}) for t in TESTS])
+@pytest.mark.parametrize("tid", TESTS)
 def test_same_line_call_return_events(tid: str, runs: dict[str, Run]) -> None:
     """(file, line, kind) of every event but the exception ones, plus the
     function, thread, task and depth of each, and every value returned."""
@@ -204,11 +191,7 @@ def test_same_events(tid: str, runs: dict[str, Run]) -> None:
 
 
 @needs_monitoring
-@pytest.mark.parametrize("tid", [
-    pytest.param("test_ugly.py::test_reraise_fails", marks=pytest.mark.xfail(
-        strict=True, reason="BUG-1: failure_step shifts with the extra monitoring events")),
-    "test_edges.py::test_fails_in_loop",
-])
+@pytest.mark.parametrize("tid", ["test_ugly.py::test_reraise_fails", "test_edges.py::test_fails_in_loop"])
 def test_same_failure_step(tid: str, runs: dict[str, Run]) -> None:
     ma, mb = runs["settrace"].recording(tid).meta, runs["monitoring"].recording(tid).meta
     assert ma["failure"] == mb["failure"]
@@ -222,9 +205,7 @@ def _frame_kinds(rec: Rec, function: str) -> list[str]:
     return [e.kind for e in rec.events() if e.function == function]
 
 
-@pytest.mark.parametrize("backend", [
-    pytest.param(b, marks=pytest.mark.xfail(strict=True, reason="BUG-2: a bare `raise` leaving the frame is filmed as RETURN None"))
-    if b == "settrace" else b for b in BACKENDS])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_frame_left_by_bare_raise_is_an_unwind(backend: str, runs: dict[str, Run]) -> None:
     rec = runs[backend].recording("test_bare_reraise_caught")
     kinds = _frame_kinds(rec, "bare_reraise")
@@ -232,9 +213,7 @@ def test_frame_left_by_bare_raise_is_an_unwind(backend: str, runs: dict[str, Run
     assert "return" not in kinds
 
 
-@pytest.mark.parametrize("backend", [
-    pytest.param(b, marks=pytest.mark.xfail(strict=True, reason="BUG-1: monitoring films EXCEPTION again in every frame it passes"))
-    if b == "monitoring" else b for b in BACKENDS])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_exception_is_filmed_once_where_raised(backend: str, runs: dict[str, Run]) -> None:
     rec = runs[backend].recording("test_with_and_caught")
     raised = [(e.function, e.line, e.value_repr) for e in rec.events() if e.kind == "exception"]
@@ -245,9 +224,7 @@ def test_exception_is_filmed_once_where_raised(backend: str, runs: dict[str, Run
     assert handled == [("test_with_and_caught", "handled")]
 
 
-@pytest.mark.parametrize("backend", [
-    pytest.param(b, marks=pytest.mark.xfail(strict=True, reason="BUG-3: generator.close()/throw() (PY_THROW) not filmed"))
-    if b == "monitoring" else b for b in BACKENDS])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_generator_close_is_filmed(backend: str, runs: dict[str, Run]) -> None:
     rec = runs[backend].recording("test_generator_closed_early")
     kinds = _frame_kinds(rec, "pairs")

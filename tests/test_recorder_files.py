@@ -338,8 +338,6 @@ def test_max_events_state_at_first_kept_step(capped: Rec) -> None:
     assert capped.q("SELECT count(*) FROM vals WHERE type = 'list' AND step < ?", first)[0][0] >= 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-7: dropping old events deletes the vals row that a surviving "
-                   "binding points at (an older snapshot of a mutable object): `seen` cannot be resolved")
 def test_max_events_leaves_no_dangling_binding(capped: Rec) -> None:
     first = int(capped.meta["first_step"])
     frame = capped.frames("test_many_events")[0]

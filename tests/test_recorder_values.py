@@ -402,8 +402,6 @@ def test_alias_through_another_object_agrees(recorded: tuple[Run, str, list[str]
     assert rec.value_at(frame, "inner", done) == ("list", "[3]")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-6: a closure's `nonlocal` rebinding is not seen in the outer "
-                   "frame; `count` stays 0 there")
 def test_nonlocal_rebinding_shows_in_outer_frame(recorded: tuple[Run, str, list[str]]) -> None:
     run, _, _ = recorded
     rec = run.recording("test_closure_rebinds_outer_local")

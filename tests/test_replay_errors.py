@@ -31,12 +31,24 @@ def spin(n):
     return n + 1
 
 
-def test_dies():
+def committed(path):
+    import sqlite3
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        return db.execute("SELECT count(*) FROM events").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
+def test_dies(escope):
     t0 = time.perf_counter()
     k = 0
     while time.perf_counter() - t0 < 2.6:
         k = spin(k)
-    time.sleep(5.0)  # let the writer thread commit the spilled chunk
+    # wait (bounded) until the writer thread committed the spilled chunk
+    deadline = time.monotonic() + 60
+    while not committed(escope.path) and time.monotonic() < deadline:
+        time.sleep(0.2)
     os._exit(3)
 '''
 
