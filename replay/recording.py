@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["Recording", "Act"]
 
 
+#: Deepest stack replay reconstructs: far beyond Python's default recursion
+#: limit (1000), and small enough that one state stays quick; a deeper
+#: chain of ``parent`` links comes from a damaged or crafted file.
+MAX_STACK_DEPTH = 20_000
+
+
 class Act:
     """One activation: a stretch of a frame on the stack."""
 
@@ -205,6 +211,9 @@ class Recording:
         seen: set[int] = set()
         a: Act | None = self.act(act)
         while a is not None:
+            if len(seen) >= MAX_STACK_DEPTH:
+                raise RecordingError(f"the call stack of activation {act} is deeper than {MAX_STACK_DEPTH} frames",
+                                     path=self.path, fix="the recording is damaged or crafted; re-run the test")
             if a.act in seen:
                 raise RecordingError(f"the call stack of activation {act} loops back to activation {a.act}",
                                      path=self.path, fix="the recording is damaged; re-run the test")
