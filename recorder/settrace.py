@@ -147,7 +147,10 @@ class SettraceBackend:
         installed = sys.gettrace()
         if installed == self._thread_start or installed == self._global:
             installed = None  # threading put our own hook there
-        self._tl.prev = installed if installed is not None else result
+        # a hook that installed its own tracer (coverage) is chained through
+        # that tracer; a plain trace function is what threading would have
+        # installed, so it becomes this thread's chained global tracer
+        self._tl.prev = installed if installed is not None else prev_hook
         sys.settrace(self._global)
         return self._global(frame, event, arg, _chained_done=result)
 
