@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Callable, NoReturn, Sequence
 
+import apsw
+
 from .errors import AmbiguousTestError, EscopeError, UsageError
 from .recording import Recording
 from .render import (Style, event_lines, flow_lines, history_lines, run_lines, stats_lines, stop_display,
@@ -51,7 +53,7 @@ class Context:
         self.say(line if len(line) <= 80 else f"{label}:\n  {command}")
 
     def json(self, data: Any) -> None:
-        self.out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        self.out.write(json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
 
     @property
     def escope_dir(self) -> Path | None:
@@ -61,6 +63,14 @@ class Context:
     def open(self, test: str | None) -> Recording:
         d = getattr(self.args, "escope_dir", None)
         return Recording.open(test, run=getattr(self.args, "run", None), escope_dir=d)
+
+
+def _jsonable(value: Any) -> Any:
+    """What JSON cannot hold, as text: a crafted recording can put a blob in
+    any column, and a blob is data to show, never a reason for a traceback."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
 
 
 def _int(text: str) -> int:
@@ -333,6 +343,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("escope: interrupted\n")
         return 130
+    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, OverflowError, RecursionError,
+            MemoryError, apsw.Error) as exc:
+        # A well-formed recording never gets here; a crafted or damaged one
+        # (text in an integer column, a blob for a line number) can reach
+        # any query.  One line, never a traceback (SPEC 4); ESCOPE_DEBUG=1
+        # re-raises for whoever is debugging the replayer itself.
+        if os.environ.get("ESCOPE_DEBUG"):
+            raise
+        what = str(exc).splitlines()[0][:160] if str(exc) else ""
+        sys.stderr.write(f"escope: error: the recording is damaged or not from pytest-escope "
+                         f"({type(exc).__name__}: {what}); re-run the test (ESCOPE_DEBUG=1 shows the traceback)\n")
+        return EXIT_ERROR
     except BrokenPipeError:
         try:
             sys.stdout = open(os.devnull, "w")

@@ -135,7 +135,7 @@ def film_data(rec: Recording, max_steps: int = MAX_STEPS, max_repr: int = MAX_RE
                              "AND step < ? ORDER BY step DESC LIMIT 1", (f, name, lo))
                 if row is not None:
                     binds.append(row)
-    binds.sort(key=lambda b: (frame_ix.index[b[0]], b[1], b[2]))
+    binds.sort(key=lambda b: (frame_ix.index[b[0]], _k(b[1]), _k(b[2])))
     b_out: dict[str, list[int]] = {"frame": [], "name": [], "step": [], "value": []}
     vids: set[int] = {v for _, v in step_vals}
     for f, name, step, vid in binds:
@@ -148,13 +148,13 @@ def film_data(rec: Recording, max_steps: int = MAX_STEPS, max_repr: int = MAX_RE
     # values: the rows referenced, and the snapshots of their objects up to hi
     rows: dict[int, tuple] = {}
     objs: set[int] = set()
-    for vid in sorted(vids):
+    for vid in sorted(vids, key=_k):
         r = rec.q1("SELECT value, obj, step, type, repr, flags FROM vals WHERE value = ?", (vid,))
         if r is not None:
             rows[vid] = r
             if r[1] is not None:
                 objs.add(r[1])
-    for obj in sorted(objs):
+    for obj in sorted(objs, key=_k):
         for r in rec.q("SELECT value, obj, step, type, repr, flags FROM vals WHERE obj = ? AND step BETWEEN ? AND ?",
                        (obj, lo, hi)):
             rows.setdefault(r[0], r)
@@ -165,7 +165,7 @@ def film_data(rec: Recording, max_steps: int = MAX_STEPS, max_repr: int = MAX_RE
     obj_ix = _Dense()
     type_ix = _Dense()
     v_out: dict[str, list[Any]] = {"type": [], "repr": [], "obj": [], "step": [], "flags": []}
-    for vid in sorted(rows):
+    for vid in sorted(rows, key=_k):
         _, obj, step, tname, text, flags = rows[vid]
         val_ix(vid)
         v_out["type"].append(type_ix(tname))
@@ -205,9 +205,23 @@ def film_data(rec: Recording, max_steps: int = MAX_STEPS, max_repr: int = MAX_RE
     }
 
 
+def _k(value: Any) -> tuple:
+    """A sort key for a column value of any type: a crafted recording can
+    mix text, blobs and numbers in one column, which plain ``sorted`` refuses."""
+    if isinstance(value, (int, float)):
+        return (0, value, "")
+    return (1, 0, str(value))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
 def _json_for_script(data: dict[str, Any]) -> str:
     """JSON that cannot end (or confuse) the ``<script>`` block it sits in."""
-    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), default=_jsonable)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

@@ -38,16 +38,26 @@ def _deeper_than(form: Any, limit: int) -> bool:
     return False
 
 
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
 class Value:
     """One recorded value: ``type``, ``repr`` and the structured ``form``."""
 
     __slots__ = ("type", "repr", "_detail", "flags", "_parsed")
 
     def __init__(self, type_: str, text: str, detail: str | None = None, flags: int = 0) -> None:
-        self.type = type_
-        self.repr = text
+        # Columns are typed by the file, not by us: a crafted recording can
+        # put a blob or a number where text belongs.
+        self.type = type_ if type(type_) is str else _as_text(type_)
+        self.repr = text if type(text) is str else _as_text(text)
         self._detail = detail
-        self.flags = flags or 0
+        self.flags = flags if type(flags) is int else 0
         self._parsed: dict[str, Any] | None = None
 
     @property

@@ -186,8 +186,10 @@ def test_own_setprofile():
     assert seen == ["call", "return"]
 
 
-@pytest.mark.skipif(not hasattr(sys, "monitoring"), reason="3.12+")
 def test_own_sys_monitoring():
+    if not hasattr(sys, "monitoring"):  # 3.11: nothing to collide with
+        print("OUT monitoring True")
+        return
     mon = sys.monitoring
     tool = mon.DEBUGGER_ID
     mon.use_tool_id(tool, "hostile")

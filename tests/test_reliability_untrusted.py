@@ -184,7 +184,7 @@ CRAFTED = {
     "huge_steps": ["UPDATE events SET step = step + 4611686018427387904 WHERE step > 3"],
     "wrong_types": ["UPDATE events SET kind = 'call', line = x'00ff', time_ns = 'soon' WHERE step % 2 = 0",
                     "UPDATE vals SET detail = '{not json', repr = x'deadbeef', type = 12",
-                    "UPDATE names SET text = 42",
+                    "UPDATE names SET text = name * 1000",
                     "UPDATE bindings SET value = 'v', frame = 3.5"],
     "unknown_kinds": ["UPDATE events SET kind = 99 WHERE step % 3 = 0"],
     "dangling_refs": ["UPDATE events SET act = 424242 WHERE step % 2 = 1",
@@ -230,7 +230,7 @@ def test_million_level_stack(good, tmp_path: Path) -> None:
 FUZZ = r'''
 import json, shutil, sqlite3, subprocess, sys, os
 from pathlib import Path
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 SRC = Path(sys.argv[1])
 WORK = Path(sys.argv[2])
@@ -254,12 +254,16 @@ def run_batch():
     res = subprocess.run([sys.executable, "-c", CHECKER, *batch], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     bad = {k: v for k, v in json.loads(res.stdout).items() if v}
-    assert not bad, json.dumps(bad)[:3000]
+    if bad:
+        # mutants are checked ten at a time, so shrinking would blame the
+        # wrong example: name the bad files (kept in WORK) and stop
+        print("BAD", json.dumps(bad, indent=1))
+        sys.exit(1)
     batch.clear()
 
 
 @settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
+          suppress_health_check=list(HealthCheck), phases=[Phase.generate])
 @given(edits=st.lists(byte_edit, max_size=12), cells=st.lists(st.tuples(st.sampled_from(sorted(TABLES)),
        st.integers(0, 10), values, st.integers(0, 6)), max_size=6))
 def fuzz(edits, cells):
@@ -299,5 +303,5 @@ def test_fuzz_mutated_recordings(good, tmp_path: Path) -> None:
     project, src = good
     res = subprocess.run([sys.executable, "-c", FUZZ, str(src), str(tmp_path), CHECKER], cwd=project.path,
                          capture_output=True, text=True, env=quiet_env(), timeout=1200)
-    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-5000:])
+    assert res.returncode == 0, (res.stdout[-8000:], res.stderr[-3000:])
     assert "fuzzed" in res.stdout
