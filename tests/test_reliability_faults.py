@@ -476,10 +476,13 @@ FAULT_POINTS = ["render", "event", "write", "start"]
 
 
 @pytest.mark.parametrize("point", FAULT_POINTS)
-@pytest.mark.xfail(strict=True, reason="needs lead patch: ESCOPE_TEST_FAULT test-only hook (docs/reliability.md)")
+@pytest.mark.xfail(strict=True, reason="needs lead patch: ESCOPE_TEST_FAULT test-only hook (docs/reliability.md), "
+                                       "and BUG-R3 (one warning per session); 'event' also BUG-R8 (an exception in "
+                                       "Collector.enter under monitoring's on_line adoption reaches the test)")
 def test_injected_recorder_fault(point: str, project: Project) -> None:
     """ESCOPE_TEST_FAULT=<point> makes the recorder raise there, on demand."""
-    project.write("test_f.py", FAULTY_RENDER["test_render.py"].replace("from conftest import Boom", "class Boom:\n    pass"))
+    project.write("test_f.py", FAULTY_RENDER["test_render.py"].replace("from conftest import Boom",
+                                                                     "class Boom:\n            pass"))
     plain = project.run("-rA", env=quiet_env())
     rec = project.run("-rA", "--escope", "--escope-keep=all", env=quiet_env(ESCOPE_TEST_FAULT=point))
     assert summary(plain.stdout) == summary(rec.stdout) == "2 failed, 1 passed"
