@@ -13,6 +13,7 @@ directory, with the same arguments, and are compared test by test.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -24,6 +25,16 @@ from conftest import Project, Run, clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = "more-itertools"
+
+#: Left out here on top of the suite's own deselections (thirdparty.py), to
+#: keep this module near two minutes: these two are 70% of the whole suite's
+#: balanced events (3.3 M and 0.5 M generator steps of ``sieve``) and about
+#: 60% of its filming time, and exercise nothing the other tests do not.
+SLOW = (
+    "tests/test_recipes.py::FactorTests::test_cross_check",
+    "tests/test_recipes.py::SieveTests::test_prime_counts",
+)
+FULL = os.environ.get("ESCOPE_THIRDPARTY_FULL") == "1"
 
 def _thirdparty():
     spec = importlib.util.spec_from_file_location("escope_bench_thirdparty", ROOT / "benchmarks" / "thirdparty.py")
@@ -75,9 +86,15 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, list[str]]
     except RuntimeError as exc:  # no sdist in the cache and no index to fetch it from
         pytest.skip(f"{SUITE} sdist unavailable: {exc}")
     copy = tp.working_copy(SUITE, tmp_path_factory.mktemp("thirdparty"))
-    # the suite's deselections (thirdparty.py) leave out two tests that
+    # the suite's deselections (thirdparty.py) leave out three tests that
     # take minutes to hours to film and say nothing more about behaviour
-    args = tp.pytest_args(SUITE, copy)
+    args = tp.pytest_args(SUITE, copy) + [f"--deselect={nodeid}" for nodeid in SLOW]
+    if not FULL:
+        # CI runs this on every interpreter: its recipes module (about 140
+        # tests, generators and subtests throughout) keeps that to a minute;
+        # ESCOPE_THIRDPARTY_FULL=1 runs the whole suite (benchmarks do too)
+        args = [("tests/test_recipes.py" if a == "tests" else a) for a in args]
+        args += ["-k", "not prime and not Factor and not totient and not Polynomial and not sieve"]
     return Project(copy), args
 
 
@@ -107,7 +124,8 @@ def test_same_outcomes(plain: tuple[str, dict[str, str]], recorded: tuple[str, d
               if plain_cases.get(t) != esc_cases.get(t)}
     assert not differ, f"outcomes differ (plain, escope): {differ}"
     counts = _counts(plain_out)
-    assert counts.get("passed", 0) > 600 and counts.get("subtests passed", 0) > 2_000, plain_out[-500:]
+    assert counts.get("passed", 0) > (600 if FULL else 100), plain_out[-500:]
+    assert counts.get("subtests passed", 0) > (2_000 if FULL else 50), plain_out[-500:]
     assert _counts(esc_out.split("\n--- stderr ---\n")[0]) == counts, esc_out[-3000:]
     assert "escope warning" not in esc_out, esc_out[-3000:]
 
@@ -120,7 +138,7 @@ def test_index_lists_every_test_that_ran(recorded: tuple[str, dict[str, str], Ru
     for key, outcome in cases.items():
         expected = "passed" if outcome == "passed" else "skipped" if outcome == "skipped" else "failed"
         assert by_key[key]["outcome"] == expected, (key, by_key[key])
-    assert sum(r["events"] for r in rows.values()) > 100_000
+    assert sum(r["events"] for r in rows.values()) > (100_000 if FULL else 10_000)
     assert all(r["events"] > 0 for r in rows.values() if r["outcome"] == "passed")
     # default keep=failed: every test passed, so no recording is left behind
     assert all(r["recording"] is None for r in rows.values())
