@@ -198,7 +198,9 @@ def test_timeout_signal_method_fails_the_test(project: Project) -> None:
     m = meta(hangs)
     assert m["complete"] == "1" and m["outcome"] == "failed" and "Timeout" in m["failure"]
     state = replays(hangs, project.path, full=False)["state"]
-    assert state["stack"][-1]["function"] == "spin"
+    assert state["stack"][0]["function"] == "test_hangs"
+    spun = cli_json("events", str(hangs), "--function", "spin", "--limit", "3", cwd=project.path)
+    assert len(spun) == 3 and {e["function"] for e in spun} == {"spin"}
 
 
 #: Six tests; the fourth breaks the escope dir for the rest of the session.
