@@ -41,6 +41,24 @@ def _system_dirs() -> list[str]:
     return sorted(dirs)
 
 
+def _own_package_dirs() -> list[str]:
+    """escope's own code, never filmed: the folders of ``pytest_escope`` and
+    its ``recorder`` and ``replay`` subpackages.  Each is found on its own
+    because an editable install maps them to three separate folders of a
+    checkout, whose parent may well hold a project being tested."""
+    import importlib.util
+
+    dirs = {os.path.realpath(os.path.dirname(os.path.abspath(__file__)))}
+    for name in ("pytest_escope", "pytest_escope.replay"):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            dirs.add(os.path.realpath(loc))
+    return sorted(dirs)
+
+
 class SourceFile:
     """One in-scope file: its text, its node index and its per-line watch map."""
 
@@ -126,8 +144,7 @@ class Scope:
         self.config = config
         self.rootdir = os.path.realpath(str(config.rootdir))
         self.cache = cache
-        plugin_dir = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        self.never = [os.path.join(plugin_dir, "")]
+        self.never = [os.path.join(d, "") for d in _own_package_dirs()]
         for p in config.extra_excluded_dirs:
             self.never.append(os.path.join(os.path.realpath(str(p)), ""))
         self.system = [os.path.join(d, "") for d in _system_dirs()]
