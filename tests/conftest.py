@@ -120,6 +120,18 @@ def module_project(tmp_path_factory: pytest.TempPathFactory, name: str) -> Proje
 
 
 def open_ro(path: Path) -> sqlite3.Connection:
+    """Read-only; a recording whose process died mid-chunk leaves a hot
+    journal that only a writer may roll back, so such a file is read from a
+    private copy (the original is never touched)."""
+    path = Path(path)
+    journal = Path(str(path) + "-journal")
+    if journal.exists() and journal.stat().st_size > 0:
+        import shutil
+        import tempfile
+        tmp = Path(tempfile.mkdtemp(prefix="escope-test-ro-"))
+        shutil.copy2(path, tmp / path.name)
+        shutil.copy2(journal, tmp / journal.name)
+        return sqlite3.connect(str(tmp / path.name))
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     return db
 

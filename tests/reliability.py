@@ -41,7 +41,8 @@ def cli_json(*args: str, cwd: Path) -> Any:
 
 
 def meta(path: Path) -> dict[str, str]:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    from conftest import open_ro
+    db = open_ro(path)
     try:
         return dict(db.execute("SELECT key, value FROM meta"))
     finally:
@@ -49,7 +50,8 @@ def meta(path: Path) -> dict[str, str]:
 
 
 def count(path: Path, table: str) -> int:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    from conftest import open_ro
+    db = open_ro(path)
     try:
         return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     finally:
