@@ -97,6 +97,16 @@ class _Local:
         return self
 
 
+def _call_chained(fn: Any, frame: Any, event: str, arg: Any) -> Any:
+    """Call a trace function installed before ours; its failure is its own."""
+    if fn is None:
+        return None
+    try:
+        return fn(frame, event, arg)
+    except Exception:
+        return None
+
+
 def _with_self(entry: Any) -> tuple:
     if entry is None:
         return ((), ("self",))
@@ -138,12 +148,7 @@ class SettraceBackend:
         """First trace call in a new thread: let the previous thread hook
         (coverage's) install its own tracer, then chain to it from ours."""
         prev_hook = self.prev_thread_trace
-        result = None
-        if prev_hook is not None:
-            try:
-                result = prev_hook(frame, event, arg)
-            except Exception:
-                result = None
+        result = _call_chained(prev_hook, frame, event, arg)
         installed = sys.gettrace()
         if installed == self._thread_start or installed == self._global:
             installed = None  # threading put our own hook there
@@ -158,12 +163,7 @@ class SettraceBackend:
         prev = getattr(self._tl, "prev", self.prev_trace)
         if _chained_done is not None:
             prev = None
-        chained = _chained_done
-        if prev is not None:
-            try:
-                chained = prev(frame, event, arg)
-            except Exception:
-                chained = None
+        chained = _chained_done if prev is None else _call_chained(prev, frame, event, arg)
         if event != "call":
             return chained
         col = self.col

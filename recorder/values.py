@@ -125,6 +125,18 @@ _SAFE_REPR_MODULES = frozenset({
 })
 
 
+def _instance_dict(info: "_TypeInfo", value: Any) -> dict | None:
+    """The instance's own ``__dict__`` through the interpreter's getset
+    descriptor only (never a user property), or None."""
+    if info.dict_getter is None:
+        return None
+    try:
+        ns = info.dict_getter(value)
+    except Exception:
+        return None
+    return ns if type(ns) is dict else None
+
+
 class Renderer:
     """Bounded, side-effect free rendering of values, with redaction.
 
@@ -328,17 +340,13 @@ class Renderer:
 
     def _fields(self, value: Any, info: _TypeInfo, depth: int) -> dict[str, Any]:
         fields: dict[str, Any] = {}
-        if info.dict_getter is not None:
-            try:
-                ns = info.dict_getter(value)
-            except Exception:
-                ns = None
-            if type(ns) is dict:
-                for i, (k, v) in enumerate(dict.items(ns)):
-                    if i >= self.max_items:
-                        break
-                    if type(k) is str:
-                        fields[k] = self._child(v, depth + 1, key=k)
+        ns = _instance_dict(info, value)
+        if ns is not None:
+            for i, (k, v) in enumerate(dict.items(ns)):
+                if i >= self.max_items:
+                    break
+                if type(k) is str:
+                    fields[k] = self._child(v, depth + 1, key=k)
         for slot, getter in info.slot_getters:
             if len(fields) >= self.max_items:
                 break
@@ -413,14 +421,9 @@ def _nested_print(value: Any, renderer: "Renderer") -> Any:
         return (dict.__len__(value), *map(id, _islice(dict.values(value), _NESTED_LIMIT)))
     if issubclass(cls, (set, frozenset)):
         return (set.__len__(value) if issubclass(cls, set) else frozenset.__len__(value),)
-    info = renderer._info(cls)
-    if info.dict_getter is not None:
-        try:
-            ns = info.dict_getter(value)
-        except Exception:
-            return None
-        if type(ns) is dict:
-            return (dict.__len__(ns), *map(id, _islice(dict.values(ns), _NESTED_LIMIT)))
+    ns = _instance_dict(renderer._info(cls), value)
+    if ns is not None:
+        return (dict.__len__(ns), *map(id, _islice(dict.values(ns), _NESTED_LIMIT)))
     return None
 
 
@@ -451,17 +454,13 @@ def fingerprint(value: Any, renderer: "Renderer") -> Any:
     if info.opaque:
         return ()
     parts: list = []
-    if info.dict_getter is not None:
-        try:
-            ns = info.dict_getter(value)
-        except Exception:
-            ns = None
-        if type(ns) is dict:
-            vals = list(_islice(dict.values(ns), _SHALLOW_LIMIT))
-            parts.append(dict.__len__(ns))
-            parts.extend(map(id, _islice(dict.keys(ns), _SHALLOW_LIMIT)))
-            parts.extend(map(id, vals))
-            parts.extend([_nested_print(v, renderer) for v in vals])
+    ns = _instance_dict(info, value)
+    if ns is not None:
+        vals = list(_islice(dict.values(ns), _SHALLOW_LIMIT))
+        parts.append(dict.__len__(ns))
+        parts.extend(map(id, _islice(dict.keys(ns), _SHALLOW_LIMIT)))
+        parts.extend(map(id, vals))
+        parts.extend([_nested_print(v, renderer) for v in vals])
     for _slot, getter in info.slot_getters:
         try:
             v = getter(value)
