@@ -14,6 +14,9 @@ show a later state).  ``spill`` hands full chunks to the background writer.
 
 from __future__ import annotations
 
+# Bound at import: a test that monkeypatches builtins must not reach the recorder.
+from builtins import bool, dict, id, int, len, list, max, min, next, reversed, str, tuple, type  # noqa: A004
+
 import itertools
 import sys
 import threading

@@ -16,6 +16,9 @@ objects that contain such a jump.
 
 from __future__ import annotations
 
+# Bound at import: a test that monkeypatches builtins must not reach the recorder.
+from builtins import bool, dict, getattr, hasattr, id, int, len, list, str, tuple, type  # noqa: A004
+
 import sys
 import threading
 import time
@@ -148,33 +151,37 @@ class MonitoringBackend:
 
         def on_line(code: Any, line: int, depth: int = 1) -> Any:
             # depth: how far up the user's frame is (2 when on_jump calls us)
-            ts = threads.get(get_ident())
-            if ts is None or not ts.stack or ts.stack[-1].code is not code:
-                if not col.active:
-                    return None
-                fs = adopt(code, line, getframe(depth + 1))
-                if fs is None:
-                    return None
-            else:
-                fs = ts.stack[-1]
-            if fs.exc_pending:
-                fs.exc_pending = False
-                events.append((HANDLED, fs.act, line, perf() - t0))
-            prev = fs.prev
-            if prev:
-                changes = col.check_watch(fs, getframe(depth), prev)
-                if changes is not None:
-                    events.append((LINE, fs.act, line, perf() - t0, None, changes))
+            try:
+                ts = threads.get(get_ident())
+                if ts is None or not ts.stack or ts.stack[-1].code is not code:
+                    if not col.active:
+                        return None
+                    fs = adopt(code, line, getframe(depth + 1))
+                    if fs is None:
+                        return None
+                else:
+                    fs = ts.stack[-1]
+                if fs.exc_pending:
+                    fs.exc_pending = False
+                    events.append((HANDLED, fs.act, line, perf() - t0))
+                prev = fs.prev
+                if prev:
+                    changes = col.check_watch(fs, getframe(depth), prev)
+                    if changes is not None:
+                        events.append((LINE, fs.act, line, perf() - t0, None, changes))
+                    else:
+                        events.append((LINE, fs.act, line, perf() - t0))
                 else:
                     events.append((LINE, fs.act, line, perf() - t0))
-            else:
-                events.append((LINE, fs.act, line, perf() - t0))
-            prev = fs.watch.get(line)
-            if full and fs.info.method_self:
-                prev = _with_self(prev)
-            fs.prev = prev
-            if len(events) >= limit:
-                col.spill()
+                prev = fs.watch.get(line)
+                if full and fs.info.method_self:
+                    prev = _with_self(prev)
+                fs.prev = prev
+                if len(events) >= limit:
+                    col.spill()
+                return None
+            except Exception:
+                col.fault("recorder error at a line step")
             return None
 
         def on_jump(code: Any, src: int, dest: int) -> Any:
@@ -183,8 +190,12 @@ class MonitoringBackend:
             info = infos.get(id(code))
             if info is None:
                 return DISABLE
-            to_line = info.line_of_offset(dest)
-            if to_line is None or to_line != info.line_of_offset(src):
+            try:
+                to_line = info.line_of_offset(dest)
+                if to_line is None or to_line != info.line_of_offset(src):
+                    return DISABLE
+            except Exception:
+                col.fault("recorder error at a jump")
                 return DISABLE
             return on_line(code, to_line, 2)
 

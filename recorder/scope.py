@@ -7,6 +7,12 @@ kept alive) and once per file; after that, the backends pay one dict lookup
 
 from __future__ import annotations
 
+# Bound at import: a test that monkeypatches builtins must not reach the recorder.
+from builtins import (
+    any, bool, dict, float, getattr, id, int, isinstance, len, list, open, range, set, sorted, str,
+    tuple,
+)  # noqa: A004
+
 import dis
 import fnmatch
 import os

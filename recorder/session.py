@@ -6,6 +6,9 @@ node index cache); ``Recording`` lives for one test or one script.
 
 from __future__ import annotations
 
+# Bound at import: a test that monkeypatches builtins must not reach the recorder.
+from builtins import bool, dict, hasattr, int, len, max, str, sum  # noqa: A004
+
 import os
 import platform
 import sys

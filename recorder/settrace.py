@@ -12,6 +12,9 @@ debugger's) keeps running: we call it first and chain its local tracer.
 
 from __future__ import annotations
 
+# Bound at import: a test that monkeypatches builtins must not reach the recorder.
+from builtins import bool, frozenset, getattr, hasattr, len, list, next, range, str, tuple  # noqa: A004
+
 import dis
 import sys
 import threading

@@ -8,6 +8,9 @@ thread so the test keeps running while a big chunk is rendered and written.
 
 from __future__ import annotations
 
+# Bound at import: a test that monkeypatches builtins must not reach the recorder.
+from builtins import dict, int, isinstance, len, list, set, str, tuple, type  # noqa: A004
+
 import json
 import os
 import queue

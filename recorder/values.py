@@ -13,6 +13,12 @@ is the structured form (a dict ready for JSON) that replay expands, or None.
 
 from __future__ import annotations
 
+# Bound at import: a test that monkeypatches builtins must not reach the recorder.
+from builtins import (
+    any, bool, bytes, complex, dict, enumerate, float, frozenset, id, int, isinstance, issubclass,
+    len, list, map, range, repr, set, slice, str, tuple, type,
+)  # noqa: A004
+
 import datetime
 import decimal
 import enum

@@ -412,13 +412,7 @@ def test_huge_string_is_bounded_in_the_file(backend: str, hostile) -> None:
     assert path.stat().st_size < 5_000_000
 
 
-BUG_R5 = ("BUG-R5: the tracers look builtins up at call time (settrace.py `len(self.events)`, "
-          "monitoring callbacks): a test that monkeypatches builtins.len gets the recorder's call "
-          "raising inside its own frames, and the session breaks")
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.xfail(strict=True, reason=BUG_R5)
 def test_monkeypatched_builtins(backend: str, project: Project) -> None:
     project.write("test_builtins.py", BUILTINS)
     plain = project.run("-s", "-rA", env=quiet_env())
