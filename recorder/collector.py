@@ -202,9 +202,11 @@ class Collector:
             objnum = entry[2]
         else:
             objnum = next(self.objnums)
-        tname, text, form, flags = self.renderer.render_form(value)
+        # JSON now, not in the writer: a form is a tree of dicts and lists the
+        # garbage collector would walk at every full collection while it waits
+        tname, text, detail, flags = self.renderer.render(value)
         vid = next(self.vids)
-        out.append(("v", vid, objnum, tname, text, form, flags))
+        out.append(("v", vid, objnum, tname, text, detail, flags))
         self.objs[key] = (fp, vid, objnum, cls)
         return vid
 

@@ -188,6 +188,33 @@ CREATE TABLE faults (
 ) WITHOUT ROWID;
 """
 
+#: The secondary indexes, split from the tables: the writer creates them once,
+#: when a recording is finished and kept.  Building an index from sorted rows
+#: at the end costs a fraction of keeping it up to date at every insert, and
+#: a passing test's spilled chunks (``--escope-keep=failed``) are deleted
+#: without ever being indexed.  A recording cut short (its process died) has
+#: no indexes; the replayer builds them in a private copy.
+INDEX_STATEMENTS = tuple(
+    stmt.strip() for stmt in SCHEMA.split(";")
+    if stmt.strip().split("\n")[-1].startswith("CREATE INDEX")
+)
+INDEX_NAMES = tuple(stmt.split("\n")[-1].split()[2] for stmt in INDEX_STATEMENTS)
+
+#: The tables alone: what the writer creates when it opens a recording.
+TABLES_SCHEMA = "\n".join(
+    line for line in SCHEMA.split("\n") if not line.startswith("CREATE INDEX")
+)
+
+
+def create_indexes_sql() -> str:
+    """``CREATE INDEX IF NOT EXISTS`` for every secondary index."""
+    out = []
+    for stmt in INDEX_STATEMENTS:
+        last = stmt.split("\n")[-1]
+        out.append(last.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1) + ";")
+    return "\n".join(out)
+
+
 def encode_source(text: str) -> bytes:
     return zlib.compress(text.encode("utf-8", "surrogateescape"), 6)
 

@@ -153,7 +153,7 @@ class Recording:
         """A passing test under --escope-keep=failed: leave nothing behind."""
         self.stop()
         if self.writer is not None:
-            self.writer.close({})
+            self.writer.abandon()
             for suffix in ("", "-journal"):
                 try:
                     os.unlink(str(self.path) + suffix)

@@ -25,6 +25,10 @@ from .values import Renderer, detail_json
 
 _STOP = object()
 
+#: Scalars whose equal values always render alike, so a value seen before
+#: needs no rendering (not float: 0.0 == -0.0; not complex, for the same).
+_KEYED_BY_VALUE = frozenset({int, str, bool, bytes, type(None)})
+
 
 def create_private_file(path: Path) -> None:
     """Create ``path`` readable by its owner only, before SQLite opens it."""
@@ -48,6 +52,7 @@ class RecordingWriter:
         self.names: dict[str, int] = {}
         self.files_done: dict[int, Any] = {}
         self.scalar_vids: dict[tuple, int] = {}
+        self.scalar_vids_by_value: dict[tuple, int] = {}
         self.next_vid = 2  # even: ids of scalars rendered here (the collector's are odd)
         self.act_file: dict[int, int | None] = {}
         self.frame_file: dict[int, int | None] = {}
@@ -58,6 +63,7 @@ class RecordingWriter:
         self.db: apsw.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="escope-writer", daemon=True)
         self._started = False
+        self.abandoned = False
 
     # -- test-thread side -------------------------------------------------
 
@@ -70,13 +76,21 @@ class RecordingWriter:
         self.queue.put(chunk)
 
     def close(self, final_meta: dict[str, str]) -> None:
-        """Write the last facts and close the file; waits for the writer."""
+        """Index the film, write the last facts and close the file; waits for the writer."""
         if not self._started:
             self._started = True
             self._thread.start()
         self.queue.put(("meta", final_meta))
         self.queue.put(_STOP)
         self._thread.join()
+
+    def abandon(self) -> None:
+        """Stop without writing what is still queued (the file is about to be
+        deleted: a passing test under ``--escope-keep=failed``)."""
+        self.abandoned = True
+        if self._started:
+            self.queue.put(_STOP)
+            self._thread.join()
 
     # -- writer thread -------------------------------------------------------
 
@@ -86,7 +100,7 @@ class RecordingWriter:
         db.setbusytimeout(5000)
         db.execute("PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF; PRAGMA page_size=4096")
         with db:
-            db.execute(schema.SCHEMA)
+            db.execute(schema.TABLES_SCHEMA)
             base_meta = {
                 "format": schema.FORMAT_NAME,
                 "schema_version": str(schema.SCHEMA_VERSION),
@@ -101,13 +115,14 @@ class RecordingWriter:
             item = self.queue.get()
             if item is _STOP:
                 break
-            if self.error is not None:
+            if self.error is not None or self.abandoned:
                 continue
             try:
                 if self.db is None:
                     self.db = self._open()
                 if isinstance(item, tuple) and item[0] == "meta":
                     with self.db:
+                        self.db.execute(schema.create_indexes_sql())
                         self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(item[1].items()))
                         for key, value in item[1].items():
                             if key.startswith("outcome_"):
@@ -142,6 +157,8 @@ class RecordingWriter:
         new_lines: list = []
         name_id = self._name_id
         scalars = self.scalar_vids
+        by_value = self.scalar_vids_by_value
+        render_scalar = self.renderer.render_scalar
         act_file = self.act_file
         frame_file = self.frame_file
         code_file = self.code_file
@@ -172,21 +189,28 @@ class RecordingWriter:
                             binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
                         elif tag == "s" or tag == "R":
                             # a scalar by reference: render, dedupe, number it here
-                            tname, text, detail, flags = render(item[-1])
-                            key = (tname, text, flags)
-                            vid = scalars.get(key)
+                            scalar = item[-1]
+                            cls = type(scalar)
+                            vkey = (cls, scalar) if cls in _KEYED_BY_VALUE else None
+                            vid = by_value.get(vkey) if vkey is not None else None
                             if vid is None:
-                                vid = self.next_vid
-                                self.next_vid += 2
-                                if len(scalars) < 200_000:
-                                    scalars[key] = vid
-                                val_rows.append((vid, None, step, tname, text, detail, flags))
+                                tname, text, detail, flags = render_scalar(scalar)
+                                key = (tname, text, flags)
+                                vid = scalars.get(key)
+                                if vid is None:
+                                    vid = self.next_vid
+                                    self.next_vid += 2
+                                    if len(scalars) < 200_000:
+                                        scalars[key] = vid
+                                    val_rows.append((vid, None, step, tname, text, detail, flags))
+                                if vkey is not None and len(by_value) < 200_000:
+                                    by_value[vkey] = vid
                             if tag == "s":
                                 binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
                             else:
                                 value = vid
                         elif tag == "r":
-                            tname, text, detail, flags = render(item[2])
+                            tname, text, detail, flags = render_scalar(item[2])
                             key = (tname, text, flags)
                             known = scalars.get(key) if detail is None else None
                             if known is not None:

@@ -64,10 +64,15 @@ def compile_redaction(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts), re.IGNORECASE)
 
 
+#: One encoder for every form: ``json.dumps`` with options builds a new
+#: encoder per call, which costs more than encoding a small form.
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def detail_json(form: dict | None) -> str | None:
     if not form:
         return None
-    return json.dumps(form, ensure_ascii=False, separators=(",", ":"))
+    return _encode_json(form)
 
 
 class _TypeInfo:
@@ -177,6 +182,19 @@ class Renderer:
         """Render ``value``; ``detail`` comes back as JSON text or None."""
         type_name, text, form, flags = self.render_form(value)
         return (type_name, text, detail_json(form), flags)
+
+    def render_scalar(self, value: Any) -> tuple[str, str, None, int]:
+        """``render`` for a value whose type is in ``IMMUTABLE_SCALARS``,
+        without building a form: the writer renders millions of these."""
+        cls = type(value)
+        try:
+            text = self._scalar_text(value, cls)
+        except Exception:
+            self.faults += 1
+            return (self._type_name(cls), "<unrenderable>", None, FLAG_UNRENDERABLE)
+        if len(text) > self.max_size:
+            return (self._type_name(cls), text[: self.max_size - 1] + "…", None, FLAG_TRUNCATED)
+        return (self._type_name(cls), text, None, 0)
 
     def render_form(self, value: Any) -> tuple[str, str, dict | None, int]:
         """Render ``value``, leaving the structured form as a dict: turning
@@ -433,6 +451,12 @@ def _nested_print(value: Any, renderer: "Renderer") -> Any:
     return None
 
 
+def _all_scalars(items: Any) -> bool:
+    """Every item an immutable scalar; C-level only (classes are compared by
+    id, never hashed: a metaclass's ``__hash__`` would be user code)."""
+    return IMMUTABLE_IDS.issuperset(map(id, map(type, items)))
+
+
 def fingerprint(value: Any, renderer: "Renderer") -> Any:
     """An identity-level summary of a mutable value, two levels deep.
 
@@ -444,9 +468,13 @@ def fingerprint(value: Any, renderer: "Renderer") -> Any:
     cls = type(value)
     if issubclass(cls, list):
         items = list.__getitem__(value, slice(0, _SHALLOW_LIMIT))
+        if _all_scalars(items):  # the common case: nothing inside can change
+            return (list.__len__(value), *map(id, items))
         return (list.__len__(value), *map(id, items), *[_nested_print(v, renderer) for v in items])
     if issubclass(cls, tuple):
         items = tuple.__getitem__(value, slice(0, _SHALLOW_LIMIT))
+        if _all_scalars(items):
+            return (tuple.__len__(value), *map(id, items))
         return (tuple.__len__(value), *map(id, items), *[_nested_print(v, renderer) for v in items])
     if issubclass(cls, dict):
         vals = list(_islice(dict.values(value), _SHALLOW_LIMIT))

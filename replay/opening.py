@@ -14,13 +14,16 @@ machine), so nothing in it is executed or believed before it is checked:
   format, and ``meta.schema_version`` must be one this replayer knows.
 
 A recording whose process died mid-write keeps a hot rollback journal next
-to it.  A read-only connection cannot roll it back, so the file and its
-journal are copied to a private temporary directory, rolled back there, and
-the copy is what gets opened; the original is never touched.
+to it, and has none of the secondary indexes (the writer builds them when
+a test finishes).  A read-only connection can neither roll back nor index,
+so the file and its journal are copied to a private temporary directory,
+repaired there, and the copy is what gets opened; the original is never
+touched.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -91,24 +94,35 @@ def _hot_journal(path: Path) -> Path | None:
     return None
 
 
-def _rolled_back_copy(path: Path, journal: Path) -> Path:
-    """Copy a crashed recording and its journal aside and let SQLite roll
-    the half-written transaction back in the copy."""
+def _private_copy(path: Path, journal: Path | None, *, index: bool) -> Path:
+    """Copy a recording (and its hot journal) to a private temporary
+    directory and repair the copy there: let SQLite roll a half-written
+    transaction back, and build the secondary indexes a recording cut short
+    never got.  The original is never touched; the copy goes at exit."""
     tmp = Path(tempfile.mkdtemp(prefix="escope-"))
     os.chmod(tmp, 0o700)
+    atexit.register(shutil.rmtree, tmp, True)
     copy = tmp / path.name
     shutil.copyfile(path, copy)
-    shutil.copyfile(journal, Path(str(copy) + "-journal"))
+    if journal is not None:
+        shutil.copyfile(journal, Path(str(copy) + "-journal"))
     try:
         conn = apsw.Connection(str(copy), flags=apsw.SQLITE_OPEN_READWRITE)
         try:
             conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
             conn.execute("PRAGMA trusted_schema=OFF")
+            try:
+                conn.enable_load_extension(False)
+            except (AttributeError, apsw.Error):
+                pass
             conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+            if index:
+                with conn:
+                    conn.execute(schema.create_indexes_sql())
         finally:
             conn.close()
     except apsw.Error as exc:
-        raise RecordingError(f"the recording is corrupt ({exc})", path=path,
+        raise RecordingError(f"the recording is corrupt ({_short(exc)})", path=path,
                              fix="the process that wrote it died mid-write; re-run the test") from None
     return copy
 
@@ -136,7 +150,7 @@ def open_recording(path: Path) -> tuple[apsw.Connection, dict[str, str]]:
     source = path
     journal = _hot_journal(path)
     if journal is not None:
-        source = _rolled_back_copy(path, journal)
+        source = _private_copy(path, journal, index=True)
     try:
         conn = connect_readonly(source)
         kinds = dict(conn.execute("SELECT name, type FROM sqlite_schema").fetchall())
@@ -173,6 +187,11 @@ def open_recording(path: Path) -> tuple[apsw.Connection, dict[str, str]]:
     if missing:
         raise RecordingError(f"the recording lacks table(s) {', '.join(missing)}", path=path,
                              fix="it is damaged or not from pytest-escope; re-run the test")
+    if any(kinds.get(name) != "index" for name in schema.INDEX_NAMES):
+        # cut short before the writer indexed it (the test's process died)
+        conn.close()
+        source = _private_copy(source, None, index=True)
+        conn = connect_readonly(source)
     return conn, meta
 
 

@@ -206,11 +206,15 @@ def _writer_gone(recording: Path | None) -> bool:
     if recording is None or not recording.is_file():
         return False
     try:
-        conn = connect_readonly(recording)
+        facts = _writer_facts(recording, immutable=False)
+    except apsw.Error:
+        # a hot journal (the writer died mid-chunk) stops a read-only reader;
+        # the facts were committed when the file was made, read them as is
         try:
-            facts = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('complete', 'pid')").fetchall())
-        finally:
-            conn.close()
+            facts = _writer_facts(recording, immutable=True)
+        except apsw.Error:
+            return False
+    try:
         if facts.get("complete") != "0":
             return False
         pid = int(facts.get("pid", ""))
@@ -225,6 +229,14 @@ def _writer_gone(recording: Path | None) -> bool:
     except OSError:
         return False
     return False
+
+
+def _writer_facts(recording: Path, *, immutable: bool) -> dict[str, str]:
+    conn = connect_readonly(recording, immutable=immutable)
+    try:
+        return dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('complete', 'pid')").fetchall())
+    finally:
+        conn.close()
 
 
 def _looks_like_sqlite(path: Path) -> bool:
