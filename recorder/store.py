@@ -146,8 +146,6 @@ class RecordingWriter:
 
     def _write_chunk(self, db: apsw.Connection, chunk: dict[str, Any]) -> None:
         base = chunk["base"]
-        render = self.renderer.render
-        events_rows = []
         act_rows = []
         act_ends = []
         frame_rows = []
@@ -165,90 +163,96 @@ class RecordingWriter:
         seen_lines = self.seen_lines
         for row in chunk.get("codes", ()):
             code_file[row[0]] = row[1]
-        step = base
         # Activations are inserted once their end is known; those still open
         # at the end of a chunk go in with end_step NULL and get an UPDATE.
         pending_acts: dict[int, list] = {}
         RETURN, YIELD, UNWIND = schema.RETURN, schema.YIELD, schema.UNWIND
-        for ev in chunk["events"]:
-            kind = ev[0]
-            act = ev[1]
-            if len(ev) == 4:
-                events_rows.append((step, kind, act, ev[2], ev[3], None))
-            else:
-                value = ev[4]
-                payload = ev[5]
-                if payload:
-                    remap = None
-                    for item in payload:
-                        tag = item[0]
-                        if tag == "b":
-                            vid = item[3]
-                            if remap is not None and vid in remap:
-                                vid = remap[vid]
-                            binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
-                        elif tag == "s" or tag == "R":
-                            # a scalar by reference: render, dedupe, number it here
-                            scalar = item[-1]
-                            cls = type(scalar)
-                            vkey = (cls, scalar) if cls in _KEYED_BY_VALUE else None
-                            vid = by_value.get(vkey) if vkey is not None else None
-                            if vid is None:
-                                tname, text, detail, flags = render_scalar(scalar)
-                                key = (tname, text, flags)
-                                vid = scalars.get(key)
-                                if vid is None:
-                                    vid = self.next_vid
-                                    self.next_vid += 2
-                                    if len(scalars) < 200_000:
-                                        scalars[key] = vid
-                                    val_rows.append((vid, None, step, tname, text, detail, flags))
-                                if vkey is not None and len(by_value) < 200_000:
-                                    by_value[vkey] = vid
-                            if tag == "s":
-                                binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
-                            else:
-                                value = vid
-                        elif tag == "r":
-                            tname, text, detail, flags = render_scalar(item[2])
-                            key = (tname, text, flags)
-                            known = scalars.get(key) if detail is None else None
-                            if known is not None:
-                                if remap is None:
-                                    remap = {}
-                                remap[item[1]] = known
-                            else:
-                                if detail is None and len(scalars) < 200_000:
-                                    scalars[key] = item[1]
-                                val_rows.append((item[1], None, step, tname, text, detail, flags))
-                        elif tag == "v":
-                            detail = item[5]
-                            if detail is not None and type(detail) is not str:
-                                detail = detail_json(detail)
-                            val_rows.append((item[1], item[2], step, item[3], item[4], detail, item[6]))
-                        elif tag == "A":
-                            pending_acts[item[1]] = [item[1], item[2], item[3], item[4], item[5], item[6], step, None]
-                            act_file[item[1]] = frame_file.get(item[2])
-                        elif tag == "F":
-                            frame_rows.append((item[1], item[2], step))
-                            frame_file[item[1]] = code_file.get(item[2])
-                    if remap is not None and value in remap:
-                        value = remap[value]
-                events_rows.append((step, kind, act, ev[2], ev[3], value))
-            key = (act_file.get(act), ev[2])
-            if key not in seen_lines:
-                seen_lines.add(key)
-                new_lines.append(key)
-            if kind == RETURN or kind == YIELD or kind == UNWIND:
-                row = pending_acts.pop(act, None)
-                if row is not None:
-                    row[7] = step
-                    act_rows.append(row)
+
+        def event_rows() -> Any:
+            # A generator, consumed by executemany: a chunk's event rows never
+            # all exist at once (a list of them would grow the GC's work).
+            step = base
+            for ev in chunk["events"]:
+                kind = ev[0]
+                act = ev[1]
+                if len(ev) == 4:
+                    yield (step, kind, act, ev[2], ev[3], None)
                 else:
-                    act_ends.append((step, act))
-                act_file.pop(act, None)
-            step += 1
+                    value = ev[4]
+                    payload = ev[5]
+                    if payload:
+                        remap = None
+                        for item in payload:
+                            tag = item[0]
+                            if tag == "b":
+                                vid = item[3]
+                                if remap is not None and vid in remap:
+                                    vid = remap[vid]
+                                binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
+                            elif tag == "s" or tag == "R":
+                                # a scalar by reference: render, dedupe, number it here
+                                scalar = item[-1]
+                                cls = type(scalar)
+                                vkey = (cls, scalar) if cls in _KEYED_BY_VALUE else None
+                                vid = by_value.get(vkey) if vkey is not None else None
+                                if vid is None:
+                                    tname, text, detail, flags = render_scalar(scalar)
+                                    key = (tname, text, flags)
+                                    vid = scalars.get(key)
+                                    if vid is None:
+                                        vid = self.next_vid
+                                        self.next_vid += 2
+                                        if len(scalars) < 200_000:
+                                            scalars[key] = vid
+                                        val_rows.append((vid, None, step, tname, text, detail, flags))
+                                    if vkey is not None and len(by_value) < 200_000:
+                                        by_value[vkey] = vid
+                                if tag == "s":
+                                    binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
+                                else:
+                                    value = vid
+                            elif tag == "r":
+                                tname, text, detail, flags = render_scalar(item[2])
+                                key = (tname, text, flags)
+                                known = scalars.get(key) if detail is None else None
+                                if known is not None:
+                                    if remap is None:
+                                        remap = {}
+                                    remap[item[1]] = known
+                                else:
+                                    if detail is None and len(scalars) < 200_000:
+                                        scalars[key] = item[1]
+                                    val_rows.append((item[1], None, step, tname, text, detail, flags))
+                            elif tag == "v":
+                                detail = item[5]
+                                if detail is not None and type(detail) is not str:
+                                    detail = detail_json(detail)
+                                val_rows.append((item[1], item[2], step, item[3], item[4], detail, item[6]))
+                            elif tag == "A":
+                                pending_acts[item[1]] = [item[1], item[2], item[3], item[4], item[5], item[6], step, None]
+                                act_file[item[1]] = frame_file.get(item[2])
+                            elif tag == "F":
+                                frame_rows.append((item[1], item[2], step))
+                                frame_file[item[1]] = code_file.get(item[2])
+                        if remap is not None and value in remap:
+                            value = remap[value]
+                    yield (step, kind, act, ev[2], ev[3], value)
+                key = (act_file.get(act), ev[2])
+                if key not in seen_lines:
+                    seen_lines.add(key)
+                    new_lines.append(key)
+                if kind == RETURN or kind == YIELD or kind == UNWIND:
+                    row = pending_acts.pop(act, None)
+                    if row is not None:
+                        row[7] = step
+                        act_rows.append(row)
+                    else:
+                        act_ends.append((step, act))
+                    act_file.pop(act, None)
+                step += 1
         with db:
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", event_rows())
+            step = base + len(chunk["events"])
             for file_id, sf in chunk.get("files", ()):
                 if file_id in self.files_done:
                     continue
@@ -272,7 +276,6 @@ class RecordingWriter:
                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", act_rows)
             if act_ends:
                 db.executemany("UPDATE activations SET end_step = ? WHERE act = ?", act_ends)
-            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", events_rows)
             if val_rows:
                 db.executemany("INSERT INTO vals VALUES (?, ?, ?, ?, ?, ?, ?)", val_rows)
             if binding_rows:
