@@ -52,6 +52,12 @@ class TestEntry:
         }
 
 
+#: Outcomes whose recordings ``--failed``, ``escope pack`` and a bare
+#: ``escope replay`` look for: the test failed, or did not finish (the
+#: process died: ``crashed``; Ctrl-C or ``pytest.exit()``: ``interrupted``).
+NOT_PASSED = ("failed", "error", "crashed", "interrupted")
+
+
 @dataclass
 class Run:
     """One run directory and what its index says."""
@@ -62,7 +68,7 @@ class Run:
     tests: list[TestEntry] = field(default_factory=list)
 
     def failed(self) -> list[TestEntry]:
-        return [t for t in self.tests if t.outcome in ("failed", "error", "crashed")]
+        return [t for t in self.tests if t.outcome in NOT_PASSED]
 
 
 def find_escope_dir(explicit: str | os.PathLike[str] | None = None, *, required: bool = True) -> Path | None:

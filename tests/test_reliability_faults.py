@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project
+from conftest import PY312, Project
 from reliability import (cli, cli_json, count, escope_warnings, integrity_ok, meta, quiet_env, replays, run_both,
                          summary)
 
@@ -275,8 +275,6 @@ def _assert_one_warning_same_outcomes(plain, rec) -> None:
     assert len(warned) == 1, warned
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-R1: a write error of the run index (disk full) escapes "
-                                       "EscopePlugin._finish as INTERNALERROR, and every later test warns again")
 def test_disk_full_mid_run(breaker) -> None:
     project, _ = breaker
     plain, rec = run_both(project, env=quiet_env(BREAK="disk-full"))
@@ -286,8 +284,6 @@ def test_disk_full_mid_run(breaker) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() == 0 and shutil.which("chattr") is None, reason="root without chattr")
-@pytest.mark.xfail(strict=True, reason="BUG-R2: every failed test after the escope dir went read-only "
-                                       "gets its own warning; recording does not stop after the first")
 def test_escope_dir_turns_read_only_mid_run(breaker, tmp_path: Path) -> None:
     project, frozen = breaker
     escope_dir = tmp_path / "esc"
@@ -465,8 +461,6 @@ def test_exception_inside_the_renderer_is_counted_and_warned_once(project: Proje
     assert warned and all("could not be rendered" in w for w in warned)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-R3: a recorder fault is warned once per test, "
-                                       "not once per session (the message names the test)")
 def test_recorder_fault_is_warned_once_per_session(project: Project) -> None:
     for name, text in FAULTY_RENDER.items():
         project.write(name, text)
@@ -474,13 +468,14 @@ def test_recorder_fault_is_warned_once_per_session(project: Project) -> None:
     assert len(escope_warnings(rec.stdout)) == 1, escope_warnings(rec.stdout)
 
 
-FAULT_POINTS = ["render", "event", "write", "start"]
+BUG_R8 = ("BUG-R8: under sys.monitoring (the default backend on 3.12+) an exception in Collector.enter "
+          "while on_line adopts a frame reaches the test")
+FAULT_POINTS = ["render",
+                pytest.param("event", marks=pytest.mark.xfail(PY312, strict=True, reason=BUG_R8)),
+                "write", "start"]
 
 
 @pytest.mark.parametrize("point", FAULT_POINTS)
-@pytest.mark.xfail(strict=True, reason="needs lead patch: ESCOPE_TEST_FAULT test-only hook (docs/reliability.md), "
-                                       "and BUG-R3 (one warning per session); 'event' also BUG-R8 (an exception in "
-                                       "Collector.enter under monitoring's on_line adoption reaches the test)")
 def test_injected_recorder_fault(point: str, project: Project) -> None:
     """ESCOPE_TEST_FAULT=<point> makes the recorder raise there, on demand."""
     project.write("test_f.py", FAULTY_RENDER["test_render.py"].replace("from conftest import Boom",
@@ -534,8 +529,6 @@ def test_keyboard_interrupt_closes_recordings(project: Project) -> None:
     assert "test_int.py::test_4_never_runs" not in run.tests()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-R4: the test interrupted by KeyboardInterrupt is recorded "
-                                       "and indexed as 'passed'")
 def test_interrupted_test_is_not_passed(project: Project) -> None:
     project.write("test_int.py", INTERRUPTED)
     project.run("-rA", "--escope", "--escope-keep=all", env=quiet_env())
