@@ -18,7 +18,7 @@ from typing import Any
 import apsw
 
 from .errors import AmbiguousTestError, RecordingError, RunError, UnknownTestError
-from .opening import connect_readonly
+from .opening import _hot_journal, connect_readonly
 
 ESCOPE_DIR_ENV = "ESCOPE_DIR"
 _RECORD_FIRST = "record a run with: pytest --escope"
@@ -211,13 +211,18 @@ def _writer_gone(recording: Path | None) -> bool:
     """The recording is incomplete and its writer's pid is not alive here."""
     if recording is None or not recording.is_file():
         return False
+    # A writer killed mid-chunk leaves a hot journal, which a read-only
+    # connection refuses to read past.  A hot journal means the final meta
+    # (``complete = 1``) never committed, and the pid was committed with the
+    # file's first transaction: read it ignoring the journal (immutable).
+    hot = _hot_journal(recording) is not None
     try:
-        conn = connect_readonly(recording)
+        conn = connect_readonly(recording, immutable=hot)
         try:
             facts = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('complete', 'pid')").fetchall())
         finally:
             conn.close()
-        if facts.get("complete") != "0":
+        if not hot and facts.get("complete") != "0":
             return False
         pid = int(facts.get("pid", ""))
     except (apsw.Error, ValueError, OSError):

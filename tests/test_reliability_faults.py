@@ -134,6 +134,48 @@ def test_sigkill_from_outside(project: Project) -> None:
     _check_crashed_run(project, full=False)
 
 
+#: A writer that dies inside a chunk's transaction: the file keeps a hot
+#: rollback journal (the transaction is bigger than SQLite's page cache, so
+#: pages were already spilled into the file).
+KILLED_MID_CHUNK = '''
+import os, sys, apsw
+db = apsw.Connection(sys.argv[1])
+db.execute("PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF")
+with db:
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); CREATE TABLE events (x)")
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [("complete", "0"), ("pid", str(os.getpid()))])
+db.execute("BEGIN")
+db.execute("INSERT INTO events SELECT randomblob(1000) FROM (WITH RECURSIVE c(i) AS "
+           "(SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000) SELECT i FROM c)")
+os._exit(9)
+'''
+
+
+def test_writer_killed_mid_chunk_is_listed_crashed(tmp_path: Path) -> None:
+    """``escope list`` settles a ``running`` row whose writer died mid-chunk.
+
+    A read-only connection cannot read past the hot journal such a death
+    leaves, so the check of the writer's pid used to give up and the test
+    stayed ``running`` for ever (the os._exit/SIGKILL/timeout tests above
+    failed now and then: whenever the death landed inside a chunk).
+    """
+    from pytest_escope.recorder.runs import RunDir, RunIndex
+    run = RunDir.create(tmp_path / ".escope")
+    rec = run.recording_path("test_x.py::test_dies")
+    proc = subprocess.run([sys.executable, "-c", KILLED_MID_CHUNK, str(rec)], timeout=120)
+    assert proc.returncode == 9
+    assert Path(str(rec) + "-journal").stat().st_size > 0
+    index = RunIndex(run.index_path)
+    index.upsert_test({"test_id": "test_x.py::test_dies", "worker": "main", "outcome": "running",
+                       "recording": os.path.relpath(rec, run.path), "started_ns": time.time_ns()})
+    index.finish()
+    index.close()
+    before = rec.read_bytes()
+    tests = cli_json("list", cwd=tmp_path)["runs"][0]["tests"]
+    assert [(t["test"], t["outcome"]) for t in tests] == [("test_x.py::test_dies", "crashed")]
+    assert rec.read_bytes() == before and Path(str(rec) + "-journal").exists()
+
+
 HANGING_SIMPLE = '''
 def spin():
     k = 0
