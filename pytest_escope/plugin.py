@@ -255,8 +255,10 @@ class EscopePlugin:
         if nodeid in tests:
             return
         tests.append(nodeid)
+        # the render and event faults have generic messages; write and start
+        # carry the injected exception's own text
         injected = self.recorder.test_fault
-        suffix = f" (injected by ESCOPE_TEST_FAULT={injected})" if injected and "injected" not in message else ""
+        suffix = f" (injected by ESCOPE_TEST_FAULT={injected})" if injected in ("render", "event") else ""
         self._warn(f"{message} (in {nodeid}); the test ran normally{suffix}", key="fault: " + message)
 
     def _storage_failed(self, exc: BaseException, nodeid: str) -> None:
@@ -554,9 +556,14 @@ class EscopePlugin:
         tr = terminalreporter
         rootdir = Path(str(config.rootpath))
         run_rel = _rel(self.run.path, rootdir)
+        # a recording that could not be written (disk full, a recorder fault) is not offered
+        self.failed = [entry for entry in self.failed if Path(entry[1]).is_file()]
         if not self.failed:
             tr.write_sep("-", "escope")
-            tr.write_line(f"no failed tests; run recorded in {run_rel}")
+            if tr.stats.get("failed") or tr.stats.get("error"):
+                tr.write_line(f"no recording of a failed test was kept; run in {run_rel}")
+            else:
+                tr.write_line(f"no failed tests; run recorded in {run_rel}")
             self._summary_problems(tr)
             return
         what = "failed" if not self.interrupted else "failed or interrupted"

@@ -162,6 +162,10 @@ class Recording:
             # a full or read-only escope dir is not a recorder fault: the
             # caller sees ``write_error`` and stops recording
             col.fault(f"writing the recording failed: {writer.error}")
+        if writer.error is not None and writer.events_written == 0:
+            # no event reached the file: an empty, incomplete recording would
+            # replay as a crash that ran no code; a partial one is kept
+            self._unlink()
         try:
             return self.path.stat().st_size
         except OSError:
@@ -172,12 +176,15 @@ class Recording:
         self.stop()
         if self.writer is not None:
             self.writer.close({})
-            for suffix in ("", "-journal"):
-                try:
-                    os.unlink(str(self.path) + suffix)
-                except OSError:
-                    pass
+            self._unlink()
         self.collector.events.clear()
+
+    def _unlink(self) -> None:
+        for suffix in ("", "-journal"):
+            try:
+                os.unlink(str(self.path) + suffix)
+            except OSError:
+                pass
 
 
 def _injected_write(db: Any, chunk: dict[str, Any]) -> None:
