@@ -392,6 +392,8 @@ class EscopePlugin:
         rec.stop()
         phases = state["phases"]
         stopped_by = state.get("interrupted")
+        if stopped_by is not None and state.get("phase") in phases:
+            stopped_by = None  # the phase had its verdict first (quitting --pdb after a failure)
         if stopped_by is not None:
             outcome = "interrupted"
             phases.setdefault(state.get("phase") or "setup", "interrupted")
