@@ -18,7 +18,7 @@ from typing import Any, Generator
 import pytest
 
 from .recorder.config import STRATEGIES, RecorderConfig
-from .recorder.runs import RunDir, RunIndex
+from .recorder.runs import RunDir, RunIndex, is_storage_error
 from .recorder.session import Recorder, Recording, default_backend
 from .recorder.values import DEFAULT_REDACT
 
@@ -211,7 +211,13 @@ class EscopePlugin:
         else:
             self.recorder_custom = None
         self.failed: list[tuple[str, str, str]] = []  # (nodeid, recording path, failure)
+        self.interrupted = 0  # how many of self.failed were interrupted, not failed
         self.warned: set[str] = set()
+        #: each recorder fault, with the tests it happened in (warned once, counted in the summary)
+        self.fault_tests: dict[str, list[str]] = {}
+        #: set once the escope dir refuses a write (disk full, read-only):
+        #: (the test whose write failed, why); no later test is recorded
+        self.stopped: tuple[str, str] | None = None
         self.capped = False
         self.tests_recorded = 0
 
@@ -228,14 +234,64 @@ class EscopePlugin:
         return (f"escope: recording to {rel} (strategy {self.rec_config.strategy}, "
                 f"backend {self.rec_config.backend}, keep {self.keep})")
 
-    def _warn(self, message: str) -> None:
-        if message in self.warned:
+    def _warn(self, message: str, key: str | None = None) -> None:
+        """One ``escope warning:`` line per ``key`` (default: the message) per session."""
+        key = message if key is None else key
+        if key in self.warned:
             return
-        self.warned.add(message)
-        warnings.warn(EscopeWarning(message), stacklevel=2)
+        self.warned.add(key)
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is not None:
+        if tr is not None and self.is_controller:
             tr.write_line(f"escope warning: {message}", yellow=True)
+        else:
+            # an xdist worker's terminal goes nowhere; its stderr reaches the
+            # user.  (On the controller this would print the message a second
+            # time, with a line of this file, outside pytest's warning capture.)
+            warnings.warn(EscopeWarning(message), stacklevel=2)
+
+    def _fault(self, message: str, nodeid: str) -> None:
+        """A recorder fault: warned the first time, counted per test for the summary."""
+        tests = self.fault_tests.setdefault(message, [])
+        if nodeid in tests:
+            return
+        tests.append(nodeid)
+        # the render and event faults have generic messages; write and start
+        # carry the injected exception's own text
+        injected = self.recorder.test_fault
+        suffix = f" (injected by ESCOPE_TEST_FAULT={injected})" if injected in ("render", "event") else ""
+        self._warn(f"{message} (in {nodeid}); the test ran normally{suffix}", key="fault: " + message)
+
+    def _storage_failed(self, exc: BaseException, nodeid: str) -> None:
+        """The escope dir refused a write: say so once and record no more tests.
+
+        A full disk or a read-only directory fails every later write the same
+        way; retrying for each test would only repeat the warning and slow
+        the run.  What is already written stays as it is.
+        """
+        if self.stopped is not None:
+            return
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc)
+        else:
+            reason = str(exc) or type(exc).__name__
+        self.stopped = (nodeid, reason)
+        where = _rel(self.run.path, Path(str(self.config.rootpath)))
+        if where.startswith(".."):
+            where = str(self.run.path)
+        self._warn(f"cannot write to {where} ({reason}); recording stopped at {nodeid}, the later tests "
+                   f"run unrecorded. Free space or make it writable, then: pytest --escope")
+
+    def _index(self, row: dict[str, Any], nodeid: str) -> bool:
+        """Write one row of the run index; a refused write stops recording."""
+        try:
+            self.index.upsert_test(row)
+            return True
+        except Exception as exc:
+            if is_storage_error(exc):
+                self._storage_failed(exc, nodeid)
+            else:
+                self._warn(f"could not update the run index: {exc}")
+            return False
 
     # -- per test ----------------------------------------------------------------
 
@@ -283,17 +339,19 @@ class EscopePlugin:
         state: dict[str, Any] = {"phases": {}, "failure": None, "failure_step": None, "exc": None}
         item.stash[STATE_KEY] = state
         rec = None
-        if cfg is not None and not self._over_budget():
+        if cfg is not None and self.stopped is None and not self._over_budget():
             path = self.run.recording_path(item.nodeid)
             meta = {"test_id": item.nodeid, "run_id": self.run.run_id, "worker": self.worker, "kind": "test"}
+            indexed = False
             try:
                 rec = self.recorder.recording(path, meta, keep_in_memory=self.keep == "failed", config=cfg)
                 rec.collector.renderer.custom = self.recorder_custom
                 self.index.upsert_test({"test_id": item.nodeid, "worker": self.worker, "outcome": "running",
                                         "recording": _rel(path, self.run.path), "started_ns": time.time_ns()})
+                indexed = True
                 rec.start()
             except Exception as exc:
-                self._warn(f"could not start recording {item.nodeid}: {exc}")
+                self._not_started(item.nodeid, rec, indexed, exc)
                 rec = None
         item.stash[RECORDING_KEY] = rec
         if rec is not None:
@@ -303,20 +361,53 @@ class EscopePlugin:
                 self._warn(f"a pytest_escope_recording_started hook failed: {exc}")
         try:
             return (yield)
+        except BaseException as exc:
+            # KeyboardInterrupt and pytest.exit() pass through pytest's
+            # CallInfo (its ``reraise``), so no report gives the phase an
+            # outcome: the test did not pass, it was interrupted
+            state["interrupted"] = exc
+            raise
         finally:
             if rec is not None:
                 self._finish(item, rec, state)
 
+    def _not_started(self, nodeid: str, rec: Recording | None, indexed: bool, exc: Exception) -> None:
+        """Recording could not start: the test runs unrecorded and leaves no row behind."""
+        if rec is not None:
+            try:
+                rec.discard()
+            except Exception:
+                pass
+        if indexed:
+            try:
+                self.index.delete_test(nodeid, self.worker)
+            except Exception:
+                pass
+        if is_storage_error(exc):
+            self._storage_failed(exc, nodeid)
+        else:
+            self._fault(f"could not start recording: {exc}", nodeid)
+
     def _finish(self, item: pytest.Item, rec: Recording, state: dict[str, Any]) -> None:
         rec.stop()
         phases = state["phases"]
-        outcome = _overall(phases)
-        keep = self.keep == "all" or outcome in ("failed", "error")
+        stopped_by = state.get("interrupted")
+        if stopped_by is not None and state.get("phase") in phases:
+            stopped_by = None  # the phase had its verdict first (quitting --pdb after a failure)
+        if stopped_by is not None:
+            outcome = "interrupted"
+            phases.setdefault(state.get("phase") or "setup", "interrupted")
+            if state["failure"] is None:
+                state["failure"] = _exc_line(stopped_by)
+        else:
+            outcome = _overall(phases)
+        keep = self.keep == "all" or outcome in ("failed", "error", "interrupted")
         col = rec.collector
-        failure_step = col.failure_step(state["exc"])
+        failure_step = col.failure_step(state["exc"] if state["exc"] is not None else stopped_by)
         events = rec.event_count
         size = 0
         path_text = None
+        write_error: BaseException | None = None
         try:
             if keep:
                 meta = {
@@ -327,24 +418,33 @@ class EscopePlugin:
                 for name, value in phases.items():
                     meta[f"outcome_{name}"] = value
                 size = rec.finish(meta)
-                path_text = _rel(rec.path, self.run.path)
+                write_error = rec.write_error
+                if write_error is None or rec.path.is_file():
+                    path_text = _rel(rec.path, self.run.path)
             else:
                 rec.discard()
         except Exception as exc:
-            self._warn(f"could not write the recording of {item.nodeid}: {exc}")
+            write_error = exc
+            if not is_storage_error(exc):
+                self._fault(f"could not write the recording: {exc}", item.nodeid)
+        if write_error is not None and is_storage_error(write_error):
+            self._storage_failed(write_error, item.nodeid)
         faults = dict(col.faults)
         if col.renderer.faults:
             faults["a value could not be rendered"] = col.renderer.faults
         for message in faults:
-            self._warn(f"{message} (in {item.nodeid}); the test ran normally")
-        self.index.upsert_test({
+            self._fault(message, item.nodeid)
+        if stopped_by is not None and path_text and self.is_controller:
+            self.failed.append((item.nodeid, str(rec.path), state["failure"] or ""))
+            self.interrupted += 1
+        self._index({
             "test_id": item.nodeid, "worker": self.worker, "outcome": outcome,
             "setup": phases.get("setup"), "call": phases.get("call"), "teardown": phases.get("teardown"),
             "duration_ns": state.get("duration_ns", 0), "events": events,
             "dropped": max(0, events - self.rec_config.max_events) if self.rec_config.max_events else 0,
             "bytes": size, "recording": path_text, "failure": state["failure"],
             "started_ns": rec.started_ns,
-        })
+        }, item.nodeid)
         try:
             item.config.hook.pytest_escope_recording_finished(
                 item=item, path=str(rec.path) if path_text else None, outcome=outcome, events=events)
@@ -356,6 +456,7 @@ class EscopePlugin:
         rec = item.stash.get(RECORDING_KEY, None)
         if rec is not None:
             rec.collector.phase(name, True)
+            item.stash[STATE_KEY]["phase"] = name  # the phase an interrupt lands in
         start = time.perf_counter_ns()
         try:
             return (yield)
@@ -440,7 +541,8 @@ class EscopePlugin:
             self.index.set_run({"finished_unix_ns": str(time.time_ns()), "exitstatus": str(int(exitstatus))})
             self.index.finish()
         except Exception as exc:
-            self._warn(f"could not finish the run index: {exc}")
+            if self.stopped is None:  # else the one warning has been given
+                self._warn(f"could not finish the run index: {exc}")
         pack = self.config.getoption("escope_pack")
         if pack:
             try:
@@ -456,11 +558,18 @@ class EscopePlugin:
         tr = terminalreporter
         rootdir = Path(str(config.rootpath))
         run_rel = _rel(self.run.path, rootdir)
+        # a recording that could not be written (disk full, a recorder fault) is not offered
+        self.failed = [entry for entry in self.failed if Path(entry[1]).is_file()]
         if not self.failed:
             tr.write_sep("-", "escope")
-            tr.write_line(f"no failed tests; run recorded in {run_rel}")
+            if tr.stats.get("failed") or tr.stats.get("error"):
+                tr.write_line(f"no recording of a failed test was kept; run in {run_rel}")
+            else:
+                tr.write_line(f"no failed tests; run recorded in {run_rel}")
+            self._summary_problems(tr)
             return
-        tr.write_sep("=", f"escope: {len(self.failed)} failed test recording(s)")
+        what = "failed" if not self.interrupted else "failed or interrupted"
+        tr.write_sep("=", f"escope: {len(self.failed)} {what} test recording(s)")
         for nodeid, path, failure in self.failed:
             tr.write_line(f"{nodeid}", bold=True, red=True)
             if failure:
@@ -471,6 +580,17 @@ class EscopePlugin:
             tr.write_line(f"packed: {self.packed}")
         elif os.environ.get("CI"):
             tr.write_line(f"CI: upload the failures with:  escope pack --run {run_rel} -o escope-recordings.tar.gz")
+        self._summary_problems(tr)
+
+    def _summary_problems(self, tr: Any) -> None:
+        """The session's recorder faults with the number of tests each hit, and a stop."""
+        for message, tests in self.fault_tests.items():
+            tr.write_line(f"recorder fault in {len(tests)} test(s), first {tests[0]}: {message}; "
+                          f"the tests ran normally", yellow=True)
+        if self.stopped is not None:
+            nodeid, reason = self.stopped
+            tr.write_line(f"recording stopped at {nodeid}: the escope dir could not be written ({reason})",
+                          yellow=True)
 
 
 def _first_line(report: Any) -> str:
@@ -479,6 +599,16 @@ def _first_line(report: Any) -> str:
         return crash.message.splitlines()[0]
     except Exception:
         return ""
+
+
+def _exc_line(exc: BaseException) -> str:
+    """``KeyboardInterrupt`` or ``Exit: message``: one line for the index."""
+    name = type(exc).__name__
+    try:
+        text = str(exc).strip().splitlines()
+    except Exception:
+        text = []
+    return f"{name}: {text[0]}"[:300] if text else name
 
 
 def _overall(phases: dict[str, str]) -> str:

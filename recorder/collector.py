@@ -107,6 +107,7 @@ class Collector:
         self.faults: dict[str, int] = {}
         self.phase_rows: list[tuple] = []
         self.active = True
+        self.inject_fault = False  # ESCOPE_TEST_FAULT=event (session.py)
 
     # -- identities --------------------------------------------------------
 
@@ -274,6 +275,8 @@ class Collector:
 
     def enter(self, ts: ThreadState, info: CodeInfo, frame: Any, kind: int, line: int) -> FrameState:
         """A frame starts (``CALL``) or a suspended one resumes (``RESUME``)."""
+        if self.inject_fault:
+            raise RuntimeError("injected fault (ESCOPE_TEST_FAULT=event)")
         out: list = []
         fs = None
         resumed = False

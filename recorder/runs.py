@@ -49,7 +49,40 @@ def safe_name(test_id: str) -> str:
 
 
 def private_mkdir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create ``path`` and every missing parent owner-only (0700).
+
+    ``Path.mkdir(parents=True, mode=...)`` gives the parents the umask's mode
+    (the mode applies to the last directory only), so ``.escope/`` and
+    ``runs/`` would be world-readable under umask 022.  Directories that
+    already exist are left as they are: they may be the user's own.
+    """
+    missing = []
+    p = path
+    while not p.is_dir() and p.parent != p:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            if not d.is_dir():
+                raise
+
+
+#: What SQLite raises when the file system refuses a write: disk full
+#: (``SQLITE_FULL``), an ``EFBIG``/``EIO`` write (``SQLITE_IOERR``), a file or
+#: directory that became read-only or vanished.
+_STORAGE_ERRORS = (OSError, apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.CantOpenError,
+                   apsw.PermissionsError)
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """True when ``exc`` says the escope dir cannot be written any more.
+
+    Such a failure repeats for every later test, so the caller stops
+    recording instead of retrying (docs/reliability.md, "Faults").
+    """
+    return isinstance(exc, _STORAGE_ERRORS)
 
 
 class RunIndex:
@@ -81,6 +114,10 @@ class RunIndex:
         sql = (f"INSERT OR REPLACE INTO tests ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})")
         with self.db:
             self.db.execute(sql, [row[c] for c in cols])
+
+    def delete_test(self, test_id: str, worker: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM tests WHERE test_id = ? AND worker = ?", (test_id, worker))
 
     def finish(self) -> None:
         """Leave a single-file database behind, so archives need no -wal."""

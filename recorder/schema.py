@@ -248,7 +248,7 @@ CREATE TABLE IF NOT EXISTS run (
 CREATE TABLE IF NOT EXISTS tests (
     test_id TEXT NOT NULL,
     worker TEXT NOT NULL,
-    outcome TEXT NOT NULL,       -- passed, failed, error, skipped, crashed, running
+    outcome TEXT NOT NULL,       -- passed, failed, error, skipped, crashed, interrupted, running
     setup TEXT,                  -- outcome per phase
     call TEXT,
     teardown TEXT,

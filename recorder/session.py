@@ -21,6 +21,7 @@ from . import schema
 from .collector import Collector
 from .config import RecorderConfig
 from .nodes import NodeIndexCache
+from .runs import is_storage_error
 from .scope import Scope
 from .store import RecordingWriter
 
@@ -38,6 +39,11 @@ class Recorder:
         self.scope = Scope(config, self.cache)
         self.fault_counts: dict[str, int] = {}
         self.current: Recording | None = None
+        #: Test-only fault injection (docs/reliability.md, "ESCOPE_TEST_FAULT"),
+        #: read once, here: ``render``, ``event``, ``write`` or ``start`` makes
+        #: that part of the recorder raise on purpose, so the tests can prove a
+        #: recorder fault is counted, warned once and never changes an outcome.
+        self.test_fault = os.environ.get("ESCOPE_TEST_FAULT", "")
 
     def recording(self, path: Path, meta: dict[str, str], *, keep_in_memory: bool,
                   config: RecorderConfig | None = None) -> "Recording":
@@ -59,6 +65,11 @@ class Recording:
         self.writer: RecordingWriter | None = None
         backend = config.backend or default_backend()
         self.collector = Collector(config, scope, self._sink)
+        self.test_fault = recorder.test_fault
+        if self.test_fault == "render":
+            self.collector.renderer.inject_fault = True
+        elif self.test_fault == "event":
+            self.collector.inject_fault = True
         if backend == "monitoring":
             from .monitoring import MonitoringBackend
             self.backend: Any = MonitoringBackend(self.collector)
@@ -69,6 +80,8 @@ class Recording:
         self.started_ns = time.time_ns()
         self.running = False
         self.stopped_at: int | None = None
+        #: why the file could not be written (set by ``finish``), or None
+        self.write_error: BaseException | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -77,6 +90,9 @@ class Recording:
             meta = dict(self.meta)
             meta.update(self._static_meta())
             self.writer = RecordingWriter(self.path, meta, self.collector.renderer, self.config.max_events)
+            if self.test_fault == "write":
+                # shadows the method on this one writer: store.py keeps no test hook
+                self.writer._write_chunk = _injected_write  # type: ignore[method-assign]
         return self.writer
 
     def _sink(self, chunk: dict[str, Any]) -> None:
@@ -95,6 +111,8 @@ class Recording:
         }
 
     def start(self) -> None:
+        if self.test_fault == "start":
+            raise RuntimeError("injected fault (ESCOPE_TEST_FAULT=start)")
         self.recorder.scope.refresh()
         self.backend.start()
         self.running = True
@@ -142,8 +160,15 @@ class Recording:
         })
         writer = self._writer()
         writer.close(meta)
-        if writer.error is not None:
+        self.write_error = writer.error
+        if writer.error is not None and not is_storage_error(writer.error):
+            # a full or read-only escope dir is not a recorder fault: the
+            # caller sees ``write_error`` and stops recording
             col.fault(f"writing the recording failed: {writer.error}")
+        if writer.error is not None and writer.events_written == 0:
+            # no event reached the file: an empty, incomplete recording would
+            # replay as a crash that ran no code; a partial one is kept
+            self._unlink()
         try:
             return self.path.stat().st_size
         except OSError:
@@ -154,9 +179,16 @@ class Recording:
         self.stop()
         if self.writer is not None:
             self.writer.abandon()
-            for suffix in ("", "-journal"):
-                try:
-                    os.unlink(str(self.path) + suffix)
-                except OSError:
-                    pass
+            self._unlink()
         self.collector.events.clear()
+
+    def _unlink(self) -> None:
+        for suffix in ("", "-journal"):
+            try:
+                os.unlink(str(self.path) + suffix)
+            except OSError:
+                pass
+
+
+def _injected_write(db: Any, chunk: dict[str, Any]) -> None:
+    raise RuntimeError("injected fault (ESCOPE_TEST_FAULT=write)")

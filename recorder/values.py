@@ -171,6 +171,7 @@ class Renderer:
         self.custom = custom  # callable(value) -> str | None, from hook plugins
         self._types: dict[int, tuple[type, _TypeInfo]] = {}
         self.faults = 0
+        self.inject_fault = False  # ESCOPE_TEST_FAULT=render (session.py)
 
     def is_secret_name(self, name: str) -> bool:
         return self.redact is not None and self.redact.search(name) is not None
@@ -200,6 +201,8 @@ class Renderer:
         """Render ``value``, leaving the structured form as a dict: turning
         it into JSON is left to the writer thread, off the test's path."""
         try:
+            if self.inject_fault:
+                raise RuntimeError("injected fault (ESCOPE_TEST_FAULT=render)")
             form = self._form(value, 0)
         except RecursionError:
             return (self._type_name(type(value)), "<too deep>", None, FLAG_UNRENDERABLE)

@@ -41,7 +41,7 @@ import apsw
 
 from ..recorder import schema
 from .errors import RunError, SchemaTooNewError
-from .runs import Run, TestEntry, read_run
+from .runs import NOT_PASSED, Run, TestEntry, read_run
 
 if TYPE_CHECKING:
     from .cli import Context
@@ -72,7 +72,7 @@ class ArchiveTooNewError(ArchiveError, SchemaTooNewError):
 # -- packing ---------------------------------------------------------------------
 
 def _is_failed(t: TestEntry) -> bool:
-    return t.outcome in ("failed", "error", "crashed")
+    return t.outcome in NOT_PASSED
 
 
 def _sha256_file(path: Path) -> str:

@@ -22,7 +22,7 @@ from .errors import AmbiguousTestError, EscopeError, UsageError
 from .recording import Recording
 from .render import (Style, event_lines, flow_lines, history_lines, run_lines, stats_lines, stop_display,
                      use_colour)
-from .runs import find_escope_dir, list_run_ids, read_run, resolve_run
+from .runs import NOT_PASSED, find_escope_dir, list_run_ids, read_run, resolve_run
 
 EXIT_ERROR = 2
 
@@ -108,7 +108,7 @@ def cmd_list(ctx: Context) -> int:
     if a.json:
         ctx.json({"schema_version": 1, "runs": [
             {"run": r.run_id, "path": str(r.path), "facts": r.facts,
-             "tests": [t.to_json() for t in r.tests if not a.failed or t.outcome in ("failed", "error", "crashed")]}
+             "tests": [t.to_json() for t in r.tests if not a.failed or t.outcome in NOT_PASSED]}
             for r in reversed(runs)]})
         return 0
     for r in reversed(runs):

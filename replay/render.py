@@ -13,6 +13,7 @@ import textwrap
 from typing import IO, TYPE_CHECKING, Any, Iterable
 
 from .errors import UnknownNameError
+from .runs import NOT_PASSED
 from .values import Value, note, parse_path, walk
 
 if TYPE_CHECKING:
@@ -326,12 +327,15 @@ def run_lines(run: "Run", st: Style, failed_only: bool = False) -> list[str]:
     facts = run.facts
     out = [st(st.cut(f"run {run.run_id}  python {facts.get('python', '?')}  {len(run.tests)} tests"), "bold"),
            st(st.cut(f"  {_rel(run.path)}"), "dim")]
+    # "interrupted" is wider than the other outcomes: the test id gives way
+    wide = max([8] + [len(t.outcome) for t in run.tests]) - 8
     for t in run.tests:
-        if failed_only and t.outcome not in ("failed", "error", "crashed"):
+        if failed_only and t.outcome not in NOT_PASSED:
             continue
         colour = {"failed": "red", "error": "red", "crashed": "red", "passed": "green",
-                  "skipped": "yellow"}.get(t.outcome, "")
-        line = f"  {t.outcome:<8} {fit(t.test_id, 46):<46} {t.events:>9} ev {size_text(t.bytes):>7}"
+                  "skipped": "yellow", "interrupted": "yellow"}.get(t.outcome, "")
+        line = (f"  {t.outcome:<{8 + wide}} {fit(t.test_id, 46 - wide):<{46 - wide}} {t.events:>9} ev "
+                f"{size_text(t.bytes):>7}")
         out.append(st(st.cut(line), colour) if colour else st.cut(line))
         if t.recording:
             rel = os.path.relpath(t.recording, run.path) if str(t.recording).startswith(str(run.path)) \

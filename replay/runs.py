@@ -18,7 +18,7 @@ from typing import Any
 import apsw
 
 from .errors import AmbiguousTestError, RecordingError, RunError, UnknownTestError
-from .opening import connect_readonly
+from .opening import _hot_journal, connect_readonly
 
 ESCOPE_DIR_ENV = "ESCOPE_DIR"
 _RECORD_FIRST = "record a run with: pytest --escope"
@@ -52,6 +52,12 @@ class TestEntry:
         }
 
 
+#: Outcomes whose recordings ``--failed``, ``escope pack`` and a bare
+#: ``escope replay`` look for: the test failed, or did not finish (the
+#: process died: ``crashed``; Ctrl-C or ``pytest.exit()``: ``interrupted``).
+NOT_PASSED = ("failed", "error", "crashed", "interrupted")
+
+
 @dataclass
 class Run:
     """One run directory and what its index says."""
@@ -62,7 +68,7 @@ class Run:
     tests: list[TestEntry] = field(default_factory=list)
 
     def failed(self) -> list[TestEntry]:
-        return [t for t in self.tests if t.outcome in ("failed", "error", "crashed")]
+        return [t for t in self.tests if t.outcome in NOT_PASSED]
 
 
 def find_escope_dir(explicit: str | os.PathLike[str] | None = None, *, required: bool = True) -> Path | None:
@@ -205,17 +211,18 @@ def _writer_gone(recording: Path | None) -> bool:
     """The recording is incomplete and its writer's pid is not alive here."""
     if recording is None or not recording.is_file():
         return False
+    # A writer killed mid-chunk leaves a hot journal, which a read-only
+    # connection refuses to read past.  A hot journal means the final meta
+    # (``complete = 1``) never committed, and the pid was committed with the
+    # file's first transaction: read it ignoring the journal (immutable).
+    hot = _hot_journal(recording) is not None
     try:
-        facts = _writer_facts(recording, immutable=False)
-    except apsw.Error:
-        # a hot journal (the writer died mid-chunk) stops a read-only reader;
-        # the facts were committed when the file was made, read them as is
+        conn = connect_readonly(recording, immutable=hot)
         try:
-            facts = _writer_facts(recording, immutable=True)
-        except apsw.Error:
-            return False
-    try:
-        if facts.get("complete") != "0":
+            facts = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('complete', 'pid')").fetchall())
+        finally:
+            conn.close()
+        if not hot and facts.get("complete") != "0":
             return False
         pid = int(facts.get("pid", ""))
     except (apsw.Error, ValueError, OSError):
@@ -229,14 +236,6 @@ def _writer_gone(recording: Path | None) -> bool:
     except OSError:
         return False
     return False
-
-
-def _writer_facts(recording: Path, *, immutable: bool) -> dict[str, str]:
-    conn = connect_readonly(recording, immutable=immutable)
-    try:
-        return dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('complete', 'pid')").fetchall())
-    finally:
-        conn.close()
 
 
 def _looks_like_sqlite(path: Path) -> bool:

@@ -116,8 +116,6 @@ def test_owner_only_even_with_a_permissive_umask(tmp_path: Path) -> None:
     assert mode(archive) & 0o077 == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-R7: RunDir.create makes tests/ 0700 but its parents "
-                                       "(.escope, runs/, runs/<id>/) with the umask's mode (0755 here)")
 def test_run_dir_is_owner_only(secret_run) -> None:
     project, _ = secret_run
     run = project.latest()
