@@ -259,7 +259,9 @@ class EscopePlugin:
         # carry the injected exception's own text
         injected = self.recorder.test_fault
         suffix = f" (injected by ESCOPE_TEST_FAULT={injected})" if injected in ("render", "event") else ""
-        self._warn(f"{message} (in {nodeid}); the test ran normally{suffix}", key="fault: " + message)
+        # one line per session for every kind of recorder fault together (one
+        # bug often shows as several messages); the summary counts each
+        self._warn(f"{message} (in {nodeid}); the test ran normally{suffix}", key="recorder fault")
 
     def _storage_failed(self, exc: BaseException, nodeid: str) -> None:
         """The escope dir refused a write: say so once and record no more tests.

@@ -51,53 +51,57 @@ class _Local:
                 self.chained = chained(frame, event, arg)
             except Exception:
                 self.chained = None
-        fs = self.fs
-        col = self.col
-        if not col.active:
-            return None
-        if event == "line":
-            if fs.exc_pending:
-                fs.exc_pending = False
-                self.events.append((HANDLED, fs.act, frame.f_lineno, time.perf_counter_ns() - self.t0))
-            if col.record_lines:
-                prev = fs.prev
-                line = frame.f_lineno
-                if prev:
-                    changes = col.check_watch(fs, frame, prev)
-                    if changes is not None:
-                        self.events.append((LINE, fs.act, line, time.perf_counter_ns() - self.t0, None, changes))
+        try:
+            fs = self.fs
+            col = self.col
+            if not col.active:
+                return None
+            if event == "line":
+                if fs.exc_pending:
+                    fs.exc_pending = False
+                    self.events.append((HANDLED, fs.act, frame.f_lineno, time.perf_counter_ns() - self.t0))
+                if col.record_lines:
+                    prev = fs.prev
+                    line = frame.f_lineno
+                    if prev:
+                        changes = col.check_watch(fs, frame, prev)
+                        if changes is not None:
+                            self.events.append((LINE, fs.act, line, time.perf_counter_ns() - self.t0, None, changes))
+                        else:
+                            self.events.append((LINE, fs.act, line, time.perf_counter_ns() - self.t0))
                     else:
                         self.events.append((LINE, fs.act, line, time.perf_counter_ns() - self.t0))
+                    fs.prev = fs.watch.get(line)
+                    if col.full and fs.info.method_self:
+                        fs.prev = _with_self(fs.prev)
+                    if len(self.events) >= self.limit:
+                        col.spill()
+                return self
+            if event == "return":
+                # the instruction tells a return from an exception leaving the
+                # frame (a bare `raise`, a re-raising `finally`)
+                if _at_return(frame):
+                    kind = RETURN
+                elif fs.info.is_gen and not fs.exc_pending and _YIELD_VALUE is not None and _is_yield(frame):
+                    kind = YIELD
                 else:
-                    self.events.append((LINE, fs.act, line, time.perf_counter_ns() - self.t0))
-                fs.prev = fs.watch.get(line)
-                if col.full and fs.info.method_self:
-                    fs.prev = _with_self(fs.prev)
-                if len(self.events) >= self.limit:
-                    col.spill()
+                    kind = UNWIND  # also a generator closed or thrown into at its yield
+                col.leave(self.ts, fs, frame, kind, frame.f_lineno, arg)
+                return self
+            if event == "exception":
+                if arg[0] is StopIteration or arg[0] is StopAsyncIteration:
+                    return self  # the iteration protocol's end, not a failure
+                tb = arg[2]
+                # Only the frame that raised reports it (sys.monitoring's RAISE);
+                # frames the exception merely passes through do not.
+                if tb is not None and tb.tb_next is None and tb.tb_frame is frame:
+                    col.exception(fs, EXCEPTION, frame.f_lineno, arg[1])
+                fs.exc_pending = True
+                return self
             return self
-        if event == "return":
-            # the instruction tells a return from an exception leaving the
-            # frame (a bare `raise`, a re-raising `finally`)
-            if _at_return(frame):
-                kind = RETURN
-            elif fs.info.is_gen and not fs.exc_pending and _YIELD_VALUE is not None and _is_yield(frame):
-                kind = YIELD
-            else:
-                kind = UNWIND  # also a generator closed or thrown into at its yield
-            col.leave(self.ts, fs, frame, kind, frame.f_lineno, arg)
+        except Exception:  # never into the test: counted and warned once
+            self.col.fault("recorder error at a traced step")
             return self
-        if event == "exception":
-            if arg[0] is StopIteration or arg[0] is StopAsyncIteration:
-                return self  # the iteration protocol's end, not a failure
-            tb = arg[2]
-            # Only the frame that raised reports it (sys.monitoring's RAISE);
-            # frames the exception merely passes through do not.
-            if tb is not None and tb.tb_next is None and tb.tb_frame is frame:
-                col.exception(fs, EXCEPTION, frame.f_lineno, arg[1])
-            fs.exc_pending = True
-            return self
-        return self
 
 
 def _call_chained(fn: Any, frame: Any, event: str, arg: Any) -> Any:

@@ -64,9 +64,24 @@ def compile_redaction(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts), re.IGNORECASE)
 
 
-#: One encoder for every form: ``json.dumps`` with options builds a new
-#: encoder per call, which costs more than encoding a small form.
-_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+def _form_encoder() -> Any:
+    """One JSON encoder for every form.  ``json.dumps`` with options builds
+    a new encoder per call, which costs more than encoding a small form; and
+    the C encoder, called directly, looks up no builtins (a test may have
+    patched ``isinstance``).  Forms are trees of dicts, lists, str and int."""
+    c_make = getattr(json.encoder, "c_make_encoder", None)
+    if c_make is None:  # an interpreter without the _json accelerator
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+    def refuse(obj: Any) -> Any:
+        raise TypeError("not part of a form")
+
+    encoder = c_make(None, refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    join = "".join
+    return lambda form: join(encoder(form, 0))
+
+
+_encode_json = _form_encoder()
 
 
 def detail_json(form: dict | None) -> str | None:
