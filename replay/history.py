@@ -1,0 +1,517 @@
+"""A variable's history: every value a name (or ``a.b[0]`` path) took.
+
+``Recording.history(name)`` returns a ``History``: a lazy sequence,
+computed in step order as far as it is read and kept.  ``h[:50]``,
+``bool(h)`` and a loop that stops early cost what they reach, so a name
+rebound a hundred thousand times shows its first page as fast as one
+rebound ten times; ``len(h)``, negative indexes, ``list(h)`` and ``==``
+walk to the end.
+
+Two stages keep the walk to the end cheap:
+
+1. *The walk* finds which values there are: bindings of the name, a window
+   of the film at a time (one query), and the snapshots of the mutable
+   objects they hold (one query per object and window).  A step where the
+   value did not change is not a new value, so equal renderings are left
+   out per frame; a snapshot is a value in every frame holding the object
+   at that step.  Only raw rows are compared here: no ``Value``, no
+   statement, no function name.
+2. *Entries* (``HistoryEntry``, with the statement that made the change
+   and the function owning the name) are made only for the positions read,
+   a batch at a time: one query gives the statement of every step in the
+   batch.
+
+Why an exact count cannot be cheaper: it depends on every candidate row
+(equal values are left out; snapshots fan out to the frames alive), so
+``len`` is the walk's cost -- about a third of what making every entry
+costs (docs/performance.md, "Replay").
+
+Order rules (unchanged since the first version): oldest first; at one
+step, a change seen through an older binding comes before a new binding,
+bindings in the order they were recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, overload
+
+from ..recorder import schema
+from .errors import UnknownNameError, UsageError
+from .values import Path, Value, parse_path, walk
+
+if TYPE_CHECKING:
+    from .recording import Recording
+
+__all__ = ["History", "HistoryEntry", "history"]
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    """``name`` took ``value`` at ``step``; ``node`` is the statement that
+    made the change and ``function`` the frame that owns the name."""
+
+    step: int
+    node: str | None
+    function: str
+    frame: int
+    value: Value
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "node": self.node, "function": self.function, "frame": self.frame,
+                "value": self.value.to_json()}
+
+
+# -- SQL ---------------------------------------------------------------------------------
+
+# A window of bindings, oldest first.  The last column is, for a binding to
+# a mutable object only, one past the last step it holds: the frame's next
+# binding of the name, else the end of the activation unless that is a
+# yield (a suspended generator keeps its locals; NULL: ask _frame_end).
+_BINDINGS_SQL = f"""
+SELECT b.step, b.rowid, b.frame, b.value, v.obj, v.type, v.repr, v.detail, v.flags,
+       CASE WHEN v.obj IS NOT NULL THEN coalesce(
+           (SELECT n.step FROM bindings n WHERE n.frame = b.frame AND n.name = b.name AND n.step >= b.step
+            AND (n.step > b.step OR n.rowid > b.rowid) ORDER BY n.step, n.rowid LIMIT 1),
+           (SELECT a.end_step + 1 FROM activations a WHERE a.act = e.act
+            AND (SELECT k.kind FROM events k WHERE k.step = a.end_step) IS NOT {schema.YIELD})) END
+FROM bindings b
+JOIN events e ON e.step = b.step
+LEFT JOIN vals v ON v.value = b.value
+WHERE b.name = ?1 AND b.step >= ?2 {{frame}}
+ORDER BY b.step, b.rowid
+LIMIT ?3
+"""
+_BINDINGS = {False: _BINDINGS_SQL.format(frame=""), True: _BINDINGS_SQL.format(frame="AND b.frame = ?4")}
+
+# Snapshots of one object in a span of steps.
+_SNAPSHOTS_SQL = """
+SELECT v.step, v.value, v.type, v.repr, v.detail, v.flags
+FROM vals v JOIN events e ON e.step = v.step
+WHERE v.obj = ?1 AND v.step >= ?2 AND v.step < ?3
+ORDER BY v.step, v.value
+LIMIT ?4
+"""
+
+# The newest snapshot of an object before a step.
+_BEFORE_SQL = """
+SELECT v.step, v.value, v.type, v.repr, v.detail, v.flags
+FROM vals v JOIN events e ON e.step = v.step
+WHERE v.obj = ?1 AND v.step < ?2
+ORDER BY v.step DESC, v.value DESC
+LIMIT 1
+"""
+
+# The statement that made the change seen at each step of a batch: the line
+# before that step in its activation, or the call itself.
+_WHERE_SQL = f"""
+SELECT e.step, e.kind, e.line,
+       CASE WHEN e.kind != {schema.CALL} THEN
+           (SELECT p.line FROM events p WHERE p.act = e.act AND p.step < e.step ORDER BY p.step DESC LIMIT 1) END,
+       f.code
+FROM events e LEFT JOIN activations a ON a.act = e.act LEFT JOIN frames f ON f.frame = a.frame
+WHERE e.step IN (SELECT value FROM json_each(?1))
+"""
+
+_FRAMES_SQL = "SELECT frame, code FROM frames WHERE frame IN (SELECT value FROM json_each(?1))"
+
+#: Bindings in the first window; each later window takes four times more,
+#: up to ``_MAX_WINDOW``: a first page costs a first page, a whole history
+#: few queries.
+_FIRST_WINDOW = 64
+_MAX_WINDOW = 16384
+#: Entries made at once when one is read.
+_BATCH = 256
+
+_UNBOUND = ("unbound", "<unbound>", None, 0)
+
+
+class _Live:
+    """A frame's binding to a mutable object, while it holds."""
+
+    __slots__ = ("start", "rowid", "frame", "end")
+
+    def __init__(self, start: int, rowid: int, frame: int, end: int) -> None:
+        self.start, self.rowid, self.frame, self.end = start, rowid, frame, end
+
+
+class _Walk:
+    """Finds the values, window by window, in step order: ``(step, frame,
+    raw)`` rows, where ``raw`` is ``(type, repr, detail, flags)`` or, for a
+    path, the walked ``Value``.
+
+    Carried from one window to the next: the bindings to mutable objects
+    that still hold, the newest snapshot of each such object, and each
+    frame's last value.
+    """
+
+    def __init__(self, rec: "Recording", nid: int, path: Path, frame: int | None, since: int | None) -> None:
+        self.rec = rec
+        self.nid = nid
+        self.path = path if path.steps else None
+        self.frame = frame
+        self.since = since if since is not None else rec.first_step
+        self.cursor = rec.first_step
+        self.end = rec.last_step + 1
+        self.window = _FIRST_WINDOW
+        self.live: dict[int, list[_Live]] = {}          # obj -> bindings holding it, oldest first
+        self.newest: dict[int, tuple] = {}               # obj -> its newest snapshot so far
+        self.previous: dict[int, Any] = {}               # frame -> its last value
+        self.frame_ends: dict[int, int] = {}
+        self.done = self.cursor >= self.end
+
+    def next_batch(self) -> list[tuple]:
+        """The values of the next window (possibly none); sets ``done``."""
+        if self.done:
+            return []
+        lo = self.cursor
+        sql = _BINDINGS[self.frame is not None]
+        while True:
+            args: tuple = (self.nid, lo, self.window) + ((self.frame,) if self.frame is not None else ())
+            rows = self.rec.q(sql, args)
+            if len(rows) < self.window:
+                hi = self.end
+                break
+            hi = rows[-1][0]  # that step may be cut short: the next window fetches it whole
+            if hi > lo:
+                rows = [r for r in rows if r[0] < hi]
+                break
+            self.window *= 2  # one step holds more bindings than a window
+        self.window = min(self.window * 4, _MAX_WINDOW)
+        # snapshots of the objects still held, and of those bound in this window
+        objs = [o for o, lives in self.live.items() if lives]
+        for r in rows:
+            obj = r[4]
+            if obj is not None and obj not in self.newest and obj not in objs:
+                objs.append(obj)
+        snaps: dict[int, list[tuple]] = {}
+        for obj in objs:
+            if obj not in self.newest:
+                before = self.rec.q1(_BEFORE_SQL, (obj, lo))
+                self.newest[obj] = before if before is not None else ()
+            snaps[obj], hi = self._snapshots(obj, lo, hi)
+        if hi < self.end:
+            rows = [r for r in rows if r[0] < hi]
+            for obj, got in snaps.items():
+                snaps[obj] = [s for s in got if s[0] < hi]
+        out: list[tuple] = []
+        self._merge(rows, snaps, out)
+        self.cursor = hi
+        for obj in list(self.live):
+            lives = [lv for lv in self.live[obj] if lv.end > hi]
+            if lives:
+                self.live[obj] = lives
+            else:
+                del self.live[obj]
+        for obj in list(self.newest):
+            if obj not in self.live:
+                del self.newest[obj]  # no longer followed: fetched again if bound again
+        if hi >= self.end:
+            self.done = True
+        return out
+
+    def _snapshots(self, obj: int, lo: int, hi: int) -> tuple[list[tuple], int]:
+        """Snapshots of ``obj`` in [lo, hi), a window's worth at most: when
+        cut, ``hi`` moves back to the first step not fetched whole."""
+        cap = max(self.window, 256)
+        while True:
+            got = self.rec.q(_SNAPSHOTS_SQL, (obj, lo, hi, cap))
+            if len(got) < cap:
+                return got, hi
+            last = got[-1][0]
+            if last > lo:
+                return [s for s in got if s[0] < last], last
+            cap *= 2
+
+    def _merge(self, rows: list[tuple], snaps: dict[int, list[tuple]], out: list[tuple]) -> None:
+        """Bindings and snapshots of one window, in step order."""
+        # (step, obj, snapshot): the last snapshot of an object at a step counts
+        timeline: list[tuple[int, int, tuple]] = []
+        for obj, got in snaps.items():
+            n = len(got)
+            for i, s in enumerate(got):
+                if i + 1 == n or got[i + 1][0] != s[0]:
+                    timeline.append((s[0], obj, s))
+        if len(snaps) > 1:
+            timeline.sort(key=lambda t: t[0])
+        live = self.live
+        newest = self.newest
+        previous = self.previous
+        since = self.since
+        path = self.path
+        ti = 0
+        nt = len(timeline)
+        for step, rowid, fr, vid, obj, t, text, detail, flags, end in rows:
+            if ti < nt and timeline[ti][0] <= step:
+                ti = self._snapshots_until(timeline, ti, step, out)
+            if vid is None:
+                raw: Any = _UNBOUND
+            elif obj is None:
+                raw = (t, text, detail, flags)
+            else:
+                snap = newest.get(obj)
+                raw = snap[2:6] if snap and snap[1] >= vid else (t, text, detail, flags)
+                if end is None:
+                    end = self._frame_end(fr)
+                lives = live.get(obj)
+                if lives is None:
+                    lives = live[obj] = []
+                # (the frame's previous binding of the name ended at this step: its end says so)
+                lives.append(_Live(step, rowid, fr, end))
+            if path is not None or type(raw[1]) is not str or type(raw[0]) is not str or type(raw[3]) is not int:
+                raw = self._form(raw)
+                if raw is None:
+                    continue
+            if previous.get(fr) != raw:
+                previous[fr] = raw
+                if step >= since:
+                    out.append((step, fr, raw))
+        if ti < nt:
+            self._snapshots_until(timeline, ti, None, out)
+
+    def _snapshots_until(self, timeline: list[tuple[int, int, tuple]], ti: int, until: int | None,
+                         out: list[tuple]) -> int:
+        """The snapshots up to step ``until`` (None: all): each is a value in
+        every frame whose binding holds the object at that step."""
+        live = self.live
+        newest = self.newest
+        previous = self.previous
+        since = self.since
+        path = self.path
+        nt = len(timeline)
+        while ti < nt:
+            step = timeline[ti][0]
+            if until is not None and step > until:
+                break
+            j = ti + 1
+            while j < nt and timeline[j][0] == step:
+                j += 1
+            group = []
+            for k in range(ti, j):
+                s = timeline[k][2]
+                obj = timeline[k][1]
+                newest[obj] = s
+                lives = live.get(obj)
+                if not lives:
+                    continue
+                expired = False
+                for lv in lives:
+                    if lv.end > step:
+                        if lv.start < step:
+                            group.append((lv.start, lv.rowid, lv.frame, s))
+                    else:
+                        expired = True
+                if expired:  # a callee holding it returned
+                    live[obj] = [lv for lv in lives if lv.end > step]
+            if j - ti > 1 and len(group) > 1:
+                group.sort(key=lambda g: (g[0], g[1]))  # one object's bindings are in order already
+            ti = j
+            for _start, _rowid, fr, s in group:
+                raw: Any = s[2:6]
+                if path is not None or type(raw[1]) is not str or type(raw[0]) is not str or type(raw[3]) is not int:
+                    raw = self._form(raw)
+                    if raw is None:
+                        continue
+                if previous.get(fr) != raw:
+                    previous[fr] = raw
+                    if step >= since:
+                        out.append((step, fr, raw))
+        return ti
+
+    def _form(self, raw: tuple) -> Any:
+        """What is compared and kept for a value that is not a plain row: a
+        path's part (None when the value has no such part), or a crafted
+        row's columns as ``Value`` reads them."""
+        value = Value(*raw)
+        if self.path is None:
+            return (value.type, value.repr, value._detail, value.flags)
+        try:
+            form = walk(value.to_json(), self.path)
+        except UnknownNameError:
+            return None
+        rest = {k: v for k, v in form.items() if k not in ("type", "repr", "truncated", "redacted")}
+        flags = (1 if form.get("truncated") else 0) | (2 if form.get("redacted") else 0)
+        value = Value(form.get("type", "?"), form.get("repr", "?"), json.dumps(rest) if rest else None, flags)
+        return (value.type, value.repr, value._detail, value.flags)
+
+    def _frame_end(self, frame: int) -> int:
+        """One past the last step at which ``frame`` is alive."""
+        end = self.frame_ends.get(frame)
+        if end is None:
+            rec = self.rec
+            row = rec.q1("SELECT end_step FROM activations WHERE frame = ? ORDER BY start_step DESC LIMIT 1", (frame,))
+            if row is None or row[0] is None:
+                end = rec.last_step + 1
+            else:
+                kind = rec.q1("SELECT kind FROM events WHERE step = ?", (row[0],))
+                # a suspended generator still holds its locals
+                end = rec.last_step + 1 if kind is not None and kind[0] == schema.YIELD else row[0] + 1
+            self.frame_ends[frame] = end
+        return end
+
+
+class History(Sequence[HistoryEntry]):
+    """Every value a name took, oldest first, computed as far as it is read.
+
+    ``h[:50]``, ``h[i]``, ``bool(h)`` and iteration compute only what they
+    reach; ``len(h)``, negative indexes and ``==`` compute everything (once:
+    it is kept).  ``complete`` tells whether all values are known, ``known``
+    how many are.
+    """
+
+    def __init__(self, rec: "Recording", name: str, frame: int | None = None, limit: int | None = None,
+                 since: int | None = None) -> None:
+        path = parse_path(name)
+        nid = rec.name_ids().get(path.root)
+        if nid is None:
+            raise UnknownNameError(f"no variable {path.root!r} was recorded in {rec.test_id}",
+                                   fix="see the locals with: escope replay TEST --at-failure --print")
+        if limit is not None and limit < 0:
+            raise UsageError("--limit must be 0 or more")
+        self.rec = rec
+        self.name = name
+        self.frame = frame
+        self.limit = limit
+        self.since = since
+        self._rows: list[tuple] = []                       # (step, frame, raw) of every value found
+        self._entries: list[HistoryEntry | None] = []      # made on demand, same positions
+        self._walk: _Walk | None = _Walk(rec, nid, path, frame, since) if limit != 0 else None
+        self._nodes: dict[tuple[int, int], str | None] = {}
+        self._functions: dict[int, str] = {}
+
+    # -- computing ------------------------------------------------------------------
+
+    def _find(self, want: int | None) -> None:
+        """Walk on until ``want`` values are found (None: all)."""
+        walk = self._walk
+        rows = self._rows
+        cap = self.limit
+        while walk is not None and (want is None or len(rows) < want):
+            rows.extend(walk.next_batch())
+            if cap is not None and len(rows) >= cap:
+                del rows[cap:]
+                walk = None
+            elif walk.done:
+                walk = None
+        self._walk = walk
+
+    def _make(self, lo: int, hi: int) -> None:
+        """Make the entries at positions [lo, hi) (found already)."""
+        entries = self._entries
+        rows = self._rows
+        if len(entries) < hi:
+            entries.extend([None] * (hi - len(entries)))
+        todo = [i for i in range(lo, hi) if entries[i] is None]
+        if not todo:
+            return
+        rec = self.rec
+        steps = {rows[i][0] for i in todo}
+        where: dict[int, tuple[int, int]] = {}
+        for step, kind, line, prev_line, code in rec.q(_WHERE_SQL, (json.dumps(sorted(steps)),)):
+            where[step] = (code, line if kind == schema.CALL or prev_line is None else prev_line)
+        functions = self._functions
+        frames = {rows[i][1] for i in todo} - functions.keys()
+        if frames:
+            for frame, code in rec.q(_FRAMES_SQL, (json.dumps(sorted(frames)),)):
+                functions[frame] = rec.function(code)
+        nodes = self._nodes
+        for i in todo:
+            step, frame, raw = rows[i]
+            at = where.get(step)
+            node = None
+            if at is not None and at[0] is not None:
+                node = nodes.get(at, ...)
+                if node is ...:
+                    node = nodes[at] = rec.node(*at)
+            entries[i] = HistoryEntry(step, node, functions.get(frame, "?"), frame, Value(*raw))
+
+    def _entry(self, i: int) -> HistoryEntry:
+        entries = self._entries
+        if i >= len(entries) or entries[i] is None:
+            self._make(i, min(len(self._rows), i + _BATCH))
+        return entries[i]  # type: ignore[return-value]
+
+    @property
+    def complete(self) -> bool:
+        """Whether every value is found (``len`` is then free)."""
+        return self._walk is None
+
+    @property
+    def known(self) -> int:
+        """How many values are found so far."""
+        return len(self._rows)
+
+    def head(self, n: int) -> list[HistoryEntry]:
+        """The first ``n`` entries (fewer when the history is shorter)."""
+        return self[:n]
+
+    # -- the sequence -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        self._find(None)
+        return len(self._rows)
+
+    def __bool__(self) -> bool:
+        self._find(1)
+        return bool(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> HistoryEntry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[HistoryEntry]: ...
+
+    def __getitem__(self, index: int | slice) -> HistoryEntry | list[HistoryEntry]:
+        if isinstance(index, slice):
+            start, stop, step = index.start, index.stop, index.step
+            if stop is None or (start is not None and start < 0) or stop < 0 or (step is not None and step < 0):
+                self._find(None)
+            else:
+                self._find(stop)
+            positions = range(len(self._rows))[index]
+            if len(positions):
+                lo, hi = min(positions), max(positions) + 1
+                self._make(lo, hi)
+            return [self._entries[i] for i in positions]  # type: ignore[misc]
+        if not isinstance(index, int):
+            raise TypeError(f"history indices must be integers or slices, not {type(index).__name__}")
+        self._find(None if index < 0 else index + 1)
+        if index < 0:
+            index += len(self._rows)
+        if not 0 <= index < len(self._rows):
+            raise IndexError("history index out of range")
+        return self._entry(index)
+
+    def __iter__(self) -> Iterator[HistoryEntry]:
+        i = 0
+        while True:
+            if i < len(self._rows):
+                yield self._entry(i)
+                i += 1
+            elif self._walk is not None:
+                self._find(len(self._rows) + 1)
+            else:
+                return
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (History, list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        more = "" if self.complete else "+"
+        return f"<History of {self.name}: {len(self._rows)}{more} values>"
+
+
+def history(rec: "Recording", name: str, frame: int | None = None, limit: int | None = None,
+            since: int | None = None) -> History:
+    """Every value ``name`` took, oldest first, in every frame that has it
+    (or only ``frame``); at most ``limit`` values; only those at or after
+    step ``since``.  A mutable object's in-place changes are values too,
+    wherever they happened.  A step where the value did not change is not a
+    new value."""
+    return History(rec, name, frame=frame, limit=limit, since=since)
