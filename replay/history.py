@@ -45,7 +45,7 @@ from .values import Path, Value, parse_path, walk
 if TYPE_CHECKING:
     from .recording import Recording
 
-__all__ = ["History", "HistoryEntry", "history"]
+__all__ = ["History", "HistoryEntry", "history", "PAGE"]
 
 
 @dataclass(slots=True)
@@ -124,6 +124,10 @@ _FIRST_WINDOW = 64
 _MAX_WINDOW = 16384
 #: Entries made at once when one is read.
 _BATCH = 256
+#: Values ``escope history`` and the session's ``history`` show at once
+#: unless told otherwise (text and JSON): a page costs a page, however long
+#: the history.
+PAGE = 50
 
 _UNBOUND = ("unbound", "<unbound>", None, 0)
 
@@ -371,6 +375,7 @@ class History(Sequence[HistoryEntry]):
         if limit is not None and limit < 0:
             raise UsageError("--limit must be 0 or more")
         self.rec = rec
+        self._nid = nid
         self.name = name
         self.frame = frame
         self.limit = limit
@@ -443,9 +448,33 @@ class History(Sequence[HistoryEntry]):
         """How many values are found so far."""
         return len(self._rows)
 
-    def head(self, n: int) -> list[HistoryEntry]:
-        """The first ``n`` entries (fewer when the history is shorter)."""
-        return self[:n]
+    def page(self, limit: int) -> tuple[list[HistoryEntry], bool]:
+        """The first ``limit`` entries and whether more follow.  A page
+        never splits a step: the values at the last entry's step all come
+        with it (frames holding one object see its change at one step), so
+        ``since=`` one past that step continues exactly where it ended."""
+        self._find(limit + 1)
+        rows = self._rows
+        n = min(limit, len(rows))
+        if n:
+            last = rows[n - 1][0]
+            while True:
+                self._find(n + 1)
+                if n < len(rows) and rows[n][0] == last:
+                    n += 1
+                else:
+                    break
+        return self[:n], len(rows) > n
+
+    def bindings(self) -> int:
+        """How many times the name was bound (in ``frame``; from ``since``):
+        one count over an index, no walk.  It is not the number of values:
+        equal values are left out, and in-place changes add values."""
+        where = "name = ?1 AND step >= ?2" + (" AND frame = ?3" if self.frame is not None else "")
+        args: tuple = (self._nid, self.since if self.since is not None else self.rec.first_step)
+        row = self.rec.q1(f"SELECT count(*) FROM bindings WHERE {where}",
+                          args + ((self.frame,) if self.frame is not None else ()))
+        return row[0] if row else 0
 
     # -- the sequence -------------------------------------------------------------------
 
