@@ -9,12 +9,14 @@ answer lives in a cached activation (thread, task, function), so
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..recorder import schema
 from .errors import UnknownNameError, UsageError
 from .history import HistoryEntry, history  # noqa: F401  (re-exported: the first home of both)
+from .recording import Act
 from .state import JSON_SCHEMA_VERSION
 from .values import Value
 
@@ -100,12 +102,12 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
            function: str | None = None) -> list[Event]:
     """Events oldest first.  ``frame`` is a frame number or a function name;
     every filter given must hold (they combine with AND)."""
-    where = ["step >= ?", "step <= ?"]
+    where = ["e.step >= ?", "e.step <= ?"]
     args: list[Any] = [max(rec.first_step, since if since is not None else rec.first_step),
                        min(rec.last_step, until if until is not None else rec.last_step)]
     codes = _kinds(kind)
     if codes:
-        where.append(f"kind IN ({','.join('?' * len(codes))})")
+        where.append(f"e.kind IN ({','.join('?' * len(codes))})")
         args += codes
     want_codes: set[int] | None = None
     want_frames: set[int] | None = None
@@ -122,13 +124,13 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
         if not acts:
             raise UnknownNameError(f"no frame {fid} in this recording", fix="frame numbers appear in --json output")
         want_frames = {fid}
-        where.append(f"act IN ({','.join('?' * len(acts))})")
+        where.append(f"e.act IN ({','.join('?' * len(acts))})")
         args += acts
     if node is not None:
         _nid, file, lines = resolve_node(rec, node)
         in_file = {c for c, v in rec.codes.items() if v[0] == file}
         want_codes = in_file if want_codes is None else want_codes & in_file
-        where.append(f"line IN ({','.join('?' * len(lines))})" if lines else "0")
+        where.append(f"e.line IN ({','.join('?' * len(lines))})" if lines else "0")
         args += lines
     want_threads = _threads(rec, str(thread)) if thread is not None else None
     want_tasks = None
@@ -138,38 +140,104 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
             raise UnknownNameError(f"no task {task!r} in this recording")
     if limit is not None and limit < 0:
         raise UsageError("--limit must be 0 or more")
-    sql = f"SELECT step, kind, act, line, time_ns, value FROM events WHERE {' AND '.join(where)} ORDER BY step"
+    # function, thread and task live on the activation: filtered in SQLite,
+    # the rows that fail are never built in Python
+    for column, wanted in (("f.code", want_codes), ("a.thread", want_threads), ("a.task", want_tasks)):
+        if wanted is not None:
+            where.append(f"{column} IN ({','.join('?' * len(wanted))})" if wanted else "0")
+            args += sorted(wanted)
+    sql = _EVENTS_SQL.format(where=" AND ".join(where))
     out: list[Event] = []
     if limit == 0:
         return out
-    for step, k, act_id, line, t, vid in rec.iterate(sql, tuple(args)):
-        a = rec.act(act_id)
-        if want_codes is not None and a.code not in want_codes:
-            continue
+    acts = rec._acts
+    for row in rec.iterate(sql, tuple(args)):
+        step, k, act_id, line, t = row[:5]
+        a = acts.get(act_id)
+        if a is None:
+            if row[12] is None:  # no activation (or frame) row: the error rec.act gives
+                a = rec.act(act_id)
+            else:
+                a = acts[act_id] = Act((act_id,) + tuple(row[5:12]), row[12])
         if want_frames is not None and a.frame not in want_frames:
             continue
-        if want_threads is not None and a.thread not in want_threads:
-            continue
-        if want_tasks is not None and a.task not in want_tasks:
-            continue
-        out.append(make_event(rec, step, k, a, line, t, vid))
+        ev = _event(rec, step, k, a, line, t, args=False)
+        if row[22] is not None:  # the value it carries, as of this step
+            if row[18] is not None:
+                ev.value = Value(*row[18:22])
+            elif row[13] is not None:
+                ev.value = Value(*row[14:18])
+            else:
+                ev.value = Value("?", "<missing value>", None, 0)
+        out.append(ev)
         if limit is not None and len(out) >= limit:
             break
+    _fill_args(rec, [e for e in out if e.kind == "call"])
     return out
 
 
-def make_event(rec: "Recording", step: int, k: int, a: Any, line: int, t: int, vid: int | None) -> Event:
+# Events with their activation (no lookup per activation) and the value they
+# carry; a mutable object's as its snapshot at the step (Recording.value's rule).
+_EVENTS_SQL = """
+SELECT e.step, e.kind, e.act, e.line, e.time_ns,
+       a.frame, a.parent, a.thread, a.task, a.depth, a.start_step, a.end_step, f.code,
+       v.value, v.type, v.repr, v.detail, v.flags, s.type, s.repr, s.detail, s.flags, e.value
+FROM events e
+LEFT JOIN activations a ON a.act = e.act
+LEFT JOIN frames f ON f.frame = a.frame
+LEFT JOIN vals v ON v.value = e.value
+LEFT JOIN vals s ON v.obj IS NOT NULL AND s.value = (
+    SELECT x.value FROM vals x WHERE x.obj = v.obj AND x.step <= e.step ORDER BY x.step DESC, x.value DESC LIMIT 1)
+WHERE {where}
+ORDER BY e.step
+"""
+
+# The arguments of calls: the bindings made at each call step, each with its
+# value as of that step (Recording.value's rule), for a batch of calls at once.
+_ARGS_SQL = """
+SELECT b.frame, b.step, b.name, b.value, v.value, v.type, v.repr, v.detail, v.flags, s.type, s.repr, s.detail, s.flags
+FROM json_each(?1) c
+JOIN bindings b ON b.frame = c.value ->> 0 AND b.step = c.value ->> 1
+LEFT JOIN vals v ON v.value = b.value
+LEFT JOIN vals s ON v.obj IS NOT NULL AND s.value = (
+    SELECT x.value FROM vals x WHERE x.obj = v.obj AND x.step <= b.step ORDER BY x.step DESC, x.value DESC LIMIT 1)
+ORDER BY b.rowid
+"""
+
+
+def _fill_args(rec: "Recording", calls: list[Event]) -> None:
+    """``args`` of call events: exactly the bindings made at the call step."""
+    if not calls:
+        return
+    by_key: dict[tuple[int, int], Event] = {}
+    for ev in calls:
+        ev.args = {}
+        by_key[(ev.frame, ev.step)] = ev
+    for frame, step, name, vid, found, *cols in rec.q(_ARGS_SQL, (json.dumps(list(by_key)),)):
+        ev = by_key.get((frame, step))
+        if ev is None or vid is None:
+            continue
+        if cols[4] is not None:
+            value = Value(*cols[4:8])
+        elif found is not None:
+            value = Value(*cols[0:4])
+        else:
+            value = Value("?", "<missing value>", None, 0)
+        ev.args[rec.name_text(name)] = value  # type: ignore[index]
+
+
+def _event(rec: "Recording", step: int, k: int, a: Any, line: int, t: int, args: bool = True) -> Event:
     ev = Event(step=step, time_ns=t, kind=rec.kind_name(k), thread=rec.thread_name(a.thread),
                task=rec.tasks.get(a.task) if a.task is not None else None, function=rec.function(a.code),
                file=rec.file_of(a.code), line=line, node=rec.node(a.code, line), frame=a.frame)
-    if k == schema.CALL:
-        # the arguments are exactly the bindings made at the call step
-        ev.args = {}
-        for name, vid in rec.q("SELECT name, value FROM bindings WHERE frame = ? AND step = ? ORDER BY rowid",
-                               (a.frame, step)):
-            value = rec.value(vid, step)
-            if value is not None:
-                ev.args[rec.name_text(name)] = value
+    if k == schema.CALL and args:
+        _fill_args(rec, [ev])
+    return ev
+
+
+def make_event(rec: "Recording", step: int, k: int, a: Any, line: int, t: int, vid: int | None) -> Event:
+    """One event from its row (``events`` builds them in bulk)."""
+    ev = _event(rec, step, k, a, line, t)
     if vid is not None:
         ev.value = rec.value(vid, step)
     return ev
