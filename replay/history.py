@@ -122,8 +122,10 @@ _FRAMES_SQL = "SELECT frame, code FROM frames WHERE frame IN (SELECT value FROM 
 #: few queries.
 _FIRST_WINDOW = 64
 _MAX_WINDOW = 16384
-#: Entries made at once when one is read.
+#: Entries made at once when one is read (a loop reading on makes up to
+#: ``_MAX_BATCH`` at once).
 _BATCH = 256
+_MAX_BATCH = 8192
 #: Values ``escope history`` and the session's ``history`` show at once
 #: unless told otherwise (text and JSON): a page costs a page, however long
 #: the history.
@@ -417,7 +419,7 @@ class History(Sequence[HistoryEntry]):
         for step, kind, line, prev_line, code in rec.q(_WHERE_SQL, (json.dumps(sorted(steps)),)):
             where[step] = (code, line if kind == schema.CALL or prev_line is None else prev_line)
         functions = self._functions
-        frames = {rows[i][1] for i in todo} - functions.keys()
+        frames = {rows[i][1] for i in todo if rows[i][1] not in functions}
         if frames:
             for frame, code in rec.q(_FRAMES_SQL, (json.dumps(sorted(frames)),)):
                 functions[frame] = rec.function(code)
@@ -430,12 +432,12 @@ class History(Sequence[HistoryEntry]):
                 node = nodes.get(at, ...)
                 if node is ...:
                     node = nodes[at] = rec.node(*at)
-            entries[i] = HistoryEntry(step, node, functions.get(frame, "?"), frame, Value(*raw))
+            entries[i] = HistoryEntry(step, node, functions.get(frame) or "?", frame, Value(*raw))
 
-    def _entry(self, i: int) -> HistoryEntry:
+    def _entry(self, i: int, batch: int = _BATCH) -> HistoryEntry:
         entries = self._entries
         if i >= len(entries) or entries[i] is None:
-            self._make(i, min(len(self._rows), i + _BATCH))
+            self._make(i, min(len(self._rows), i + batch))
         return entries[i]  # type: ignore[return-value]
 
     @property
@@ -515,9 +517,13 @@ class History(Sequence[HistoryEntry]):
 
     def __iter__(self) -> Iterator[HistoryEntry]:
         i = 0
+        batch = _BATCH
         while True:
             if i < len(self._rows):
-                yield self._entry(i)
+                entries = self._entries
+                if i >= len(entries) or entries[i] is None:
+                    batch = min(batch * 2, _MAX_BATCH)  # reading on: larger batches, fewer queries
+                yield self._entry(i, batch)
                 i += 1
             elif self._walk is not None:
                 self._find(len(self._rows) + 1)
