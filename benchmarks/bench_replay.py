@@ -130,6 +130,11 @@ def measure(path: Path, samples: int, seed: int) -> dict[str, Any]:
         lambda _: cli(["history", str(path), "total", "--json"]), list(range(samples)))
     results["escope history acc --json (page)"] = median_ms(
         lambda _: cli(["history", str(path), "acc", "--json"]), list(range(samples)))
+    late = [rng.randint(rec.last_step - span, rec.last_step - 1) for _ in range(10)]
+    results["history total --since S (last 5%): first page"] = median_ms(lambda s: rec.history("total", since=s)[:50],
+                                                                       late)
+    results["history acc --since S (last 5%): first page"] = median_ms(lambda s: rec.history("acc", since=s)[:50],
+                                                                     late)
     changes = len(rec.history("total"))
     results["history total (changes)"] = changes
     results["history total: len() (every value found)"] = median_ms(lambda _: len(rec.history("total")), [0, 1, 2])

@@ -70,13 +70,14 @@ class HistoryEntry:
 # a mutable object only, one past the last step it holds: the frame's next
 # binding of the name, else the end of the activation unless that is a
 # yield (a suspended generator keeps its locals; NULL: ask _frame_end).
-_BINDINGS_SQL = f"""
-SELECT b.step, b.rowid, b.frame, b.value, v.obj, v.type, v.repr, v.detail, v.flags,
-       CASE WHEN v.obj IS NOT NULL THEN coalesce(
+_HOLDS = f"""CASE WHEN v.obj IS NOT NULL THEN coalesce(
            (SELECT n.step FROM bindings n WHERE n.frame = b.frame AND n.name = b.name AND n.step >= b.step
             AND (n.step > b.step OR n.rowid > b.rowid) ORDER BY n.step, n.rowid LIMIT 1),
            (SELECT a.end_step + 1 FROM activations a WHERE a.act = e.act
-            AND (SELECT k.kind FROM events k WHERE k.step = a.end_step) IS NOT {schema.YIELD})) END
+            AND (SELECT k.kind FROM events k WHERE k.step = a.end_step) IS NOT {schema.YIELD})) END"""
+
+_BINDINGS_SQL = f"""
+SELECT b.step, b.rowid, b.frame, b.value, v.obj, v.type, v.repr, v.detail, v.flags, {_HOLDS}
 FROM bindings b
 JOIN events e ON e.step = b.step
 LEFT JOIN vals v ON v.value = b.value
@@ -103,6 +104,30 @@ WHERE v.obj = ?1 AND v.step < ?2
 ORDER BY v.step DESC, v.value DESC
 LIMIT 1
 """
+
+# Starting at a step S without walking up to it: the bindings to mutable
+# objects that still hold at S (their objects' changes from S on are values),
+# and a frame's latest binding before S (its value just before S decides
+# whether its first value from S on is new).
+_HELD_SQL = f"""
+SELECT step, rowid, frame, obj, holds FROM (
+    SELECT b.step AS step, b.rowid AS rowid, b.frame AS frame, v.obj AS obj, {_HOLDS} AS holds
+    FROM bindings b JOIN events e ON e.step = b.step JOIN vals v ON v.value = b.value
+    WHERE b.name = ?1 AND b.step >= ?2 AND b.step < ?3 AND v.obj IS NOT NULL {{frame}})
+WHERE holds IS NULL OR holds > ?3
+ORDER BY step, rowid
+"""
+_HELD = {False: _HELD_SQL.format(frame=""), True: _HELD_SQL.format(frame="AND b.frame = ?4")}
+
+_LATEST_SQL = f"""
+SELECT b.step, b.value, v.obj, v.type, v.repr, v.detail, v.flags, {_HOLDS}
+FROM bindings b JOIN events e ON e.step = b.step LEFT JOIN vals v ON v.value = b.value
+WHERE b.frame = ?1 AND b.name = ?2 AND b.step >= ?3 AND b.step < ?4
+ORDER BY b.step DESC, b.rowid DESC
+LIMIT 1
+"""
+
+_FIRST_STEPS_SQL = "SELECT frame, first_step FROM frames WHERE frame IN (SELECT value FROM json_each(?1))"
 
 # The statement that made the change seen at each step of a batch: the line
 # before that step in its activation, or the call itself.
@@ -166,6 +191,11 @@ class _Walk:
         self.newest: dict[int, tuple] = {}               # obj -> its newest snapshot so far
         self.previous: dict[int, Any] = {}               # frame -> its last value
         self.frame_ends: dict[int, int] = {}
+        self.checked: set[int] | None = None            # resumed: frames whose value before since is known
+        if since is not None and since > self.cursor and self.path is None:
+            self.cursor = min(since, self.end)
+            self.checked = set()
+            self._resume()
         self.done = self.cursor >= self.end
 
     def next_batch(self) -> list[tuple]:
@@ -202,6 +232,8 @@ class _Walk:
             rows = [r for r in rows if r[0] < hi]
             for obj, got in snaps.items():
                 snaps[obj] = [s for s in got if s[0] < hi]
+        if self.checked is not None:
+            self._before_since({r[2] for r in rows})
         out: list[tuple] = []
         self._merge(rows, snaps, out)
         self.cursor = hi
@@ -217,6 +249,54 @@ class _Walk:
         if hi >= self.end:
             self.done = True
         return out
+
+    def _resume(self) -> None:
+        """Start at ``since`` as if the walk had come there: the bindings to
+        mutable objects that hold at ``since``, and their frames' values just
+        before it.  One pass over the name's earlier bindings in SQLite (the
+        index has no way to skip them), none in Python.  A path history
+        walks from the start instead: its value before ``since`` may lie
+        further back (a value without that part is no value)."""
+        since = self.cursor
+        args: tuple = (self.nid, self.rec.first_step, since) + ((self.frame,) if self.frame is not None else ())
+        for step, rowid, frame, obj, holds in self.rec.q(_HELD[self.frame is not None], args):
+            if holds is None:
+                holds = self._frame_end(frame)
+                if holds <= since:
+                    continue
+            self.live.setdefault(obj, []).append(_Live(step, rowid, frame, holds))
+        self._before_since({lv.frame for lives in self.live.values() for lv in lives})
+
+    def _before_since(self, frames: set[int]) -> None:
+        """Each frame's last value before ``since`` (when it had one), the
+        one its first value from ``since`` on is compared with."""
+        checked = self.checked
+        assert checked is not None
+        todo = [f for f in frames if f not in checked]
+        if not todo:
+            return
+        checked.update(todo)
+        rec = self.rec
+        since = self.since
+        for frame, first_step in rec.q(_FIRST_STEPS_SQL, (json.dumps(todo),)):
+            if first_step is not None and first_step >= since:
+                continue  # a frame made at or after since had no value before it
+            row = rec.q1(_LATEST_SQL, (frame, self.nid, rec.first_step, since))
+            if row is None:
+                continue
+            step, vid, obj, t, text, detail, flags, holds = row
+            if vid is None:
+                raw: Any = _UNBOUND
+            elif obj is None:
+                raw = (t, text, detail, flags)
+            else:
+                # its last value: the newest snapshot while it held (before since), else its own start value
+                bound = min(since, holds if holds is not None else self._frame_end(frame))
+                snap = rec.q1(_BEFORE_SQL, (obj, bound))
+                raw = snap[2:6] if snap and (snap[0] > step or snap[1] >= vid) else (t, text, detail, flags)
+            if type(raw[1]) is not str or type(raw[0]) is not str or type(raw[3]) is not int:
+                raw = self._form(raw)
+            self.previous[frame] = raw
 
     def _snapshots(self, obj: int, lo: int, hi: int) -> tuple[list[tuple], int]:
         """Snapshots of ``obj`` in [lo, hi), a window's worth at most: when
