@@ -73,15 +73,19 @@ class HistoryEntry:
 _HOLDS = f"""CASE WHEN v.obj IS NOT NULL THEN coalesce(
            (SELECT n.step FROM bindings n WHERE n.frame = b.frame AND n.name = b.name AND n.step >= b.step
             AND (n.step > b.step OR n.rowid > b.rowid) ORDER BY n.step, n.rowid LIMIT 1),
-           (SELECT a.end_step + 1 FROM activations a WHERE a.act = e.act
+           (SELECT a.end_step + 1 FROM activations a WHERE a.act = (SELECT e.act FROM events e WHERE e.step = b.step)
             AND (SELECT k.kind FROM events k WHERE k.step = a.end_step) IS NOT {schema.YIELD})) END"""
 
+# (Events are dense from first_step to last_step, so the step range stands
+# for a join with them; rowid and value ids only matter for a mutable
+# object: 0 says "bound" without making an int per row.)
 _BINDINGS_SQL = f"""
-SELECT b.step, b.rowid, b.frame, b.value, v.obj, v.type, v.repr, v.detail, v.flags, {_HOLDS}
+SELECT b.step, CASE WHEN v.obj IS NOT NULL THEN b.rowid END, b.frame,
+       CASE WHEN v.obj IS NOT NULL THEN b.value WHEN b.value IS NOT NULL THEN 0 END,
+       v.obj, v.type, v.repr, v.detail, v.flags, {_HOLDS}
 FROM bindings b
-JOIN events e ON e.step = b.step
 LEFT JOIN vals v ON v.value = b.value
-WHERE b.name = ?1 AND b.step >= ?2 {{frame}}
+WHERE b.name = ?1 AND b.step >= ?2 AND b.step < ?5 {{frame}}
 ORDER BY b.step, b.rowid
 LIMIT ?3
 """
@@ -90,7 +94,7 @@ _BINDINGS = {False: _BINDINGS_SQL.format(frame=""), True: _BINDINGS_SQL.format(f
 # Snapshots of one object in a span of steps.
 _SNAPSHOTS_SQL = """
 SELECT v.step, v.value, v.type, v.repr, v.detail, v.flags
-FROM vals v JOIN events e ON e.step = v.step
+FROM vals v
 WHERE v.obj = ?1 AND v.step >= ?2 AND v.step < ?3
 ORDER BY v.step, v.value
 LIMIT ?4
@@ -112,7 +116,7 @@ LIMIT 1
 _HELD_SQL = f"""
 SELECT step, rowid, frame, obj, holds FROM (
     SELECT b.step AS step, b.rowid AS rowid, b.frame AS frame, v.obj AS obj, {_HOLDS} AS holds
-    FROM bindings b JOIN events e ON e.step = b.step JOIN vals v ON v.value = b.value
+    FROM bindings b JOIN vals v ON v.value = b.value
     WHERE b.name = ?1 AND b.step >= ?2 AND b.step < ?3 AND v.obj IS NOT NULL {{frame}})
 WHERE holds IS NULL OR holds > ?3
 ORDER BY step, rowid
@@ -121,7 +125,7 @@ _HELD = {False: _HELD_SQL.format(frame=""), True: _HELD_SQL.format(frame="AND b.
 
 _LATEST_SQL = f"""
 SELECT b.step, b.value, v.obj, v.type, v.repr, v.detail, v.flags, {_HOLDS}
-FROM bindings b JOIN events e ON e.step = b.step LEFT JOIN vals v ON v.value = b.value
+FROM bindings b LEFT JOIN vals v ON v.value = b.value
 WHERE b.frame = ?1 AND b.name = ?2 AND b.step >= ?3 AND b.step < ?4
 ORDER BY b.step DESC, b.rowid DESC
 LIMIT 1
@@ -205,8 +209,7 @@ class _Walk:
         lo = self.cursor
         sql = _BINDINGS[self.frame is not None]
         while True:
-            args: tuple = (self.nid, lo, self.window) + ((self.frame,) if self.frame is not None else ())
-            rows = self.rec.q(sql, args)
+            rows = self.rec.q(sql, (self.nid, lo, self.window, self.frame, self.end))
             if len(rows) < self.window:
                 hi = self.end
                 break
