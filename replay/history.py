@@ -139,7 +139,7 @@ _WHERE_SQL = f"""
 SELECT e.step, e.kind, e.line,
        CASE WHEN e.kind != {schema.CALL} THEN
            (SELECT p.line FROM events p WHERE p.act = e.act AND p.step < e.step ORDER BY p.step DESC LIMIT 1) END,
-       f.code
+       f.code, a.frame
 FROM events e LEFT JOIN activations a ON a.act = e.act LEFT JOIN frames f ON f.frame = a.frame
 WHERE e.step IN (SELECT value FROM json_each(?1))
 """
@@ -161,6 +161,7 @@ _MAX_BATCH = 8192
 PAGE = 50
 
 _UNBOUND = ("unbound", "<unbound>", None, 0)
+_UNSET = object()
 
 
 class _Live:
@@ -202,10 +203,13 @@ class _Walk:
             self._resume()
         self.done = self.cursor >= self.end
 
-    def next_batch(self) -> list[tuple]:
-        """The values of the next window (possibly none); sets ``done``."""
+    def next_batch(self, want: int = 0) -> list[tuple]:
+        """The values of the next window (possibly none); sets ``done``.
+        ``want``: how many values the reader still needs (a binding gives
+        at least one, most often), so a first window of 100 is one query."""
         if self.done:
             return []
+        self.window = max(self.window, min(want + 1, _MAX_WINDOW))
         lo = self.cursor
         sql = _BINDINGS[self.frame is not None]
         while True:
@@ -479,7 +483,7 @@ class History(Sequence[HistoryEntry]):
         rows = self._rows
         cap = self.limit
         while walk is not None and (want is None or len(rows) < want):
-            rows.extend(walk.next_batch())
+            rows.extend(walk.next_batch(0 if want is None else want - len(rows)))
             if cap is not None and len(rows) >= cap:
                 del rows[cap:]
                 walk = None
@@ -488,34 +492,41 @@ class History(Sequence[HistoryEntry]):
         self._walk = walk
 
     def _make(self, lo: int, hi: int) -> None:
-        """Make the entries at positions [lo, hi) (found already)."""
+        """Make the entries at positions [lo, hi) (found already): one query
+        for the statements of their steps, one for the functions of frames
+        not seen yet."""
         entries = self._entries
-        rows = self._rows
         if len(entries) < hi:
             entries.extend([None] * (hi - len(entries)))
-        todo = [i for i in range(lo, hi) if entries[i] is None]
-        if not todo:
-            return
+        chunk = self._rows[lo:hi]
         rec = self.rec
-        steps = {rows[i][0] for i in todo}
-        where: dict[int, tuple[int, int]] = {}
-        for step, kind, line, prev_line, code in rec.q(_WHERE_SQL, (json.dumps(sorted(steps)),)):
-            where[step] = (code, line if kind == schema.CALL or prev_line is None else prev_line)
+        nodes = self._nodes
         functions = self._functions
-        frames = {rows[i][1] for i in todo if rows[i][1] not in functions}
-        if frames:
+        steps = {step for step, _frame, _raw in chunk}
+        node_at: dict[int, str | None] = {}
+        for step, kind, line, prev_line, code, frame in rec.q(_WHERE_SQL, (json.dumps(sorted(steps)),)):
+            if code is None:
+                continue
+            at = (code, line if kind == schema.CALL or prev_line is None else prev_line)
+            node = nodes.get(at, _UNSET)
+            if node is _UNSET:
+                node = nodes[at] = rec.node(*at)
+            node_at[step] = node
+            if frame not in functions:  # the frame of a binding's step is the binding's frame
+                functions[frame] = rec.function(code)
+        frames = {frame for _step, frame, _raw in chunk if frame not in functions}
+        if frames:  # frames seen only through an object another frame changed
             for frame, code in rec.q(_FRAMES_SQL, (json.dumps(sorted(frames)),)):
                 functions[frame] = rec.function(code)
-        nodes = self._nodes
-        for i in todo:
-            step, frame, raw = rows[i]
-            at = where.get(step)
-            node = None
-            if at is not None and at[0] is not None:
-                node = nodes.get(at, ...)
-                if node is ...:
-                    node = nodes[at] = rec.node(*at)
-            entries[i] = HistoryEntry(step, node, functions.get(frame) or "?", frame, Value(*raw))
+        node_of = node_at.get
+        function_of = functions.get
+        entry = HistoryEntry
+        value = Value
+        made = [entry(step, node_of(step), function_of(frame) or "?", frame, value(*raw))
+                for step, frame, raw in chunk]
+        for i, e in enumerate(made, lo):
+            if entries[i] is None:  # an entry handed out before stays the one handed out
+                entries[i] = e
 
     def _entry(self, i: int, batch: int = _BATCH) -> HistoryEntry:
         entries = self._entries
