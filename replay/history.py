@@ -7,24 +7,20 @@ rebound a hundred thousand times shows its first page as fast as one
 rebound ten times; ``len(h)``, negative indexes, ``list(h)`` and ``==``
 walk to the end.
 
-Two stages keep the walk to the end cheap:
-
-1. *The walk* finds which values there are: bindings of the name, a window
-   of the film at a time (one query), and the snapshots of the mutable
-   objects they hold (one query per object and window).  A step where the
-   value did not change is not a new value, so equal renderings are left
-   out per frame; a snapshot is a value in every frame holding the object
-   at that step.  Only raw rows are compared here: no ``Value``, no
-   statement, no function name.
-2. *Entries* (``HistoryEntry``, with the statement that made the change
-   and the function owning the name) are made only for the positions read,
-   a batch at a time: one query gives the statement of every step in the
-   batch.
+How the values are found (the walk): the bindings of the name are read a
+window of the film at a time (one query: each binding with its rendering,
+the statement that made it and, for a mutable object, how long it holds),
+with the snapshots of the objects held then (one query per object and
+window).  A step where the value did not change is not a new value, so a
+rendering equal to its frame's previous one is left out (raw rows are
+compared: no ``Value`` is made for that); a snapshot is a value in every
+frame whose binding holds the object at that step.  ``HistoryEntry`` and
+``Value`` objects are made only for the positions read.
 
 Why an exact count cannot be cheaper: it depends on every candidate row
-(equal values are left out; snapshots fan out to the frames alive), so
-``len`` is the walk's cost -- about a third of what making every entry
-costs (docs/performance.md, "Replay").
+(equal values are left out; snapshots fan out to the frames alive then),
+so ``len`` costs the walk (docs/performance.md, "Replay").  ``since``
+starts the walk at a step without walking up to it (see ``_Walk._resume``).
 
 Order rules (unchanged since the first version): oldest first; at one
 step, a change seen through an older binding comes before a new binding,
@@ -33,6 +29,7 @@ bindings in the order they were recorded.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,6 +67,14 @@ class HistoryEntry:
 # a mutable object only, one past the last step it holds: the frame's next
 # binding of the name, else the end of the activation unless that is a
 # yield (a suspended generator keeps its locals; NULL: ask _frame_end).
+# Where a change seen at step e.step was made: the event's kind and line, the
+# line before it in its activation (the statement that ran; a call is its own
+# place), and the code it ran in.
+_WHERE = f"""e.kind, e.line,
+       CASE WHEN e.kind != {schema.CALL} THEN
+           (SELECT p.line FROM events p WHERE p.act = e.act AND p.step < e.step ORDER BY p.step DESC LIMIT 1) END,
+       f.code"""
+
 _HOLDS = f"""CASE WHEN v.obj IS NOT NULL THEN coalesce(
            (SELECT n.step FROM bindings n WHERE n.frame = b.frame AND n.name = b.name AND n.step >= b.step
             AND (n.step > b.step OR n.rowid > b.rowid) ORDER BY n.step, n.rowid LIMIT 1),
@@ -82,9 +87,11 @@ _HOLDS = f"""CASE WHEN v.obj IS NOT NULL THEN coalesce(
 _BINDINGS_SQL = f"""
 SELECT b.step, CASE WHEN v.obj IS NOT NULL THEN b.rowid END, b.frame,
        CASE WHEN v.obj IS NOT NULL THEN b.value WHEN b.value IS NOT NULL THEN 0 END,
-       v.obj, v.type, v.repr, v.detail, v.flags, {_HOLDS}
+       v.obj, v.type, v.repr, v.detail, v.flags, {_HOLDS}, {_WHERE},
+       CASE WHEN a.frame = b.frame THEN f.code ELSE (SELECT x.code FROM frames x WHERE x.frame = b.frame) END
 FROM bindings b
 LEFT JOIN vals v ON v.value = b.value
+LEFT JOIN events e ON e.step = b.step LEFT JOIN activations a ON a.act = e.act LEFT JOIN frames f ON f.frame = a.frame
 WHERE b.name = ?1 AND b.step >= ?2 AND b.step < ?5 {{frame}}
 ORDER BY b.step, b.rowid
 LIMIT ?3
@@ -92,9 +99,10 @@ LIMIT ?3
 _BINDINGS = {False: _BINDINGS_SQL.format(frame=""), True: _BINDINGS_SQL.format(frame="AND b.frame = ?4")}
 
 # Snapshots of one object in a span of steps.
-_SNAPSHOTS_SQL = """
-SELECT v.step, v.value, v.type, v.repr, v.detail, v.flags
+_SNAPSHOTS_SQL = f"""
+SELECT v.step, v.value, v.type, v.repr, v.detail, v.flags, {_WHERE}
 FROM vals v
+LEFT JOIN events e ON e.step = v.step LEFT JOIN activations a ON a.act = e.act LEFT JOIN frames f ON f.frame = a.frame
 WHERE v.obj = ?1 AND v.step >= ?2 AND v.step < ?3
 ORDER BY v.step, v.value
 LIMIT ?4
@@ -133,17 +141,6 @@ LIMIT 1
 
 _FIRST_STEPS_SQL = "SELECT frame, first_step FROM frames WHERE frame IN (SELECT value FROM json_each(?1))"
 
-# The statement that made the change seen at each step of a batch: the line
-# before that step in its activation, or the call itself.
-_WHERE_SQL = f"""
-SELECT e.step, e.kind, e.line,
-       CASE WHEN e.kind != {schema.CALL} THEN
-           (SELECT p.line FROM events p WHERE p.act = e.act AND p.step < e.step ORDER BY p.step DESC LIMIT 1) END,
-       f.code, a.frame
-FROM events e LEFT JOIN activations a ON a.act = e.act LEFT JOIN frames f ON f.frame = a.frame
-WHERE e.step IN (SELECT value FROM json_each(?1))
-"""
-
 _FRAMES_SQL = "SELECT frame, code FROM frames WHERE frame IN (SELECT value FROM json_each(?1))"
 
 #: Bindings in the first window; each later window takes four times more,
@@ -162,6 +159,8 @@ PAGE = 50
 
 _UNBOUND = ("unbound", "<unbound>", None, 0)
 _UNSET = object()
+_CALL = schema.CALL
+_END = 1 << 62
 
 
 class _Live:
@@ -175,8 +174,9 @@ class _Live:
 
 class _Walk:
     """Finds the values, window by window, in step order: ``(step, frame,
-    raw)`` rows, where ``raw`` is ``(type, repr, detail, flags)`` or, for a
-    path, the walked ``Value``.
+    raw, node)`` rows, where ``raw`` is ``(type, repr, detail, flags)`` (for
+    a path, of the part walked to) and ``node`` the statement that made the
+    change; ``functions`` names the function owning the name in each frame.
 
     Carried from one window to the next: the bindings to mutable objects
     that still hold, the newest snapshot of each such object, and each
@@ -196,6 +196,8 @@ class _Walk:
         self.newest: dict[int, tuple] = {}               # obj -> its newest snapshot so far
         self.previous: dict[int, Any] = {}               # frame -> its last value
         self.frame_ends: dict[int, int] = {}
+        self.nodes: dict[tuple[int, int], str | None] = {}
+        self.functions: dict[int, str] = {}            # frame -> the function owning the name there
         self.checked: set[int] | None = None            # resumed: frames whose value before since is known
         if since is not None and since > self.cursor and self.path is None:
             self.cursor = min(since, self.end)
@@ -272,7 +274,11 @@ class _Walk:
                 if holds <= since:
                     continue
             self.live.setdefault(obj, []).append(_Live(step, rowid, frame, holds))
-        self._before_since({lv.frame for lives in self.live.values() for lv in lives})
+        held = {lv.frame for lives in self.live.values() for lv in lives}
+        if held:
+            for frame, code in self.rec.q(_FRAMES_SQL, (json.dumps(sorted(held)),)):
+                self.functions[frame] = self.rec.function(code)
+        self._before_since(held)
 
     def _before_since(self, frames: set[int]) -> None:
         """Each frame's last value before ``since`` (when it had one), the
@@ -334,13 +340,46 @@ class _Walk:
         previous = self.previous
         since = self.since
         path = self.path
+        nodes = self.nodes
+        functions = self.functions
         ti = 0
         nt = len(timeline)
-        for step, rowid, fr, vid, obj, t, text, detail, flags, end in rows:
-            if ti < nt and timeline[ti][0] <= step:
-                ti = self._snapshots_until(timeline, ti, step, out)
+        for row in itertools.chain(rows, (None,)):
+            step = row[0] if row is not None else _END
+            # the snapshots up to this binding's step (at one step: before the binding)
+            while ti < nt and timeline[ti][0] <= step:
+                s_step, obj, s = timeline[ti]
+                if ti + 1 < nt and timeline[ti + 1][0] == s_step:
+                    ti = self._snapshots_until(timeline, ti, s_step, out)  # several objects at one step
+                    continue
+                ti += 1
+                newest[obj] = s
+                lives = live.get(obj)
+                if not lives:
+                    continue
+                raw: Any = s[2:6]
+                if path is not None or type(raw[1]) is not str or type(raw[0]) is not str or type(raw[3]) is not int:
+                    raw = self._form(raw)
+                node: Any = _UNSET
+                expired = False
+                for lv in lives:  # in binding order already
+                    if lv.end <= s_step:
+                        expired = True
+                    elif lv.start < s_step and raw is not None:
+                        fr = lv.frame
+                        if previous.get(fr) != raw:
+                            previous[fr] = raw
+                            if s_step >= since:
+                                if node is _UNSET:
+                                    node = self._node(s[9], s[6], s[7], s[8])
+                                out.append((s_step, fr, raw, node))
+                if expired:  # a callee holding it returned
+                    live[obj] = [lv for lv in lives if lv.end > s_step]
+            if row is None:
+                break
+            _s, rowid, fr, vid, obj, t, text, detail, flags, end, kind, line, prev_line, code, owner = row
             if vid is None:
-                raw: Any = _UNBOUND
+                raw = _UNBOUND
             elif obj is None:
                 raw = (t, text, detail, flags)
             else:
@@ -353,6 +392,8 @@ class _Walk:
                     lives = live[obj] = []
                 # (the frame's previous binding of the name ended at this step: its end says so)
                 lives.append(_Live(step, rowid, fr, end))
+            if fr not in functions:
+                functions[fr] = self.rec.function(owner)
             if path is not None or type(raw[1]) is not str or type(raw[0]) is not str or type(raw[3]) is not int:
                 raw = self._form(raw)
                 if raw is None:
@@ -360,9 +401,13 @@ class _Walk:
             if previous.get(fr) != raw:
                 previous[fr] = raw
                 if step >= since:
-                    out.append((step, fr, raw))
-        if ti < nt:
-            self._snapshots_until(timeline, ti, None, out)
+                    node = None
+                    if code is not None:
+                        at = (code, line if kind == _CALL or prev_line is None else prev_line)
+                        node = nodes.get(at, _UNSET)
+                        if node is _UNSET:
+                            node = nodes[at] = self.rec.node(*at)
+                    out.append((step, fr, raw, node))
 
     def _snapshots_until(self, timeline: list[tuple[int, int, tuple]], ti: int, until: int | None,
                          out: list[tuple]) -> int:
@@ -401,6 +446,8 @@ class _Walk:
             if j - ti > 1 and len(group) > 1:
                 group.sort(key=lambda g: (g[0], g[1]))  # one object's bindings are in order already
             ti = j
+            last = None
+            node = None
             for _start, _rowid, fr, s in group:
                 raw: Any = s[2:6]
                 if path is not None or type(raw[1]) is not str or type(raw[0]) is not str or type(raw[3]) is not int:
@@ -410,8 +457,21 @@ class _Walk:
                 if previous.get(fr) != raw:
                     previous[fr] = raw
                     if step >= since:
-                        out.append((step, fr, raw))
+                        if s is not last:
+                            last = s
+                            node = self._node(s[9], s[6], s[7], s[8])
+                        out.append((step, fr, raw, node))
         return ti
+
+    def _node(self, code: int | None, kind: int, line: int, prev_line: int | None) -> str | None:
+        """The node id of the statement that made a change (see _WHERE)."""
+        if code is None:
+            return None
+        at = (code, line if kind == _CALL or prev_line is None else prev_line)
+        node = self.nodes.get(at, _UNSET)
+        if node is _UNSET:
+            node = self.nodes[at] = self.rec.node(*at)
+        return node
 
     def _form(self, raw: tuple) -> Any:
         """What is compared and kept for a value that is not a plain row: a
@@ -469,11 +529,10 @@ class History(Sequence[HistoryEntry]):
         self.frame = frame
         self.limit = limit
         self.since = since
-        self._rows: list[tuple] = []                       # (step, frame, raw) of every value found
+        self._rows: list[tuple] = []                       # (step, frame, raw, node) of every value found
         self._entries: list[HistoryEntry | None] = []      # made on demand, same positions
         self._walk: _Walk | None = _Walk(rec, nid, path, frame, since) if limit != 0 else None
-        self._nodes: dict[tuple[int, int], str | None] = {}
-        self._functions: dict[int, str] = {}
+        self._functions: dict[int, str] = self._walk.functions if self._walk is not None else {}
 
     # -- computing ------------------------------------------------------------------
 
@@ -482,8 +541,9 @@ class History(Sequence[HistoryEntry]):
         walk = self._walk
         rows = self._rows
         cap = self.limit
+        goal = want if want is not None else cap  # how many values the reader needs, when known
         while walk is not None and (want is None or len(rows) < want):
-            rows.extend(walk.next_batch(0 if want is None else want - len(rows)))
+            rows.extend(walk.next_batch(0 if goal is None else goal - len(rows)))
             if cap is not None and len(rows) >= cap:
                 del rows[cap:]
                 walk = None
@@ -492,41 +552,22 @@ class History(Sequence[HistoryEntry]):
         self._walk = walk
 
     def _make(self, lo: int, hi: int) -> None:
-        """Make the entries at positions [lo, hi) (found already): one query
-        for the statements of their steps, one for the functions of frames
-        not seen yet."""
+        """Make the entries at positions [lo, hi) (found already)."""
         entries = self._entries
         if len(entries) < hi:
             entries.extend([None] * (hi - len(entries)))
-        chunk = self._rows[lo:hi]
-        rec = self.rec
-        nodes = self._nodes
         functions = self._functions
-        steps = {step for step, _frame, _raw in chunk}
-        node_at: dict[int, str | None] = {}
-        for step, kind, line, prev_line, code, frame in rec.q(_WHERE_SQL, (json.dumps(sorted(steps)),)):
-            if code is None:
-                continue
-            at = (code, line if kind == schema.CALL or prev_line is None else prev_line)
-            node = nodes.get(at, _UNSET)
-            if node is _UNSET:
-                node = nodes[at] = rec.node(*at)
-            node_at[step] = node
-            if frame not in functions:  # the frame of a binding's step is the binding's frame
-                functions[frame] = rec.function(code)
-        frames = {frame for _step, frame, _raw in chunk if frame not in functions}
-        if frames:  # frames seen only through an object another frame changed
-            for frame, code in rec.q(_FRAMES_SQL, (json.dumps(sorted(frames)),)):
-                functions[frame] = rec.function(code)
-        node_of = node_at.get
+        missing = {frame for _step, frame, _raw, _node in self._rows[lo:hi] if frame not in functions}
+        if missing:  # a frame seen only through the walk's start (since)
+            for frame, code in self.rec.q(_FRAMES_SQL, (json.dumps(sorted(missing)),)):
+                functions[frame] = self.rec.function(code)
         function_of = functions.get
         entry = HistoryEntry
         value = Value
-        made = [entry(step, node_of(step), function_of(frame) or "?", frame, value(*raw))
-                for step, frame, raw in chunk]
-        for i, e in enumerate(made, lo):
+        for i in range(lo, hi):
             if entries[i] is None:  # an entry handed out before stays the one handed out
-                entries[i] = e
+                step, frame, raw, node = self._rows[i]
+                entries[i] = entry(step, node, function_of(frame) or "?", frame, value(*raw))
 
     def _entry(self, i: int, batch: int = _BATCH) -> HistoryEntry:
         entries = self._entries
@@ -612,13 +653,18 @@ class History(Sequence[HistoryEntry]):
     def __iter__(self) -> Iterator[HistoryEntry]:
         i = 0
         batch = _BATCH
+        entries = self._entries
         while True:
             if i < len(self._rows):
-                entries = self._entries
                 if i >= len(entries) or entries[i] is None:
                     batch = min(batch * 2, _MAX_BATCH)  # reading on: larger batches, fewer queries
-                yield self._entry(i, batch)
-                i += 1
+                    hi = min(len(self._rows), i + batch)
+                    self._make(i, hi)
+                    yield from entries[i:hi]  # type: ignore[misc]
+                    i = hi
+                else:
+                    yield entries[i]  # type: ignore[misc]
+                    i += 1
             elif self._walk is not None:
                 self._find(len(self._rows) + 1)
             else:
