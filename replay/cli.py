@@ -12,17 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
-from typing import IO, Any, Callable, NoReturn, Sequence
+from typing import IO, Any, Callable, Iterable, NoReturn, Sequence
 
 import apsw
 
 from .errors import AmbiguousTestError, EscopeError, UsageError
+from .history import PAGE as HISTORY_PAGE
 from .recording import Recording
 from .render import (Style, event_lines, flow_lines, history_lines, run_lines, stats_lines, stop_display,
                      use_colour)
 from .runs import NOT_PASSED, find_escope_dir, list_run_ids, read_run, resolve_run
+from .state import JSON_SCHEMA_VERSION
+from .values import parse_path
 
 EXIT_ERROR = 2
 
@@ -54,6 +58,19 @@ class Context:
 
     def json(self, data: Any) -> None:
         self.out.write(json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
+
+    def json_list(self, items: Iterable[dict[str, Any]]) -> None:
+        """A list output (``events``, ``history``): one item per line.  The
+        same JSON as ``json()``, only laid out so that the json module's C
+        encoder does the work (with ``indent`` it encodes in Python, several
+        times slower on a long list), written as it goes."""
+        write = self.out.write
+        encode = json.JSONEncoder(ensure_ascii=False, default=_jsonable).encode
+        first = True
+        for item in items:
+            write(("[\n  " if first else ",\n  ") + encode(item))
+            first = False
+        write("[]\n" if first else "\n]\n")
 
     @property
     def escope_dir(self) -> Path | None:
@@ -106,7 +123,7 @@ def cmd_list(ctx: Context) -> int:
     else:
         runs = [resolve_run(getattr(a, "run", None), base)]
     if a.json:
-        ctx.json({"schema_version": 1, "runs": [
+        ctx.json({"schema_version": JSON_SCHEMA_VERSION, "runs": [
             {"run": r.run_id, "path": str(r.path), "facts": r.facts,
              "tests": [t.to_json() for t in r.tests if not a.failed or t.outcome in NOT_PASSED]}
             for r in reversed(runs)]})
@@ -163,7 +180,7 @@ def cmd_events(ctx: Context) -> int:
                          (limit if limit is not None else (None if a.json else 50)),
                          function=a.function)
         if a.json:
-            ctx.json([e.to_json() for e in evs])
+            ctx.json_list(e.to_json() for e in evs)
             return 0
         if not evs:
             ctx.say("no events match; loosen the filters (see: escope events --help)")
@@ -185,16 +202,36 @@ def cmd_history(ctx: Context) -> int:
         test, name = a.names
     else:
         raise UsageError("history takes TEST and NAME", fix="e.g. escope history test_x.py::test_y total")
+    if a.limit is not None and a.limit < 0:
+        raise UsageError("--limit must be 0 or more", fix="0 lists every value")
     with ctx.open(test) as rec:
-        entries = rec.history(name, frame=a.frame)
+        hist = rec.history(name, frame=a.frame, since=a.since)
+        limit = HISTORY_PAGE if a.limit is None else a.limit
+        if limit == 0:
+            entries, more = list(hist), False
+        else:
+            entries, more = hist.page(limit)
+        again = f"escope history {rec.test_id} {shlex.quote(name)}" + (
+            f" --frame {a.frame}" if a.frame is not None else "")
         if a.json:
-            ctx.json([e.to_json() for e in entries])
+            ctx.json_list(e.to_json() for e in entries)
+            if more:
+                sys.stderr.write(f"escope: the first {len(entries)} values; more: {again} --json "
+                                 f"--since {entries[-1].step + 1} (every value: --limit 0)\n")
             return 0
         if not entries:
-            ctx.say(f"{name} was never bound in {rec.test_id}")
+            since = f" from step {a.since} on" if a.since is not None else ""
+            ctx.say(f"{name} was never bound in {rec.test_id}{since}")
             return 0
         ctx.say(*history_lines(entries, ctx.st))
-        ctx.hint(f"{len(entries)} values; see one", f"escope replay {rec.test_id} --step {entries[-1].step}")
+        if more:
+            root = parse_path(name).root
+            since = f" from step {a.since}" if a.since is not None else ""
+            ctx.say(ctx.st.cut(f"{len(entries)} values shown; {root} was bound {hist.bindings():,} times{since}; "
+                               f"all: --limit 0"))
+            ctx.hint("more", f"{again} --since {entries[-1].step + 1}")
+        else:
+            ctx.hint(f"{len(entries)} values; see one", f"escope replay {rec.test_id} --step {entries[-1].step}")
     return 0
 
 
@@ -271,6 +308,8 @@ def _add_history(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     _common(p, test=False)
     p.add_argument("names", nargs="+", metavar="[TEST] NAME", help="the test (optional) and NAME or a.b[0]")
     p.add_argument("--frame", type=_int, metavar="F", help="only this frame number")
+    p.add_argument("--since", type=_int, metavar="S", help="only the values from step S on")
+    p.add_argument("--limit", type=_int, metavar="N", help=f"values per page (default {HISTORY_PAGE}; a page never splits a step; 0 = all)")
     return p
 
 

@@ -15,7 +15,8 @@ from typing import IO, Callable
 
 from . import navigation as nav
 from .errors import EscopeError
-from .queries import history
+from .history import PAGE as HISTORY_PAGE
+from .history import history
 from .recording import Recording
 from .render import (Style, event_lines, history_lines, locals_lines, lookup, pretty, source_window,
                      stop_display, value_text, where)
@@ -42,7 +43,7 @@ HELP = {
     "p": "p [NAME | a.b | a[0] | a['k']]: a recorded value; p alone prints all locals",
     "pp": "pp NAME: a recorded value, expanded as a tree",
     "goto": "goto N | start | failure | end: jump to a step",
-    "history": "history NAME: every value NAME took in the selected frame",
+    "history": "history NAME [STEP]: every value NAME took in the selected frame (from STEP on), a page at a time",
     "watch": "watch NAME: c and rc stop where NAME changes; watch alone lists",
     "unwatch": "unwatch [NAME]: stop watching NAME (all when no NAME)",
     "events": "events [N]: the N steps around this one (default 10)",
@@ -324,14 +325,22 @@ class Session:
 
     def do_history(self, arg: str) -> None:
         if not arg:
-            self.say("*** history takes a name: history NAME")
+            self.say("*** history takes a name: history NAME [STEP]")
             return
-        entries = history(self.rec, arg, frame=self.frame.frame)
+        name, since = arg, None
+        parts = arg.rsplit(None, 1)
+        if len(parts) == 2 and parts[1].isdigit():
+            name, since = parts[0], int(parts[1])
+        hist = history(self.rec, name, frame=self.frame.frame, since=since)
+        entries, more = hist.page(HISTORY_PAGE)
         if not entries:
-            self.say(f"{arg} never changed in {self.frame.function}")
+            self.say(f"{name} never changed in {self.frame.function}" + (f" from step {since} on" if since else ""))
             return
         self.say(*history_lines(entries, self.st))
-        self.say(self.st(f"{len(entries)} values; goto STEP to see one", "dim"))
+        if more:
+            self.say(self.st(f"{len(entries)} values shown; more: history {name} {entries[-1].step + 1}", "dim"))
+        else:
+            self.say(self.st(f"{len(entries)} values; goto STEP to see one", "dim"))
 
     def do_events(self, arg: str) -> None:
         n = int(arg) if arg.isdigit() else 10

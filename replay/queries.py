@@ -1,5 +1,5 @@
-"""Questions over the whole film: events, a variable's history, the call
-flow, statistics.
+"""Questions over the whole film: events, the call flow, statistics (a
+variable's history is in history.py).
 
 Filters run in SQLite where an index or the step order helps (step range,
 kind, lines of a node, a frame's activations) and in Python where the
@@ -10,14 +10,15 @@ answer lives in a cached activation (thread, task, function), so
 from __future__ import annotations
 
 import json
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..recorder import schema
 from .errors import UnknownNameError, UsageError
+from .history import HistoryEntry, history  # noqa: F401  (re-exported: the first home of both)
+from .recording import Act
 from .state import JSON_SCHEMA_VERSION
-from .values import Value, parse_path, walk
+from .values import Value
 
 if TYPE_CHECKING:
     from .recording import Recording
@@ -51,22 +52,6 @@ class Event:
         if self.value is not None:
             out["value"] = self.value.to_json()
         return out
-
-
-@dataclass
-class HistoryEntry:
-    """``name`` took ``value`` at ``step``; ``node`` is the statement that
-    made the change and ``function`` the frame that owns the name."""
-
-    step: int
-    node: str | None
-    function: str
-    frame: int
-    value: Value
-
-    def to_json(self) -> dict[str, Any]:
-        return {"step": self.step, "node": self.node, "function": self.function, "frame": self.frame,
-                "value": self.value.to_json()}
 
 
 # -- events ----------------------------------------------------------------------
@@ -117,12 +102,12 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
            function: str | None = None) -> list[Event]:
     """Events oldest first.  ``frame`` is a frame number or a function name;
     every filter given must hold (they combine with AND)."""
-    where = ["step >= ?", "step <= ?"]
+    where = ["e.step >= ?", "e.step <= ?"]
     args: list[Any] = [max(rec.first_step, since if since is not None else rec.first_step),
                        min(rec.last_step, until if until is not None else rec.last_step)]
     codes = _kinds(kind)
     if codes:
-        where.append(f"kind IN ({','.join('?' * len(codes))})")
+        where.append(f"e.kind IN ({','.join('?' * len(codes))})")
         args += codes
     want_codes: set[int] | None = None
     want_frames: set[int] | None = None
@@ -139,13 +124,13 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
         if not acts:
             raise UnknownNameError(f"no frame {fid} in this recording", fix="frame numbers appear in --json output")
         want_frames = {fid}
-        where.append(f"act IN ({','.join('?' * len(acts))})")
+        where.append(f"e.act IN ({','.join('?' * len(acts))})")
         args += acts
     if node is not None:
         _nid, file, lines = resolve_node(rec, node)
         in_file = {c for c, v in rec.codes.items() if v[0] == file}
         want_codes = in_file if want_codes is None else want_codes & in_file
-        where.append(f"line IN ({','.join('?' * len(lines))})" if lines else "0")
+        where.append(f"e.line IN ({','.join('?' * len(lines))})" if lines else "0")
         args += lines
     want_threads = _threads(rec, str(thread)) if thread is not None else None
     want_tasks = None
@@ -155,202 +140,107 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
             raise UnknownNameError(f"no task {task!r} in this recording")
     if limit is not None and limit < 0:
         raise UsageError("--limit must be 0 or more")
-    sql = f"SELECT step, kind, act, line, time_ns, value FROM events WHERE {' AND '.join(where)} ORDER BY step"
+    # function, thread and task live on the activation: filtered in SQLite,
+    # the rows that fail are never built in Python
+    for column, wanted in (("f.code", want_codes), ("a.thread", want_threads), ("a.task", want_tasks)):
+        if wanted is not None:
+            where.append(f"{column} IN ({','.join('?' * len(wanted))})" if wanted else "0")
+            args += sorted(wanted)
+    sql = _EVENTS_SQL.format(where=" AND ".join(where))
     out: list[Event] = []
     if limit == 0:
         return out
-    for step, k, act_id, line, t, vid in rec.iterate(sql, tuple(args)):
-        a = rec.act(act_id)
-        if want_codes is not None and a.code not in want_codes:
-            continue
+    acts = rec._acts
+    for row in rec.iterate(sql, tuple(args)):
+        step, k, act_id, line, t = row[:5]
+        a = acts.get(act_id)
+        if a is None:
+            if row[12] is None:  # no activation (or frame) row: the error rec.act gives
+                a = rec.act(act_id)
+            else:
+                a = acts[act_id] = Act((act_id,) + tuple(row[5:12]), row[12])
         if want_frames is not None and a.frame not in want_frames:
             continue
-        if want_threads is not None and a.thread not in want_threads:
-            continue
-        if want_tasks is not None and a.task not in want_tasks:
-            continue
-        out.append(make_event(rec, step, k, a, line, t, vid))
+        ev = _event(rec, step, k, a, line, t, args=False)
+        if row[22] is not None:  # the value it carries, as of this step
+            if row[18] is not None:
+                ev.value = Value(*row[18:22])
+            elif row[13] is not None:
+                ev.value = Value(*row[14:18])
+            else:
+                ev.value = Value("?", "<missing value>", None, 0)
+        out.append(ev)
         if limit is not None and len(out) >= limit:
             break
+    _fill_args(rec, [e for e in out if e.kind == "call"])
     return out
 
 
-def make_event(rec: "Recording", step: int, k: int, a: Any, line: int, t: int, vid: int | None) -> Event:
+# Events with their activation (no lookup per activation) and the value they
+# carry; a mutable object's as its snapshot at the step (Recording.value's rule).
+_EVENTS_SQL = """
+SELECT e.step, e.kind, e.act, e.line, e.time_ns,
+       a.frame, a.parent, a.thread, a.task, a.depth, a.start_step, a.end_step, f.code,
+       v.value, v.type, v.repr, v.detail, v.flags, s.type, s.repr, s.detail, s.flags, e.value
+FROM events e
+LEFT JOIN activations a ON a.act = e.act
+LEFT JOIN frames f ON f.frame = a.frame
+LEFT JOIN vals v ON v.value = e.value
+LEFT JOIN vals s ON v.obj IS NOT NULL AND s.value = (
+    SELECT x.value FROM vals x WHERE x.obj = v.obj AND x.step <= e.step ORDER BY x.step DESC, x.value DESC LIMIT 1)
+WHERE {where}
+ORDER BY e.step
+"""
+
+# The arguments of calls: the bindings made at each call step, each with its
+# value as of that step (Recording.value's rule), for a batch of calls at once.
+_ARGS_SQL = """
+SELECT b.frame, b.step, b.name, b.value, v.value, v.type, v.repr, v.detail, v.flags, s.type, s.repr, s.detail, s.flags
+FROM json_each(?1) c
+JOIN bindings b ON b.frame = c.value ->> 0 AND b.step = c.value ->> 1
+LEFT JOIN vals v ON v.value = b.value
+LEFT JOIN vals s ON v.obj IS NOT NULL AND s.value = (
+    SELECT x.value FROM vals x WHERE x.obj = v.obj AND x.step <= b.step ORDER BY x.step DESC, x.value DESC LIMIT 1)
+ORDER BY b.rowid
+"""
+
+
+def _fill_args(rec: "Recording", calls: list[Event]) -> None:
+    """``args`` of call events: exactly the bindings made at the call step."""
+    if not calls:
+        return
+    by_key: dict[tuple[int, int], Event] = {}
+    for ev in calls:
+        ev.args = {}
+        by_key[(ev.frame, ev.step)] = ev
+    for frame, step, name, vid, found, *cols in rec.q(_ARGS_SQL, (json.dumps(list(by_key)),)):
+        ev = by_key.get((frame, step))
+        if ev is None or vid is None:
+            continue
+        if cols[4] is not None:
+            value = Value(*cols[4:8])
+        elif found is not None:
+            value = Value(*cols[0:4])
+        else:
+            value = Value("?", "<missing value>", None, 0)
+        ev.args[rec.name_text(name)] = value  # type: ignore[index]
+
+
+def _event(rec: "Recording", step: int, k: int, a: Any, line: int, t: int, args: bool = True) -> Event:
     ev = Event(step=step, time_ns=t, kind=rec.kind_name(k), thread=rec.thread_name(a.thread),
                task=rec.tasks.get(a.task) if a.task is not None else None, function=rec.function(a.code),
                file=rec.file_of(a.code), line=line, node=rec.node(a.code, line), frame=a.frame)
-    if k == schema.CALL:
-        # the arguments are exactly the bindings made at the call step
-        ev.args = {}
-        for name, vid in rec.q("SELECT name, value FROM bindings WHERE frame = ? AND step = ? ORDER BY rowid",
-                               (a.frame, step)):
-            value = rec.value(vid, step)
-            if value is not None:
-                ev.args[rec.name_text(name)] = value
-    if vid is not None:
-        ev.value = rec.value(vid, step)
+    if k == schema.CALL and args:
+        _fill_args(rec, [ev])
     return ev
 
 
-# -- history -----------------------------------------------------------------------
-
-_HISTORY_SQL = """
-SELECT b.frame, b.step, b.value, e.kind, e.line,
-       (SELECT p.line FROM events p WHERE p.act = e.act AND p.step < b.step ORDER BY p.step DESC LIMIT 1),
-       f.code, bf.code, v.obj, v.type, v.repr, v.detail, v.flags, a.end_step,
-       (SELECT k.kind FROM events k WHERE k.step = a.end_step)
-FROM bindings b
-JOIN events e ON e.step = b.step
-JOIN activations a ON a.act = e.act
-JOIN frames f ON f.frame = a.frame
-JOIN frames bf ON bf.frame = b.frame
-LEFT JOIN vals v ON v.value = b.value
-WHERE b.name = ?1 {frame}
-ORDER BY b.step, b.rowid
-"""
-
-_SNAPSHOTS_SQL = """
-SELECT v.step, v.value, e.kind, e.line,
-       (SELECT p.line FROM events p WHERE p.act = e.act AND p.step < v.step ORDER BY p.step DESC LIMIT 1),
-       f.code, v.type, v.repr, v.detail, v.flags
-FROM vals v
-JOIN events e ON e.step = v.step
-JOIN activations a ON a.act = e.act
-JOIN frames f ON f.frame = a.frame
-WHERE v.obj = ?1 AND v.step >= ?2 AND v.step < ?3
-ORDER BY v.step, v.value
-"""
-
-
-def _frame_end(rec: "Recording", frame: int) -> int:
-    """One past the last step at which ``frame`` is alive."""
-    row = rec.q1("SELECT end_step FROM activations WHERE frame = ? ORDER BY start_step DESC LIMIT 1", (frame,))
-    if row is None or row[0] is None:
-        return rec.last_step + 1
-    end = row[0]
-    kind = rec.q1("SELECT kind FROM events WHERE step = ?", (end,))
-    if kind is not None and kind[0] == schema.YIELD:
-        return rec.last_step + 1  # a suspended generator still holds its locals
-    return end + 1
-
-
-class _Snapshots:
-    """Snapshots of one mutable object, fetched once for a span of steps."""
-
-    __slots__ = ("steps", "rows")
-
-    def __init__(self, rows: list[tuple]) -> None:
-        # several snapshots at one step: the last one (highest value id) counts
-        keep = [r for i, r in enumerate(rows) if i + 1 == len(rows) or rows[i + 1][0] != r[0]]
-        self.rows = keep
-        self.steps = [r[0] for r in keep]
-
-
-def history(rec: "Recording", name: str, frame: int | None = None, limit: int | None = None) -> list[HistoryEntry]:
-    """Every value ``name`` took, oldest first, in every frame that has it
-    (or only ``frame``); at most ``limit`` values.  A mutable object's
-    in-place changes are values too, wherever they happened.  A step where
-    the value did not change is not a new value."""
-    path = parse_path(name)
-    nid = rec.name_ids().get(path.root)
-    if nid is None:
-        raise UnknownNameError(f"no variable {path.root!r} was recorded in {rec.test_id}",
-                               fix="see the locals with: escope replay TEST --at-failure --print")
-    if limit is not None and limit <= 0:
-        return []
-    sql = _HISTORY_SQL.format(frame="AND b.frame = ?2" if frame is not None else "")
-    cursor = rec.iterate(sql, (nid, frame) if frame is not None else (nid,))
-    if limit is None:
-        rows = list(cursor)
-    else:
-        rows = []
-        for row in cursor:  # enough bindings to give ``limit`` values, plus one to bound them
-            rows.append(row)
-            if len(rows) > limit:
-                break
-    ends = _lifetimes(rec, rows)
-    snaps: dict[int, _Snapshots] = {}
-    if limit is None:
-        spans: dict[int, list[int]] = {}
-        for row, end in zip(rows, ends):
-            obj = row[8]
-            if obj is not None:
-                span = spans.setdefault(obj, [row[1], end])
-                span[0] = min(span[0], row[1])
-                span[1] = max(span[1], end)
-        for obj, (lo, hi) in spans.items():
-            snaps[obj] = _Snapshots(rec.q(_SNAPSHOTS_SQL, (obj, lo, hi)))
-    node = rec.node
-    function = rec.function
-    out: list[HistoryEntry] = []
-    previous: dict[int, Value | None] = {}
-    for i, (fr, step, vid, kind, line, prev_line, code, owner_code, obj, t, text, detail, flags, _e, _k) \
-            in enumerate(rows):
-        if limit is not None and i == limit:
-            break
-        end = ends[i]
-        owner = function(owner_code)
-        where = line if kind == schema.CALL or prev_line is None else prev_line
-        if vid is None:
-            _add(out, previous, path, fr, step, node(code, where), owner, Value("unbound", "<unbound>"))
-            continue
-        if obj is None:
-            _add(out, previous, path, fr, step, node(code, where), owner, Value(t, text, detail, flags))
-            continue
-        sn = snaps.get(obj)
-        if sn is None:
-            sn = _Snapshots(rec.q(_SNAPSHOTS_SQL + " LIMIT ?4", (obj, step - 0, end, (limit or 0) + 1)))
-            before = rec.value(vid, step)
-            value = before or Value(t, text, detail, flags)
-            lo = bisect_right(sn.steps, step)
-        else:
-            at = bisect_right(sn.steps, step) - 1
-            value = Value(*sn.rows[at][6:10]) if at >= 0 and sn.rows[at][1] >= vid else Value(t, text, detail, flags)
-            lo = at + 1
-        _add(out, previous, path, fr, step, node(code, where), owner, value)
-        hi = bisect_left(sn.steps, end)
-        for s, _v, k2, l2, p2, c2, t2, x2, d2, f2 in sn.rows[lo:hi]:
-            w2 = l2 if k2 == schema.CALL or p2 is None else p2
-            _add(out, previous, path, fr, s, node(c2, w2), owner, Value(t2, x2, d2, f2))
-    out.sort(key=lambda e: e.step)
-    if limit is not None:
-        del out[limit:]
-    return out
-
-
-def _lifetimes(rec: "Recording", rows: list[tuple]) -> list[int]:
-    """For each binding row: one past the last step it holds (the frame's
-    next binding of the name, or the frame's end)."""
-    ends = [0] * len(rows)
-    next_step: dict[int, int] = {}
-    for i in range(len(rows) - 1, -1, -1):
-        fr, step = rows[i][0], rows[i][1]
-        nxt = next_step.get(fr)
-        if nxt is None:
-            act_end, end_kind = rows[i][13], rows[i][14]
-            if act_end is not None and end_kind != schema.YIELD:
-                nxt = act_end + 1
-            else:
-                nxt = _frame_end(rec, fr)
-        ends[i] = nxt
-        next_step[fr] = step
-    return ends
-
-
-def _add(out: list[HistoryEntry], previous: dict[int, Value | None], path: Any, frame: int, step: int,
-         node: str | None, function: str, value: Value) -> None:
-    if path.steps:
-        try:
-            form = walk(value.to_json(), path)
-        except UnknownNameError:
-            return
-        rest = {k: v for k, v in form.items() if k not in ("type", "repr", "truncated", "redacted")}
-        flags = (1 if form.get("truncated") else 0) | (2 if form.get("redacted") else 0)
-        value = Value(form.get("type", "?"), form.get("repr", "?"), json.dumps(rest) if rest else None, flags)
-    if value.same_as(previous.get(frame)):
-        return
-    previous[frame] = value
-    out.append(HistoryEntry(step, node, function, frame, value))
+def make_event(rec: "Recording", step: int, k: int, a: Any, line: int, t: int, vid: int | None) -> Event:
+    """One event from its row (``events`` builds them in bulk)."""
+    ev = _event(rec, step, k, a, line, t)
+    if vid is not None:
+        ev.value = rec.value(vid, step)
+    return ev
 
 
 # -- flow and stats ----------------------------------------------------------------------

@@ -30,7 +30,8 @@ from .runs import TestEntry, resolve_test
 from .values import Value
 
 if TYPE_CHECKING:
-    from .queries import Event, FlowEdge, HistoryEntry
+    from .history import History
+    from .queries import Event
     from .state import Failure, State
 
 __all__ = ["Recording", "Act"]
@@ -329,11 +330,14 @@ class Recording:
         from .queries import events
         return events(self, **filters)
 
-    def history(self, name: str, frame: int | None = None, limit: int | None = None) -> list["HistoryEntry"]:
+    def history(self, name: str, frame: int | None = None, limit: int | None = None,
+                since: int | None = None) -> "History":
         """Every value ``name`` (or ``a.b[0]`` path) took, with step and node;
-        only in ``frame`` when given; the first ``limit`` values when given."""
-        from .queries import history
-        return history(self, name, frame=frame, limit=limit)
+        only in ``frame`` when given; the first ``limit`` values when given;
+        only those at or after step ``since`` when given.  A lazy sequence:
+        ``h[:50]`` costs fifty values, ``len(h)`` all of them (history.py)."""
+        from .history import History
+        return History(self, name, frame=frame, limit=limit, since=since)
 
     def flow(self) -> dict[str, Any]:
         """Caller -> callee counts, threads and tasks."""

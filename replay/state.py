@@ -31,7 +31,8 @@ from .values import Value
 if TYPE_CHECKING:
     from .recording import Act, Recording
 
-JSON_SCHEMA_VERSION = 1
+#: Version of the JSON shapes of docs/json.md (its history is there).
+JSON_SCHEMA_VERSION = 2
 
 _LOCALS_SQL = """
 WITH RECURSIVE nm(name) AS (

@@ -91,7 +91,7 @@ def _check_crashed_run(project: Project, full: bool = True) -> None:
     assert any(f["function"] == "work" for f in out["state"]["stack"]) or \
         any(f["function"] == "test_dies" for f in out["state"]["stack"])
     if full:
-        hist = cli_json("history", str(dies), "total", cwd=project.path)
+        hist = cli_json("history", str(dies), "total", "--limit", "0", cwd=project.path)
         assert len(hist) > 1000
     # test_after never ran; the index says what happened to test_dies
     listing = cli_json("list", cwd=project.path)

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from pytest_escope.replay import JSON_SCHEMA_VERSION
+
 from conftest import Project, clean_env
 
 SUITE = '''
@@ -88,7 +90,7 @@ def test_list_shows_tests_outcomes_and_recordings(proj: Project) -> None:
     assert "escope replay test_invoice.py::test_late_fee" in res.stdout.splitlines()[-1]
     assert_fits(res.stdout)
     data = as_json(escope("list", "--failed", "--json", cwd=proj.path))
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == JSON_SCHEMA_VERSION == 2
     (run,) = data["runs"]
     assert [t["test"] for t in run["tests"]] == ["test_invoice.py::test_late_fee"]
     assert Path(run["tests"][0]["recording"]).is_file()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from pytest_escope.replay import Recording
+from pytest_escope.replay import JSON_SCHEMA_VERSION, Recording
 
 from conftest import Project, clean_env
 
@@ -273,7 +273,7 @@ def test_failure_state(truth_run: tuple[Path, list[Any]]) -> None:
         assert state.frame.locals["f"].repr == "120"
         assert state.frame.locals["squares"].repr == "[0, 1, 4, 9]"
         data = state.to_json()
-        assert data["schema_version"] == 1
+        assert data["schema_version"] == JSON_SCHEMA_VERSION == 2
         assert data["stack"][-1]["locals"]["table"] == {
             "type": "dict", "repr": "{'n': 2}", "len": 1,
             "entries": [[{"type": "str", "repr": "'n'"}, {"type": "int", "repr": "2"}]]}
