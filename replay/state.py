@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 #: Version of the JSON shapes of docs/json.md (its history is there).
 JSON_SCHEMA_VERSION = 2
 
+# INDEXED BY: left to itself SQLite takes bindings_name for the latest
+# binding and walks back through the same name's bindings in every other
+# frame (8.7 ms instead of 0.2 ms at the end of a million-event film).
 _LOCALS_SQL = """
 WITH RECURSIVE nm(name) AS (
     SELECT (SELECT min(name) FROM bindings WHERE frame = ?1)
@@ -41,7 +44,8 @@ WITH RECURSIVE nm(name) AS (
     SELECT (SELECT min(name) FROM bindings WHERE frame = ?1 AND name > nm.name) FROM nm WHERE nm.name IS NOT NULL
 )
 SELECT nm.name,
-       (SELECT coalesce(b.value, 0) FROM bindings b WHERE b.frame = ?1 AND b.name = nm.name AND b.step <= ?2
+       (SELECT coalesce(b.value, 0) FROM bindings b INDEXED BY bindings_frame
+        WHERE b.frame = ?1 AND b.name = nm.name AND b.step <= ?2
         ORDER BY b.step DESC LIMIT 1),
        (SELECT min(b.step) FROM bindings b WHERE b.frame = ?1 AND b.name = nm.name)
 FROM nm WHERE nm.name IS NOT NULL
