@@ -150,6 +150,8 @@ class SettraceBackend:
         self.prev_thread_trace: Any = None
         self.scope = col.scope
         self._tl = threading.local()
+        # one bound method, so ``sys.gettrace() is`` it can tell ours apart
+        self._global_fn = self._global
 
     def _thread_start(self, frame: Any, event: str, arg: Any) -> Any:
         """First trace call in a new thread: let the previous thread hook
@@ -157,13 +159,13 @@ class SettraceBackend:
         prev_hook = self.prev_thread_trace
         result = _call_chained(prev_hook, frame, event, arg)
         installed = sys.gettrace()
-        if installed == self._thread_start or installed == self._global:
+        if installed == self._thread_start or installed is self._global_fn:
             installed = None  # threading put our own hook there
         # a hook that installed its own tracer (coverage) is chained through
         # that tracer; a plain trace function is what threading would have
         # installed, so it becomes this thread's chained global tracer
         self._tl.prev = installed if installed is not None else prev_hook
-        sys.settrace(self._global)
+        sys.settrace(self._global_fn)
         return self._global(frame, event, arg, _chained_done=result)
 
     def _global(self, frame: Any, event: str, arg: Any, _chained_done: Any = None) -> Any:
@@ -173,6 +175,10 @@ class SettraceBackend:
         chained = _chained_done if prev is None else _call_chained(prev, frame, event, arg)
         if event != "call":
             return chained
+        if prev is not None and sys.gettrace() is not self._global_fn:
+            # coverage's CTracer, called on a call event, installs itself
+            # again as the thread's C-level tracer: put ours back on top
+            sys.settrace(self._global_fn)
         col = self.col
         if not col.active:
             return chained
@@ -215,10 +221,10 @@ class SettraceBackend:
         self.prev_trace = sys.gettrace()
         self.prev_thread_trace = threading.gettrace() if hasattr(threading, "gettrace") else None
         threading.settrace(self._thread_start)
-        sys.settrace(self._global)
+        sys.settrace(self._global_fn)
 
     def stop(self) -> None:
-        if sys.gettrace() == self._global:
+        if sys.gettrace() is self._global_fn:
             sys.settrace(self.prev_trace)
         threading.settrace(self.prev_thread_trace)  # type: ignore[arg-type]
 

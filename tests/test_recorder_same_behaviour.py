@@ -88,11 +88,7 @@ def test_full_trace_films_calls_into_builtins(backend: str, project: Project) ->
 
 # -- coverage.py ---------------------------------------------------------------------
 
-BUG8 = ("BUG-8: the settrace backend replaces coverage's threading.settrace hook and chains the main "
-        "thread's tracer into new threads, so coverage misses every line run in a thread")
-
-
-COMBOS = [pytest.param("ctrace", "settrace", marks=pytest.mark.xfail(strict=True, reason=BUG8))]
+COMBOS = [("ctrace", "settrace")]
 if PY312:
     COMBOS += [("ctrace", "monitoring"), ("sysmon", "settrace"), ("sysmon", "monitoring")]
 

@@ -188,12 +188,7 @@ def test_rerunfailures(project: Project) -> None:
 
 
 CORES = (["sysmon"] if PY312 else []) + ["ctrace"]
-BUG8 = "BUG-8 (known): coverage's ctrace core and escope's settrace backend share sys.settrace"
-
-
-@pytest.mark.parametrize("core", [
-    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=BUG8)) if c == "ctrace" and not PY312 else c
-    for c in CORES])
+@pytest.mark.parametrize("core", CORES)
 def test_pytest_cov(core: str, proj: Project) -> None:
     env = _env("")
     env["COVERAGE_CORE"] = core
