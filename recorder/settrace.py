@@ -134,9 +134,16 @@ def _at_return(frame: Any) -> bool:
 def _is_yield(frame: Any) -> bool:
     try:
         code = frame.f_code.co_code
-        return code[frame.f_lasti] == _YIELD_VALUE
+        lasti = frame.f_lasti
+        if code[lasti] == _YIELD_VALUE:
+            return True
+        # 3.13 reports a yield with f_lasti already on the RESUME after it
+        return code[lasti] == _RESUME and lasti >= 2 and code[lasti - 2] == _YIELD_VALUE
     except Exception:
         return False
+
+
+_RESUME = dis.opmap.get("RESUME")
 
 
 class SettraceBackend:

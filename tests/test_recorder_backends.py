@@ -8,6 +8,8 @@ must agree.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from conftest import BACKENDS, UGLY, Project, Rec, Run, module_project, needs_monitoring, write_files
@@ -229,7 +231,12 @@ def test_generator_close_is_filmed(backend: str, runs: dict[str, Run]) -> None:
     rec = runs[backend].recording("test_generator_closed_early")
     kinds = _frame_kinds(rec, "pairs")
     assert kinds.count("yield") == 2
-    assert kinds[-3:] == ["resume", "exception", "unwind"]
+    if sys.version_info >= (3, 13):
+        # 3.13 closes a generator suspended outside any try without running
+        # its frame: no tracer sees anything (checked with a bare settrace)
+        assert kinds[-1] == "yield"
+    else:
+        assert kinds[-3:] == ["resume", "exception", "unwind"]
     # nothing of the generator is left open on the stack
     assert rec.q("SELECT count(*) FROM activations WHERE end_step IS NULL AND depth > 0")[0][0] == 0
 
