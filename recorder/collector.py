@@ -36,7 +36,7 @@ _BORING_LOCAL_PREFIXES = ("@", ".")
 class FrameState:
     """One Python frame being filmed (a generator's survives its yields)."""
 
-    __slots__ = ("frame_id", "act", "info", "code", "watch", "prev", "last",
+    __slots__ = ("frame_id", "act", "info", "code", "watch", "prev", "last", "seen",
                  "depth", "thread", "task", "exc_pending", "parent")
 
     def __init__(self, frame_id: int, info: CodeInfo) -> None:
@@ -47,6 +47,7 @@ class FrameState:
         self.act = 0
         self.prev: Any = None  # watch entry of the statement now running
         self.last: dict[str, int] = {}  # name -> id() of the value bound to it
+        self.seen: dict[str, int] = {}  # name -> value row of a mutable object, as last seen here
         self.depth = 0
         self.thread = 0
         self.task: int | None = None
@@ -235,7 +236,9 @@ class Collector:
                 if id(type(v)) in IMMUTABLE_IDS and not (secrets.get(name) or self.is_secret(name)):
                     out.append(("s", fid, name, v))
                 else:
-                    out.append(("b", fid, name, self.capture(v, out, self.is_secret(name))))
+                    vid = self.capture(v, out, self.is_secret(name))
+                    fs.seen[name] = vid
+                    out.append(("b", fid, name, vid))
         for name in mutated:
             v = loc.get(name, MISSING)
             if v is MISSING:
@@ -246,11 +249,46 @@ class Collector:
                 if id(type(v)) in IMMUTABLE_IDS and not (secrets.get(name) or self.is_secret(name)):
                     out.append(("s", fid, name, v))
                 else:
-                    out.append(("b", fid, name, self.capture(v, out, self.is_secret(name))))
+                    vid = self.capture(v, out, self.is_secret(name))
+                    fs.seen[name] = vid
+                    out.append(("b", fid, name, vid))
             elif id(type(v)) not in IMMUTABLE_IDS and not self.is_secret(name):
-                self.capture(v, out)
+                vid = self.capture(v, out)
+                seen = fs.seen
+                if seen.get(name, vid) != vid:
+                    # changed since this frame last looked (here or in a callee)
+                    self._recheck_aliases(fs, loc, name, v, out)
+                seen[name] = vid
         # a tuple of tuples of scalars: the GC untracks it, a list it never would
         return tuple(out) if out else None
+
+    def _recheck_aliases(self, fs: FrameState, loc: Any, name: str, value: Any, out: list) -> None:
+        """``value`` changed: a local bound to one of its children changed too.
+
+        ``inner = bag.items; bag.add(3)`` mutates the list through ``bag``;
+        the statement names only ``bag``.  The new fingerprint of ``bag``
+        holds the ids of its children, so any other local bound to one of
+        them gets a new snapshot (when its own fingerprint moved).
+        """
+        entry = self.objs.get(id(value))
+        if entry is None or not fs.last:
+            return
+        fp = entry[0]
+        if type(fp) is not tuple:
+            return
+        ids = set()
+        for part in fp:
+            if type(part) is int:
+                ids.add(part)
+            elif type(part) is tuple:
+                ids.update(p for p in part if type(p) is int)
+        for other, other_id in list(fs.last.items()):
+            if other == name or other_id not in ids:
+                continue
+            v = loc.get(other, MISSING)
+            if v is MISSING or id(v) != other_id or id(type(v)) in IMMUTABLE_IDS or self.is_secret(other):
+                continue
+            self.capture(v, out)
 
     def capture_locals(self, fs: FrameState, frame: Any, out: list) -> None:
         """Every local of a frame just entered: its arguments."""
@@ -269,7 +307,9 @@ class Collector:
             if id(type(v)) in IMMUTABLE_IDS and not is_secret(name):
                 out.append(("s", fid, name, v))
             else:
-                out.append(("b", fid, name, self.capture(v, out, is_secret(name))))
+                vid = self.capture(v, out, is_secret(name))
+                fs.seen[name] = vid
+                out.append(("b", fid, name, vid))
 
     # -- frames -------------------------------------------------------------
 

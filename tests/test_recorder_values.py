@@ -390,8 +390,6 @@ def test_aliases_agree_at_every_step(recorded: tuple[Run, str, list[str]]) -> No
     assert rec.value_at(ext, "xs", ret) == rec.value_at(frame, "items", ret) == ("list", "[1, 2, 3]")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-5: a list reached through another object (bag.items) gets no new "
-                   "snapshot when that object mutates it; the alias `inner` keeps showing []")
 def test_alias_through_another_object_agrees(recorded: tuple[Run, str, list[str]]) -> None:
     run, _, _ = recorded
     rec = run.recording("test_alias_inside_another_object")
