@@ -362,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    """A message that stays one line on any terminal: a damaged file's own
+    bytes (control characters, line separators) can reach an error text."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -377,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"  {c}\n")
         return EXIT_ERROR
     except EscopeError as exc:
-        sys.stderr.write(f"escope: error: {exc.message()}\n")
+        sys.stderr.write(f"escope: error: {_one_line(exc.message())}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
         sys.stderr.write("escope: interrupted\n")
@@ -390,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # re-raises for whoever is debugging the replayer itself.
         if os.environ.get("ESCOPE_DEBUG"):
             raise
-        what = str(exc).splitlines()[0][:160] if str(exc) else ""
+        what = _one_line(str(exc).splitlines()[0][:160]) if str(exc) else ""
         sys.stderr.write(f"escope: error: the recording is damaged or not from pytest-escope "
                          f"({type(exc).__name__}: {what}); re-run the test (ESCOPE_DEBUG=1 shows the traceback)\n")
         return EXIT_ERROR
