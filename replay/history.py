@@ -339,7 +339,6 @@ class _Walk:
         newest = self.newest
         previous = self.previous
         since = self.since
-        path = self.path
         nodes = self.nodes
         functions = self.functions
         ti = 0
@@ -357,9 +356,7 @@ class _Walk:
                 lives = live.get(obj)
                 if not lives:
                     continue
-                raw: Any = s[2:6]
-                if path is not None or type(raw[1]) is not str or type(raw[0]) is not str or type(raw[3]) is not int:
-                    raw = self._form(raw)
+                raw = self._shown(s[2:6])
                 node: Any = _UNSET
                 expired = False
                 for lv in lives:  # in binding order already
@@ -394,10 +391,9 @@ class _Walk:
                 lives.append(_Live(step, rowid, fr, end))
             if fr not in functions:
                 functions[fr] = self.rec.function(owner)
-            if path is not None or type(raw[1]) is not str or type(raw[0]) is not str or type(raw[3]) is not int:
-                raw = self._form(raw)
-                if raw is None:
-                    continue
+            raw = self._shown(raw)
+            if raw is None:
+                continue
             if previous.get(fr) != raw:
                 previous[fr] = raw
                 if step >= since:
@@ -409,6 +405,13 @@ class _Walk:
                             node = nodes[at] = self.rec.node(*at)
                     out.append((step, fr, raw, node))
 
+    def _shown(self, raw: Any) -> Any:
+        """A value row as compared and shown: the path applied, a damaged
+        row's columns checked (None: nothing to show)."""
+        if self.path is not None or type(raw[1]) is not str or type(raw[0]) is not str or type(raw[3]) is not int:
+            return self._form(raw)
+        return raw
+
     def _snapshots_until(self, timeline: list[tuple[int, int, tuple]], ti: int, until: int | None,
                          out: list[tuple]) -> int:
         """The snapshots up to step ``until`` (None: all): each is a value in
@@ -417,7 +420,6 @@ class _Walk:
         newest = self.newest
         previous = self.previous
         since = self.since
-        path = self.path
         nt = len(timeline)
         while ti < nt:
             step = timeline[ti][0]
@@ -449,11 +451,9 @@ class _Walk:
             last = None
             node = None
             for _start, _rowid, fr, s in group:
-                raw: Any = s[2:6]
-                if path is not None or type(raw[1]) is not str or type(raw[0]) is not str or type(raw[3]) is not int:
-                    raw = self._form(raw)
-                    if raw is None:
-                        continue
+                raw = self._shown(s[2:6])
+                if raw is None:
+                    continue
                 if previous.get(fr) != raw:
                     previous[fr] = raw
                     if step >= since:
