@@ -9,13 +9,20 @@ Schema history:
 
 1. First version: events, activations, frames, bindings, value snapshots,
    embedded (compressed) sources and the libcst nodes of the lines that ran.
+2. The film is written as compressed chunks (table ``chunks``): one row per
+   chunk the recorder spilled, holding that chunk's events, frames,
+   activations, bindings and value snapshots column by column.  The
+   relational tables keep their meaning; a reader unpacks the chunks into
+   them (``unpack_chunks``) in a private copy before querying.
 """
 
 from __future__ import annotations
 
+import itertools
 import zlib
+from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Value stored in ``meta.format`` so a foreign SQLite file is told apart
 #: from a recording before any other table is trusted.
@@ -181,6 +188,17 @@ CREATE TABLE phases (
     duration_ns INTEGER
 ) WITHOUT ROWID;
 
+-- the film as written: each chunk holds the rows of events, frames,
+-- activations, bindings and vals for steps first_step .. first_step+steps-1,
+-- zlib-compressed JSON, column by column (see pack_chunk); a reader
+-- unpacks them into those tables before querying (unpack_chunks)
+CREATE TABLE chunks (
+    chunk INTEGER PRIMARY KEY,
+    first_step INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+
 -- problems the recorder met and survived
 CREATE TABLE faults (
     message TEXT PRIMARY KEY,
@@ -234,7 +252,7 @@ def decode_source(blob: bytes | str | None, limit: int = 64 << 20) -> str | None
 
 TABLES = (
     "meta", "files", "nodes", "lines", "codes", "threads", "tasks", "frames",
-    "activations", "events", "names", "bindings", "vals", "phases", "faults",
+    "activations", "events", "names", "bindings", "vals", "phases", "faults", "chunks",
 )
 
 #: The run index (``index.sqlite``) that lists the tests of one run.
@@ -262,3 +280,207 @@ CREATE TABLE IF NOT EXISTS tests (
     PRIMARY KEY (test_id, worker)
 );
 """
+
+
+# -- chunks (schema 2) --------------------------------------------------------
+#
+# A chunk's ``data`` is zlib-compressed UTF-8 JSON: an object whose keys are
+# tables and whose values are lists of columns (rows transposed), so runs of
+# alike numbers sit next to each other and compress to almost nothing:
+#
+#   "events":      [kind, act, line, time, value]  -- one entry per step,
+#                  step = first_step + position; ``value`` is a flat list of
+#                  (position, vals.value) pairs for the steps that have one
+#   "frames", "activations", "bindings", "vals": the table's columns in
+#                  table order
+#   "act_ends":    [act, end_step]: activations opened in an earlier chunk
+#                  that ended in this one
+#
+# Columns named in DELTA_COLUMNS hold the first value followed by the
+# differences between neighbours (ids and steps that mostly grow by one
+# become runs of small numbers); the other step columns are relative to
+# first_step.  Event times are stored in microseconds.
+
+#: Columns of the packed tables, in table order; the step columns are
+#: stored relative to the chunk's first_step.
+PACKED_COLUMNS = {
+    "frames": ("frame", "code", "first_step"),
+    "activations": ("act", "frame", "parent", "thread", "task", "depth", "start_step", "end_step"),
+    "bindings": ("frame", "name", "step", "value"),
+    "vals": ("value", "obj", "step", "type", "repr", "detail", "flags"),
+}
+_STEP_COLUMNS = frozenset({"first_step", "start_step", "end_step", "step"})
+
+#: Columns (table, column) stored as differences; none of them is ever NULL.
+DELTA_COLUMNS = frozenset({
+    ("events", "act"), ("events", "time"),
+    ("frames", "frame"), ("frames", "first_step"),
+    ("activations", "act"), ("activations", "start_step"),
+    ("bindings", "frame"), ("bindings", "step"),
+    ("vals", "value"), ("vals", "step"),
+})
+
+#: A chunk unpacks to at most this many bytes of JSON: a hostile blob
+#: cannot exhaust memory.
+CHUNK_LIMIT = 1 << 30
+
+
+def _relative(column: list, base: int) -> list:
+    return [None if s is None else s - base for s in column]
+
+
+def _absolute(column: list, base: int) -> list:
+    return [None if s is None else s + base for s in column]
+
+
+def _differences(column: list) -> list:
+    if not column:
+        return []
+    out = [column[0]]
+    out += [b - a for a, b in zip(column, column[1:])]
+    return out
+
+
+def pack_chunk(base: int, events: tuple[list, list, list, list, list],
+               tables: dict[str, list[tuple]], act_ends: list[tuple[int, int]],
+               encode: Any = None, level: int = 1) -> bytes:
+    """One chunk's rows as the ``chunks.data`` blob.
+
+    ``events`` is the five event columns (kind, act, line, time_ns and the
+    flat value pairs); ``tables`` maps each packed table to its rows.
+    """
+    kinds, acts, lines, times, value_pairs = events
+    micros = [t // 1000 for t in times]
+    doc: dict[str, Any] = {"events": [kinds, _differences(acts), lines, _differences(micros), value_pairs]}
+    for table, rows in tables.items():
+        if not rows:
+            continue
+        names = PACKED_COLUMNS[table]
+        columns = [list(c) for c in zip(*rows)]
+        for i, name in enumerate(names):
+            if (table, name) in DELTA_COLUMNS:
+                columns[i] = _differences(columns[i])
+            elif name in _STEP_COLUMNS:
+                columns[i] = _relative(columns[i], base)
+        doc[table] = columns
+    if act_ends:
+        ends = [list(c) for c in zip(*act_ends)]
+        doc["act_ends"] = [ends[0], _relative(ends[1], base)]
+    text = (encode or _json_encode)(doc)
+    return zlib.compress(text.encode("utf-8", "surrogatepass"), level)
+
+
+def _json_encode(doc: Any) -> str:
+    import json
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+class ChunkError(ValueError):
+    """A chunk that does not decode: the file is damaged or not ours."""
+
+
+def _decode_chunk(data: Any) -> dict:
+    import json
+    if not isinstance(data, (bytes, memoryview)):
+        raise ChunkError("its data is not a blob")
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(bytes(data), CHUNK_LIMIT)
+    except zlib.error as exc:
+        raise ChunkError(f"does not decompress ({exc})") from None
+    if d.unconsumed_tail:
+        raise ChunkError("unpacks to more than the allowed size")
+    try:
+        doc = json.loads(raw.decode("utf-8", "surrogatepass"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ChunkError(f"is not valid JSON ({str(exc)[:60]})") from None
+    if type(doc) is not dict:
+        raise ChunkError("is not a JSON object")
+    return doc
+
+
+def _columns(doc: dict, key: str, width: int, aligned: int | None = None) -> list[list] | None:
+    """The ``width`` columns under ``key``; the first ``aligned`` of them
+    (all by default) must have one entry per row."""
+    cols = doc.get(key)
+    if cols is None:
+        return None
+    if type(cols) is not list or len(cols) != width or any(type(c) is not list for c in cols):
+        raise ChunkError(f"has a malformed {key!r} entry")
+    n = len(cols[0])
+    if any(len(c) != n for c in cols[:aligned or width]):
+        raise ChunkError(f"has {key!r} columns of different lengths")
+    return cols
+
+
+def unpack_chunks(db: Any, progress: Any = None) -> int:
+    """Move every chunk's rows into the relational tables; returns the
+    number of events unpacked.  Runs in the caller's transaction.
+
+    ``db`` is an apsw or sqlite3 connection to a private, writable copy.
+    ``progress(done_steps, total_steps)`` is called after each chunk.
+    Raises ``ChunkError`` for a chunk that does not decode.
+    """
+    chunk_ids = [r[0] for r in db.execute("SELECT chunk FROM chunks ORDER BY chunk").fetchall()]
+    total_row = db.execute("SELECT coalesce(sum(steps), 0) FROM chunks").fetchone()
+    total = total_row[0] if total_row and type(total_row[0]) is int else 0
+    done = 0
+    for chunk_id in chunk_ids:
+        row = db.execute("SELECT first_step, data FROM chunks WHERE chunk = ?", (chunk_id,)).fetchone()
+        base, data = row
+        if type(base) is not int:
+            raise ChunkError(f"chunk {chunk_id} has no valid first_step")
+        try:
+            done += _unpack_one(db, base, _decode_chunk(data))
+        except ChunkError as exc:
+            raise ChunkError(f"chunk {chunk_id} {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ChunkError(f"chunk {chunk_id} holds values of the wrong type ({str(exc)[:60]})") from None
+        if progress is not None:
+            progress(done, total)
+    db.execute("DELETE FROM chunks")
+    return done
+
+
+def _sums(column: list) -> list:
+    """Running sums of a difference column; only integers are summed (a
+    hostile list of strings would otherwise grow quadratically)."""
+    if not set(map(type, column)) <= {int}:
+        raise ChunkError("has a difference column that is not all integers")
+    return list(itertools.accumulate(column))
+
+
+def _unpack_one(db: Any, base: int, doc: dict) -> int:
+    ev = _columns(doc, "events", 5, aligned=4)
+    n = 0
+    if ev is not None:
+        kinds, acts, lines, deltas, pairs = ev[0], ev[1], ev[2], ev[3], ev[4]
+        n = len(kinds)
+        if len(pairs) % 2:
+            raise ChunkError("has an odd list of event values")
+        values: list = [None] * n
+        for i in range(0, len(pairs), 2):
+            pos = pairs[i]
+            if type(pos) is not int or not 0 <= pos < n:
+                raise ChunkError("has an event value outside the chunk")
+            values[pos] = pairs[i + 1]
+        acts = _sums(acts)
+        times = [t * 1000 for t in _sums(deltas)]
+        db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                       zip(range(base, base + n), kinds, acts, lines, times, values))
+    for table, names in PACKED_COLUMNS.items():
+        cols = _columns(doc, table, len(names))
+        if cols is None:
+            continue
+        for i, name in enumerate(names):
+            if (table, name) in DELTA_COLUMNS:
+                cols[i] = _sums(cols[i])
+            elif name in _STEP_COLUMNS:
+                cols[i] = _absolute(cols[i], base)
+        marks = ", ".join("?" * len(names))
+        db.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", zip(*cols))
+    ends = _columns(doc, "act_ends", 2)
+    if ends is not None:
+        db.executemany("UPDATE activations SET end_step = ? WHERE act = ?",
+                       zip(_absolute(ends[1], base), ends[0]))
+    return n

@@ -21,7 +21,7 @@ from typing import Any
 import apsw
 
 from . import schema
-from .values import Renderer, detail_json
+from .values import Renderer, _encode_json, detail_json
 
 _STOP = object()
 
@@ -168,91 +168,104 @@ class RecordingWriter:
         pending_acts: dict[int, list] = {}
         RETURN, YIELD, UNWIND = schema.RETURN, schema.YIELD, schema.UNWIND
 
-        def event_rows() -> Any:
-            # A generator, consumed by executemany: a chunk's event rows never
-            # all exist at once (a list of them would grow the GC's work).
-            step = base
-            for ev in chunk["events"]:
-                kind = ev[0]
-                act = ev[1]
-                if len(ev) == 4:
-                    yield (step, kind, act, ev[2], ev[3], None)
-                else:
-                    value = ev[4]
-                    payload = ev[5]
-                    if payload:
-                        remap = None
-                        for item in payload:
-                            tag = item[0]
-                            if tag == "b":
-                                vid = item[3]
-                                if remap is not None and vid in remap:
-                                    vid = remap[vid]
-                                binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
-                            elif tag == "s" or tag == "R":
-                                # a scalar by reference: render, dedupe, number it here
-                                scalar = item[-1]
-                                cls = type(scalar)
-                                vkey = (cls, scalar) if cls in _KEYED_BY_VALUE else None
-                                vid = by_value.get(vkey) if vkey is not None else None
-                                if vid is None:
-                                    tname, text, detail, flags = render_scalar(scalar)
-                                    key = (tname, text, flags)
-                                    vid = scalars.get(key)
-                                    if vid is None:
-                                        vid = self.next_vid
-                                        self.next_vid += 2
-                                        if len(scalars) < 200_000:
-                                            scalars[key] = vid
-                                        val_rows.append((vid, None, step, tname, text, detail, flags))
-                                    if vkey is not None and len(by_value) < 200_000:
-                                        by_value[vkey] = vid
-                                if tag == "s":
-                                    binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
-                                else:
-                                    value = vid
-                            elif tag == "r":
-                                tname, text, detail, flags = render_scalar(item[2])
+        kinds: list = []
+        acts: list = []
+        lines: list = []
+        times: list = []
+        value_pairs: list = []
+        step = base
+        for ev in chunk["events"]:
+            kind = ev[0]
+            act = ev[1]
+            kinds.append(kind)
+            acts.append(act)
+            lines.append(ev[2])
+            times.append(ev[3])
+            if len(ev) != 4:
+                value = ev[4]
+                payload = ev[5]
+                if payload:
+                    remap = None
+                    for item in payload:
+                        tag = item[0]
+                        if tag == "b":
+                            vid = item[3]
+                            if remap is not None and vid in remap:
+                                vid = remap[vid]
+                            binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
+                        elif tag == "s" or tag == "R":
+                            # a scalar by reference: render, dedupe, number it here
+                            scalar = item[-1]
+                            cls = type(scalar)
+                            vkey = (cls, scalar) if cls in _KEYED_BY_VALUE else None
+                            vid = by_value.get(vkey) if vkey is not None else None
+                            if vid is None:
+                                tname, text, detail, flags = render_scalar(scalar)
                                 key = (tname, text, flags)
-                                known = scalars.get(key) if detail is None else None
-                                if known is not None:
-                                    if remap is None:
-                                        remap = {}
-                                    remap[item[1]] = known
-                                else:
-                                    if detail is None and len(scalars) < 200_000:
-                                        scalars[key] = item[1]
-                                    val_rows.append((item[1], None, step, tname, text, detail, flags))
-                            elif tag == "v":
-                                detail = item[5]
-                                if detail is not None and type(detail) is not str:
-                                    detail = detail_json(detail)
-                                val_rows.append((item[1], item[2], step, item[3], item[4], detail, item[6]))
-                            elif tag == "A":
-                                pending_acts[item[1]] = [item[1], item[2], item[3], item[4], item[5], item[6], step, None]
-                                act_file[item[1]] = frame_file.get(item[2])
-                            elif tag == "F":
-                                frame_rows.append((item[1], item[2], step))
-                                frame_file[item[1]] = code_file.get(item[2])
-                        if remap is not None and value in remap:
-                            value = remap[value]
-                    yield (step, kind, act, ev[2], ev[3], value)
-                key = (act_file.get(act), ev[2])
-                if key not in seen_lines:
-                    seen_lines.add(key)
-                    new_lines.append(key)
-                if kind == RETURN or kind == YIELD or kind == UNWIND:
-                    row = pending_acts.pop(act, None)
-                    if row is not None:
-                        row[7] = step
-                        act_rows.append(row)
-                    else:
-                        act_ends.append((step, act))
-                    act_file.pop(act, None)
-                step += 1
+                                vid = scalars.get(key)
+                                if vid is None:
+                                    vid = self.next_vid
+                                    self.next_vid += 2
+                                    if len(scalars) < 200_000:
+                                        scalars[key] = vid
+                                    val_rows.append((vid, None, step, tname, text, detail, flags))
+                                if vkey is not None and len(by_value) < 200_000:
+                                    by_value[vkey] = vid
+                            if tag == "s":
+                                binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
+                            else:
+                                value = vid
+                        elif tag == "r":
+                            tname, text, detail, flags = render_scalar(item[2])
+                            key = (tname, text, flags)
+                            known = scalars.get(key) if detail is None else None
+                            if known is not None:
+                                if remap is None:
+                                    remap = {}
+                                remap[item[1]] = known
+                            else:
+                                if detail is None and len(scalars) < 200_000:
+                                    scalars[key] = item[1]
+                                val_rows.append((item[1], None, step, tname, text, detail, flags))
+                        elif tag == "v":
+                            detail = item[5]
+                            if detail is not None and type(detail) is not str:
+                                detail = detail_json(detail)
+                            val_rows.append((item[1], item[2], step, item[3], item[4], detail, item[6]))
+                        elif tag == "A":
+                            pending_acts[item[1]] = [item[1], item[2], item[3], item[4], item[5], item[6], step, None]
+                            act_file[item[1]] = frame_file.get(item[2])
+                        elif tag == "F":
+                            frame_rows.append((item[1], item[2], step))
+                            frame_file[item[1]] = code_file.get(item[2])
+                    if remap is not None and value in remap:
+                        value = remap[value]
+                if value is not None:
+                    value_pairs.append(step - base)
+                    value_pairs.append(value)
+            key = (act_file.get(act), ev[2])
+            if key not in seen_lines:
+                seen_lines.add(key)
+                new_lines.append(key)
+            if kind == RETURN or kind == YIELD or kind == UNWIND:
+                row = pending_acts.pop(act, None)
+                if row is not None:
+                    row[7] = step
+                    act_rows.append(row)
+                else:
+                    act_ends.append((act, step))
+                act_file.pop(act, None)
+            step += 1
+        act_rows.extend(pending_acts.values())
+        blob = schema.pack_chunk(
+            base, (kinds, acts, lines, times, value_pairs),
+            {"frames": frame_rows, "activations": act_rows, "bindings": binding_rows, "vals": val_rows},
+            act_ends, encode=_encode_json)
+        kinds = acts = lines = times = value_pairs = None  # type: ignore[assignment]
         with db:
-            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", event_rows())
             step = base + len(chunk["events"])
+            db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (?, ?, ?)",
+                       (base, step - base, blob))
             for file_id, sf in chunk.get("files", ()):
                 if file_id in self.files_done:
                     continue
@@ -268,18 +281,6 @@ class RecordingWriter:
                 db.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?)", chunk["tasks"])
             if new_names:
                 db.executemany("INSERT INTO names VALUES (?, ?)", new_names)
-            if frame_rows:
-                db.executemany("INSERT INTO frames VALUES (?, ?, ?)", frame_rows)
-            act_rows.extend(pending_acts.values())
-            if act_rows:
-                db.executemany("INSERT INTO activations (act, frame, parent, thread, task, depth, start_step, end_step) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", act_rows)
-            if act_ends:
-                db.executemany("UPDATE activations SET end_step = ? WHERE act = ?", act_ends)
-            if val_rows:
-                db.executemany("INSERT INTO vals VALUES (?, ?, ?, ?, ?, ?, ?)", val_rows)
-            if binding_rows:
-                db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?)", binding_rows)
             for name, start_step, is_start, outcome, duration in chunk.get("phases", ()):
                 if is_start:
                     db.execute("INSERT OR REPLACE INTO phases (phase, start_step) VALUES (?, ?)", (name, start_step))
@@ -323,7 +324,9 @@ class RecordingWriter:
     def _drop_oldest(self, db: apsw.Connection, cut: int) -> None:
         """Keep the newest events; older bindings and snapshots shrink to the
         last one per name and per object, so the first kept step still has
-        its full state."""
+        its full state.  The chunks are unpacked into the tables first: the
+        cut falls inside one, and the rules below are about single rows."""
+        schema.unpack_chunks(db)
         db.execute("DELETE FROM events WHERE step < ?", (cut,))
         db.execute(
             "DELETE FROM bindings WHERE step < ? AND rowid NOT IN "

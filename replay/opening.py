@@ -13,22 +13,29 @@ machine), so nothing in it is executed or believed before it is checked:
   ``events`` would be someone else's code), ``meta.format`` must name the
   format, and ``meta.schema_version`` must be one this replayer knows.
 
-A recording whose process died mid-write keeps a hot rollback journal next
-to it, and has none of the secondary indexes (the writer builds them when
-a test finishes).  A read-only connection can neither roll back nor index,
-so the file and its journal are copied to a private temporary directory,
-repaired there, and the copy is what gets opened; the original is never
-touched.
+The film is stored as compressed chunks (schema 2); queries need it as
+rows with indexes.  A read-only connection can do neither, and a recording
+whose process died mid-write also keeps a hot rollback journal next to it.
+So the file (and its journal) is copied to a private directory, rolled
+back, unpacked and indexed there, and the copy is what gets opened; the
+original is never touched.  A small film is unpacked into a temporary
+directory removed at exit; a big one (``CACHE_FROM_STEPS``) is kept in the
+user's cache, keyed by the file's content hash, so only the first command
+on it pays for unpacking.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import shutil
+import sys
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
+from typing import Callable
 
 import apsw
 
@@ -94,20 +101,60 @@ def _hot_journal(path: Path) -> Path | None:
     return None
 
 
-def _private_copy(path: Path, journal: Path | None, *, index: bool) -> Path:
-    """Copy a recording (and its hot journal) to a private temporary
-    directory and repair the copy there: let SQLite roll a half-written
-    transaction back, and build the secondary indexes a recording cut short
-    never got.  The original is never touched; the copy goes at exit."""
+#: A film of at least this many steps is unpacked once into the user's
+#: cache; a smaller one (well under a second to unpack) into a temporary
+#: directory removed at exit.
+CACHE_FROM_STEPS = 50_000
+
+#: What the cache may hold before the least recently used entries go.
+CACHE_MAX_ENTRIES = 32
+CACHE_MAX_BYTES = 4 << 30
+
+#: Films at least this long print one line of progress to stderr.
+PROGRESS_FROM_STEPS = 200_000
+
+
+def cache_dir() -> Path:
+    """Where unpacked films are kept: ``$ESCOPE_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/escope/unpacked``, else ``~/.cache/escope/unpacked``."""
+    env = os.environ.get("ESCOPE_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "escope" / "unpacked"
+
+
+def _content_key(path: Path, journal: Path | None) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"schema {schema.SCHEMA_VERSION}\n".encode())
+    for part in (path, journal):
+        if part is None:
+            continue
+        with open(part, "rb") as fh:
+            while True:
+                block = fh.read(1 << 20)
+                if not block:
+                    break
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:40]
+
+
+def _temp_dir() -> Path:
     tmp = Path(tempfile.mkdtemp(prefix="escope-"))
     os.chmod(tmp, 0o700)
     atexit.register(shutil.rmtree, tmp, True)
-    copy = tmp / path.name
-    shutil.copyfile(path, copy)
-    if journal is not None:
-        shutil.copyfile(journal, Path(str(copy) + "-journal"))
+    return tmp
+
+
+def _rebuild(copy: Path, target: Path, original: Path, *, progress: Callable[[int, int], None] | None) -> None:
+    """Make ``target``: a new database with escope's own schema, filled from
+    ``copy`` (a private copy of the recording, with its hot journal if any),
+    its chunks unpacked and its indexes built.  Only rows are taken from the
+    file, never its schema, so no trigger or view of a hostile file exists
+    in what the replayer reads."""
     try:
-        conn = apsw.Connection(str(copy), flags=apsw.SQLITE_OPEN_READWRITE)
+        conn = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
         try:
             conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
             conn.execute("PRAGMA trusted_schema=OFF")
@@ -115,16 +162,134 @@ def _private_copy(path: Path, journal: Path | None, *, index: bool) -> Path:
                 conn.enable_load_extension(False)
             except (AttributeError, apsw.Error):
                 pass
-            conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
-            if index:
-                with conn:
-                    conn.execute(schema.create_indexes_sql())
+            conn.execute("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF")
+            conn.execute(schema.TABLES_SCHEMA)
+            # the copy is writable and private: attaching it lets SQLite roll
+            # back a half-written chunk from its hot journal
+            conn.execute("ATTACH DATABASE ? AS src", (str(copy),))
+            kinds = dict(conn.execute("SELECT name, type FROM src.sqlite_schema").fetchall())
+            with conn:
+                for table in schema.TABLES:
+                    if kinds.get(table) != "table":
+                        continue
+                    cols = ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})").fetchall())
+                    conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM src.{table}")
+            conn.execute("DETACH DATABASE src")
+            with conn:
+                schema.unpack_chunks(conn, progress)
+                conn.execute(schema.create_indexes_sql())
         finally:
             conn.close()
+    except schema.ChunkError as exc:
+        raise RecordingError(f"the recording is corrupt ({_one_line(str(exc))})", path=original,
+                             fix="copy it again or re-run the test") from None
     except apsw.Error as exc:
-        raise RecordingError(f"the recording is corrupt ({_short(exc)})", path=path,
-                             fix="the process that wrote it died mid-write; re-run the test") from None
+        raise RecordingError(f"the recording is corrupt ({_short(exc)})", path=original,
+                             fix="copy it again or re-run the test") from None
+
+
+def _copy_into(directory: Path, path: Path, journal: Path | None, name: str) -> Path:
+    copy = directory / name
+    shutil.copyfile(path, copy)
+    if journal is not None:
+        shutil.copyfile(journal, Path(str(copy) + "-journal"))
     return copy
+
+
+def _private_copy(path: Path, journal: Path | None, *, steps: int = 0, original: Path | None = None) -> Path:
+    """A private, unpacked and indexed copy of a recording (see the module
+    docstring); the original is never touched."""
+    original = original or path
+    progress = _Progress(original, steps) if steps >= PROGRESS_FROM_STEPS else None
+    if steps >= CACHE_FROM_STEPS:
+        cached = _cached_copy(path, journal, original, progress)
+        if cached is not None:
+            return cached
+    tmp = _temp_dir()
+    copy = _copy_into(tmp, path, journal, "original.sqlite")
+    target = tmp / path.name
+    _rebuild(copy, target, original, progress=progress)
+    for leftover in (copy, Path(str(copy) + "-journal")):
+        leftover.unlink(missing_ok=True)
+    if progress is not None:
+        progress.done(cached=False)
+    return target
+
+
+def _cached_copy(path: Path, journal: Path | None, original: Path,
+                 progress: "_Progress | None") -> Path | None:
+    """The unpacked copy from the cache, made there first if need be; None
+    when the cache cannot be used (unwritable home, ...)."""
+    try:
+        directory = cache_dir()
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = _content_key(path, journal)
+        target = directory / f"{key}.sqlite"
+        if target.is_file():
+            os.utime(target)
+            return target
+        work = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=directory))
+    except OSError:
+        return None
+    try:
+        copy = _copy_into(work, path, journal, "original.sqlite")
+        film = work / "film.sqlite"
+        _rebuild(copy, film, original, progress=progress)
+        os.chmod(film, 0o600)
+        os.replace(film, target)
+    except OSError:
+        return None
+    finally:
+        shutil.rmtree(work, True)
+    if progress is not None:
+        progress.done(cached=True)
+    _prune_cache(directory, keep=target)
+    return target
+
+
+def _prune_cache(directory: Path, keep: Path) -> None:
+    """Least recently used entries go past CACHE_MAX_ENTRIES or CACHE_MAX_BYTES."""
+    try:
+        entries = []
+        for entry in directory.glob("*.sqlite"):
+            st = entry.stat()
+            entries.append((st.st_mtime, st.st_size, entry))
+        entries.sort(reverse=True)
+        total = 0
+        for i, (_, size, entry) in enumerate(entries):
+            total += size
+            if entry != keep and (i >= CACHE_MAX_ENTRIES or total > CACHE_MAX_BYTES):
+                entry.unlink()
+    except OSError:
+        pass
+
+
+class _Progress:
+    """One line on stderr for a long unpack: users wait only once per file."""
+
+    def __init__(self, path: Path, steps: int) -> None:
+        self.path = path
+        self.steps = steps
+        self.t0 = time.monotonic()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 1.0 and done < total:
+            return
+        self.last = now
+        self.shown = True
+        end = "\n" if done >= total else "\r"
+        sys.stderr.write(f"escope: unpacking the film of {self.path.name}: {done:,} of {total:,} steps{end}")
+        sys.stderr.flush()
+
+    def done(self, *, cached: bool) -> None:
+        if not self.shown:
+            return
+        where = f"; kept in {cache_dir()}, the next command starts at once" if cached else ""
+        sys.stderr.write(f"escope: unpacked {self.steps:,} steps in {time.monotonic() - self.t0:.1f} s{where}\n")
+        sys.stderr.flush()
 
 
 def connect_readonly(path: Path, *, immutable: bool = False) -> apsw.Connection:
@@ -150,7 +315,8 @@ def open_recording(path: Path) -> tuple[apsw.Connection, dict[str, str]]:
     source = path
     journal = _hot_journal(path)
     if journal is not None:
-        source = _private_copy(path, journal, index=True)
+        # a half-written chunk must be rolled back before anything is read
+        source = _private_copy(path, journal, steps=_steps_ignoring_journal(path), original=path)
     try:
         conn = connect_readonly(source)
         kinds = dict(conn.execute("SELECT name, type FROM sqlite_schema").fetchall())
@@ -183,16 +349,44 @@ def open_recording(path: Path) -> tuple[apsw.Connection, dict[str, str]]:
             path=path, fix="upgrade: pip install -U pytest-escope")
     if version < 1:
         raise RecordingError(f"unknown schema_version {version}", path=path, fix=_REINSTALL)
-    missing = sorted(t for t in REQUIRED_TABLES if kinds.get(t) != "table")
+    required = REQUIRED_TABLES if version >= 2 else REQUIRED_TABLES - {"chunks"}
+    missing = sorted(t for t in required if kinds.get(t) != "table")
     if missing:
         raise RecordingError(f"the recording lacks table(s) {', '.join(missing)}", path=path,
                              fix="it is damaged or not from pytest-escope; re-run the test")
-    if any(kinds.get(name) != "index" for name in schema.INDEX_NAMES):
-        # cut short before the writer indexed it (the test's process died)
+    packed_steps = 0
+    if kinds.get("chunks") == "table":
+        try:
+            row = conn.execute("SELECT count(*), coalesce(sum(steps), 0) FROM chunks").fetchone()
+        except apsw.Error as exc:
+            raise RecordingError(f"the recording is corrupt ({_short(exc)})", path=path,
+                                 fix="copy it again or re-run the test") from None
+        if row[0]:
+            packed_steps = row[1] if type(row[1]) is int and row[1] > 0 else 1
+    if packed_steps or any(kinds.get(name) != "index" for name in schema.INDEX_NAMES):
+        # the film is packed, or the test's process died before the writer indexed it
         conn.close()
-        source = _private_copy(source, None, index=True)
+        source = _private_copy(source, None, steps=packed_steps, original=path)
         conn = connect_readonly(source)
     return conn, meta
+
+
+def _steps_ignoring_journal(path: Path) -> int:
+    """How big the packed film is, read past a hot journal (only to decide
+    where to unpack it and whether to show progress)."""
+    try:
+        conn = connect_readonly(path, immutable=True)
+        try:
+            row = conn.execute("SELECT coalesce(sum(steps), 0) FROM chunks").fetchone()
+        finally:
+            conn.close()
+        return row[0] if type(row[0]) is int else 0
+    except apsw.Error:
+        return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:160]
 
 
 def _short(exc: BaseException) -> str:

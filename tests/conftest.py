@@ -49,8 +49,24 @@ def _clean_inner_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
         monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
 
 
+_test_cache: list[str] = []
+
+
+def cache_dir_for_tests() -> str:
+    """Where the CLI run by the tests unpacks big films (replay/opening.py):
+    a temporary directory, never the user's ~/.cache."""
+    if not _test_cache:
+        import atexit
+        import shutil
+        import tempfile
+        _test_cache.append(tempfile.mkdtemp(prefix="escope-test-cache-"))
+        atexit.register(shutil.rmtree, _test_cache[0], True)
+    return _test_cache[0]
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    env.setdefault("ESCOPE_CACHE_DIR", cache_dir_for_tests())
     env["PY_COLORS"] = "0"
     env.update(extra)
     return env
@@ -120,19 +136,35 @@ def module_project(tmp_path_factory: pytest.TempPathFactory, name: str) -> Proje
 
 
 def open_ro(path: Path) -> sqlite3.Connection:
-    """Read-only; a recording whose process died mid-chunk leaves a hot
+    """Read-only for the original.  A recording's film is packed in chunks
+    (schema 2), and a recording whose process died mid-chunk leaves a hot
     journal that only a writer may roll back, so such a file is read from a
-    private copy (the original is never touched)."""
+    private copy with its chunks unpacked into the tables (the original is
+    never touched)."""
     path = Path(path)
     journal = Path(str(path) + "-journal")
-    if journal.exists() and journal.stat().st_size > 0:
-        import shutil
-        import tempfile
-        tmp = Path(tempfile.mkdtemp(prefix="escope-test-ro-"))
-        shutil.copy2(path, tmp / path.name)
+    hot = journal.exists() and journal.stat().st_size > 0
+    if not hot:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            packed = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks'").fetchone() and \
+                db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone()
+        except sqlite3.DatabaseError:
+            packed = None
+        if not packed:
+            return db
+        db.close()
+    import shutil
+    import tempfile
+    from pytest_escope.recorder import schema
+    tmp = Path(tempfile.mkdtemp(prefix="escope-test-ro-"))
+    shutil.copy2(path, tmp / path.name)
+    if hot:
         shutil.copy2(journal, tmp / journal.name)
-        return sqlite3.connect(str(tmp / path.name))
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = sqlite3.connect(str(tmp / path.name))
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks'").fetchone():
+        schema.unpack_chunks(db)
+        db.commit()
     return db
 
 

@@ -42,7 +42,7 @@ def wait_flushed(path):
         try:
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             try:
-                n = db.execute("SELECT count(*) FROM events").fetchone()[0]
+                n = db.execute("SELECT coalesce(sum(steps), 0) FROM chunks").fetchone()[0]
             finally:
                 db.close()
             if n:
@@ -416,7 +416,7 @@ def test_3_big_under_a_reader(escope):
             try:
                 db = sqlite3.connect(f"file:{escope.path}?mode=ro", uri=True, timeout=30)
                 db.execute("BEGIN")
-                db.execute("SELECT count(*) FROM events").fetchall()
+                db.execute("SELECT count(*) FROM chunks").fetchall()
                 time.sleep(0.2)
                 db.close()
             except sqlite3.Error:

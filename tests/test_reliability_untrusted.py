@@ -16,12 +16,14 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import apsw
 import pytest
 
 from conftest import Project, module_project
+from pytest_escope.recorder import schema
 from reliability import quiet_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,11 +108,18 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, Path]:
     return project, path
 
 
-def crafted(good: tuple[Project, Path], tmp_path: Path, name: str, *sql: str) -> Path:
+def crafted(good: tuple[Project, Path], tmp_path: Path, name: str, *sql: str, unpack: bool = True) -> Path:
+    """A copy of the good recording changed by ``sql``.  Its chunks are first
+    unpacked into the tables (a layout the writer also leaves behind, after
+    --escope-max-events) so the SQL reaches real rows; ``unpack=False``
+    keeps the film packed, for edits of the chunks themselves."""
     _, src = good
     path = tmp_path / f"{name}.sqlite"
     shutil.copyfile(src, path)
     db = sqlite3.connect(path)
+    if unpack:
+        schema.unpack_chunks(db)
+        db.commit()
     db.executescript(";\n".join(sql))
     db.commit()
     db.close()
@@ -208,6 +217,52 @@ def test_crafted_file(case: str, good, tmp_path: Path) -> None:
     assert check([path], project.path) == {}
 
 
+def _chunk_json(doc: str) -> str:
+    return "x'" + zlib.compress(doc.encode()).hex() + "'"
+
+
+#: Damaged or hostile chunks (the packed film, schema 2).
+CRAFTED_CHUNKS = {
+    "not_zlib": ["UPDATE chunks SET data = x'00112233445566778899'"],
+    "text_data": ["UPDATE chunks SET data = 'hello'"],
+    "not_json": ["UPDATE chunks SET data = " + _chunk_json('{not json')],
+    "json_list": ["UPDATE chunks SET data = " + _chunk_json('[1, 2, 3]')],
+    "short_columns": ["UPDATE chunks SET data = " + _chunk_json('{"events": [[2, 2], [1], [3, 4], [5, 6], []]}')],
+    "string_differences": ["UPDATE chunks SET data = "
+                           + _chunk_json('{"events": [[2, 2], ["aa", "bb"], [3, 4], [5, 6], []]}')],
+    "nested_values": ["UPDATE chunks SET data = "
+                      + _chunk_json('{"events": [[2, 2], [1, 0], [[3], {}], [5, 6], [0, [1]]]}')],
+    "value_outside": ["UPDATE chunks SET data = "
+                      + _chunk_json('{"events": [[2, 2], [1, 0], [3, 4], [5, 6], [99, 1]]}')],
+    "text_first_step": ["UPDATE chunks SET first_step = 'soon'"],
+    "duplicate_chunks": ["INSERT INTO chunks (first_step, steps, data) SELECT first_step, steps, data FROM chunks"],
+    "huge_steps": ["UPDATE chunks SET steps = 4611686018427387904, first_step = 4611686018427387904"],
+    "trigger_on_unpack": ["CREATE TABLE log (x)",
+                          "CREATE TRIGGER t1 AFTER INSERT ON events BEGIN INSERT INTO log VALUES (1); END"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED_CHUNKS))
+def test_crafted_chunks(case: str, good, tmp_path: Path) -> None:
+    project, src = good
+    assert sqlite3.connect(src).execute("SELECT count(*) FROM chunks").fetchone()[0] >= 1
+    path = crafted(good, tmp_path, case, *CRAFTED_CHUNKS[case], unpack=False)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert check([path], project.path) == {}
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+def test_a_chunk_bomb_is_refused(good, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk that inflates past CHUNK_LIMIT is refused before it is parsed."""
+    from pytest_escope.replay.errors import RecordingError
+    from pytest_escope.replay.opening import open_recording
+    bomb = zlib.compress(b"[" * (1 << 22), 9)
+    path = crafted(good, tmp_path, "bomb", f"UPDATE chunks SET data = x'{bomb.hex()}'", unpack=False)
+    monkeypatch.setattr(schema, "CHUNK_LIMIT", 1 << 20)
+    with pytest.raises(RecordingError, match="corrupt.*allowed size"):
+        open_recording(path)
+
+
 def test_million_level_stack(good, tmp_path: Path) -> None:
     """A million activations, each the parent of the next: one clear error
     (deeper than replay's MAX_STACK_DEPTH) or an answer, in bounded time.
@@ -241,7 +296,7 @@ TABLES = {"meta": ["value"], "events": ["step", "kind", "act", "line", "time_ns"
           "vals": ["value", "obj", "step", "type", "repr", "detail", "flags"],
           "bindings": ["frame", "name", "step", "value"], "names": ["name", "text"],
           "files": ["path", "source"], "lines": ["file", "line", "node"], "phases": ["start_step", "end_step"],
-          "nodes": ["first_line", "node_id"]}
+          "nodes": ["first_line", "node_id"], "chunks": ["first_step", "steps", "data"]}
 values = st.one_of(st.none(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=True), st.text(max_size=40),
                    st.binary(max_size=40), st.sampled_from(["", "1", "0", "-1", "{}", "[", "9" * 30]))
 cell = st.tuples(st.sampled_from(sorted(TABLES)), st.data())

@@ -35,7 +35,7 @@ def committed(path):
     import sqlite3
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        return db.execute("SELECT count(*) FROM events").fetchone()[0] > 0
+        return db.execute("SELECT count(*) FROM chunks").fetchone()[0] > 0
     except sqlite3.Error:
         return False
 

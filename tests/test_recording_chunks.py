@@ -1,0 +1,121 @@
+"""The packed film (schema 2): chunks round-trip exactly, a real recording
+stays small, and a big film is unpacked once, into the cache, by the real
+CLI (docs/recording-format.md, "chunks" and "Unpacking")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pytest_escope.recorder import schema
+
+from conftest import Project, open_ro, cache_dir_for_tests
+from reliability import cli, quiet_env
+
+LOOP = '''
+def accumulate(n):
+    total = 0
+    seen = []
+    for i in range(n):
+        total += i
+        if i % 1000 == 0:
+            seen.append(total)
+    return total, seen
+
+
+def test_loop():
+    total, seen = accumulate({n})
+    assert total == -1
+'''
+
+
+def _fresh_db() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    db.executescript(schema.TABLES_SCHEMA)
+    return db
+
+
+def test_a_chunk_round_trips_every_row() -> None:
+    base = 1000
+    events = ([1, 2, 2, 3], [7, 7, 9, 7], [10, 11, 11, 12], [5_000, 6_999, 6_000, 1_000_000], [0, 41, 3, 43])
+    tables = {
+        "frames": [(3, 1, 1000), (4, 2, 1002)],
+        "activations": [(7, 3, None, 1, None, 0, 1000, 1003), (9, 4, 7, 1, 2, 1, 1002, None)],
+        "bindings": [(3, 1, 1001, 41), (3, 2, 1001, None), (4, 1, 1003, 43)],
+        "vals": [(41, None, 1001, "int", "1", None, 0), (43, 5, 1003, "list", "[1, 'é\\u2028']", '{"len":2}', 1)],
+    }
+    blob = schema.pack_chunk(base, events, tables, [(5, 1002)])
+    db = _fresh_db()
+    db.execute("INSERT INTO activations VALUES (5, 1, NULL, 1, NULL, 0, 10, NULL)")
+    db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (?, ?, ?)", (base, 4, blob))
+    assert schema.unpack_chunks(db) == 4
+    assert db.execute("SELECT * FROM events ORDER BY step").fetchall() == [
+        (1000, 1, 7, 10, 5_000, 41), (1001, 2, 7, 11, 6_000, None),
+        (1002, 2, 9, 11, 6_000, None), (1003, 3, 7, 12, 1_000_000, 43)]
+    assert db.execute("SELECT * FROM frames").fetchall() == tables["frames"]
+    assert db.execute("SELECT * FROM activations WHERE act != 5").fetchall() == tables["activations"]
+    assert db.execute("SELECT end_step FROM activations WHERE act = 5").fetchone() == (1002,)
+    assert db.execute("SELECT * FROM bindings").fetchall() == tables["bindings"]
+    assert db.execute("SELECT * FROM vals ORDER BY value").fetchall() == tables["vals"]
+    assert db.execute("SELECT count(*) FROM chunks").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("data", [b"\x00\x01", "text", 12345])
+def test_a_chunk_that_does_not_decode_is_a_chunk_error(data) -> None:
+    db = _fresh_db()
+    db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (0, 1, ?)", (data,))
+    with pytest.raises(schema.ChunkError, match="chunk 1"):
+        schema.unpack_chunks(db)
+
+
+def test_a_real_recording_is_packed_and_under_40_bytes_per_event(tmp_path: Path) -> None:
+    project = Project(tmp_path / "proj")
+    project.write("test_loop.py", LOOP.format(n=20_000))
+    res = project.run("--escope", env=quiet_env())
+    assert res.returncode == 1, res.out[-2000:]
+    run = project.latest()
+    path = run.path / run.tests()["test_loop.py::test_loop"]["recording"]
+    raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    assert raw.execute("SELECT meta.value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert raw.execute("SELECT count(*) FROM events").fetchone() == (0,)
+    chunks, steps = raw.execute("SELECT count(*), sum(steps) FROM chunks").fetchone()
+    events = int(dict(raw.execute("SELECT key, value FROM meta"))["event_count"])
+    raw.close()
+    assert chunks >= 1 and steps == events > 60_000
+    assert path.stat().st_size / events < 40, (path.stat().st_size, events)
+    # unpacked, it is the film: every iteration's line steps and the list's snapshots
+    db = open_ro(path)
+    assert db.execute("SELECT count(*) FROM events").fetchone() == (events,)
+    assert db.execute("SELECT count(*) FROM vals WHERE type = 'list'").fetchone()[0] >= 20
+    assert db.execute("SELECT min(step), max(step) FROM events").fetchone() == (0, events - 1)
+
+
+def test_a_big_film_is_unpacked_once_into_the_cache(tmp_path: Path) -> None:
+    project = Project(tmp_path / "proj")
+    project.write("test_loop.py", LOOP.format(n=20_000))
+    res = project.run("--escope", env=quiet_env())
+    assert res.returncode == 1, res.out[-2000:]
+    cache = Path(cache_dir_for_tests())
+    before = set(cache.glob("*.sqlite"))
+    run = project.latest()
+    path = run.path / run.tests()["test_loop.py::test_loop"]["recording"]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    first = cli("history", str(path), "total", "--json", cwd=project.path)
+    assert first.returncode == 0, first.stderr
+    added = set(cache.glob("*.sqlite")) - before
+    assert len(added) == 1
+    (entry,) = added
+    made = entry.stat().st_mtime_ns
+    second = cli("history", str(path), "total", "--json", cwd=project.path)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout) == json.loads(first.stdout)
+    assert set(cache.glob("*.sqlite")) - before == {entry}
+    assert entry.stat().st_mtime_ns >= made
+    page = json.loads(first.stdout)
+    assert [v["value"]["repr"] for v in page[:4]] == ["0", "1", "3", "6"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert oct(entry.stat().st_mode & 0o777) == "0o600"
