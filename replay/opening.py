@@ -115,9 +115,9 @@ PROGRESS_FROM_STEPS = 200_000
 
 
 def cache_dir() -> Path:
-    """Where unpacked films are kept: ``$ESCOPE_CACHE_DIR``, else
+    """Where unpacked films are kept: ``$ESCOPE_FILM_CACHE``, else
     ``$XDG_CACHE_HOME/escope/unpacked``, else ``~/.cache/escope/unpacked``."""
-    env = os.environ.get("ESCOPE_CACHE_DIR")
+    env = os.environ.get("ESCOPE_FILM_CACHE")
     if env:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -66,7 +66,7 @@ def cache_dir_for_tests() -> str:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
-    env.setdefault("ESCOPE_CACHE_DIR", cache_dir_for_tests())
+    env.setdefault("ESCOPE_FILM_CACHE", cache_dir_for_tests())
     env["PY_COLORS"] = "0"
     env.update(extra)
     return env
