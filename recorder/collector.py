@@ -30,6 +30,10 @@ from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint
 
 MISSING = object()
 
+_perf_ns = time.perf_counter_ns
+_RESUME = schema.RESUME
+_YIELD = schema.YIELD
+
 _BORING_LOCAL_PREFIXES = ("@", ".")
 
 
@@ -354,6 +358,65 @@ class Collector:
         if t > self.spill_at or len(self.events) >= self.spill_limit:
             self.spill()
         return fs
+
+    def resume(self, ts: ThreadState, fs: FrameState, line: int) -> None:
+        """A suspended generator (not a coroutine) resumes: ``enter`` without
+        its branches, for the event a generator pays at every item."""
+        if self.inject_fault:
+            raise RuntimeError("injected fault (ESCOPE_TEST_FAULT=event)")
+        stack = ts.stack
+        act = next(self.act_ids)
+        fs.act = act
+        if stack:
+            parent = stack[-1]
+            depth = parent.depth + 1
+            task = parent.task
+            parent_act = parent.act
+        else:
+            parent = None
+            depth = 0
+            task = ts.task
+            parent_act = None
+        fs.parent = parent
+        fs.depth = depth
+        fs.thread = thread = ts.thread_id
+        fs.task = task
+        fs.prev = fs.watch.get(line)
+        fs.exc_pending = False
+        stack.append(fs)
+        t = _perf_ns() - self.t0
+        events = self.events
+        events.append((_RESUME, act, line, t, None, (("A", act, fs.frame_id, parent_act, thread, task, depth),)))
+        if t > self.spill_at or len(events) >= self.spill_limit:
+            self.spill()
+
+    def suspend(self, ts: ThreadState, fs: FrameState, frame: Any, line: int, value: Any) -> None:
+        """A generator yields: ``leave`` for YIELD, with the yielded value's
+        item added to the changes without copying them through a list."""
+        changes = None
+        if fs.prev:
+            if self.record_lines:
+                changes = self.check_watch(fs, frame, fs.prev)
+            fs.prev = None
+        name = fs.code.co_name
+        secret = self.secret_names.get(name)
+        if secret is None:
+            secret = self.is_secret(name)
+        vid = None
+        if id(type(value)) in IMMUTABLE_IDS and not secret:
+            item = ("R", value)  # the writer renders it and fills in the event's value
+            payload = changes + (item,) if changes else (item,)
+        else:
+            out = list(changes) if changes else []
+            vid = self.capture(value, out, secret)
+            payload = tuple(out) if out else None
+        stack = ts.stack
+        if stack and stack[-1] is fs:
+            stack.pop()
+        elif fs in stack:
+            del stack[stack.index(fs):]
+        self.suspended[id(frame)] = fs
+        self.events.append((_YIELD, fs.act, line, _perf_ns() - self.t0, vid, payload))
 
     def leave(self, ts: ThreadState, fs: FrameState, frame: Any, kind: int, line: int, value: Any) -> None:
         """A frame returns, yields or is unwound by an exception."""
