@@ -119,3 +119,28 @@ def test_a_big_film_is_unpacked_once_into_the_cache(tmp_path: Path) -> None:
     assert [v["value"]["repr"] for v in page[:4]] == ["0", "1", "3", "6"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     assert oct(entry.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_version_1_recording_still_replays(tmp_path: Path) -> None:
+    """Schema 1 had the film in the tables and no chunks: the same film,
+    rewritten that way, replays to the same answers."""
+    project = Project(tmp_path / "proj")
+    project.write("test_loop.py", LOOP.format(n=300))
+    res = project.run("--escope", env=quiet_env())
+    assert res.returncode == 1, res.out[-2000:]
+    run = project.latest()
+    packed = run.path / run.tests()["test_loop.py::test_loop"]["recording"]
+    old = tmp_path / "v1.sqlite"
+    db = open_ro(packed)
+    db.execute("VACUUM INTO ?", (str(old),))
+    db.close()
+    db = sqlite3.connect(old)
+    db.execute("DROP TABLE chunks")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    for args in (["history", "{}", "total", "--json"], ["replay", "{}", "--json"], ["events", "{}", "--json"]):
+        new = cli(*[a.format(packed) for a in args], cwd=project.path)
+        was = cli(*[a.format(old) for a in args], cwd=project.path)
+        assert new.returncode == was.returncode == 0, (args, new.stderr, was.stderr)
+        assert json.loads(was.stdout) == json.loads(new.stdout), args
