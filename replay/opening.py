@@ -279,10 +279,20 @@ class _Progress:
         if now - self.last < 1.0 and done < total:
             return
         self.last = now
-        self.shown = True
-        end = "\n" if done >= total else "\r"
-        sys.stderr.write(f"escope: unpacking the film of {self.path.name}: {done:,} of {total:,} steps{end}")
-        sys.stderr.flush()
+        try:
+            live = sys.stderr.isatty()
+        except (AttributeError, ValueError):
+            live = False
+        if not self.shown:
+            # a log gets one line up front; a terminal sees the count move
+            self.shown = True
+            if not live:
+                sys.stderr.write(f"escope: unpacking the film of {self.path.name} ({total:,} steps), once\n")
+                sys.stderr.flush()
+        if live:
+            end = "\n" if done >= total else "\r"
+            sys.stderr.write(f"escope: unpacking the film of {self.path.name}: {done:,} of {total:,} steps{end}")
+            sys.stderr.flush()
 
     def done(self, *, cached: bool) -> None:
         if not self.shown:
