@@ -33,6 +33,16 @@ def test_loop():
 '''
 
 
+def record_loop(tmp_path: Path, n: int) -> tuple[Project, Path]:
+    """A failing test looping ``n`` times, recorded; its project and recording."""
+    project = Project(tmp_path / "proj")
+    project.write("test_loop.py", LOOP.format(n=n))
+    res = project.run("--escope", env=quiet_env())
+    assert res.returncode == 1, res.out[-2000:]
+    run = project.latest()
+    return project, run.path / run.tests()["test_loop.py::test_loop"]["recording"]
+
+
 def _fresh_db() -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.executescript(schema.TABLES_SCHEMA)
@@ -73,12 +83,7 @@ def test_a_chunk_that_does_not_decode_is_a_chunk_error(data) -> None:
 
 
 def test_a_real_recording_is_packed_and_under_40_bytes_per_event(tmp_path: Path) -> None:
-    project = Project(tmp_path / "proj")
-    project.write("test_loop.py", LOOP.format(n=20_000))
-    res = project.run("--escope", env=quiet_env())
-    assert res.returncode == 1, res.out[-2000:]
-    run = project.latest()
-    path = run.path / run.tests()["test_loop.py::test_loop"]["recording"]
+    _, path = record_loop(tmp_path, 20_000)
     raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     assert raw.execute("SELECT meta.value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
     assert raw.execute("SELECT count(*) FROM events").fetchone() == (0,)
@@ -95,14 +100,9 @@ def test_a_real_recording_is_packed_and_under_40_bytes_per_event(tmp_path: Path)
 
 
 def test_a_big_film_is_unpacked_once_into_the_cache(tmp_path: Path) -> None:
-    project = Project(tmp_path / "proj")
-    project.write("test_loop.py", LOOP.format(n=20_000))
-    res = project.run("--escope", env=quiet_env())
-    assert res.returncode == 1, res.out[-2000:]
+    project, path = record_loop(tmp_path, 20_000)
     cache = Path(cache_dir_for_tests())
     before = set(cache.glob("*.sqlite"))
-    run = project.latest()
-    path = run.path / run.tests()["test_loop.py::test_loop"]["recording"]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     first = cli("history", str(path), "total", "--json", cwd=project.path)
     assert first.returncode == 0, first.stderr
@@ -124,12 +124,7 @@ def test_a_big_film_is_unpacked_once_into_the_cache(tmp_path: Path) -> None:
 def test_a_version_1_recording_still_replays(tmp_path: Path) -> None:
     """Schema 1 had the film in the tables and no chunks: the same film,
     rewritten that way, replays to the same answers."""
-    project = Project(tmp_path / "proj")
-    project.write("test_loop.py", LOOP.format(n=300))
-    res = project.run("--escope", env=quiet_env())
-    assert res.returncode == 1, res.out[-2000:]
-    run = project.latest()
-    packed = run.path / run.tests()["test_loop.py::test_loop"]["recording"]
+    project, packed = record_loop(tmp_path, 300)
     old = tmp_path / "v1.sqlite"
     db = open_ro(packed)
     db.execute("VACUUM INTO ?", (str(old),))
