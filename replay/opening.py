@@ -226,8 +226,10 @@ def _cached_copy(path: Path, journal: Path | None, original: Path,
         key = _content_key(path, journal)
         target = directory / f"{key}.sqlite"
         if target.is_file():
-            os.utime(target)
-            return target
+            if _usable_copy(target):
+                os.utime(target)
+                return target
+            target.unlink()  # damaged in the cache: made again below
         work = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=directory))
     except OSError:
         return None
@@ -247,18 +249,41 @@ def _cached_copy(path: Path, journal: Path | None, original: Path,
     return target
 
 
+def _usable_copy(path: Path) -> bool:
+    """A cached copy is ours, but the disk under it may not be: it must be a
+    whole SQLite file with the format's meta and nothing left to unpack."""
+    try:
+        check_header(path)
+        conn = connect_readonly(path)
+        try:
+            fmt = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            packed = conn.execute("SELECT count(*) FROM chunks").fetchone()
+            indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
+        finally:
+            conn.close()
+    except (RecordingError, apsw.Error, OSError):
+        return False
+    return (fmt == (schema.FORMAT_NAME,) and packed == (0,)
+            and set(schema.INDEX_NAMES) <= indexes)
+
+
 def _prune_cache(directory: Path, keep: Path) -> None:
-    """Least recently used entries go past CACHE_MAX_ENTRIES or CACHE_MAX_BYTES."""
+    """Least recently used entries go past CACHE_MAX_ENTRIES or
+    CACHE_MAX_BYTES; ``keep`` (the entry just used) counts first."""
     try:
         entries = []
         for entry in directory.glob("*.sqlite"):
+            if entry == keep:
+                continue
             st = entry.stat()
             entries.append((st.st_mtime, st.st_size, entry))
         entries.sort(reverse=True)
-        total = 0
-        for i, (_, size, entry) in enumerate(entries):
+        total = keep.stat().st_size if keep.exists() else 0
+        count = 1
+        for _, size, entry in entries:
             total += size
-            if entry != keep and (i >= CACHE_MAX_ENTRIES or total > CACHE_MAX_BYTES):
+            count += 1
+            if count > CACHE_MAX_ENTRIES or total > CACHE_MAX_BYTES:
                 entry.unlink()
     except OSError:
         pass

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import sqlite3
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import pytest
 
 from pytest_escope.recorder import schema
 
-from conftest import Project, open_ro, cache_dir_for_tests
+from conftest import Project, cache_dir_for_tests, clean_env, open_ro
 from reliability import cli, quiet_env
 
 LOOP = '''
@@ -31,6 +34,11 @@ def test_loop():
     total, seen = accumulate({n})
     assert total == -1
 '''
+
+
+def escope(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest_escope.replay.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def record_loop(tmp_path: Path, n: int) -> tuple[Project, Path]:
@@ -139,3 +147,32 @@ def test_a_version_1_recording_still_replays(tmp_path: Path) -> None:
         was = cli(*[a.format(old) for a in args], cwd=project.path)
         assert new.returncode == was.returncode == 0, (args, new.stderr, was.stderr)
         assert json.loads(was.stdout) == json.loads(new.stdout), args
+
+
+def test_a_damaged_cache_entry_is_made_again(tmp_path: Path) -> None:
+    project, path = record_loop(tmp_path, 20_000)
+    cache = tmp_path / "film-cache"
+    env = clean_env(ESCOPE_FILM_CACHE=str(cache))
+    first = escope("history", str(path), "total", "--json", cwd=project.path, env=env)
+    assert first.returncode == 0, first.stderr
+    (entry,) = cache.glob("*.sqlite")
+    assert oct(cache.stat().st_mode & 0o777) == "0o700"
+    entry.write_bytes(entry.read_bytes()[:5000])
+    again = escope("history", str(path), "total", "--json", cwd=project.path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    assert entry.stat().st_size > 5000
+
+
+def test_the_cache_keeps_the_most_recently_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_escope.replay import opening
+    for i in range(6):
+        entry = tmp_path / f"{i}.sqlite"
+        entry.write_bytes(b"x" * 100)
+        os.utime(entry, (1_000_000 + i, 1_000_000 + i))
+    monkeypatch.setattr(opening, "CACHE_MAX_ENTRIES", 3)
+    opening._prune_cache(tmp_path, keep=tmp_path / "0.sqlite")
+    assert sorted(p.name for p in tmp_path.glob("*.sqlite")) == ["0.sqlite", "4.sqlite", "5.sqlite"]
+    monkeypatch.setattr(opening, "CACHE_MAX_BYTES", 250)
+    opening._prune_cache(tmp_path, keep=tmp_path / "0.sqlite")
+    assert sorted(p.name for p in tmp_path.glob("*.sqlite")) == ["0.sqlite", "5.sqlite"]
