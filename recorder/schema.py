@@ -206,12 +206,10 @@ CREATE TABLE faults (
 ) WITHOUT ROWID;
 """
 
-#: The secondary indexes, split from the tables: the writer creates them once,
-#: when a recording is finished and kept.  Building an index from sorted rows
-#: at the end costs a fraction of keeping it up to date at every insert, and
-#: a passing test's spilled chunks (``--escope-keep=failed``) are deleted
-#: without ever being indexed.  A recording cut short (its process died) has
-#: no indexes; the replayer builds them in a private copy.
+#: The secondary indexes, split from the tables.  A recording as written has
+#: none (its rows are in ``chunks``); the replayer builds them in the private
+#: copy it unpacks the film into, from rows inserted in order, which costs a
+#: fraction of keeping them up to date at every insert.
 INDEX_STATEMENTS = tuple(
     stmt.strip() for stmt in SCHEMA.split(";")
     if stmt.strip().split("\n")[-1].startswith("CREATE INDEX")

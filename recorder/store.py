@@ -76,7 +76,7 @@ class RecordingWriter:
         self.queue.put(chunk)
 
     def close(self, final_meta: dict[str, str]) -> None:
-        """Index the film, write the last facts and close the file; waits for the writer."""
+        """Write the last facts and close the file; waits for the writer."""
         if not self._started:
             self._started = True
             self._thread.start()
@@ -98,7 +98,9 @@ class RecordingWriter:
         create_private_file(self.path)
         db = apsw.Connection(str(self.path))
         db.setbusytimeout(5000)
-        db.execute("PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF; PRAGMA page_size=4096")
+        # 1 kB pages: a recording is some twenty tables of one page each plus
+        # its chunks, and most tests film a few hundred steps
+        db.execute("PRAGMA page_size=1024; PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF")
         with db:
             db.execute(schema.TABLES_SCHEMA)
             base_meta = {
@@ -122,7 +124,6 @@ class RecordingWriter:
                     self.db = self._open()
                 if isinstance(item, tuple) and item[0] == "meta":
                     with self.db:
-                        self.db.execute(schema.create_indexes_sql())
                         self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(item[1].items()))
                         for key, value in item[1].items():
                             if key.startswith("outcome_"):
