@@ -328,6 +328,9 @@ class Collector:
             fs = self.suspended.pop(id(frame), None)
             if fs is not None and fs.code is not info.code:
                 fs = None
+            if fs is not None and not info.is_coro:
+                self.resume(ts, fs, line)
+                return fs
             resumed = fs is not None
         if fs is None:
             fs = FrameState(next(self.frame_ids), info)
@@ -360,8 +363,8 @@ class Collector:
         return fs
 
     def resume(self, ts: ThreadState, fs: FrameState, line: int) -> None:
-        """A suspended generator (not a coroutine) resumes: ``enter`` without
-        its branches, for the event a generator pays at every item."""
+        """A suspended generator (not a coroutine) resumes: the part of
+        ``enter`` a generator pays at every item, without its branches."""
         if self.inject_fault:
             raise RuntimeError("injected fault (ESCOPE_TEST_FAULT=event)")
         stack = ts.stack
@@ -390,56 +393,34 @@ class Collector:
         if t > self.spill_at or len(events) >= self.spill_limit:
             self.spill()
 
-    def suspend(self, ts: ThreadState, fs: FrameState, frame: Any, line: int, value: Any) -> None:
-        """A generator yields: ``leave`` for YIELD, with the yielded value's
-        item added to the changes without copying them through a list."""
-        changes = None
-        if fs.prev:
-            if self.record_lines:
-                changes = self.check_watch(fs, frame, fs.prev)
-            fs.prev = None
-        name = fs.code.co_name
-        secret = self.secret_names.get(name)
-        if secret is None:
-            secret = self.is_secret(name)
-        vid = None
-        if id(type(value)) in IMMUTABLE_IDS and not secret:
-            item = ("R", value)  # the writer renders it and fills in the event's value
-            payload = changes + (item,) if changes else (item,)
-        else:
-            out = list(changes) if changes else []
-            vid = self.capture(value, out, secret)
-            payload = tuple(out) if out else None
-        stack = ts.stack
-        if stack and stack[-1] is fs:
-            stack.pop()
-        elif fs in stack:
-            del stack[stack.index(fs):]
-        self.suspended[id(frame)] = fs
-        self.events.append((_YIELD, fs.act, line, _perf_ns() - self.t0, vid, payload))
-
     def leave(self, ts: ThreadState, fs: FrameState, frame: Any, kind: int, line: int, value: Any) -> None:
         """A frame returns, yields or is unwound by an exception."""
-        out: list = []
+        changes = None
         if fs.prev and self.record_lines:
             changes = self.check_watch(fs, frame, fs.prev)
-            if changes:
-                out.extend(changes)
         fs.prev = None
         vid = None
-        if kind == schema.RETURN or kind == schema.YIELD:
-            if id(type(value)) in IMMUTABLE_IDS and not self.is_secret(fs.code.co_name):
-                out.append(("R", value))  # the writer renders it and fills in the event's value
+        payload = changes
+        if kind == schema.RETURN or kind == _YIELD:
+            name = fs.code.co_name
+            secret = self.secret_names.get(name)
+            if secret is None:
+                secret = self.is_secret(name)
+            if id(type(value)) in IMMUTABLE_IDS and not secret:
+                item = ("R", value)  # the writer renders it and fills in the event's value
+                payload = changes + (item,) if changes else (item,)
             else:
-                vid = self.capture(value, out, self.is_secret(fs.code.co_name))
+                out = list(changes) if changes else []
+                vid = self.capture(value, out, secret)
+                payload = tuple(out) if out else None
         stack = ts.stack
         if stack and stack[-1] is fs:
             stack.pop()
         elif fs in stack:
             del stack[stack.index(fs):]
-        if kind == schema.YIELD:
+        if kind == _YIELD:
             self.suspended[id(frame)] = fs
-        self.events.append((kind, fs.act, line, time.perf_counter_ns() - self.t0, vid, tuple(out) if out else None))
+        self.events.append((kind, fs.act, line, _perf_ns() - self.t0, vid, payload))
 
     def exception(self, fs: FrameState, kind: int, line: int, exc: Any) -> None:
         out: list = []

@@ -137,26 +137,12 @@ class MonitoringBackend:
                 col.fault("recorder error at a call")
             return None
 
-        suspended = col.suspended
-
         def on_resume(code: Any, offset: int) -> Any:
             info = infos.get(id(code))
             if info is None or not col.active:
                 return None
-            frame = getframe(1)
-            key = id(frame)
-            fs = suspended.get(key)
-            if fs is not None and fs.code is code and not info.is_coro:
-                ts = threads.get(get_ident())
-                if ts is not None:
-                    # the common case: a generator we saw suspend, resumed
-                    del suspended[key]
-                    try:
-                        col.resume(ts, fs, frame.f_lineno)
-                    except Exception:
-                        col.fault("recorder error at a resume")
-                    return None
             ts = col.thread_state(get_ident())
+            frame = getframe(1)
             try:
                 col.enter(ts, info, frame, RESUME, frame.f_lineno)
             except Exception:
@@ -225,15 +211,12 @@ class MonitoringBackend:
             return None
 
         def on_yield(code: Any, offset: int, retval: Any) -> Any:
-            ts = threads.get(get_ident())
-            if ts is None or not ts.stack:
-                return None
-            fs = ts.stack[-1]
-            if fs.code is not code:
+            ts, fs = top_for(code)
+            if fs is None:
                 return None
             frame = getframe(1)
             try:
-                col.suspend(ts, fs, frame, frame.f_lineno, retval)
+                col.leave(ts, fs, frame, YIELD, frame.f_lineno, retval)
             except Exception:
                 col.fault("recorder error at a yield")
             return None
