@@ -28,6 +28,11 @@ from .config import RecorderConfig
 from .scope import CodeInfo, Scope, SourceFile
 from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint
 
+try:
+    from ._hotpath import untrack_segment as _untrack_segment
+except ImportError:  # not built: the garbage collector untracks them, later
+    _untrack_segment = None
+
 MISSING = object()
 
 _perf_ns = time.perf_counter_ns
@@ -35,6 +40,13 @@ _RESUME = schema.RESUME
 _YIELD = schema.YIELD
 
 _BORING_LOCAL_PREFIXES = ("@", ".")
+
+#: The film in memory is a list the tracers append to, moved into a tuple
+#: every this many events.  A full garbage collection visits every item of a
+#: list, and 100,000 event tuples scattered over the heap cost it about a
+#: hundred milliseconds of cache misses each time; a tuple of untracked
+#: tuples is itself untracked, so a segment is never visited again.
+SEGMENT_EVENTS = 2048
 
 
 class FrameState:
@@ -82,12 +94,16 @@ class Collector:
         self.record_lines = config.strategy != "minimal"
         self.full = config.strategy == "full_trace"
         self.events: list[tuple] = []
+        self.segments: list[tuple] = []  # older events in memory, in order
+        self.segmented = 0  # how many events the segments hold
         self.base = 0
         self.dropped = 0
         self.t0 = time.perf_counter_ns()
         self.spill_limit = config.spill_events
         if config.max_events:
             self.spill_limit = max(1, min(self.spill_limit, config.max_events))
+        #: the tracers call ``overflow`` when ``events`` is this long
+        self.hot_limit = min(SEGMENT_EVENTS, self.spill_limit)
         self.spill_every_ns = int(config.spill_seconds * 1e9)
         self.spill_at = self.spill_every_ns
         self.spilled = False
@@ -358,8 +374,10 @@ class Collector:
         ts.stack.append(fs)
         t = time.perf_counter_ns() - self.t0
         self.events.append((kind, fs.act, line, t, None, tuple(out)))
-        if t > self.spill_at or len(self.events) >= self.spill_limit:
+        if t > self.spill_at:
             self.spill()
+        elif len(self.events) >= self.hot_limit:
+            self.overflow()
         return fs
 
     def resume(self, ts: ThreadState, fs: FrameState, line: int) -> None:
@@ -390,8 +408,10 @@ class Collector:
         t = _perf_ns() - self.t0
         events = self.events
         events.append((_RESUME, act, line, t, None, (("A", act, fs.frame_id, parent_act, thread, task, depth),)))
-        if t > self.spill_at or len(events) >= self.spill_limit:
+        if t > self.spill_at:
             self.spill()
+        elif len(events) >= self.hot_limit:
+            self.overflow()
 
     def leave(self, ts: ThreadState, fs: FrameState, frame: Any, kind: int, line: int, value: Any) -> None:
         """A frame returns, yields or is unwound by an exception."""
@@ -425,7 +445,7 @@ class Collector:
     def exception(self, fs: FrameState, kind: int, line: int, exc: Any) -> None:
         out: list = []
         vid = self.capture(exc, out)
-        step = self.base + len(self.events)
+        step = self.step_count()
         if kind == schema.EXCEPTION:
             try:
                 tname = self.renderer._type_name(type(exc))
@@ -450,7 +470,7 @@ class Collector:
         self.events.append((schema.CHECKPOINT, fs.act if fs else 0, line, time.perf_counter_ns() - self.t0, vid, out))
 
     def phase(self, name: str, start: bool, outcome: str | None = None, duration_ns: int | None = None) -> None:
-        step = self.base + len(self.events)
+        step = self.step_count()
         self.phase_rows.append((name, step, start, outcome, duration_ns))
 
     def fault(self, message: str) -> None:
@@ -458,15 +478,27 @@ class Collector:
 
     # -- chunks ---------------------------------------------------------------
 
+    def step_count(self) -> int:
+        """The number of the next step: events filmed so far."""
+        return self.base + self.segmented + len(self.events)
+
     def take_chunk(self) -> dict[str, Any]:
-        n = len(self.events)
-        events = self.events[:n]
-        del self.events[:n]
+        events = self.events
+        n = len(events)
+        # slices of exactly n: another thread may append meanwhile
+        tail = tuple(events[:n])
+        segments = self.segments
+        self.segments = []
+        count = self.segmented + n
+        self.segmented = 0
+        del events[:n]
         base = self.base
-        self.base += n
+        self.base += count
+        segments.append(tail)
         chunk = {
             "base": base,
-            "events": events,
+            "count": count,
+            "events": tuple(segments),  # the events, in segments
             "files": self.new_files,
             "codes": self.code_rows,
             "threads": self.thread_rows,
@@ -477,14 +509,38 @@ class Collector:
         self.new_files, self.code_rows, self.thread_rows, self.task_rows, self.phase_rows = [], [], [], [], []
         return chunk
 
+    def overflow(self) -> None:
+        """``events`` reached ``hot_limit``: move it into a segment, and
+        spill when the segments reach ``spill_limit``."""
+        with self._spill_lock:
+            events = self.events
+            n = len(events)
+            if n:
+                segment = tuple(events[:n])
+                if _untrack_segment is not None:
+                    _untrack_segment(segment)
+                self.segments.append(segment)
+                self.segmented += n
+                del events[:n]
+            due = self.segmented >= self.spill_limit
+        if due:
+            self.spill()
+
     def spill(self) -> None:
         """Hand what is in memory to the writer (runs on the tracing thread)."""
         with self._spill_lock:
             self.spill_at = time.perf_counter_ns() - self.t0 + self.spill_every_ns
-            if not self.events:
+            if not self.events and not self.segments:
                 return
             self.spilled = True
             self.sink(self.take_chunk())
+
+    def clear(self) -> None:
+        """Forget every event still in memory (the recording is discarded)."""
+        with self._spill_lock:
+            self.events.clear()
+            self.segments = []
+            self.segmented = 0
 
     def failure_step(self, exc: BaseException | None) -> int | None:
         """The step where the exception that failed the test was first raised."""

@@ -19,13 +19,20 @@ from __future__ import annotations
 # Bound at import: a test that monkeypatches builtins must not reach the recorder.
 from builtins import bool, dict, getattr, hasattr, id, int, len, list, str, tuple, type  # noqa: A004
 
+import os
 import sys
 import threading
 import time
 from typing import Any
 
 from . import schema
-from .collector import Collector, FrameState
+from .collector import Collector, FrameState, ThreadState
+from .values import IMMUTABLE_SCALARS
+
+try:
+    from . import _hotpath
+except ImportError:  # built without a C compiler: the Python callbacks do all the work
+    _hotpath = None
 
 CALL, LINE, RETURN, EXCEPTION, HANDLED, UNWIND, YIELD, RESUME = (
     schema.CALL, schema.LINE, schema.RETURN, schema.EXCEPTION, schema.HANDLED,
@@ -67,6 +74,8 @@ class MonitoringBackend:
         self.mon = sys.monitoring
         self.tool: int | None = None
         self.enabled_codes: list[Any] = []
+        #: whether the per-event callbacks are the compiled ones (_hotpath.c)
+        self.compiled = False
 
     # -- setup ------------------------------------------------------------
 
@@ -87,7 +96,7 @@ class MonitoringBackend:
         DISABLE = mon.DISABLE
         record_lines = col.record_lines
         full = col.full
-        limit = col.spill_limit
+        limit = col.hot_limit
         set_local = mon.set_local_events
         enabled = self.enabled_codes
         local_events = E.PY_RETURN | E.PY_YIELD | E.PY_RESUME
@@ -178,7 +187,7 @@ class MonitoringBackend:
                     prev = _with_self(prev)
                 fs.prev = prev
                 if len(events) >= limit:
-                    col.spill()
+                    col.overflow()
                 return None
             except Exception:
                 col.fault("recorder error at a line step")
@@ -283,13 +292,15 @@ class MonitoringBackend:
                 col.fault("recorder error at an external call")
             return None
 
+        hot = _compiled_callbacks(col, infos, on_line, on_resume, on_yield, on_return)
+        self.compiled = hot is not None
         reg = mon.register_callback
         reg(tool, E.PY_START, on_start)
-        reg(tool, E.PY_RESUME, on_resume)
-        reg(tool, E.LINE, on_line)
+        reg(tool, E.PY_RESUME, hot.resume if hot else on_resume)
+        reg(tool, E.LINE, hot.line if hot else on_line)
         reg(tool, E.JUMP, on_jump)
-        reg(tool, E.PY_RETURN, on_return)
-        reg(tool, E.PY_YIELD, on_yield)
+        reg(tool, E.PY_RETURN, hot.return_ if hot else on_return)
+        reg(tool, E.PY_YIELD, hot.yield_ if hot else on_yield)
         reg(tool, E.PY_UNWIND, on_unwind)
         reg(tool, E.RAISE, on_raise)
         reg(tool, E.PY_THROW, on_throw)
@@ -320,6 +331,28 @@ class MonitoringBackend:
                 mon.register_callback(tool, ev, None)
         finally:
             self.tool = None
+
+
+def _compiled_callbacks(col: Collector, infos: dict, on_line: Any, on_resume: Any,
+                        on_yield: Any, on_return: Any) -> Any:
+    """The C callbacks of ``_hotpath`` for this recording, or None.
+
+    None when the extension was not built, when ``ESCOPE_PURE_PYTHON=1``
+    asks for the Python callbacks, or when a test fault is injected (that
+    hook lives in the Python path).  The Python callbacks are passed in:
+    the C ones hand them every case they do not handle themselves.
+    """
+    if _hotpath is None or col.inject_fault or os.environ.get("ESCOPE_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        return _hotpath.Callbacks(
+            collector=col, infos=infos, frame_state=FrameState, thread_state=ThreadState,
+            immutable=IMMUTABLE_SCALARS, on_line=on_line, on_resume=on_resume, on_yield=on_yield,
+            on_return=on_return, with_self=_with_self,
+            since_start_ns=time.perf_counter_ns() - col.t0)
+    except Exception:
+        col.fault("compiled callbacks unavailable; using the Python ones")
+        return None
 
 
 #: The iteration protocol's own ends are not failures: both backends leave

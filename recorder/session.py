@@ -104,6 +104,8 @@ class Recording:
             "implementation": platform.python_implementation(),
             "platform": platform.platform(),
             "backend": self.backend_name,
+            # which per-event callbacks filmed it: the compiled ones (_hotpath.c) or Python's
+            "callbacks": "compiled" if getattr(self.backend, "compiled", False) else "python",
             "strategy": self.config.strategy,
             "rootdir": str(self.config.rootdir),
             "started_unix_ns": str(self.started_ns),
@@ -136,7 +138,7 @@ class Recording:
 
     @property
     def event_count(self) -> int:
-        return self.collector.base + len(self.collector.events)
+        return self.collector.step_count()
 
     def must_write(self) -> bool:
         return self.collector.spilled or self.writer is not None
@@ -180,7 +182,7 @@ class Recording:
         if self.writer is not None:
             self.writer.abandon()
             self._unlink()
-        self.collector.events.clear()
+        self.collector.clear()
 
     def _unlink(self) -> None:
         for suffix in ("", "-journal"):

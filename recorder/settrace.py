@@ -42,7 +42,7 @@ class _Local:
         self.events = col.events
         self.t0 = col.t0
         self.chained = chained
-        self.limit = col.spill_limit
+        self.limit = col.hot_limit
 
     def __call__(self, frame: Any, event: str, arg: Any) -> Any:
         chained = self.chained
@@ -75,7 +75,7 @@ class _Local:
                     if col.full and fs.info.method_self:
                         fs.prev = _with_self(fs.prev)
                     if len(self.events) >= self.limit:
-                        col.spill()
+                        col.overflow()
                 return self
             if event == "return":
                 # the instruction tells a return from an exception leaving the

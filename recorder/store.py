@@ -11,6 +11,7 @@ from __future__ import annotations
 # Bound at import: a test that monkeypatches builtins must not reach the recorder.
 from builtins import dict, int, isinstance, len, list, set, str, tuple, type  # noqa: A004
 
+import itertools
 import json
 import os
 import queue
@@ -175,7 +176,7 @@ class RecordingWriter:
         times: list = []
         value_pairs: list = []
         step = base
-        for ev in chunk["events"]:
+        for ev in itertools.chain.from_iterable(chunk["events"]):
             kind = ev[0]
             act = ev[1]
             kinds.append(kind)
@@ -264,7 +265,7 @@ class RecordingWriter:
             act_ends, encode=_encode_json)
         kinds = acts = lines = times = value_pairs = None  # type: ignore[assignment]
         with db:
-            step = base + len(chunk["events"])
+            step = base + chunk["count"]
             db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (?, ?, ?)",
                        (base, step - base, blob))
             for file_id, sf in chunk.get("files", ()):

@@ -8,11 +8,13 @@ must agree.
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import pytest
 
-from conftest import BACKENDS, UGLY, Project, Rec, Run, module_project, needs_monitoring, write_files
+from conftest import (BACKENDS, UGLY, Project, Rec, Run, clean_env, module_project, needs_monitoring,
+                      write_files)
 
 #: Programs beyond the ugly suite where the two event sources differ most:
 #: one-line loops (monitoring's LINE misses the backward jump), generators
@@ -134,6 +136,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
         run = proj.latest(esc)
         assert run.facts()["backend"] == backend
         out[backend] = run
+    if "monitoring" in BACKENDS:
+        # sys.monitoring again, with the Python callbacks only (no _hotpath)
+        esc = proj.path.parent / "escope-monitoring-pure"
+        res = proj.run("--escope", "--escope-keep=all", "--escope-backend=monitoring", f"--escope-dir={esc}",
+                       env=clean_env(ESCOPE_PURE_PYTHON="1"))
+        assert "2 failed, 15 passed" in res.stdout, res.out
+        out["monitoring-pure"] = proj.latest(esc)
     return out
 
 
@@ -259,3 +268,52 @@ def test_one_line_loop_films_every_iteration(backend: str, runs: dict[str, Run])
     rec = runs[backend].recording("test_one_line_loops")
     assert rec.history("acc", "test_one_line_loops") == ["[]", "[0]", "[0, 1]", "[0, 1, 2]", "[0, 1, 2, 3]"]
     assert [b[3] for b in rec.bindings() if b[1] == "i"][:4] == ["0", "1", "2", "3"]
+
+
+# -- the compiled callbacks (_hotpath.c) film what the Python ones film ---------
+
+
+@pytest.fixture(scope="module")
+def pure_run(runs: dict[str, Run]) -> Run:
+    """The same project under sys.monitoring with the Python callbacks only."""
+    return runs["monitoring-pure"]
+
+
+def _compiler_present() -> bool:
+    return any(shutil.which(cc) for cc in ("cc", "gcc", "clang"))
+
+
+@needs_monitoring
+def test_compiled_callbacks_are_built_where_a_compiler_is() -> None:
+    """pip builds the optional extension when it can; a silent build failure
+    would leave every user on the slower Python callbacks."""
+    if not _compiler_present():
+        pytest.skip("no C compiler here: the pure-Python callbacks are expected")
+    from pytest_escope.recorder import _hotpath  # noqa: F401
+
+
+@needs_monitoring
+def test_compiled_and_python_callbacks_are_named_in_meta(runs: dict[str, Run], pure_run: Run) -> None:
+    pytest.importorskip("pytest_escope.recorder._hotpath")
+    for tid in TESTS:
+        assert runs["monitoring"].recording(tid).meta["callbacks"] == "compiled"
+        assert pure_run.recording(tid).meta["callbacks"] == "python"
+        assert runs["settrace"].recording(tid).meta["callbacks"] == "python"
+
+
+@needs_monitoring
+@pytest.mark.parametrize("tid", TESTS)
+def test_compiled_callbacks_film_the_same(tid: str, runs: dict[str, Run], pure_run: Run) -> None:
+    """Every event with its function, thread, task, depth and value, every
+    binding and every line: identical with and without the C callbacks."""
+    pytest.importorskip("pytest_escope.recorder._hotpath")
+
+    def film(run: Run) -> list[tuple]:
+        return [(e.file, e.line, e.kind, e.function, e.thread, e.task, e.depth, e.value_type, e.value_repr)
+                for e in run.recording(tid).events()]
+
+    compiled, pure = runs["monitoring"], pure_run
+    assert film(compiled) == film(pure)
+    assert compiled.recording(tid).bindings() == pure.recording(tid).bindings()
+    assert compiled.recording(tid).lines() == pure.recording(tid).lines()
+    assert compiled.recording(tid).meta["failure_step"] == pure.recording(tid).meta["failure_step"]

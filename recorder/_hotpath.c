@@ -1,0 +1,630 @@
+/*
+ * The sys.monitoring callbacks that run at nearly every event, in C.
+ *
+ * Optional: when this module is not built (no C compiler at install time)
+ * or ESCOPE_PURE_PYTHON=1 is set, monitoring.py registers its Python
+ * callbacks instead.  The film is the same either way; the tests run both.
+ *
+ * A callback here handles the common case and hands anything else, before
+ * it has changed any state, to the Python callback of the same event:
+ *
+ *   line    a step in the frame on top of this thread's stack (the Python
+ *           Collector.check_watch still decides what the previous
+ *           statement changed)
+ *   resume  a suspended generator (not a coroutine) resuming
+ *   yield / return
+ *           with an immutable scalar value (rendered later by the writer)
+ *
+ * The Collector's FrameState and ThreadState are Python classes with
+ * __slots__; their fields are read and written here at the offsets their
+ * slot descriptors give, after checking the object's exact type.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#if PY_VERSION_HEX >= 0x030D0000
+static inline int64_t escope_now(void) {
+    PyTime_t t;
+    if (PyTime_PerfCounterRaw(&t) < 0) { return 0; }
+    return (int64_t)t;
+}
+#else
+static inline int64_t escope_now(void) { return (int64_t)_PyTime_GetPerfCounter(); }
+#endif
+
+enum { K_CALL = 1, K_LINE = 2, K_RETURN = 3, K_YIELD = 7, K_RESUME = 8 };
+
+/* FrameState slots, in this order */
+static const char *FS_FIELDS[] = {
+    "frame_id", "act", "info", "code", "watch", "prev", "depth", "thread",
+    "task", "exc_pending", "parent", NULL
+};
+enum { FS_FRAME_ID, FS_ACT, FS_INFO, FS_CODE, FS_WATCH, FS_PREV, FS_DEPTH,
+       FS_THREAD, FS_TASK, FS_EXC_PENDING, FS_PARENT, FS_N };
+
+static const char *TS_FIELDS[] = {"thread_id", "stack", "task", NULL};
+enum { TS_THREAD_ID, TS_STACK, TS_TASK, TS_N };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *col;          /* the Collector */
+    PyObject *events;       /* col.events: the same list for the whole recording */
+    PyObject *threads;      /* col.threads: get_ident() -> ThreadState */
+    PyObject *infos;        /* id(code) -> CodeInfo, shared with monitoring.py */
+    PyObject *suspended;    /* col.suspended: id(frame) -> FrameState */
+    PyObject *act_ids;      /* col.act_ids: itertools.count */
+    PyObject *secret_names; /* col.secret_names: name -> bool */
+    PyObject *immutable;    /* frozenset of the immutable scalar types */
+    PyTypeObject *fs_type;
+    PyTypeObject *ts_type;
+    PyObject *py_line, *py_resume, *py_yield, *py_return;
+    PyObject *check_watch, *spill, *overflow, *fault, *with_self;
+    PyObject *last_ts;      /* ThreadState of last_ident */
+    unsigned long last_ident;
+    Py_ssize_t limit;       /* col.hot_limit */
+    int record_lines, full;
+    int64_t t0;
+    Py_ssize_t fs_off[FS_N];
+    Py_ssize_t ts_off[TS_N];
+} Hot;
+
+static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_tag_A, *s_tag_R;
+static PyObject *k_line, *k_return, *k_yield, *k_resume, *zero, *one;
+static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return;
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+#define FS(h, fs, f) SLOT(fs, (h)->fs_off[f])
+#define TS(h, ts, f) SLOT(ts, (h)->ts_off[f])
+
+static inline void set_slot(PyObject *obj, Py_ssize_t off, PyObject *value) {
+    PyObject **p = (PyObject **)((char *)obj + off);
+    PyObject *old = *p;
+    Py_INCREF(value);
+    *p = value;
+    Py_XDECREF(old);
+}
+
+static int slot_offsets(PyTypeObject *type, const char **names, Py_ssize_t *out) {
+    for (int i = 0; names[i] != NULL; i++) {
+        PyObject *d = PyDict_GetItemString(type->tp_dict, names[i]);
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, names[i]);
+            return -1;
+        }
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX && m->type != T_OBJECT) {
+            PyErr_Format(PyExc_TypeError, "%s.%s is not an object slot", type->tp_name, names[i]);
+            return -1;
+        }
+        out[i] = m->offset;
+    }
+    return 0;
+}
+
+/* A recorder error becomes a fault on the collector, never an exception in
+   the test.  An exception that is not an Exception (KeyboardInterrupt,
+   SystemExit, pytest's outcomes raised by a signal handler that ran during
+   a call we made) belongs to the test: it propagates, as it does from the
+   Python callbacks' ``except Exception``. */
+static PyObject *failed(Hot *h, PyObject *message) {
+    PyObject *exc = PyErr_Occurred();
+    if (exc != NULL && !PyErr_GivenExceptionMatches(exc, PyExc_Exception)) { return NULL; }
+    PyErr_Clear();
+    PyObject *r = PyObject_CallOneArg(h->fault, message);
+    if (r == NULL) {
+        exc = PyErr_Occurred();
+        if (exc != NULL && !PyErr_GivenExceptionMatches(exc, PyExc_Exception)) { return NULL; }
+        PyErr_Clear();
+    } else {
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+/* The ThreadState of the calling thread, borrowed, or NULL (not an error). */
+static PyObject *thread_state(Hot *h) {
+    unsigned long ident = PyThread_get_thread_ident();
+    if (h->last_ts != NULL && ident == h->last_ident) { return h->last_ts; }
+    PyObject *key = PyLong_FromUnsignedLong(ident);
+    if (key == NULL) { PyErr_Clear(); return NULL; }
+    PyObject *ts = PyDict_GetItemWithError(h->threads, key);
+    Py_DECREF(key);
+    if (ts == NULL) { PyErr_Clear(); return NULL; }
+    if (!Py_IS_TYPE(ts, h->ts_type)) { return NULL; }
+    Py_INCREF(ts);
+    Py_XSETREF(h->last_ts, ts);
+    h->last_ident = ident;
+    return ts;
+}
+
+/* The FrameState on top of ``ts``'s stack when it films ``code``, borrowed. */
+static PyObject *top_for(Hot *h, PyObject *ts, PyObject *code) {
+    PyObject *stack = TS(h, ts, TS_STACK);
+    if (stack == NULL || !PyList_CheckExact(stack)) { return NULL; }
+    Py_ssize_t n = PyList_GET_SIZE(stack);
+    if (n == 0) { return NULL; }
+    PyObject *fs = PyList_GET_ITEM(stack, n - 1);
+    if (!Py_IS_TYPE(fs, h->fs_type) || FS(h, fs, FS_CODE) != code) { return NULL; }
+    return fs;
+}
+
+/* Untrack a tuple whose items the garbage collector has no reason to visit
+   (objects without GC support, or tuples already untracked), after doing
+   the same for its tuple items, ``depth`` levels down.  The collector does
+   this itself for the tuples it examines, but it examines a container
+   before its items about as often as after, so an event tuple with a
+   payload can take three collections to be untracked and reach the oldest
+   generation tracked, where every full collection visits it again. */
+static void untrack_deep(PyObject *t, int depth) {
+    if (!PyTuple_CheckExact(t) || !PyObject_GC_IsTracked(t)) { return; }
+    Py_ssize_t n = PyTuple_GET_SIZE(t);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = PyTuple_GET_ITEM(t, i);
+        if (x == NULL) { return; }
+        if (!PyObject_IS_GC(x)) { continue; }
+        if (!PyTuple_CheckExact(x) || depth <= 0) { return; }
+        untrack_deep(x, depth - 1);
+        if (PyObject_GC_IsTracked(x)) { return; }
+    }
+    PyObject_GC_UnTrack(t);
+}
+
+static PyObject *fallback(PyObject *func, PyObject *const *args, Py_ssize_t nargs) {
+    return PyObject_Vectorcall(func, args, nargs, NULL);
+}
+
+static int fs_complete(Hot *h, PyObject *fs) {
+    for (int i = 0; i < FS_N; i++) {
+        if (FS(h, fs, i) == NULL) { return 0; }
+    }
+    return 1;
+}
+
+/* Collector.spill when ``t`` (>= 0) is past col.spill_at, else
+   Collector.overflow when the event list reached hot_limit. */
+static int maybe_spill(Hot *h, int64_t t) {
+    PyObject *call = NULL;
+    if (t >= 0) {
+        PyObject *at = PyObject_GetAttr(h->col, s_spill_at);
+        if (at == NULL) { return -1; }
+        long long spill_at = PyLong_AsLongLong(at);
+        Py_DECREF(at);
+        if (spill_at == -1 && PyErr_Occurred()) { return -1; }
+        if (t > spill_at) { call = h->spill; }
+    }
+    if (call == NULL && PyList_GET_SIZE(h->events) >= h->limit) { call = h->overflow; }
+    if (call == NULL) { return 0; }
+    PyObject *r = PyObject_CallNoArgs(call);
+    if (r == NULL) { return -1; }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* -- LINE ------------------------------------------------------------------ */
+
+static PyObject *Hot_line(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) { return fallback(h->py_line, args, nargs); }
+    PyObject *code = args[0], *line = args[1];
+    PyObject *ts = thread_state(h);
+    PyObject *fs = ts ? top_for(h, ts, code) : NULL;
+    if (fs == NULL || !fs_complete(h, fs) || FS(h, fs, FS_EXC_PENDING) != Py_False) {
+        return fallback(h->py_line, args, nargs);
+    }
+    Py_INCREF(fs);
+    PyObject *changes = NULL, *ev = NULL, *t_obj = NULL;
+    PyObject *prev = FS(h, fs, FS_PREV);
+    if (prev != Py_None) {
+        int truth = PyObject_IsTrue(prev);
+        if (truth < 0) { goto error; }
+        if (truth) {
+            PyFrameObject *frame = PyEval_GetFrame();
+            if (frame == NULL) { goto error; }
+            PyObject *cargs[3] = {fs, (PyObject *)frame, prev};
+            changes = PyObject_Vectorcall(h->check_watch, cargs, 3, NULL);
+            if (changes == NULL) { goto error; }
+        }
+    }
+    int64_t t = escope_now() - h->t0;
+    t_obj = PyLong_FromLongLong(t);
+    if (t_obj == NULL) { goto error; }
+    if (changes != NULL && changes != Py_None) {
+        ev = PyTuple_Pack(6, k_line, FS(h, fs, FS_ACT), line, t_obj, Py_None, changes);
+    } else {
+        ev = PyTuple_Pack(4, k_line, FS(h, fs, FS_ACT), line, t_obj);
+    }
+    if (ev == NULL || PyList_Append(h->events, ev) < 0) { goto error; }
+    untrack_deep(ev, 3);
+    PyObject *watch = FS(h, fs, FS_WATCH);
+    PyObject *next = PyDict_CheckExact(watch) ? PyDict_GetItemWithError(watch, line) : NULL;
+    if (next == NULL) {
+        if (PyErr_Occurred()) { goto error; }
+        next = Py_None;
+    }
+    Py_INCREF(next);
+    if (h->full) {
+        PyObject *ms = PyObject_GetAttr(FS(h, fs, FS_INFO), s_method_self);
+        if (ms == NULL) { Py_DECREF(next); goto error; }
+        int is_method = PyObject_IsTrue(ms);
+        Py_DECREF(ms);
+        if (is_method) {
+            PyObject *w = PyObject_CallOneArg(h->with_self, next);
+            Py_DECREF(next);
+            if (w == NULL) { goto error; }
+            next = w;
+        }
+    }
+    set_slot(fs, h->fs_off[FS_PREV], next);
+    Py_DECREF(next);
+    if (PyList_GET_SIZE(h->events) >= h->limit && maybe_spill(h, -1) < 0) { goto error; }
+    Py_XDECREF(changes);
+    Py_DECREF(ev);
+    Py_DECREF(t_obj);
+    Py_DECREF(fs);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(changes);
+    Py_XDECREF(ev);
+    Py_XDECREF(t_obj);
+    Py_DECREF(fs);
+    return failed(h, msg_line);
+}
+
+/* -- PY_RESUME --------------------------------------------------------------- */
+
+static PyObject *Hot_resume(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) { return fallback(h->py_resume, args, nargs); }
+    PyObject *code = args[0];
+    PyObject *key = PyLong_FromVoidPtr(code);
+    if (key == NULL) { return NULL; }
+    PyObject *info = PyDict_GetItemWithError(h->infos, key);
+    Py_DECREF(key);
+    if (info == NULL) {
+        if (PyErr_Occurred()) { PyErr_Clear(); }
+        Py_RETURN_NONE;
+    }
+    PyObject *ts = thread_state(h);
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (ts == NULL || frame == NULL) { return fallback(h->py_resume, args, nargs); }
+    PyObject *flag = PyObject_GetAttr(h->col, s_active);
+    if (flag == NULL) { PyErr_Clear(); return fallback(h->py_resume, args, nargs); }
+    int active = PyObject_IsTrue(flag);
+    Py_DECREF(flag);
+    if (active <= 0) {
+        if (active < 0) { PyErr_Clear(); }
+        Py_RETURN_NONE;
+    }
+    PyObject *coro = PyObject_GetAttr(info, s_is_coro);
+    if (coro == NULL) { PyErr_Clear(); return fallback(h->py_resume, args, nargs); }
+    int is_coro = PyObject_IsTrue(coro);
+    Py_DECREF(coro);
+    if (is_coro != 0) {
+        if (is_coro < 0) { PyErr_Clear(); }
+        return fallback(h->py_resume, args, nargs);
+    }
+    PyObject *fkey = PyLong_FromVoidPtr(frame);
+    if (fkey == NULL) { return NULL; }
+    PyObject *fs = PyDict_GetItemWithError(h->suspended, fkey);
+    if (fs == NULL || !Py_IS_TYPE(fs, h->fs_type) || FS(h, fs, FS_CODE) != code || !fs_complete(h, fs)) {
+        Py_DECREF(fkey);
+        PyErr_Clear();
+        return fallback(h->py_resume, args, nargs);
+    }
+    /* from here on the state changes: errors are faults, no fallback */
+    Py_INCREF(fs);
+    Py_INCREF(ts);
+    PyObject *act = NULL, *line = NULL, *depth = NULL, *t_obj = NULL, *arow = NULL,
+             *payload = NULL, *ev = NULL;
+    PyObject *parent = Py_None, *parent_act = Py_None, *task;
+    if (PyDict_DelItem(h->suspended, fkey) < 0) { Py_DECREF(fkey); goto error; }
+    Py_DECREF(fkey);
+    line = PyLong_FromLong(PyFrame_GetLineNumber(frame));
+    act = PyIter_Next(h->act_ids);
+    if (line == NULL || act == NULL) { goto error; }
+    PyObject *stack = TS(h, ts, TS_STACK);
+    if (stack == NULL || !PyList_CheckExact(stack)) { goto error; }
+    Py_ssize_t n = PyList_GET_SIZE(stack);
+    if (n > 0) {
+        parent = PyList_GET_ITEM(stack, n - 1);
+        if (!Py_IS_TYPE(parent, h->fs_type) || !fs_complete(h, parent)) { goto error; }
+        depth = PyNumber_Add(FS(h, parent, FS_DEPTH), one);
+        task = FS(h, parent, FS_TASK);
+        parent_act = FS(h, parent, FS_ACT);
+    } else {
+        depth = Py_NewRef(zero);
+        task = TS(h, ts, TS_TASK);
+        if (task == NULL) { goto error; }
+    }
+    if (depth == NULL) { goto error; }
+    Py_INCREF(task);
+    Py_INCREF(parent_act);
+    PyObject *thread = TS(h, ts, TS_THREAD_ID);
+    if (thread == NULL) { Py_DECREF(task); Py_DECREF(parent_act); goto error; }
+    set_slot(fs, h->fs_off[FS_ACT], act);
+    set_slot(fs, h->fs_off[FS_PARENT], parent);
+    set_slot(fs, h->fs_off[FS_DEPTH], depth);
+    set_slot(fs, h->fs_off[FS_THREAD], thread);
+    set_slot(fs, h->fs_off[FS_TASK], task);
+    PyObject *watch = FS(h, fs, FS_WATCH);
+    PyObject *next = PyDict_CheckExact(watch) ? PyDict_GetItemWithError(watch, line) : NULL;
+    if (next == NULL) {
+        if (PyErr_Occurred()) { Py_DECREF(task); Py_DECREF(parent_act); goto error; }
+        next = Py_None;
+    }
+    set_slot(fs, h->fs_off[FS_PREV], next);
+    set_slot(fs, h->fs_off[FS_EXC_PENDING], Py_False);
+    if (PyList_Append(stack, fs) < 0) { Py_DECREF(task); Py_DECREF(parent_act); goto error; }
+    int64_t t = escope_now() - h->t0;
+    t_obj = PyLong_FromLongLong(t);
+    arow = t_obj ? PyTuple_Pack(7, s_tag_A, act, FS(h, fs, FS_FRAME_ID), parent_act, thread, task, depth) : NULL;
+    Py_DECREF(task);
+    Py_DECREF(parent_act);
+    payload = arow ? PyTuple_Pack(1, arow) : NULL;
+    ev = payload ? PyTuple_Pack(6, k_resume, act, line, t_obj, Py_None, payload) : NULL;
+    if (ev == NULL || PyList_Append(h->events, ev) < 0) { goto error; }
+    untrack_deep(ev, 3);
+    if (maybe_spill(h, t) < 0) { goto error; }
+    Py_DECREF(ev); Py_DECREF(payload); Py_DECREF(arow); Py_DECREF(t_obj);
+    Py_DECREF(depth); Py_DECREF(act); Py_DECREF(line);
+    Py_DECREF(fs); Py_DECREF(ts);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(ev); Py_XDECREF(payload); Py_XDECREF(arow); Py_XDECREF(t_obj);
+    Py_XDECREF(depth); Py_XDECREF(act); Py_XDECREF(line);
+    Py_DECREF(fs); Py_DECREF(ts);
+    return failed(h, msg_resume);
+}
+
+/* -- PY_YIELD / PY_RETURN ------------------------------------------------------ */
+
+static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject *kind,
+                       PyObject *py, PyObject *msg) {
+    if (nargs != 3) { return fallback(py, args, nargs); }
+    PyObject *code = args[0], *value = args[2];
+    PyObject *ts = thread_state(h);
+    PyObject *fs = ts ? top_for(h, ts, code) : NULL;
+    if (fs == NULL || !fs_complete(h, fs)) { return fallback(py, args, nargs); }
+    /* Only an immutable scalar value of a function whose name is not secret
+       is filmed here; anything else needs the renderer. */
+    int imm = PySet_Contains(h->immutable, (PyObject *)Py_TYPE(value));
+    if (imm <= 0) {
+        PyErr_Clear();
+        return fallback(py, args, nargs);
+    }
+    PyObject *secret = PyDict_GetItemWithError(h->secret_names, ((PyCodeObject *)code)->co_name);
+    if (secret != Py_False) {
+        PyErr_Clear();
+        return fallback(py, args, nargs);
+    }
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL) { return fallback(py, args, nargs); }
+    Py_INCREF(fs);
+    Py_INCREF(ts);
+    PyObject *changes = NULL, *item = NULL, *payload = NULL, *line = NULL, *t_obj = NULL, *ev = NULL;
+    PyObject *prev = FS(h, fs, FS_PREV);
+    if (h->record_lines && prev != Py_None) {
+        int truth = PyObject_IsTrue(prev);
+        if (truth < 0) { goto error; }
+        if (truth) {
+            PyObject *cargs[3] = {fs, (PyObject *)frame, prev};
+            changes = PyObject_Vectorcall(h->check_watch, cargs, 3, NULL);
+            if (changes == NULL) { goto error; }
+        }
+    }
+    set_slot(fs, h->fs_off[FS_PREV], Py_None);
+    item = PyTuple_Pack(2, s_tag_R, value);
+    if (item == NULL) { goto error; }
+    if (changes != NULL && changes != Py_None && PyTuple_CheckExact(changes)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(changes);
+        payload = PyTuple_New(n + 1);
+        if (payload == NULL) { goto error; }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyTuple_SET_ITEM(payload, i, Py_NewRef(PyTuple_GET_ITEM(changes, i)));
+        }
+        PyTuple_SET_ITEM(payload, n, Py_NewRef(item));
+    } else {
+        payload = PyTuple_Pack(1, item);
+        if (payload == NULL) { goto error; }
+    }
+    PyObject *stack = TS(h, ts, TS_STACK);
+    if (stack == NULL || !PyList_CheckExact(stack)) { goto error; }
+    Py_ssize_t n = PyList_GET_SIZE(stack);
+    if (n > 0 && PyList_GET_ITEM(stack, n - 1) == fs) {
+        if (PyList_SetSlice(stack, n - 1, n, NULL) < 0) { goto error; }
+    } else {
+        /* the frame is deeper in the stack: cut it and everything above */
+        for (Py_ssize_t i = n - 1; i >= 0; i--) {
+            if (PyList_GET_ITEM(stack, i) == fs) {
+                if (PyList_SetSlice(stack, i, n, NULL) < 0) { goto error; }
+                break;
+            }
+        }
+    }
+    if (kind == k_yield) {
+        PyObject *fkey = PyLong_FromVoidPtr(frame);
+        if (fkey == NULL || PyDict_SetItem(h->suspended, fkey, fs) < 0) { Py_XDECREF(fkey); goto error; }
+        Py_DECREF(fkey);
+    }
+    line = PyLong_FromLong(PyFrame_GetLineNumber(frame));
+    t_obj = line ? PyLong_FromLongLong(escope_now() - h->t0) : NULL;
+    ev = t_obj ? PyTuple_Pack(6, kind, FS(h, fs, FS_ACT), line, t_obj, Py_None, payload) : NULL;
+    if (ev == NULL || PyList_Append(h->events, ev) < 0) { goto error; }
+    untrack_deep(ev, 3);
+    Py_DECREF(ev); Py_DECREF(t_obj); Py_DECREF(line); Py_DECREF(payload); Py_DECREF(item);
+    Py_XDECREF(changes);
+    Py_DECREF(fs); Py_DECREF(ts);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(ev); Py_XDECREF(t_obj); Py_XDECREF(line); Py_XDECREF(payload); Py_XDECREF(item);
+    Py_XDECREF(changes);
+    Py_DECREF(fs); Py_DECREF(ts);
+    return failed(h, msg);
+}
+
+static PyObject *Hot_yield(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
+    return leave(h, args, nargs, k_yield, h->py_yield, msg_yield);
+}
+
+static PyObject *Hot_return(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
+    return leave(h, args, nargs, k_return, h->py_return, msg_return);
+}
+
+/* -- the object ------------------------------------------------------------------ */
+
+static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"collector", "infos", "frame_state", "thread_state", "immutable",
+                             "on_line", "on_resume", "on_yield", "on_return", "with_self",
+                             "since_start_ns", NULL};
+    PyObject *col, *infos, *fs_type, *ts_type, *immutable, *pl, *pr, *py, *pt, *ws;
+    long long since_start;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!O!O!OOOOOL", kwlist, &col, &PyDict_Type, &infos,
+                                     &PyType_Type, &fs_type, &PyType_Type, &ts_type,
+                                     &PyFrozenSet_Type, &immutable, &pl, &pr, &py, &pt, &ws, &since_start)) {
+        return -1;
+    }
+    h->fs_type = (PyTypeObject *)Py_NewRef(fs_type);
+    h->ts_type = (PyTypeObject *)Py_NewRef(ts_type);
+    if (slot_offsets(h->fs_type, FS_FIELDS, h->fs_off) < 0) { return -1; }
+    if (slot_offsets(h->ts_type, TS_FIELDS, h->ts_off) < 0) { return -1; }
+    h->col = Py_NewRef(col);
+    h->infos = Py_NewRef(infos);
+    h->immutable = Py_NewRef(immutable);
+    h->py_line = Py_NewRef(pl);
+    h->py_resume = Py_NewRef(pr);
+    h->py_yield = Py_NewRef(py);
+    h->py_return = Py_NewRef(pt);
+    h->with_self = Py_NewRef(ws);
+    h->events = PyObject_GetAttrString(col, "events");
+    h->threads = PyObject_GetAttrString(col, "threads");
+    h->suspended = PyObject_GetAttrString(col, "suspended");
+    h->act_ids = PyObject_GetAttrString(col, "act_ids");
+    h->secret_names = PyObject_GetAttrString(col, "secret_names");
+    h->check_watch = PyObject_GetAttrString(col, "check_watch");
+    h->spill = PyObject_GetAttrString(col, "spill");
+    h->overflow = PyObject_GetAttrString(col, "overflow");
+    h->fault = PyObject_GetAttrString(col, "fault");
+    if (!h->events || !h->threads || !h->suspended || !h->act_ids || !h->secret_names ||
+        !h->check_watch || !h->spill || !h->overflow || !h->fault) {
+        return -1;
+    }
+    if (!PyList_CheckExact(h->events) || !PyDict_CheckExact(h->threads) ||
+        !PyDict_CheckExact(h->suspended) || !PyDict_CheckExact(h->secret_names)) {
+        PyErr_SetString(PyExc_TypeError, "collector state of unexpected types");
+        return -1;
+    }
+    PyObject *v = PyObject_GetAttrString(col, "hot_limit");
+    if (v == NULL) { return -1; }
+    h->limit = PyLong_AsSsize_t(v);
+    Py_DECREF(v);
+    if (h->limit == -1 && PyErr_Occurred()) { return -1; }
+    v = PyObject_GetAttrString(col, "record_lines");
+    if (v == NULL) { return -1; }
+    h->record_lines = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    v = PyObject_GetAttrString(col, "full");
+    if (v == NULL) { return -1; }
+    h->full = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    h->t0 = escope_now() - (int64_t)since_start;
+    return 0;
+}
+
+static int Hot_traverse(Hot *h, visitproc visit, void *arg) {
+    Py_VISIT(h->col); Py_VISIT(h->events); Py_VISIT(h->threads); Py_VISIT(h->infos);
+    Py_VISIT(h->suspended); Py_VISIT(h->act_ids); Py_VISIT(h->secret_names); Py_VISIT(h->immutable);
+    Py_VISIT(h->fs_type); Py_VISIT(h->ts_type); Py_VISIT(h->py_line); Py_VISIT(h->py_resume);
+    Py_VISIT(h->py_yield); Py_VISIT(h->py_return); Py_VISIT(h->check_watch); Py_VISIT(h->spill); Py_VISIT(h->overflow);
+    Py_VISIT(h->fault); Py_VISIT(h->with_self); Py_VISIT(h->last_ts);
+    return 0;
+}
+
+static int Hot_clear(Hot *h) {
+    Py_CLEAR(h->col); Py_CLEAR(h->events); Py_CLEAR(h->threads); Py_CLEAR(h->infos);
+    Py_CLEAR(h->suspended); Py_CLEAR(h->act_ids); Py_CLEAR(h->secret_names); Py_CLEAR(h->immutable);
+    Py_CLEAR(h->fs_type); Py_CLEAR(h->ts_type); Py_CLEAR(h->py_line); Py_CLEAR(h->py_resume);
+    Py_CLEAR(h->py_yield); Py_CLEAR(h->py_return); Py_CLEAR(h->check_watch); Py_CLEAR(h->spill); Py_CLEAR(h->overflow);
+    Py_CLEAR(h->fault); Py_CLEAR(h->with_self); Py_CLEAR(h->last_ts);
+    return 0;
+}
+
+static void Hot_dealloc(Hot *h) {
+    PyObject_GC_UnTrack(h);
+    Hot_clear(h);
+    Py_TYPE(h)->tp_free((PyObject *)h);
+}
+
+static PyMethodDef Hot_methods[] = {
+    {"line", (PyCFunction)(void (*)(void))Hot_line, METH_FASTCALL, "LINE callback"},
+    {"resume", (PyCFunction)(void (*)(void))Hot_resume, METH_FASTCALL, "PY_RESUME callback"},
+    {"yield_", (PyCFunction)(void (*)(void))Hot_yield, METH_FASTCALL, "PY_YIELD callback"},
+    {"return_", (PyCFunction)(void (*)(void))Hot_return, METH_FASTCALL, "PY_RETURN callback"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *untrack_segment(PyObject *module, PyObject *segment) {
+    if (!PyTuple_CheckExact(segment)) {
+        PyErr_SetString(PyExc_TypeError, "untrack_segment() takes a tuple");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(segment);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        untrack_deep(PyTuple_GET_ITEM(segment, i), 3);
+    }
+    untrack_deep(segment, 0);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"untrack_segment", untrack_segment, METH_O,
+     "Untrack a segment of events (a tuple of event tuples) and the event\n"
+     "tuples in it that hold nothing the garbage collector must visit."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject HotType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pytest_escope.recorder._hotpath.Callbacks",
+    .tp_basicsize = sizeof(Hot),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The per-event sys.monitoring callbacks of one recording.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Hot_init,
+    .tp_traverse = (traverseproc)Hot_traverse,
+    .tp_clear = (inquiry)Hot_clear,
+    .tp_dealloc = (destructor)Hot_dealloc,
+    .tp_methods = Hot_methods,
+};
+
+static struct PyModuleDef hotmodule = {
+    PyModuleDef_HEAD_INIT, "_hotpath",
+    "Compiled per-event callbacks for the sys.monitoring backend (optional).", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__hotpath(void) {
+    if (PyType_Ready(&HotType) < 0) { return NULL; }
+    s_active = PyUnicode_InternFromString("active");
+    s_spill_at = PyUnicode_InternFromString("spill_at");
+    s_is_coro = PyUnicode_InternFromString("is_coro");
+    s_method_self = PyUnicode_InternFromString("method_self");
+    s_tag_A = PyUnicode_InternFromString("A");
+    s_tag_R = PyUnicode_InternFromString("R");
+    msg_line = PyUnicode_InternFromString("recorder error at a line step");
+    msg_resume = PyUnicode_InternFromString("recorder error at a resume");
+    msg_yield = PyUnicode_InternFromString("recorder error at a yield");
+    msg_return = PyUnicode_InternFromString("recorder error at a return");
+    k_line = PyLong_FromLong(K_LINE);
+    k_return = PyLong_FromLong(K_RETURN);
+    k_yield = PyLong_FromLong(K_YIELD);
+    k_resume = PyLong_FromLong(K_RESUME);
+    zero = PyLong_FromLong(0);
+    one = PyLong_FromLong(1);
+    if (!s_active || !s_spill_at || !s_is_coro || !s_method_self || !s_tag_A || !s_tag_R ||
+        !msg_line || !msg_resume || !msg_yield || !msg_return || !k_line || !k_return ||
+        !k_yield || !k_resume || !zero || !one) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&hotmodule);
+    if (m == NULL) { return NULL; }
+    if (PyModule_AddObjectRef(m, "Callbacks", (PyObject *)&HotType) < 0) { Py_DECREF(m); return NULL; }
+    return m;
+}
