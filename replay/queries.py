@@ -293,6 +293,7 @@ def stats(rec: "Recording") -> dict[str, Any]:
         "line_events": mapped + unmapped, "line_events_with_node": mapped,
         "node_share": round(mapped / (mapped + unmapped), 6) if mapped + unmapped else 1.0,
         "recorder_faults": int(meta.get("recorder_faults") or 0), "faults": faults,
-        "python": meta.get("python"), "backend": meta.get("backend"), "strategy": meta.get("strategy"),
+        "python": meta.get("python"), "backend": meta.get("backend"), "callbacks": meta.get("callbacks"),
+        "strategy": meta.get("strategy"),
         "path": str(rec.path),
     }

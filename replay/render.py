@@ -302,9 +302,15 @@ def stats_lines(s: dict[str, Any], st: Style) -> list[str]:
            f"  values         {s['values']} snapshots, {s['bindings']} bindings",
            f"  size           {s['bytes']} bytes, {s['bytes_per_event'] or 0} bytes/event",
            f"  node share     {s['node_share'] * 100:.1f}% of {s['line_events']} line events have a node",
-           f"  recorder       {s['backend']} on Python {s['python']}, strategy {s['strategy']}, "
+           f"  recorder       {s['backend']}{_callbacks_note(s.get('callbacks'))} on Python {s['python']}, "
+           f"strategy {s['strategy']}, "
            f"{s['recorder_faults']} faults"]
     return [st.cut(x) for x in out]
+
+
+def _callbacks_note(callbacks: Any) -> str:
+    """``(compiled)`` or ``(python)``; nothing for a recording that predates the key."""
+    return f" ({callbacks})" if callbacks in ("compiled", "python") else ""
 
 
 def size_text(n: int) -> str:
