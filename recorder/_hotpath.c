@@ -33,7 +33,7 @@ static inline int64_t escope_now(void) {
 static inline int64_t escope_now(void) { return (int64_t)_PyTime_GetPerfCounter(); }
 #endif
 
-enum { K_CALL = 1, K_LINE = 2, K_RETURN = 3, K_YIELD = 7, K_RESUME = 8 };
+enum { K_CALL = 1, K_LINE = 2, K_RETURN = 3, K_UNWIND = 6, K_YIELD = 7, K_RESUME = 8 };
 
 /* FrameState slots, in this order */
 static const char *FS_FIELDS[] = {
@@ -574,7 +574,167 @@ static PyObject *untrack_segment(PyObject *module, PyObject *segment) {
     Py_RETURN_NONE;
 }
 
+/* -- the writer's event loop ------------------------------------------------------ */
+
+static int is_tag(PyObject *tag, const char *name) {
+    return PyUnicode_CheckExact(tag) && PyUnicode_CompareWithASCIIString(tag, name) == 0;
+}
+
+/* The value of an event whose payload is one ("R", scalar) item, when the
+   scalar was rendered before (by_value knows it): borrowed, or NULL. */
+static PyObject *known_scalar(PyObject *item, PyObject *by_value) {
+    if (PyTuple_GET_SIZE(item) != 2 || !is_tag(PyTuple_GET_ITEM(item, 0), "R")) { return NULL; }
+    PyObject *scalar = PyTuple_GET_ITEM(item, 1);
+    PyTypeObject *cls = Py_TYPE(scalar);
+    if (cls != &PyLong_Type && cls != &PyUnicode_Type && cls != &PyBool_Type &&
+        cls != &PyBytes_Type && scalar != Py_None) {
+        return NULL;
+    }
+    PyObject *key = PyTuple_Pack(2, (PyObject *)cls, scalar);
+    if (key == NULL) { PyErr_Clear(); return NULL; }
+    PyObject *vid = PyDict_GetItemWithError(by_value, key);
+    Py_DECREF(key);
+    if (vid == NULL) { PyErr_Clear(); }
+    return vid;
+}
+
+/* One ("A", act, frame, parent, thread, task, depth) item: the activation
+   row waits in pending_acts for its end step. */
+static int open_activation(PyObject *item, PyObject *step, PyObject *pending_acts,
+                           PyObject *act_file, PyObject *frame_file) {
+    PyObject *row = PyList_New(8);
+    if (row == NULL) { return -1; }
+    for (Py_ssize_t i = 0; i < 6; i++) {
+        PyList_SET_ITEM(row, i, Py_NewRef(PyTuple_GET_ITEM(item, i + 1)));
+    }
+    PyList_SET_ITEM(row, 6, Py_NewRef(step));
+    PyList_SET_ITEM(row, 7, Py_NewRef(Py_None));
+    PyObject *act = PyTuple_GET_ITEM(item, 1);
+    int rc = PyDict_SetItem(pending_acts, act, row);
+    Py_DECREF(row);
+    if (rc < 0) { return -1; }
+    PyObject *file = PyDict_GetItemWithError(frame_file, PyTuple_GET_ITEM(item, 2));
+    if (file == NULL) {
+        if (PyErr_Occurred()) { return -1; }
+        file = Py_None;
+    }
+    return PyDict_SetItem(act_file, act, file);
+}
+
+static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 16) {
+        PyErr_SetString(PyExc_TypeError, "split_events() takes 16 arguments");
+        return NULL;
+    }
+    PyObject *parts = args[0], *base_obj = args[1], *kinds = args[2], *acts = args[3],
+             *lines = args[4], *times = args[5], *value_pairs = args[6], *pending_acts = args[7],
+             *act_rows = args[8], *act_ends = args[9], *new_lines = args[10], *act_file = args[11],
+             *frame_file = args[12], *seen_lines = args[13], *by_value = args[14], *payload_fn = args[15];
+    if (!PyTuple_CheckExact(parts) || !PyList_CheckExact(kinds) || !PyList_CheckExact(acts) ||
+        !PyList_CheckExact(lines) || !PyList_CheckExact(times) || !PyList_CheckExact(value_pairs) ||
+        !PyDict_CheckExact(pending_acts) || !PyList_CheckExact(act_rows) || !PyList_CheckExact(act_ends) ||
+        !PyList_CheckExact(new_lines) || !PyDict_CheckExact(act_file) || !PyDict_CheckExact(frame_file) ||
+        !PySet_CheckExact(seen_lines) || !PyDict_CheckExact(by_value)) {
+        PyErr_SetString(PyExc_TypeError, "split_events(): arguments of unexpected types");
+        return NULL;
+    }
+    Py_ssize_t base = PyLong_AsSsize_t(base_obj);
+    if (base == -1 && PyErr_Occurred()) { return NULL; }
+    Py_ssize_t step = base;
+    for (Py_ssize_t p = 0; p < PyTuple_GET_SIZE(parts); p++) {
+        PyObject *part = PyTuple_GET_ITEM(parts, p);
+        if (!PyTuple_CheckExact(part)) {
+            PyErr_SetString(PyExc_TypeError, "split_events(): a part is not a tuple");
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(part); i++, step++) {
+            PyObject *ev = PyTuple_GET_ITEM(part, i);
+            Py_ssize_t width = PyTuple_CheckExact(ev) ? PyTuple_GET_SIZE(ev) : 0;
+            if (width != 4 && width != 6) {
+                PyErr_SetString(PyExc_TypeError, "split_events(): an event is not a 4- or 6-tuple");
+                return NULL;
+            }
+            PyObject *kind = PyTuple_GET_ITEM(ev, 0), *act = PyTuple_GET_ITEM(ev, 1),
+                     *line = PyTuple_GET_ITEM(ev, 2);
+            if (PyList_Append(kinds, kind) < 0 || PyList_Append(acts, act) < 0 ||
+                PyList_Append(lines, line) < 0 || PyList_Append(times, PyTuple_GET_ITEM(ev, 3)) < 0) {
+                return NULL;
+            }
+            PyObject *step_obj = PyLong_FromSsize_t(step);
+            if (step_obj == NULL) { return NULL; }
+            if (width == 6) {
+                PyObject *value = PyTuple_GET_ITEM(ev, 4), *payload = PyTuple_GET_ITEM(ev, 5);
+                PyObject *result = NULL;  /* new reference */
+                PyObject *item = (PyTuple_CheckExact(payload) && PyTuple_GET_SIZE(payload) == 1)
+                                 ? PyTuple_GET_ITEM(payload, 0) : NULL;
+                if (item != NULL && !PyTuple_CheckExact(item)) { item = NULL; }
+                if (item != NULL && PyTuple_GET_SIZE(item) == 7 && is_tag(PyTuple_GET_ITEM(item, 0), "A")) {
+                    if (open_activation(item, step_obj, pending_acts, act_file, frame_file) < 0) {
+                        Py_DECREF(step_obj);
+                        return NULL;
+                    }
+                    result = Py_NewRef(value);
+                } else if (item != NULL && value == Py_None && (result = known_scalar(item, by_value)) != NULL) {
+                    Py_INCREF(result);
+                } else {
+                    PyObject *cargs[3] = {step_obj, value, payload};
+                    result = PyObject_Vectorcall(payload_fn, cargs, 3, NULL);
+                    if (result == NULL) { Py_DECREF(step_obj); return NULL; }
+                }
+                if (result != Py_None) {
+                    PyObject *pos = PyLong_FromSsize_t(step - base);
+                    int rc = pos ? PyList_Append(value_pairs, pos) : -1;
+                    Py_XDECREF(pos);
+                    if (rc < 0 || PyList_Append(value_pairs, result) < 0) {
+                        Py_DECREF(result); Py_DECREF(step_obj);
+                        return NULL;
+                    }
+                }
+                Py_DECREF(result);
+            }
+            PyObject *file = PyDict_GetItemWithError(act_file, act);
+            if (file == NULL) {
+                if (PyErr_Occurred()) { Py_DECREF(step_obj); return NULL; }
+                file = Py_None;
+            }
+            PyObject *key = PyTuple_Pack(2, file, line);
+            if (key == NULL) { Py_DECREF(step_obj); return NULL; }
+            int seen = PySet_Contains(seen_lines, key);
+            if (seen == 0 && (PySet_Add(seen_lines, key) < 0 || PyList_Append(new_lines, key) < 0)) { seen = -1; }
+            Py_DECREF(key);
+            if (seen < 0) { Py_DECREF(step_obj); return NULL; }
+            long k = PyLong_AsLong(kind);
+            if (k == -1 && PyErr_Occurred()) { Py_DECREF(step_obj); return NULL; }
+            if (k == K_RETURN || k == K_YIELD || k == K_UNWIND) {
+                PyObject *row = PyDict_GetItemWithError(pending_acts, act);
+                int rc = 0;
+                if (row != NULL) {
+                    Py_INCREF(row);
+                    rc = PyDict_DelItem(pending_acts, act);
+                    if (rc == 0 && PyList_Check(row) && PyList_GET_SIZE(row) == 8) {
+                        rc = PyList_SetItem(row, 7, Py_NewRef(step_obj));
+                    }
+                    if (rc == 0) { rc = PyList_Append(act_rows, row); }
+                    Py_DECREF(row);
+                } else if (PyErr_Occurred()) {
+                    rc = -1;
+                } else {
+                    PyObject *end = PyTuple_Pack(2, act, step_obj);
+                    rc = end ? PyList_Append(act_ends, end) : -1;
+                    Py_XDECREF(end);
+                }
+                if (rc == 0 && PyDict_Contains(act_file, act) == 1) { rc = PyDict_DelItem(act_file, act); }
+                if (rc < 0) { Py_DECREF(step_obj); return NULL; }
+            }
+            Py_DECREF(step_obj);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"split_events", (PyCFunction)(void (*)(void))split_events, METH_FASTCALL,
+     "The writer's event loop (store._split_events_py), in C: same arguments, same rows."},
     {"untrack_segment", untrack_segment, METH_O,
      "Untrack a segment of events (a tuple of event tuples) and the event\n"
      "tuples in it that hold nothing the garbage collector must visit."},

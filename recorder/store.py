@@ -11,6 +11,7 @@ from __future__ import annotations
 # Bound at import: a test that monkeypatches builtins must not reach the recorder.
 from builtins import dict, int, isinstance, len, list, set, str, tuple, type  # noqa: A004
 
+import functools
 import itertools
 import json
 import os
@@ -24,11 +25,79 @@ import apsw
 from . import schema
 from .values import Renderer, _encode_json, detail_json
 
+try:
+    from ._hotpath import split_events as _split_events
+except ImportError:  # built without a C compiler
+    _split_events = None
+
 _STOP = object()
 
 #: Scalars whose equal values always render alike, so a value seen before
 #: needs no rendering (not float: 0.0 == -0.0; not complex, for the same).
 _KEYED_BY_VALUE = frozenset({int, str, bool, bytes, type(None)})
+
+
+class _ChunkRows:
+    """The rows one chunk turns into, filled by the event loop and ``_payload``."""
+
+    __slots__ = ("kinds", "acts", "lines", "times", "value_pairs", "pending_acts", "act_rows", "act_ends",
+                 "new_lines", "frame_rows", "binding_rows", "val_rows", "new_names")
+
+    def __init__(self) -> None:
+        self.kinds: list = []
+        self.acts: list = []
+        self.lines: list = []
+        self.times: list = []
+        self.value_pairs: list = []  # flat (position in chunk, value id) pairs
+        # activations are inserted once their end is known; those still open
+        # at the end of a chunk go in with end_step NULL and get an UPDATE
+        self.pending_acts: dict[int, list] = {}
+        self.act_rows: list = []
+        self.act_ends: list = []
+        self.new_lines: list = []
+        self.frame_rows: list = []
+        self.binding_rows: list = []
+        self.val_rows: list = []
+        self.new_names: list = []
+
+
+_ENDS = frozenset({schema.RETURN, schema.YIELD, schema.UNWIND})
+
+
+def _split_events_py(parts: tuple, base: int, kinds: list, acts: list, lines: list, times: list,
+                     value_pairs: list, pending_acts: dict, act_rows: list, act_ends: list, new_lines: list,
+                     act_file: dict, frame_file: dict, seen_lines: set, by_value: dict, payload: Any) -> None:
+    """The event loop of a chunk: columns, activation ends, lines that ran;
+    ``payload(step, value, payload)`` does the rest of a step that has one.
+    ``_hotpath.split_events`` is this loop in C (same arguments, same rows);
+    ``by_value`` and ``frame_file`` are only read there, for its fast cases.
+    """
+    step = base
+    for ev in itertools.chain.from_iterable(parts):
+        kind = ev[0]
+        act = ev[1]
+        kinds.append(kind)
+        acts.append(act)
+        lines.append(ev[2])
+        times.append(ev[3])
+        if len(ev) != 4:
+            value = payload(step, ev[4], ev[5])
+            if value is not None:
+                value_pairs.append(step - base)
+                value_pairs.append(value)
+        key = (act_file.get(act), ev[2])
+        if key not in seen_lines:
+            seen_lines.add(key)
+            new_lines.append(key)
+        if kind in _ENDS:
+            row = pending_acts.pop(act, None)
+            if row is not None:
+                row[7] = step
+                act_rows.append(row)
+            else:
+                act_ends.append((act, step))
+            act_file.pop(act, None)
+        step += 1
 
 
 def create_private_file(path: Path) -> None:
@@ -65,6 +134,8 @@ class RecordingWriter:
         self._thread = threading.Thread(target=self._run, name="escope-writer", daemon=True)
         self._started = False
         self.abandoned = False
+        #: the Python event loop even when the compiled one exists (tests compare them)
+        self.pure = os.environ.get("ESCOPE_PURE_PYTHON", "") not in ("", "0")
 
     # -- test-thread side -------------------------------------------------
 
@@ -148,122 +219,22 @@ class RecordingWriter:
 
     def _write_chunk(self, db: apsw.Connection, chunk: dict[str, Any]) -> None:
         base = chunk["base"]
-        act_rows = []
-        act_ends = []
-        frame_rows = []
-        binding_rows = []
-        val_rows = []
-        new_names: list = []
-        new_lines: list = []
-        name_id = self._name_id
-        scalars = self.scalar_vids
-        by_value = self.scalar_vids_by_value
-        render_scalar = self.renderer.render_scalar
-        act_file = self.act_file
-        frame_file = self.frame_file
-        code_file = self.code_file
-        seen_lines = self.seen_lines
         for row in chunk.get("codes", ()):
-            code_file[row[0]] = row[1]
-        # Activations are inserted once their end is known; those still open
-        # at the end of a chunk go in with end_step NULL and get an UPDATE.
-        pending_acts: dict[int, list] = {}
-        RETURN, YIELD, UNWIND = schema.RETURN, schema.YIELD, schema.UNWIND
-
-        kinds: list = []
-        acts: list = []
-        lines: list = []
-        times: list = []
-        value_pairs: list = []
-        step = base
-        for ev in itertools.chain.from_iterable(chunk["events"]):
-            kind = ev[0]
-            act = ev[1]
-            kinds.append(kind)
-            acts.append(act)
-            lines.append(ev[2])
-            times.append(ev[3])
-            if len(ev) != 4:
-                value = ev[4]
-                payload = ev[5]
-                if payload:
-                    remap = None
-                    for item in payload:
-                        tag = item[0]
-                        if tag == "b":
-                            vid = item[3]
-                            if remap is not None and vid in remap:
-                                vid = remap[vid]
-                            binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
-                        elif tag == "s" or tag == "R":
-                            # a scalar by reference: render, dedupe, number it here
-                            scalar = item[-1]
-                            cls = type(scalar)
-                            vkey = (cls, scalar) if cls in _KEYED_BY_VALUE else None
-                            vid = by_value.get(vkey) if vkey is not None else None
-                            if vid is None:
-                                tname, text, detail, flags = render_scalar(scalar)
-                                key = (tname, text, flags)
-                                vid = scalars.get(key)
-                                if vid is None:
-                                    vid = self.next_vid
-                                    self.next_vid += 2
-                                    if len(scalars) < 200_000:
-                                        scalars[key] = vid
-                                    val_rows.append((vid, None, step, tname, text, detail, flags))
-                                if vkey is not None and len(by_value) < 200_000:
-                                    by_value[vkey] = vid
-                            if tag == "s":
-                                binding_rows.append((item[1], name_id(db, item[2], new_names), step, vid))
-                            else:
-                                value = vid
-                        elif tag == "r":
-                            tname, text, detail, flags = render_scalar(item[2])
-                            key = (tname, text, flags)
-                            known = scalars.get(key) if detail is None else None
-                            if known is not None:
-                                if remap is None:
-                                    remap = {}
-                                remap[item[1]] = known
-                            else:
-                                if detail is None and len(scalars) < 200_000:
-                                    scalars[key] = item[1]
-                                val_rows.append((item[1], None, step, tname, text, detail, flags))
-                        elif tag == "v":
-                            detail = item[5]
-                            if detail is not None and type(detail) is not str:
-                                detail = detail_json(detail)
-                            val_rows.append((item[1], item[2], step, item[3], item[4], detail, item[6]))
-                        elif tag == "A":
-                            pending_acts[item[1]] = [item[1], item[2], item[3], item[4], item[5], item[6], step, None]
-                            act_file[item[1]] = frame_file.get(item[2])
-                        elif tag == "F":
-                            frame_rows.append((item[1], item[2], step))
-                            frame_file[item[1]] = code_file.get(item[2])
-                    if remap is not None and value in remap:
-                        value = remap[value]
-                if value is not None:
-                    value_pairs.append(step - base)
-                    value_pairs.append(value)
-            key = (act_file.get(act), ev[2])
-            if key not in seen_lines:
-                seen_lines.add(key)
-                new_lines.append(key)
-            if kind == RETURN or kind == YIELD or kind == UNWIND:
-                row = pending_acts.pop(act, None)
-                if row is not None:
-                    row[7] = step
-                    act_rows.append(row)
-                else:
-                    act_ends.append((act, step))
-                act_file.pop(act, None)
-            step += 1
-        act_rows.extend(pending_acts.values())
+            self.code_file[row[0]] = row[1]
+        rows = _ChunkRows()
+        payload = functools.partial(self._payload, rows, db)
+        split = _split_events if _split_events is not None and not self.pure else _split_events_py
+        split(chunk["events"], base, rows.kinds, rows.acts, rows.lines, rows.times, rows.value_pairs,
+              rows.pending_acts, rows.act_rows, rows.act_ends, rows.new_lines, self.act_file,
+              self.frame_file, self.seen_lines, self.scalar_vids_by_value, payload)
+        rows.act_rows.extend(rows.pending_acts.values())
         blob = schema.pack_chunk(
-            base, (kinds, acts, lines, times, value_pairs),
-            {"frames": frame_rows, "activations": act_rows, "bindings": binding_rows, "vals": val_rows},
-            act_ends, encode=_encode_json)
-        kinds = acts = lines = times = value_pairs = None  # type: ignore[assignment]
+            base, (rows.kinds, rows.acts, rows.lines, rows.times, rows.value_pairs),
+            {"frames": rows.frame_rows, "activations": rows.act_rows, "bindings": rows.binding_rows,
+             "vals": rows.val_rows},
+            rows.act_ends, encode=_encode_json)
+        new_lines, new_names = rows.new_lines, rows.new_names
+        rows = payload = None  # type: ignore[assignment]  # the columns go before the transaction
         with db:
             step = base + chunk["count"]
             db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (?, ?, ?)",
@@ -294,6 +265,74 @@ class RecordingWriter:
             self.events_written = step
             if self.max_events and step > self.max_events:
                 self._drop_oldest(db, step - self.max_events)
+
+    def _payload(self, rows: _ChunkRows, db: apsw.Connection, step: int, value: Any, payload: Any) -> Any:
+        """The rows an event's payload adds; returns the event's value (a
+        ``vals.value`` id, or None)."""
+        if not payload:
+            return value
+        remap = None
+        for item in payload:
+            tag = item[0]
+            if tag == "b":
+                vid = item[3]
+                if remap is not None and vid in remap:
+                    vid = remap[vid]
+                rows.binding_rows.append((item[1], self._name_id(db, item[2], rows.new_names), step, vid))
+            elif tag == "s" or tag == "R":
+                vid = self._scalar_vid(rows, step, item[-1])
+                if tag == "s":
+                    rows.binding_rows.append((item[1], self._name_id(db, item[2], rows.new_names), step, vid))
+                else:
+                    value = vid
+            elif tag == "r":
+                tname, text, detail, flags = self.renderer.render_scalar(item[2])
+                key = (tname, text, flags)
+                known = self.scalar_vids.get(key) if detail is None else None
+                if known is not None:
+                    if remap is None:
+                        remap = {}
+                    remap[item[1]] = known
+                else:
+                    if detail is None and len(self.scalar_vids) < 200_000:
+                        self.scalar_vids[key] = item[1]
+                    rows.val_rows.append((item[1], None, step, tname, text, detail, flags))
+            elif tag == "v":
+                detail = item[5]
+                if detail is not None and type(detail) is not str:
+                    detail = detail_json(detail)
+                rows.val_rows.append((item[1], item[2], step, item[3], item[4], detail, item[6]))
+            elif tag == "A":
+                rows.pending_acts[item[1]] = [item[1], item[2], item[3], item[4], item[5], item[6], step, None]
+                self.act_file[item[1]] = self.frame_file.get(item[2])
+            elif tag == "F":
+                rows.frame_rows.append((item[1], item[2], step))
+                self.frame_file[item[1]] = self.code_file.get(item[2])
+        if remap is not None and value in remap:
+            value = remap[value]
+        return value
+
+    def _scalar_vid(self, rows: _ChunkRows, step: int, scalar: Any) -> int:
+        """The value id of a scalar kept by reference: rendered once, deduplicated."""
+        cls = type(scalar)
+        by_value = self.scalar_vids_by_value
+        vkey = (cls, scalar) if cls in _KEYED_BY_VALUE else None
+        vid = by_value.get(vkey) if vkey is not None else None
+        if vid is not None:
+            return vid
+        tname, text, detail, flags = self.renderer.render_scalar(scalar)
+        key = (tname, text, flags)
+        scalars = self.scalar_vids
+        vid = scalars.get(key)
+        if vid is None:
+            vid = self.next_vid
+            self.next_vid += 2
+            if len(scalars) < 200_000:
+                scalars[key] = vid
+            rows.val_rows.append((vid, None, step, tname, text, detail, flags))
+        if vkey is not None and len(by_value) < 200_000:
+            by_value[vkey] = vid
+        return vid
 
     def _write_lines(self, db: apsw.Connection, new_lines: list) -> None:
         """Rows of ``lines`` and ``nodes`` for the lines that ran."""

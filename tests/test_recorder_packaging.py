@@ -32,7 +32,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # interpreter building the same checkout
     src = out / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", "build", "dist", ".escope", "*.egg-info", "__pycache__", ".venv*", ".pytest_cache"))
+        ".git", "build", "dist", ".escope", "*.egg-info", "__pycache__", ".venv*", ".pytest_cache",
+        "*.so"))
     env = clean_env()
     env.pop("PYTHONPATH", None)
     has_backend = all(importlib.util.find_spec(m) for m in ("setuptools", "wheel"))
@@ -64,6 +65,15 @@ def test_wheel_holds_one_top_level_package(wheel: Path) -> None:
     eps = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(eps[0]).decode()
     assert "[pytest11]" in text and "escope = pytest_escope.plugin" in text
+
+
+def test_wheel_holds_the_compiled_callbacks_where_a_compiler_is(wheel: Path) -> None:
+    """The C extension is optional: built when a compiler is present (as on
+    this machine), skipped without one, never a failed install."""
+    if not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")):
+        pytest.skip("no C compiler: the wheel is pure Python")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert [n for n in names if n.startswith("pytest_escope/recorder/_hotpath.") and n.endswith(".so")]
 
 
 def test_installed_imports_and_no_top_level_modules(venv: Path) -> None:
@@ -110,3 +120,5 @@ def test_installed_plugin_records_a_failing_test(venv: Path, tmp_path: Path) -> 
     assert rec.meta["outcome"] == "failed"
     assert [e.value_repr for e in rec.events() if e.kind == "return" and e.function == "add"] == ["4"]
     assert rec.unmapped_lines() == [] and rec.lines()
+    if sys.version_info >= (3, 12) and any(shutil.which(cc) for cc in ("cc", "gcc", "clang")):
+        assert rec.meta["callbacks"] == "compiled"

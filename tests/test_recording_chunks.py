@@ -176,3 +176,103 @@ def test_the_cache_keeps_the_most_recently_used(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(opening, "CACHE_MAX_BYTES", 250)
     opening._prune_cache(tmp_path, keep=tmp_path / "0.sqlite")
     assert sorted(p.name for p in tmp_path.glob("*.sqlite")) == ["0.sqlite", "5.sqlite"]
+
+
+#: Records a workload in-process, keeps the chunks the collector spills, and
+#: writes the same chunks twice: with the compiled event loop of the writer
+#: and with the Python one.  Prints one JSON line: both files' chunk blobs.
+TWO_WRITERS = r'''
+import hashlib, json, sys, tempfile, threading
+from pathlib import Path
+from pytest_escope.recorder.config import RecorderConfig
+from pytest_escope.recorder.session import Recorder
+from pytest_escope.recorder.store import RecordingWriter
+sys.path.insert(0, sys.argv[1])
+import work
+
+d = Path(tempfile.mkdtemp())
+cfg = RecorderConfig(rootdir=Path(sys.argv[1]), strategy=sys.argv[2], spill_events=3000)
+rec = Recorder(cfg, d / "cache")
+r = rec.recording(d / "unused.sqlite", {"nodeid": "x"}, keep_in_memory=True)
+chunks = []
+r.collector.sink = chunks.append
+r.start()
+work.run()
+r.stop()
+r.collector.spill()
+blobs = {}
+for pure in (False, True):
+    w = RecordingWriter(d / f"{pure}.sqlite", {"test_id": "x"}, r.collector.renderer)
+    w.pure = pure
+    for c in chunks:
+        w.put(c)
+    w.close({"outcome": "passed"})
+    assert w.error is None, w.error
+    import sqlite3
+    db = sqlite3.connect(d / f"{pure}.sqlite")
+    blobs[str(pure)] = [hashlib.sha256(b).hexdigest() for (b,) in db.execute("SELECT data FROM chunks ORDER BY chunk")]
+    blobs[str(pure) + "_names"] = db.execute("SELECT * FROM names ORDER BY name").fetchall()
+    blobs[str(pure) + "_lines"] = db.execute("SELECT * FROM lines ORDER BY file, line").fetchall()
+print(json.dumps({"chunks": len(chunks), "events": r.event_count, **blobs}))
+'''
+
+WORK = '''
+import threading
+
+
+def squares(n):
+    for i in range(n):
+        yield i * i, str(i), float(i) / 3, b"x" * (i % 3), None if i % 2 else True
+
+
+class Bag:
+    def __init__(self):
+        self.items = []
+
+    def add(self, x):
+        self.items.append(x)
+        return len(self.items)
+
+
+def risky(i):
+    if i % 7 == 0:
+        raise ValueError(f"seven {i}")
+    return {"i": i, "half": i / 2}
+
+
+def worker(out):
+    for i in range(300):
+        out.append(i)
+
+
+def run():
+    bag = Bag()
+    seen = []
+    for sq, text, third, raw, flag in squares(3000):
+        n = bag.add((sq, text))
+        try:
+            seen.append(risky(n))
+        except ValueError as exc:
+            seen.append(str(exc))
+    out = []
+    t = threading.Thread(target=worker, args=(out,), name="side")
+    t.start()
+    t.join()
+    return len(seen) + len(out)
+'''
+
+
+@pytest.mark.parametrize("strategy", ["minimal", "balanced", "full_trace"])
+def test_compiled_writer_loop_writes_the_same_bytes(tmp_path: Path, strategy: str) -> None:
+    """``_hotpath.split_events`` and ``store._split_events_py`` turn the same
+    chunks of a real recording into byte-identical chunk blobs."""
+    pytest.importorskip("pytest_escope.recorder._hotpath")
+    (tmp_path / "work.py").write_text(WORK)
+    proc = subprocess.run([sys.executable, "-c", TWO_WRITERS, str(tmp_path), strategy],
+                          capture_output=True, text=True, env=clean_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["chunks"] >= 3 and got["events"] > 9000
+    assert got["False"] == got["True"] and len(got["False"]) == got["chunks"]
+    assert got["False_names"] == got["True_names"]
+    assert got["False_lines"] == got["True_lines"] and got["False_lines"]
