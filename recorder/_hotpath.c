@@ -38,10 +38,10 @@ enum { K_CALL = 1, K_LINE = 2, K_RETURN = 3, K_UNWIND = 6, K_YIELD = 7, K_RESUME
 /* FrameState slots, in this order */
 static const char *FS_FIELDS[] = {
     "frame_id", "act", "info", "code", "watch", "prev", "depth", "thread",
-    "task", "exc_pending", "parent", NULL
+    "task", "exc_pending", "parent", "last", NULL
 };
 enum { FS_FRAME_ID, FS_ACT, FS_INFO, FS_CODE, FS_WATCH, FS_PREV, FS_DEPTH,
-       FS_THREAD, FS_TASK, FS_EXC_PENDING, FS_PARENT, FS_N };
+       FS_THREAD, FS_TASK, FS_EXC_PENDING, FS_PARENT, FS_LAST, FS_N };
 
 static const char *TS_FIELDS[] = {"thread_id", "stack", "task", NULL};
 enum { TS_THREAD_ID, TS_STACK, TS_TASK, TS_N };
@@ -60,6 +60,9 @@ typedef struct {
     PyTypeObject *ts_type;
     PyObject *py_line, *py_resume, *py_yield, *py_return;
     PyObject *check_watch, *spill, *overflow, *fault, *with_self;
+    PyObject *bind_changed, *recheck_mutable;  /* Collector methods check_watch calls */
+    PyTypeObject *imm_types[16];               /* the immutable scalar types */
+    int n_imm;
     PyObject *last_ts;      /* ThreadState of last_ident */
     unsigned long last_ident;
     Py_ssize_t limit;       /* col.hot_limit */
@@ -69,7 +72,7 @@ typedef struct {
     Py_ssize_t ts_off[TS_N];
 } Hot;
 
-static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_tag_A, *s_tag_R;
+static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_tag_A, *s_tag_R, *s_tag_s, *s_tag_b;
 static PyObject *k_line, *k_return, *k_yield, *k_resume, *zero, *one;
 static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return;
 
@@ -201,6 +204,130 @@ static int maybe_spill(Hot *h, int64_t t) {
     return 0;
 }
 
+/* -- what a statement changed (Collector.check_watch, in C) ------------------ */
+
+static inline int is_immutable(Hot *h, PyObject *v) {
+    PyTypeObject *t = Py_TYPE(v);
+    for (int i = 0; i < h->n_imm; i++) {
+        if (h->imm_types[i] == t) { return 1; }
+    }
+    return 0;
+}
+
+/* The local ``name`` of the frame (new reference); NULL with no error set
+   when it is unbound. */
+static PyObject *local_value(PyObject *loc, PyObject *name) {
+    if (PyDict_CheckExact(loc)) {
+        PyObject *v = PyDict_GetItemWithError(loc, name);
+        return Py_XNewRef(v);
+    }
+    PyObject *v = PyObject_GetItem(loc, name);  /* 3.13: a FrameLocalsProxy */
+    if (v == NULL && PyErr_ExceptionMatches(PyExc_KeyError)) { PyErr_Clear(); }
+    return v;
+}
+
+static int append_item(PyObject *out, PyObject *tag, PyObject *fid, PyObject *name, PyObject *v) {
+    PyObject *item = PyTuple_Pack(4, tag, fid, name, v);
+    if (item == NULL) { return -1; }
+    int rc = PyList_Append(out, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* ``name`` may be bound to another object than at the last look (``last``
+   holds the id() it had): 1 if so, and ``last`` is updated. */
+static int identity_changed(PyObject *last, PyObject *name, PyObject *v) {
+    PyObject *was = PyDict_GetItemWithError(last, name);
+    if (was == NULL && PyErr_Occurred()) { return -1; }
+    if (was != NULL && PyLong_CheckExact(was)) {
+        void *p = PyLong_AsVoidPtr(was);
+        if (p == NULL && PyErr_Occurred()) { PyErr_Clear(); }
+        else if (p == (void *)v) { return 0; }
+    }
+    PyObject *id = PyLong_FromVoidPtr(v);
+    if (id == NULL) { return -1; }
+    int rc = PyDict_SetItem(last, name, id);
+    Py_DECREF(id);
+    return rc < 0 ? -1 : 1;
+}
+
+static int bind(Hot *h, PyObject *fs, PyObject *fid, PyObject *name, PyObject *v, PyObject *out) {
+    if (is_immutable(h, v) && PyDict_GetItemWithError(h->secret_names, name) == Py_False) {
+        return append_item(out, s_tag_s, fid, name, v);
+    }
+    if (PyErr_Occurred()) { return -1; }
+    PyObject *args[4] = {fs, name, v, out};
+    PyObject *r = PyObject_Vectorcall(h->bind_changed, args, 4, NULL);
+    if (r == NULL) { return -1; }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Collector.check_watch: a tuple of changes or None (new reference). */
+static PyObject *check_watch(Hot *h, PyObject *fs, PyFrameObject *frame, PyObject *entry) {
+    PyObject *last = FS(h, fs, FS_LAST), *fid = FS(h, fs, FS_FRAME_ID);
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+        !PyTuple_CheckExact(PyTuple_GET_ITEM(entry, 0)) || !PyTuple_CheckExact(PyTuple_GET_ITEM(entry, 1)) ||
+        !PyDict_CheckExact(last)) {
+        PyObject *cargs[3] = {fs, (PyObject *)frame, entry};
+        return PyObject_Vectorcall(h->check_watch, cargs, 3, NULL);
+    }
+    PyObject *bound = PyTuple_GET_ITEM(entry, 0), *mutated = PyTuple_GET_ITEM(entry, 1);
+    PyObject *loc = PyFrame_GetLocals(frame);
+    if (loc == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_Exception)) { PyErr_Clear(); Py_RETURN_NONE; }
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) { Py_DECREF(loc); return NULL; }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bound); i++) {
+        PyObject *name = PyTuple_GET_ITEM(bound, i);
+        PyObject *v = local_value(loc, name);
+        if (v == NULL) {
+            if (PyErr_Occurred()) { goto error; }
+            int had = PyDict_Contains(last, name);
+            if (had < 0) { goto error; }
+            if (had && (PyDict_DelItem(last, name) < 0 || append_item(out, s_tag_b, fid, name, Py_None) < 0)) {
+                goto error;
+            }
+            continue;
+        }
+        int changed = identity_changed(last, name, v);
+        if (changed < 0 || (changed && bind(h, fs, fid, name, v, out) < 0)) { Py_DECREF(v); goto error; }
+        Py_DECREF(v);
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mutated); i++) {
+        PyObject *name = PyTuple_GET_ITEM(mutated, i);
+        PyObject *v = local_value(loc, name);
+        if (v == NULL) {
+            if (PyErr_Occurred()) { goto error; }
+            continue;
+        }
+        int changed = identity_changed(last, name, v);
+        int rc = 0;
+        if (changed < 0) {
+            rc = -1;
+        } else if (changed) {
+            rc = bind(h, fs, fid, name, v, out);
+        } else if (!is_immutable(h, v)) {
+            PyObject *args[5] = {fs, loc, name, v, out};
+            PyObject *r = PyObject_Vectorcall(h->recheck_mutable, args, 5, NULL);
+            if (r == NULL) { rc = -1; } else { Py_DECREF(r); }
+        }
+        Py_DECREF(v);
+        if (rc < 0) { goto error; }
+    }
+    Py_DECREF(loc);
+    if (PyList_GET_SIZE(out) == 0) { Py_DECREF(out); Py_RETURN_NONE; }
+    PyObject *result = PyList_AsTuple(out);
+    Py_DECREF(out);
+    return result;
+error:
+    Py_DECREF(loc);
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* -- LINE ------------------------------------------------------------------ */
 
 static PyObject *Hot_line(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
@@ -220,8 +347,7 @@ static PyObject *Hot_line(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
         if (truth) {
             PyFrameObject *frame = PyEval_GetFrame();
             if (frame == NULL) { goto error; }
-            PyObject *cargs[3] = {fs, (PyObject *)frame, prev};
-            changes = PyObject_Vectorcall(h->check_watch, cargs, 3, NULL);
+            changes = check_watch(h, fs, frame, prev);
             if (changes == NULL) { goto error; }
         }
     }
@@ -406,8 +532,7 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
         int truth = PyObject_IsTrue(prev);
         if (truth < 0) { goto error; }
         if (truth) {
-            PyObject *cargs[3] = {fs, (PyObject *)frame, prev};
-            changes = PyObject_Vectorcall(h->check_watch, cargs, 3, NULL);
+            changes = check_watch(h, fs, frame, prev);
             if (changes == NULL) { goto error; }
         }
     }
@@ -503,6 +628,24 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     h->spill = PyObject_GetAttrString(col, "spill");
     h->overflow = PyObject_GetAttrString(col, "overflow");
     h->fault = PyObject_GetAttrString(col, "fault");
+    h->bind_changed = PyObject_GetAttrString(col, "bind_changed");
+    h->recheck_mutable = PyObject_GetAttrString(col, "recheck_mutable");
+    if (!h->bind_changed || !h->recheck_mutable) { return -1; }
+    h->n_imm = 0;
+    PyObject *it = PyObject_GetIter(immutable);
+    if (it == NULL) { return -1; }
+    PyObject *t;
+    while ((t = PyIter_Next(it)) != NULL) {
+        if (!PyType_Check(t) || h->n_imm >= 16) {
+            Py_DECREF(t); Py_DECREF(it);
+            PyErr_SetString(PyExc_TypeError, "immutable: at most 16 types");
+            return -1;
+        }
+        h->imm_types[h->n_imm++] = (PyTypeObject *)t;  /* kept alive by h->immutable */
+        Py_DECREF(t);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) { return -1; }
     if (!h->events || !h->threads || !h->suspended || !h->act_ids || !h->secret_names ||
         !h->check_watch || !h->spill || !h->overflow || !h->fault) {
         return -1;
@@ -534,7 +677,7 @@ static int Hot_traverse(Hot *h, visitproc visit, void *arg) {
     Py_VISIT(h->suspended); Py_VISIT(h->act_ids); Py_VISIT(h->secret_names); Py_VISIT(h->immutable);
     Py_VISIT(h->fs_type); Py_VISIT(h->ts_type); Py_VISIT(h->py_line); Py_VISIT(h->py_resume);
     Py_VISIT(h->py_yield); Py_VISIT(h->py_return); Py_VISIT(h->check_watch); Py_VISIT(h->spill); Py_VISIT(h->overflow);
-    Py_VISIT(h->fault); Py_VISIT(h->with_self); Py_VISIT(h->last_ts);
+    Py_VISIT(h->fault); Py_VISIT(h->bind_changed); Py_VISIT(h->recheck_mutable); Py_VISIT(h->with_self); Py_VISIT(h->last_ts);
     return 0;
 }
 
@@ -543,7 +686,7 @@ static int Hot_clear(Hot *h) {
     Py_CLEAR(h->suspended); Py_CLEAR(h->act_ids); Py_CLEAR(h->secret_names); Py_CLEAR(h->immutable);
     Py_CLEAR(h->fs_type); Py_CLEAR(h->ts_type); Py_CLEAR(h->py_line); Py_CLEAR(h->py_resume);
     Py_CLEAR(h->py_yield); Py_CLEAR(h->py_return); Py_CLEAR(h->check_watch); Py_CLEAR(h->spill); Py_CLEAR(h->overflow);
-    Py_CLEAR(h->fault); Py_CLEAR(h->with_self); Py_CLEAR(h->last_ts);
+    Py_CLEAR(h->fault); Py_CLEAR(h->bind_changed); Py_CLEAR(h->recheck_mutable); Py_CLEAR(h->with_self); Py_CLEAR(h->last_ts);
     return 0;
 }
 
@@ -768,6 +911,8 @@ PyMODINIT_FUNC PyInit__hotpath(void) {
     s_method_self = PyUnicode_InternFromString("method_self");
     s_tag_A = PyUnicode_InternFromString("A");
     s_tag_R = PyUnicode_InternFromString("R");
+    s_tag_s = PyUnicode_InternFromString("s");
+    s_tag_b = PyUnicode_InternFromString("b");
     msg_line = PyUnicode_InternFromString("recorder error at a line step");
     msg_resume = PyUnicode_InternFromString("recorder error at a resume");
     msg_yield = PyUnicode_InternFromString("recorder error at a yield");
@@ -778,7 +923,7 @@ PyMODINIT_FUNC PyInit__hotpath(void) {
     k_resume = PyLong_FromLong(K_RESUME);
     zero = PyLong_FromLong(0);
     one = PyLong_FromLong(1);
-    if (!s_active || !s_spill_at || !s_is_coro || !s_method_self || !s_tag_A || !s_tag_R ||
+    if (!s_active || !s_spill_at || !s_is_coro || !s_method_self || !s_tag_A || !s_tag_R || !s_tag_s || !s_tag_b ||
         !msg_line || !msg_resume || !msg_yield || !msg_return || !k_line || !k_return ||
         !k_yield || !k_resume || !zero || !one) {
         return NULL;

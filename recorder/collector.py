@@ -232,8 +232,13 @@ class Collector:
         self.objs[key] = (fp, vid, objnum, cls)
         return vid
 
-    def check_watch(self, fs: FrameState, frame: Any, entry: tuple) -> list | None:
-        """After a statement ran: which of the names it may change did."""
+    def check_watch(self, fs: FrameState, frame: Any, entry: tuple) -> tuple | None:
+        """After a statement ran: which of the names it may change did.
+
+        ``_hotpath.c`` has this loop in C (``check_watch`` there) and calls
+        ``bind_changed`` and ``recheck_mutable`` for what it does not keep
+        by reference itself; the two must stay alike.
+        """
         bound, mutated = entry
         try:
             loc = frame.f_locals
@@ -253,12 +258,10 @@ class Collector:
             i = id(v)
             if last.get(name) != i:
                 last[name] = i
-                if id(type(v)) in IMMUTABLE_IDS and not (secrets.get(name) or self.is_secret(name)):
+                if id(type(v)) in IMMUTABLE_IDS and secrets.get(name) is False:
                     out.append(("s", fid, name, v))
                 else:
-                    vid = self.capture(v, out, self.is_secret(name))
-                    fs.seen[name] = vid
-                    out.append(("b", fid, name, vid))
+                    self.bind_changed(fs, name, v, out)
         for name in mutated:
             v = loc.get(name, MISSING)
             if v is MISSING:
@@ -266,21 +269,36 @@ class Collector:
             i = id(v)
             if last.get(name) != i:
                 last[name] = i
-                if id(type(v)) in IMMUTABLE_IDS and not (secrets.get(name) or self.is_secret(name)):
+                if id(type(v)) in IMMUTABLE_IDS and secrets.get(name) is False:
                     out.append(("s", fid, name, v))
                 else:
-                    vid = self.capture(v, out, self.is_secret(name))
-                    fs.seen[name] = vid
-                    out.append(("b", fid, name, vid))
-            elif id(type(v)) not in IMMUTABLE_IDS and not self.is_secret(name):
-                vid = self.capture(v, out)
-                seen = fs.seen
-                if seen.get(name, vid) != vid:
-                    # changed since this frame last looked (here or in a callee)
-                    self._recheck_aliases(fs, loc, name, v, out)
-                seen[name] = vid
+                    self.bind_changed(fs, name, v, out)
+            elif id(type(v)) not in IMMUTABLE_IDS:
+                self.recheck_mutable(fs, loc, name, v, out)
         # a tuple of tuples of scalars: the GC untracks it, a list it never would
         return tuple(out) if out else None
+
+    def bind_changed(self, fs: FrameState, name: str, value: Any, out: list) -> None:
+        """``name`` is bound to another object than at the last look."""
+        secret = self.is_secret(name)
+        if id(type(value)) in IMMUTABLE_IDS and not secret:
+            out.append(("s", fs.frame_id, name, value))
+        else:
+            vid = self.capture(value, out, secret)
+            fs.seen[name] = vid
+            out.append(("b", fs.frame_id, name, vid))
+
+    def recheck_mutable(self, fs: FrameState, loc: Any, name: str, value: Any, out: list) -> None:
+        """``name`` still holds the same mutable object, which the statement
+        may have changed in place: a new snapshot if its fingerprint moved."""
+        if self.is_secret(name):
+            return
+        vid = self.capture(value, out)
+        seen = fs.seen
+        if seen.get(name, vid) != vid:
+            # changed since this frame last looked (here or in a callee)
+            self._recheck_aliases(fs, loc, name, value, out)
+        seen[name] = vid
 
     def _recheck_aliases(self, fs: FrameState, loc: Any, name: str, value: Any, out: list) -> None:
         """``value`` changed: a local bound to one of its children changed too.
