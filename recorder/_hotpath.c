@@ -875,7 +875,83 @@ static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_
     Py_RETURN_NONE;
 }
 
+/* -- a chunk's integer columns as JSON text ------------------------------------------- */
+
+static int floor_div(long long a, long long b, long long *out) {
+    long long q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0))) { q -= 1; }
+    *out = q;
+    return 0;
+}
+
+/* json_int_column(column, mode, base) -> str, or None when the column is
+   not all ints that fit 64 bits (the caller then encodes it in Python).
+   The text is what schema.pack_chunk's JSON encoder writes for the column
+   after its transform:
+     0  as it is (None is null)
+     1  differences: the first value, then each value minus the one before
+     2  relative: each value minus base (None stays null)
+     3  microseconds, then differences: t // 1000 for each t first
+*/
+static PyObject *json_int_column(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "json_int_column() takes 3 arguments");
+        return NULL;
+    }
+    PyObject *col = args[0];
+    long mode = PyLong_AsLong(args[1]);
+    long long base = PyLong_AsLongLong(args[2]);
+    if (PyErr_Occurred()) { return NULL; }
+    PyObject *seq = PySequence_Fast(col, "json_int_column() takes a list or tuple");
+    if (seq == NULL) { return NULL; }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    /* at most 21 characters per number and a comma */
+    size_t cap = (size_t)n * 22 + 3;
+    char *buf = PyMem_Malloc(cap);
+    if (buf == NULL) { Py_DECREF(seq); return PyErr_NoMemory(); }
+    size_t len = 0;
+    buf[len++] = '[';
+    long long prev = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = items[i];
+        if (i) { buf[len++] = ','; }
+        if (x == Py_None) {
+            if (mode == 1 || mode == 3) { goto unsupported; }
+            memcpy(buf + len, "null", 4);
+            len += 4;
+            continue;
+        }
+        if (!PyLong_CheckExact(x)) { goto unsupported; }
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
+        if (overflow || (v == -1 && PyErr_Occurred())) { PyErr_Clear(); goto unsupported; }
+        long long out = v;
+        if (mode == 3) { floor_div(v, 1000, &v); out = v; }
+        if (mode == 1 || mode == 3) {
+            if (i) {
+                if (__builtin_sub_overflow(v, prev, &out)) { goto unsupported; }
+            }
+            prev = v;
+        } else if (mode == 2) {
+            if (__builtin_sub_overflow(v, base, &out)) { goto unsupported; }
+        }
+        len += (size_t)snprintf(buf + len, 22, "%lld", out);
+    }
+    buf[len++] = ']';
+    Py_DECREF(seq);
+    PyObject *text = PyUnicode_DecodeASCII(buf, (Py_ssize_t)len, NULL);
+    PyMem_Free(buf);
+    return text;
+unsupported:
+    Py_DECREF(seq);
+    PyMem_Free(buf);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"json_int_column", (PyCFunction)(void (*)(void))json_int_column, METH_FASTCALL,
+     "A chunk column of ints as JSON text, transformed (see schema.pack_chunk), or None."},
     {"split_events", (PyCFunction)(void (*)(void))split_events, METH_FASTCALL,
      "The writer's event loop (store._split_events_py), in C: same arguments, same rows."},
     {"untrack_segment", untrack_segment, METH_O,

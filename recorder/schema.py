@@ -341,31 +341,62 @@ def _differences(column: list) -> list:
 
 def pack_chunk(base: int, events: tuple[list, list, list, list, list],
                tables: dict[str, list[tuple]], act_ends: list[tuple[int, int]],
-               encode: Any = None, level: int = 1) -> bytes:
+               encode: Any = None, level: int = 1, int_column: Any = None) -> bytes:
     """One chunk's rows as the ``chunks.data`` blob.
 
     ``events`` is the five event columns (kind, act, line, time_ns and the
     flat value pairs); ``tables`` maps each packed table to its rows.
+    ``int_column(column, mode, base)`` may write a column of ints as JSON
+    text itself (the recorder passes ``_hotpath.json_int_column``); it
+    returns None for a column it does not handle.  The text is the same.
     """
+    encode = encode or _json_encode
     kinds, acts, lines, times, value_pairs = events
-    micros = [t // 1000 for t in times]
-    doc: dict[str, Any] = {"events": [kinds, _differences(acts), lines, _differences(micros), value_pairs]}
+    modes = (_AS_IS, _DIFFERENCES, _AS_IS, _MICRO_DIFFERENCES, _AS_IS)
+    texts = [_column_text(col, mode, base, encode, int_column)
+             for col, mode in zip((kinds, acts, lines, times, value_pairs), modes)]
+    parts = ['{"events":[', ",".join(texts), "]"]
     for table, rows in tables.items():
         if not rows:
             continue
-        names = PACKED_COLUMNS[table]
-        columns = [list(c) for c in zip(*rows)]
-        for i, name in enumerate(names):
-            if (table, name) in DELTA_COLUMNS:
-                columns[i] = _differences(columns[i])
-            elif name in _STEP_COLUMNS:
-                columns[i] = _relative(columns[i], base)
-        doc[table] = columns
+        columns = list(zip(*rows))
+        texts = [_column_text(columns[i], _column_mode(table, name), base, encode, int_column)
+                 for i, name in enumerate(PACKED_COLUMNS[table])]
+        parts += [',"', table, '":[', ",".join(texts), "]"]
     if act_ends:
-        ends = [list(c) for c in zip(*act_ends)]
-        doc["act_ends"] = [ends[0], _relative(ends[1], base)]
-    text = (encode or _json_encode)(doc)
+        ends = list(zip(*act_ends))
+        parts += [',"act_ends":[', _column_text(ends[0], _AS_IS, base, encode, int_column), ",",
+                  _column_text(ends[1], _RELATIVE, base, encode, int_column), "]"]
+    parts.append("}")
+    text = "".join(parts)
     return zlib.compress(text.encode("utf-8", "surrogatepass"), level)
+
+
+# How a column is stored (the modes of _hotpath.json_int_column).
+_AS_IS, _DIFFERENCES, _RELATIVE, _MICRO_DIFFERENCES = 0, 1, 2, 3
+
+
+def _column_mode(table: str, name: str) -> int:
+    if (table, name) in DELTA_COLUMNS:
+        return _DIFFERENCES
+    if name in _STEP_COLUMNS:
+        return _RELATIVE
+    return _AS_IS
+
+
+def _column_text(column: Any, mode: int, base: int, encode: Any, int_column: Any) -> str:
+    """One column as JSON text, after its transform."""
+    if int_column is not None:
+        text = int_column(column, mode, base)
+        if text is not None:
+            return text
+    if mode == _DIFFERENCES:
+        column = _differences(list(column))
+    elif mode == _RELATIVE:
+        column = _relative(column, base)
+    elif mode == _MICRO_DIFFERENCES:
+        column = _differences([t // 1000 for t in column])
+    return encode(list(column))
 
 
 def _json_encode(doc: Any) -> str:

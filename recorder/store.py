@@ -26,9 +26,9 @@ from . import schema
 from .values import Renderer, _encode_json, detail_json
 
 try:
-    from ._hotpath import split_events as _split_events
+    from ._hotpath import json_int_column as _json_int_column, split_events as _split_events
 except ImportError:  # built without a C compiler
-    _split_events = None
+    _split_events = _json_int_column = None
 
 _STOP = object()
 
@@ -232,7 +232,7 @@ class RecordingWriter:
             base, (rows.kinds, rows.acts, rows.lines, rows.times, rows.value_pairs),
             {"frames": rows.frame_rows, "activations": rows.act_rows, "bindings": rows.binding_rows,
              "vals": rows.val_rows},
-            rows.act_ends, encode=_encode_json)
+            rows.act_ends, encode=_encode_json, int_column=None if self.pure else _json_int_column)
         new_lines, new_names = rows.new_lines, rows.new_names
         rows = payload = None  # type: ignore[assignment]  # the columns go before the transaction
         with db:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 import sqlite3
@@ -276,3 +277,49 @@ def test_compiled_writer_loop_writes_the_same_bytes(tmp_path: Path, strategy: st
     assert got["False"] == got["True"] and len(got["False"]) == got["chunks"]
     assert got["False_names"] == got["True_names"]
     assert got["False_lines"] == got["True_lines"] and got["False_lines"]
+
+
+def test_compiled_int_columns_pack_the_same_bytes() -> None:
+    """``_hotpath.json_int_column`` writes exactly what the JSON encoder
+    writes for every column it takes (None, negatives, the int64 edges),
+    and declines what it cannot (ints past 64 bits, None in a difference
+    column) so Python writes those."""
+    hot = pytest.importorskip("pytest_escope.recorder._hotpath")
+    from pytest_escope.recorder.values import _encode_json
+    rnd = random.Random(7)
+    edges = [2**63 - 1, -2**63, 2**63, -2**63 - 1, 2**80, 0, -1]
+    for trial in range(200):
+        n = rnd.randint(0, 40)
+
+        def ints(k: int, none: bool = False) -> list:
+            out: list = []
+            for _ in range(k):
+                r = rnd.random()
+                out.append(None if none and r < 0.15 else rnd.choice(edges) if trial % 5 == 0 and r < 0.3
+                           else rnd.randint(-10**12, 10**12))
+            return out
+
+        events = (ints(n), ints(n), ints(n), ints(n), ints(2 * (n // 3)))
+        tables = {
+            "frames": [tuple(ints(3)) for _ in range(rnd.randint(0, 4))],
+            "activations": [tuple(ints(2) + ints(4, none=True) + ints(1) + ints(1, none=True))
+                            for _ in range(rnd.randint(0, 4))],
+            "bindings": [tuple(ints(3) + ints(1, none=True)) for _ in range(rnd.randint(0, 4))],
+            "vals": [(rnd.randint(0, 99), None, rnd.randint(0, 9), "str", "'é\u2028\"'", None, 0)
+                     for _ in range(rnd.randint(0, 3))],
+        }
+        ends = [tuple(ints(2)) for _ in range(rnd.randint(0, 3))]
+        base = rnd.randint(0, 10**9)
+        got = []
+        for int_column in (None, hot.json_int_column):
+            try:
+                got.append(schema.pack_chunk(base, events, tables, ends, encode=_encode_json,
+                                             int_column=int_column))
+            except (TypeError, OverflowError) as exc:
+                got.append(type(exc).__name__)
+        assert got[0] == got[1], trial
+    assert hot.json_int_column([1, None, 3], 1, 0) is None  # differences never hold None
+    assert hot.json_int_column([2**64], 0, 0) is None
+    assert hot.json_int_column([5, 7, 4], 1, 0) == "[5,2,-3]"
+    assert hot.json_int_column([1999, 3000, 2500], 3, 0) == "[1,2,-1]"
+    assert hot.json_int_column([None, 12], 2, 10) == "[null,2]"
