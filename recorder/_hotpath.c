@@ -672,21 +672,23 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
+/* Every object the struct holds, once: traverse and clear cannot drift apart. */
+#define HOT_OBJECTS(X) \
+    X(col) X(events) X(threads) X(infos) X(suspended) X(act_ids) X(secret_names) X(immutable) \
+    X(fs_type) X(ts_type) X(py_line) X(py_resume) X(py_yield) X(py_return) X(check_watch) \
+    X(spill) X(overflow) X(fault) X(bind_changed) X(recheck_mutable) X(with_self) X(last_ts)
+
 static int Hot_traverse(Hot *h, visitproc visit, void *arg) {
-    Py_VISIT(h->col); Py_VISIT(h->events); Py_VISIT(h->threads); Py_VISIT(h->infos);
-    Py_VISIT(h->suspended); Py_VISIT(h->act_ids); Py_VISIT(h->secret_names); Py_VISIT(h->immutable);
-    Py_VISIT(h->fs_type); Py_VISIT(h->ts_type); Py_VISIT(h->py_line); Py_VISIT(h->py_resume);
-    Py_VISIT(h->py_yield); Py_VISIT(h->py_return); Py_VISIT(h->check_watch); Py_VISIT(h->spill); Py_VISIT(h->overflow);
-    Py_VISIT(h->fault); Py_VISIT(h->bind_changed); Py_VISIT(h->recheck_mutable); Py_VISIT(h->with_self); Py_VISIT(h->last_ts);
+#define VISIT_FIELD(name) Py_VISIT(h->name);
+    HOT_OBJECTS(VISIT_FIELD)
+#undef VISIT_FIELD
     return 0;
 }
 
 static int Hot_clear(Hot *h) {
-    Py_CLEAR(h->col); Py_CLEAR(h->events); Py_CLEAR(h->threads); Py_CLEAR(h->infos);
-    Py_CLEAR(h->suspended); Py_CLEAR(h->act_ids); Py_CLEAR(h->secret_names); Py_CLEAR(h->immutable);
-    Py_CLEAR(h->fs_type); Py_CLEAR(h->ts_type); Py_CLEAR(h->py_line); Py_CLEAR(h->py_resume);
-    Py_CLEAR(h->py_yield); Py_CLEAR(h->py_return); Py_CLEAR(h->check_watch); Py_CLEAR(h->spill); Py_CLEAR(h->overflow);
-    Py_CLEAR(h->fault); Py_CLEAR(h->bind_changed); Py_CLEAR(h->recheck_mutable); Py_CLEAR(h->with_self); Py_CLEAR(h->last_ts);
+#define CLEAR_FIELD(name) Py_CLEAR(h->name);
+    HOT_OBJECTS(CLEAR_FIELD)
+#undef CLEAR_FIELD
     return 0;
 }
 
