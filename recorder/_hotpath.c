@@ -512,11 +512,8 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
     if (fs == NULL || !fs_complete(h, fs)) { return fallback(py, args, nargs); }
     /* Only an immutable scalar value of a function whose name is not secret
        is filmed here; anything else needs the renderer. */
-    int imm = PySet_Contains(h->immutable, (PyObject *)Py_TYPE(value));
-    if (imm <= 0) {
-        PyErr_Clear();
-        return fallback(py, args, nargs);
-    }
+    /* compared by pointer: hashing the type would run a metaclass's __hash__ */
+    if (!is_immutable(h, value)) { return fallback(py, args, nargs); }
     PyObject *secret = PyDict_GetItemWithError(h->secret_names, ((PyCodeObject *)code)->co_name);
     if (secret != Py_False) {
         PyErr_Clear();

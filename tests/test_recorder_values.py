@@ -87,6 +87,14 @@ VALUES = {
             pass
 
 
+        def give(x):
+            return x
+
+
+        def gen_of(x):
+            yield x
+
+
         def test_hostile_objects():
             h = Hostile()
             hl = HostileList([1, 2, 3])
@@ -95,6 +103,11 @@ VALUES = {
             obj = WithMeta()
             both = [h, hl, hd, obj]
             h.payload.append(3)
+            # returned and yielded: the return/yield callbacks look at the value's type
+            got = give(obj)
+            more = list(gen_of(obj))
+            also = give(kls)
+            assert got is obj and more[0] is obj and also is kls
             print("HOSTILE", both[0] is h, CALLS["meta"])
             assert both[0] is h and CALLS["meta"] == 0
 
