@@ -500,19 +500,25 @@ class Collector:
         """The number of the next step: events filmed so far."""
         return self.base + self.segmented + len(self.events)
 
-    def take_chunk(self) -> dict[str, Any]:
+    def _seal(self) -> None:
+        """Move ``events`` into a new segment; the caller holds the spill lock."""
         events = self.events
         n = len(events)
-        # slices of exactly n: another thread may append meanwhile
-        tail = tuple(events[:n])
-        segments = self.segments
-        self.segments = []
-        count = self.segmented + n
-        self.segmented = 0
-        del events[:n]
+        if n:
+            # a slice of exactly n: another thread may append meanwhile
+            segment = tuple(events[:n])
+            if _untrack_segment is not None:
+                _untrack_segment(segment)
+            self.segments.append(segment)
+            self.segmented += n
+            del events[:n]
+
+    def take_chunk(self) -> dict[str, Any]:
+        self._seal()
+        segments, count = self.segments, self.segmented
+        self.segments, self.segmented = [], 0
         base = self.base
         self.base += count
-        segments.append(tail)
         chunk = {
             "base": base,
             "count": count,
@@ -531,15 +537,7 @@ class Collector:
         """``events`` reached ``hot_limit``: move it into a segment, and
         spill when the segments reach ``spill_limit``."""
         with self._spill_lock:
-            events = self.events
-            n = len(events)
-            if n:
-                segment = tuple(events[:n])
-                if _untrack_segment is not None:
-                    _untrack_segment(segment)
-                self.segments.append(segment)
-                self.segmented += n
-                del events[:n]
+            self._seal()
             due = self.segmented >= self.spill_limit
         if due:
             self.spill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,3 +41,10 @@ class RecorderConfig:
         if self.max_value_size:
             size = self.max_value_size
         return size, depth, items
+
+
+def pure_python_requested() -> bool:
+    """``ESCOPE_PURE_PYTHON=1``: use none of the compiled ``_hotpath`` code
+    (to rule it out when chasing a recorder problem, and in the tests that
+    compare both)."""
+    return os.environ.get("ESCOPE_PURE_PYTHON", "") not in ("", "0")

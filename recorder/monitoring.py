@@ -19,7 +19,6 @@ from __future__ import annotations
 # Bound at import: a test that monkeypatches builtins must not reach the recorder.
 from builtins import bool, dict, getattr, hasattr, id, int, len, list, str, tuple, type  # noqa: A004
 
-import os
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 from . import schema
 from .collector import Collector, FrameState, ThreadState
+from .config import pure_python_requested
 from .values import IMMUTABLE_SCALARS
 
 try:
@@ -342,7 +342,7 @@ def _compiled_callbacks(col: Collector, infos: dict, on_line: Any, on_resume: An
     hook lives in the Python path).  The Python callbacks are passed in:
     the C ones hand them every case they do not handle themselves.
     """
-    if _hotpath is None or col.inject_fault or os.environ.get("ESCOPE_PURE_PYTHON", "") not in ("", "0"):
+    if _hotpath is None or col.inject_fault or pure_python_requested():
         return None
     try:
         return _hotpath.Callbacks(

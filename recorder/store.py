@@ -23,6 +23,7 @@ from typing import Any
 import apsw
 
 from . import schema
+from .config import pure_python_requested
 from .values import Renderer, _encode_json, detail_json
 
 try:
@@ -135,7 +136,7 @@ class RecordingWriter:
         self._started = False
         self.abandoned = False
         #: the Python event loop even when the compiled one exists (tests compare them)
-        self.pure = os.environ.get("ESCOPE_PURE_PYTHON", "") not in ("", "0")
+        self.pure = pure_python_requested()
 
     # -- test-thread side -------------------------------------------------
 
