@@ -740,6 +740,16 @@ static PyObject *known_scalar(PyObject *item, PyObject *by_value) {
     return vid;
 }
 
+/* Whether every item of a list is an int, a str or None: such a list can be
+   part of no reference cycle, so the garbage collector may ignore it. */
+static int all_atomic(PyObject *list) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *x = PyList_GET_ITEM(list, i);
+        if (x != Py_None && !PyLong_CheckExact(x) && !PyUnicode_CheckExact(x)) { return 0; }
+    }
+    return 1;
+}
+
 /* One ("A", act, frame, parent, thread, task, depth) item: the activation
    row waits in pending_acts for its end step. */
 static int open_activation(PyObject *item, PyObject *step, PyObject *pending_acts,
@@ -751,6 +761,11 @@ static int open_activation(PyObject *item, PyObject *step, PyObject *pending_act
     }
     PyList_SET_ITEM(row, 6, Py_NewRef(step));
     PyList_SET_ITEM(row, 7, Py_NewRef(Py_None));
+    if (all_atomic(row)) {
+        /* ints and None only: it can hold no cycle, and a full collection
+           need not visit it (a long chunk has one per activation) */
+        PyObject_GC_UnTrack(row);
+    }
     PyObject *act = PyTuple_GET_ITEM(item, 1);
     int rc = PyDict_SetItem(pending_acts, act, row);
     Py_DECREF(row);
@@ -782,6 +797,15 @@ static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_
     }
     Py_ssize_t base = PyLong_AsSsize_t(base_obj);
     if (base == -1 && PyErr_Occurred()) { return NULL; }
+    /* The columns and the activation rows get only ints, None and lists or
+       tuples of those from here: untracked, a full collection (which the
+       test's own allocations trigger) skips their millions of items. */
+    PyObject *flat[] = {kinds, acts, lines, times, value_pairs, act_rows, act_ends, new_lines};
+    for (size_t f = 0; f < sizeof(flat) / sizeof(flat[0]); f++) {
+        if (PyList_GET_SIZE(flat[f]) == 0 && PyObject_GC_IsTracked(flat[f])) {
+            PyObject_GC_UnTrack(flat[f]);
+        }
+    }
     Py_ssize_t step = base;
     for (Py_ssize_t p = 0; p < PyTuple_GET_SIZE(parts); p++) {
         PyObject *part = PyTuple_GET_ITEM(parts, p);
@@ -822,6 +846,12 @@ static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_
                     PyObject *cargs[3] = {step_obj, value, payload};
                     result = PyObject_Vectorcall(payload_fn, cargs, 3, NULL);
                     if (result == NULL) { Py_DECREF(step_obj); return NULL; }
+                    /* a call's payload opened its activation in Python */
+                    PyObject *row = PyDict_GetItemWithError(pending_acts, act);
+                    if (row != NULL && PyList_CheckExact(row) && PyObject_GC_IsTracked(row) && all_atomic(row)) {
+                        PyObject_GC_UnTrack(row);
+                    }
+                    if (row == NULL && PyErr_Occurred()) { Py_DECREF(result); Py_DECREF(step_obj); return NULL; }
                 }
                 if (result != Py_None) {
                     PyObject *pos = PyLong_FromSsize_t(step - base);
@@ -841,6 +871,7 @@ static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_
             }
             PyObject *key = PyTuple_Pack(2, file, line);
             if (key == NULL) { Py_DECREF(step_obj); return NULL; }
+            PyObject_GC_UnTrack(key);
             int seen = PySet_Contains(seen_lines, key);
             if (seen == 0 && (PySet_Add(seen_lines, key) < 0 || PyList_Append(new_lines, key) < 0)) { seen = -1; }
             Py_DECREF(key);
@@ -862,6 +893,7 @@ static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_
                     rc = -1;
                 } else {
                     PyObject *end = PyTuple_Pack(2, act, step_obj);
+                    if (end != NULL) { PyObject_GC_UnTrack(end); }
                     rc = end ? PyList_Append(act_ends, end) : -1;
                     Py_XDECREF(end);
                 }
@@ -883,8 +915,27 @@ static int floor_div(long long a, long long b, long long *out) {
     return 0;
 }
 
-/* json_int_column(column, mode, base) -> str, or None when the column is
-   not all ints that fit 64 bits (the caller then encodes it in Python).
+/* The decimal text of v at buf; returns its length (at most 20). */
+static size_t format_int(char *buf, long long v) {
+    char tmp[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0) { buf[len++] = '-'; }
+    while (n) { buf[len++] = tmp[--n]; }
+    return len;
+}
+
+/* json_int_column(column, mode, base[, index]) -> str, or None when the
+   column is not all ints that fit 64 bits (the caller then encodes it in
+   Python).  With ``index``, ``column`` is a list of rows and the column is
+   each row's item ``index``: no column tuple is built (a zip(*rows) of a
+   long chunk made tuples of 100,000 items that every young collection of
+   the garbage collector walked).
    The text is what schema.pack_chunk's JSON encoder writes for the column
    after its transform:
      0  as it is (None is null)
@@ -893,13 +944,14 @@ static int floor_div(long long a, long long b, long long *out) {
      3  microseconds, then differences: t // 1000 for each t first
 */
 static PyObject *json_int_column(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "json_int_column() takes 3 arguments");
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "json_int_column() takes 3 or 4 arguments");
         return NULL;
     }
     PyObject *col = args[0];
     long mode = PyLong_AsLong(args[1]);
     long long base = PyLong_AsLongLong(args[2]);
+    Py_ssize_t index = nargs == 4 ? PyLong_AsSsize_t(args[3]) : -1;
     if (PyErr_Occurred()) { return NULL; }
     PyObject *seq = PySequence_Fast(col, "json_int_column() takes a list or tuple");
     if (seq == NULL) { return NULL; }
@@ -914,6 +966,15 @@ static PyObject *json_int_column(PyObject *module, PyObject *const *args, Py_ssi
     long long prev = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *x = items[i];
+        if (index >= 0) {
+            if (PyTuple_CheckExact(x) && index < PyTuple_GET_SIZE(x)) {
+                x = PyTuple_GET_ITEM(x, index);
+            } else if (PyList_CheckExact(x) && index < PyList_GET_SIZE(x)) {
+                x = PyList_GET_ITEM(x, index);
+            } else {
+                goto unsupported;
+            }
+        }
         if (i) { buf[len++] = ','; }
         if (x == Py_None) {
             if (mode == 1 || mode == 3) { goto unsupported; }
@@ -935,7 +996,7 @@ static PyObject *json_int_column(PyObject *module, PyObject *const *args, Py_ssi
         } else if (mode == 2) {
             if (__builtin_sub_overflow(v, base, &out)) { goto unsupported; }
         }
-        len += (size_t)snprintf(buf + len, 22, "%lld", out);
+        len += format_int(buf + len, out);
     }
     buf[len++] = ']';
     Py_DECREF(seq);

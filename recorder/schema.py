@@ -346,9 +346,10 @@ def pack_chunk(base: int, events: tuple[list, list, list, list, list],
 
     ``events`` is the five event columns (kind, act, line, time_ns and the
     flat value pairs); ``tables`` maps each packed table to its rows.
-    ``int_column(column, mode, base)`` may write a column of ints as JSON
-    text itself (the recorder passes ``_hotpath.json_int_column``); it
-    returns None for a column it does not handle.  The text is the same.
+    ``int_column(column, mode, base[, index])`` may write a column of ints
+    as JSON text itself (the recorder passes ``_hotpath.json_int_column``);
+    with ``index`` it reads item ``index`` of each row.  It returns None for
+    a column it does not handle.  The text is the same.
     """
     encode = encode or _json_encode
     kinds, acts, lines, times, value_pairs = events
@@ -359,14 +360,12 @@ def pack_chunk(base: int, events: tuple[list, list, list, list, list],
     for table, rows in tables.items():
         if not rows:
             continue
-        columns = list(zip(*rows))
-        texts = [_column_text(columns[i], _column_mode(table, name), base, encode, int_column)
+        texts = [_row_column_text(rows, i, _column_mode(table, name), base, encode, int_column)
                  for i, name in enumerate(PACKED_COLUMNS[table])]
         parts += [',"', table, '":[', ",".join(texts), "]"]
     if act_ends:
-        ends = list(zip(*act_ends))
-        parts += [',"act_ends":[', _column_text(ends[0], _AS_IS, base, encode, int_column), ",",
-                  _column_text(ends[1], _RELATIVE, base, encode, int_column), "]"]
+        parts += [',"act_ends":[', _row_column_text(act_ends, 0, _AS_IS, base, encode, int_column), ",",
+                  _row_column_text(act_ends, 1, _RELATIVE, base, encode, int_column), "]"]
     parts.append("}")
     text = "".join(parts)
     return zlib.compress(text.encode("utf-8", "surrogatepass"), level)
@@ -397,6 +396,17 @@ def _column_text(column: Any, mode: int, base: int, encode: Any, int_column: Any
     elif mode == _MICRO_DIFFERENCES:
         column = _differences([t // 1000 for t in column])
     return encode(list(column))
+
+
+def _row_column_text(rows: list, index: int, mode: int, base: int, encode: Any, int_column: Any) -> str:
+    """Column ``index`` of a table's rows as JSON text.  ``int_column``
+    reads it from the rows in place: a column tuple of a long chunk is a
+    big young object the garbage collector walks at every collection."""
+    if int_column is not None:
+        text = int_column(rows, mode, base, index)
+        if text is not None:
+            return text
+    return _column_text([row[index] for row in rows], mode, base, encode, None)
 
 
 def _json_encode(doc: Any) -> str:
