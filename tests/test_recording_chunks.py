@@ -179,28 +179,31 @@ def test_the_cache_keeps_the_most_recently_used(tmp_path: Path, monkeypatch: pyt
     assert sorted(p.name for p in tmp_path.glob("*.sqlite")) == ["0.sqlite", "5.sqlite"]
 
 
-#: Records a workload in-process, keeps the chunks the collector spills, and
-#: writes the same chunks twice: with the compiled event loop of the writer
-#: and with the Python one.  Prints one JSON line: both files' chunk blobs.
-TWO_WRITERS = r'''
-import hashlib, json, sys, tempfile, threading
+#: Records work.run() in-process (argv: work dir, strategy, spill_events)
+#: and keeps the chunks the collector spills in ``chunks``.
+CHUNKS_OF_WORK = r'''
+import gc, hashlib, json, sys, tempfile, threading
 from pathlib import Path
 from pytest_escope.recorder.config import RecorderConfig
 from pytest_escope.recorder.session import Recorder
-from pytest_escope.recorder.store import RecordingWriter
+from pytest_escope.recorder.store import RecordingWriter, _ChunkRows
 sys.path.insert(0, sys.argv[1])
 import work
 
 d = Path(tempfile.mkdtemp())
-cfg = RecorderConfig(rootdir=Path(sys.argv[1]), strategy=sys.argv[2], spill_events=3000)
-rec = Recorder(cfg, d / "cache")
-r = rec.recording(d / "unused.sqlite", {"nodeid": "x"}, keep_in_memory=True)
+cfg = RecorderConfig(rootdir=Path(sys.argv[1]), strategy=sys.argv[2], spill_events=int(sys.argv[3]))
+r = Recorder(cfg, d / "cache").recording(d / "unused.sqlite", {"nodeid": "x"}, keep_in_memory=True)
 chunks = []
 r.collector.sink = chunks.append
 r.start()
 work.run()
 r.stop()
 r.collector.spill()
+'''
+
+#: Writes the same chunks twice: with the compiled event loop of the writer
+#: and with the Python one.  Prints one JSON line: both files' chunk blobs.
+TWO_WRITERS = CHUNKS_OF_WORK + r'''
 blobs = {}
 for pure in (False, True):
     w = RecordingWriter(d / f"{pure}.sqlite", {"test_id": "x"}, r.collector.renderer)
@@ -265,25 +268,8 @@ def run():
 
 #: Splits one real chunk with the compiled writer loop and prints which of
 #: the rows it made the garbage collector still tracks.
-UNTRACKED_ROWS = r'''
-import gc, json, sys, tempfile
-from pathlib import Path
-from pytest_escope.recorder.config import RecorderConfig
-from pytest_escope.recorder.session import Recorder
-from pytest_escope.recorder.store import RecordingWriter, _ChunkRows
+UNTRACKED_ROWS = CHUNKS_OF_WORK + r'''
 from pytest_escope.recorder import _hotpath
-sys.path.insert(0, sys.argv[1])
-import work
-
-d = Path(tempfile.mkdtemp())
-cfg = RecorderConfig(rootdir=Path(sys.argv[1]), strategy="minimal", spill_events=10**9)
-r = Recorder(cfg, d / "cache").recording(d / "unused.sqlite", {"nodeid": "x"}, keep_in_memory=True)
-chunks = []
-r.collector.sink = chunks.append
-r.start()
-work.run()
-r.stop()
-r.collector.spill()
 w = RecordingWriter(d / "w.sqlite", {"test_id": "x"}, r.collector.renderer)
 rows = _ChunkRows()
 chunk = chunks[0]
@@ -309,7 +295,7 @@ def test_the_writer_rows_are_invisible_to_the_garbage_collector(tmp_path: Path) 
     a 1.4M-event chunk's rows took 150 ms before)."""
     pytest.importorskip("pytest_escope.recorder._hotpath")
     (tmp_path / "work.py").write_text(WORK)
-    proc = subprocess.run([sys.executable, "-c", UNTRACKED_ROWS, str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-c", UNTRACKED_ROWS, str(tmp_path), "minimal", str(10**9)],
                           capture_output=True, text=True, env=clean_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -325,7 +311,7 @@ def test_compiled_writer_loop_writes_the_same_bytes(tmp_path: Path, strategy: st
     chunks of a real recording into byte-identical chunk blobs."""
     pytest.importorskip("pytest_escope.recorder._hotpath")
     (tmp_path / "work.py").write_text(WORK)
-    proc = subprocess.run([sys.executable, "-c", TWO_WRITERS, str(tmp_path), strategy],
+    proc = subprocess.run([sys.executable, "-c", TWO_WRITERS, str(tmp_path), strategy, "3000"],
                           capture_output=True, text=True, env=clean_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
