@@ -1009,7 +1009,59 @@ unsupported:
     Py_RETURN_NONE;
 }
 
+/* -- the fingerprint of a list or tuple of scalars ----------------------------------- */
+
+/* values.IMMUTABLE_SCALARS, compared by exact type as values.IMMUTABLE_IDS
+   does (a subclass of int is not one of them). */
+static inline int is_scalar_type(PyObject *v) {
+    PyTypeObject *t = Py_TYPE(v);
+    return t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type || t == &PyBool_Type ||
+           v == Py_None || t == &PyBytes_Type || t == &PyComplex_Type;
+}
+
+#define SHALLOW_LIMIT 30  /* values._SHALLOW_LIMIT */
+
+/* scalar_fingerprint(value) -> tuple or None.
+
+   values.fingerprint's common case in C: a list or tuple (or a subclass)
+   whose first 30 items are immutable scalars has the fingerprint
+   (len, id(item0), id(item1), ...).  None for anything else, which the
+   caller hands to values.fingerprint.  Reads only the C array: no user
+   code runs, as in the Python version. */
+static PyObject *scalar_fingerprint(PyObject *module, PyObject *value) {
+    PyObject **items;
+    Py_ssize_t n;
+    if (PyList_Check(value)) {
+        items = ((PyListObject *)value)->ob_item;
+        n = PyList_GET_SIZE(value);
+    } else if (PyTuple_Check(value)) {
+        items = ((PyTupleObject *)value)->ob_item;
+        n = PyTuple_GET_SIZE(value);
+    } else {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t k = n < SHALLOW_LIMIT ? n : SHALLOW_LIMIT;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (!is_scalar_type(items[i])) { Py_RETURN_NONE; }
+    }
+    PyObject *fp = PyTuple_New(k + 1);
+    if (fp == NULL) { return NULL; }
+    PyObject *len = PyLong_FromSsize_t(n);
+    if (len == NULL) { Py_DECREF(fp); return NULL; }
+    PyTuple_SET_ITEM(fp, 0, len);
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *id = PyLong_FromVoidPtr(items[i]);
+        if (id == NULL) { Py_DECREF(fp); return NULL; }
+        PyTuple_SET_ITEM(fp, i + 1, id);
+    }
+    /* ints only: nothing for the garbage collector to follow */
+    PyObject_GC_UnTrack(fp);
+    return fp;
+}
+
 static PyMethodDef module_methods[] = {
+    {"scalar_fingerprint", scalar_fingerprint, METH_O,
+     "values.fingerprint of a list or tuple whose first 30 items are immutable scalars, or None."},
     {"json_int_column", (PyCFunction)(void (*)(void))json_int_column, METH_FASTCALL,
      "A chunk column of ints as JSON text, transformed (see schema.pack_chunk), or None."},
     {"split_events", (PyCFunction)(void (*)(void))split_events, METH_FASTCALL,

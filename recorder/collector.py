@@ -24,14 +24,14 @@ import time
 from typing import Any, Callable
 
 from . import schema
-from .config import RecorderConfig
+from .config import RecorderConfig, pure_python_requested
 from .scope import CodeInfo, Scope, SourceFile
 from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint
 
 try:
-    from ._hotpath import untrack_segment as _untrack_segment
+    from ._hotpath import scalar_fingerprint as _scalar_fingerprint, untrack_segment as _untrack_segment
 except ImportError:  # not built: the garbage collector untracks them, later
-    _untrack_segment = None
+    _scalar_fingerprint = _untrack_segment = None
 
 MISSING = object()
 
@@ -91,6 +91,8 @@ class Collector:
         self.renderer = Renderer(max_size=size, max_depth=depth, max_items=items,
                                  redact=compile_redaction(config.redact))
         self.strategy = config.strategy
+        #: the compiled twin of fingerprint's common case (None: Python only)
+        self._scalar_fingerprint = None if pure_python_requested() else _scalar_fingerprint
         self.record_lines = config.strategy != "minimal"
         self.full = config.strategy == "full_trace"
         self.events: list[tuple] = []
@@ -215,7 +217,10 @@ class Collector:
         key = id(value)
         entry = self.objs.get(key)
         try:
-            fp = fingerprint(value, self.renderer)
+            # a list or tuple of scalars (most re-checks) in C, the rest in Python
+            fp = self._scalar_fingerprint(value) if self._scalar_fingerprint is not None else None
+            if fp is None:
+                fp = fingerprint(value, self.renderer)
         except Exception:
             fp = None
         if entry is not None and entry[3] is cls:

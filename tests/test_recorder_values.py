@@ -481,3 +481,42 @@ def test_values_are_bounded(recorded: tuple[Run, str, list[str]]) -> None:
     lens = [int(re.search(r'"len":(\d+)', d).group(1))
             for (d,) in rec.q("SELECT detail FROM vals WHERE obj = ? ORDER BY step", obj)]
     assert lens == [100_000, 100_001, 100_002]
+
+
+def test_the_compiled_fingerprint_is_the_python_one() -> None:
+    """``_hotpath.scalar_fingerprint`` answers for a list or tuple of
+    immutable scalars exactly what ``values.fingerprint`` answers, and
+    declines (None) everything else, which Python then fingerprints."""
+    import random
+
+    hot = pytest.importorskip("pytest_escope.recorder._hotpath")
+    from pytest_escope.recorder.values import Renderer, fingerprint
+
+    class SubList(list):
+        def __len__(self):  # user code: neither version may call it
+            raise RuntimeError("len called")
+
+    class SubInt(int):
+        pass
+
+    renderer = Renderer(max_size=200, max_depth=3, max_items=20)
+    rnd = random.Random(3)
+    scalars = [0, -5, 10**30, 2.5, "s", "é", b"b", True, None, 1j]
+    others = [[1], (2,), {"a": 1}, {1}, object(), SubInt(4), frozenset()]
+    answered = 0
+    for trial in range(400):
+        n = rnd.choice([0, 1, 5, 29, 30, 31, 80])
+        items = [rnd.choice(scalars) for _ in range(n)]
+        if trial % 3 == 0 and n:
+            items[rnd.randrange(n)] = rnd.choice(others)
+        for value in (items, tuple(items), SubList(items)):
+            got = hot.scalar_fingerprint(value)
+            if got is not None:
+                answered += 1
+                assert got == fingerprint(value, renderer), (trial, value)
+                assert got[0] == n and len(got) == 1 + min(n, 30)
+            elif all(type(x) in (int, float, str, bytes, bool, type(None), complex) for x in value[:30]):
+                pytest.fail(f"declined a list of scalars: {value!r}")
+    assert answered > 500
+    for value in ({"a": 1}, {1, 2}, 5, "text", object(), [[1, 2]], ([],)):
+        assert hot.scalar_fingerprint(value) is None
