@@ -33,6 +33,65 @@ static inline int64_t escope_now(void) {
 static inline int64_t escope_now(void) { return (int64_t)_PyTime_GetPerfCounter(); }
 #endif
 
+/* -- the line of an instruction -------------------------------------------------- */
+
+/* PyFrame_GetLineNumber walks the code's line table from its start at each
+   call: 5.9% of a recording of generators delegating with `yield from`
+   under `minimal` (perf).  A resume, yield or return happens at a handful
+   of offsets per code object, so their lines are remembered in the code
+   object's own extra slot (freed with it), one int per code unit. */
+#if PY_VERSION_HEX >= 0x030C0000
+static Py_ssize_t line_cache_slot = -1;
+
+typedef struct {
+    Py_ssize_t units;
+    int lines[];  /* INT_MIN: not looked up yet */
+} LineCache;
+
+static void free_line_cache(void *cache) { PyMem_RawFree(cache); }
+
+static int line_at(PyObject *code, PyObject *offset_obj, PyFrameObject *frame) {
+    /* a settrace tracer (pdb, coverage's C tracer) keeps the frame's own
+       f_lineno, which PyFrame_GetLineNumber returns: no shortcut then */
+    if (line_cache_slot < 0 || !PyCode_Check(code) || !PyLong_CheckExact(offset_obj) ||
+        PyThreadState_GET()->c_tracefunc != NULL) {
+        return PyFrame_GetLineNumber(frame);
+    }
+    Py_ssize_t offset = PyLong_AsSsize_t(offset_obj);
+    if (offset < 0) { PyErr_Clear(); return PyFrame_GetLineNumber(frame); }
+    Py_ssize_t unit = offset / 2;  /* a code unit is two bytes */
+    void *extra = NULL;
+    if (PyUnstable_Code_GetExtra(code, line_cache_slot, &extra) < 0) {
+        PyErr_Clear();
+        return PyFrame_GetLineNumber(frame);
+    }
+    LineCache *cache = extra;
+    if (cache == NULL) {
+        Py_ssize_t units = Py_SIZE(code);
+        cache = PyMem_RawMalloc(sizeof(LineCache) + (size_t)units * sizeof(int));
+        if (cache == NULL) { return PyFrame_GetLineNumber(frame); }
+        cache->units = units;
+        for (Py_ssize_t i = 0; i < units; i++) { cache->lines[i] = INT_MIN; }
+        if (PyUnstable_Code_SetExtra(code, line_cache_slot, cache) < 0) {
+            PyErr_Clear();
+            PyMem_RawFree(cache);
+            return PyFrame_GetLineNumber(frame);
+        }
+    }
+    if (unit >= cache->units) { return PyFrame_GetLineNumber(frame); }
+    int line = cache->lines[unit];
+    if (line == INT_MIN) {
+        line = cache->lines[unit] = PyCode_Addr2Line((PyCodeObject *)code, (int)(unit * 2));
+    }
+    return line;
+}
+#else
+static int line_at(PyObject *code, PyObject *offset_obj, PyFrameObject *frame) {
+    (void)code; (void)offset_obj;
+    return PyFrame_GetLineNumber(frame);
+}
+#endif
+
 enum { K_CALL = 1, K_LINE = 2, K_RETURN = 3, K_UNWIND = 6, K_YIELD = 7, K_RESUME = 8 };
 
 /* FrameState slots, in this order */
@@ -444,7 +503,7 @@ static PyObject *Hot_resume(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *parent = Py_None, *parent_act = Py_None, *task;
     if (PyDict_DelItem(h->suspended, fkey) < 0) { Py_DECREF(fkey); goto error; }
     Py_DECREF(fkey);
-    line = PyLong_FromLong(PyFrame_GetLineNumber(frame));
+    line = PyLong_FromLong(line_at(code, args[1], frame));
     act = PyIter_Next(h->act_ids);
     if (line == NULL || act == NULL) { goto error; }
     PyObject *stack = TS(h, ts, TS_STACK);
@@ -567,7 +626,7 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
         if (fkey == NULL || PyDict_SetItem(h->suspended, fkey, fs) < 0) { Py_XDECREF(fkey); goto error; }
         Py_DECREF(fkey);
     }
-    line = PyLong_FromLong(PyFrame_GetLineNumber(frame));
+    line = PyLong_FromLong(line_at(code, args[1], frame));
     t_obj = line ? PyLong_FromLongLong(escope_now() - h->t0) : NULL;
     ev = t_obj ? PyTuple_Pack(6, kind, FS(h, fs, FS_ACT), line, t_obj, Py_None, payload) : NULL;
     if (ev == NULL || PyList_Append(h->events, ev) < 0) { goto error; }
@@ -1059,7 +1118,219 @@ static PyObject *scalar_fingerprint(PyObject *module, PyObject *value) {
     return fp;
 }
 
+/* -- the rendering of a list or tuple of scalars --------------------------------- */
+
+#define ELLIPSIS "\xe2\x80\xa6"  /* U+2026 in UTF-8 */
+
+/* A growing UTF-8 text. */
+typedef struct { char *p; size_t len, cap; } TextBuf;
+
+static int text_put(TextBuf *b, const char *s, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t cap = (b->len + n) * 2 + 64;
+        char *p = PyMem_Realloc(b->p, cap);
+        if (p == NULL) { PyErr_NoMemory(); return -1; }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* ``s`` inside a JSON string, escaped as json's encode_basestring does
+   (ensure_ascii off): ", \ and control characters.  Byte by byte: no byte
+   of a multi-byte UTF-8 sequence is below 0x80. */
+static int text_put_json(TextBuf *b, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') { continue; }
+        if (text_put(b, s + run, i - run) < 0) { return -1; }
+        run = i + 1;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t len = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            esc[1] = 'u'; esc[2] = '0'; esc[3] = '0'; esc[4] = hex[c >> 4]; esc[5] = hex[c & 15];
+            len = 6;
+        }
+        if (text_put(b, esc, len) < 0) { return -1; }
+    }
+    return text_put(b, s + run, n - run);
+}
+
+/* The repr of an exact str or bytes, cut to ``limit`` characters as
+   Renderer._scalar_text cuts it, into ``b``; adds its length in
+   characters to ``*chars``. */
+static int put_string_repr(TextBuf *b, PyObject *x, Py_ssize_t limit, Py_ssize_t *chars) {
+    int is_str = PyUnicode_CheckExact(x);
+    Py_ssize_t n = is_str ? PyUnicode_GET_LENGTH(x) : PyBytes_GET_SIZE(x);
+    PyObject *head = n <= limit ? Py_NewRef(x)
+                     : is_str ? PyUnicode_Substring(x, 0, limit)
+                              : PyBytes_FromStringAndSize(PyBytes_AS_STRING(x), limit);
+    PyObject *text = head ? PyObject_Repr(head) : NULL;
+    Py_XDECREF(head);
+    if (text == NULL) { return -1; }
+    Py_ssize_t size;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &size);
+    int rc = utf8 ? text_put(b, utf8, (size_t)size) : -1;
+    *chars += PyUnicode_GET_LENGTH(text);
+    Py_DECREF(text);
+    if (rc == 0 && n > limit) {
+        rc = text_put(b, ELLIPSIS, 3);
+        *chars += 1;
+    }
+    return rc;
+}
+
+/* The text of one scalar item as Renderer._scalar_text writes it, into
+   ``b``, and the name of its type.  Returns 1, or 0 when Python must
+   render it (an int past 64 bits, a type not handled here), -1 on error.
+   Only exact builtin types: their repr is the interpreter's, never user
+   code. */
+static int put_scalar_text(TextBuf *b, PyObject *x, Py_ssize_t limit, Py_ssize_t *chars,
+                           const char **type_name) {
+    PyTypeObject *t = Py_TYPE(x);
+    if (x == Py_None) {
+        *type_name = "NoneType";
+        *chars += 4;
+        return text_put(b, "None", 4) < 0 ? -1 : 1;
+    }
+    if (t == &PyBool_Type) {
+        *type_name = "bool";
+        *chars += x == Py_True ? 4 : 5;
+        return text_put(b, x == Py_True ? "True" : "False", x == Py_True ? 4 : 5) < 0 ? -1 : 1;
+    }
+    if (t == &PyLong_Type) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
+        if (overflow || (v == -1 && PyErr_Occurred())) { PyErr_Clear(); return 0; }
+        char digits[24];
+        size_t n = format_int(digits, v);
+        *type_name = "int";
+        *chars += (Py_ssize_t)n;
+        return text_put(b, digits, n) < 0 ? -1 : 1;
+    }
+    if (t == &PyFloat_Type) {
+        char *text = PyOS_double_to_string(PyFloat_AS_DOUBLE(x), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (text == NULL) { return -1; }
+        size_t n = strlen(text);
+        int rc = text_put(b, text, n);
+        PyMem_Free(text);
+        *type_name = "float";
+        *chars += (Py_ssize_t)n;
+        return rc < 0 ? -1 : 1;
+    }
+    if (t == &PyUnicode_Type || t == &PyBytes_Type) {
+        *type_name = t == &PyUnicode_Type ? "str" : "bytes";
+        return put_string_repr(b, x, limit, chars) < 0 ? -1 : 1;
+    }
+    return 0;
+}
+
+/* render_scalar_sequence(value, max_size, max_items) -> (type name, text,
+   detail JSON, flags) or None.
+
+   Renderer.render's common case in C: an exact list or tuple whose first
+   max_items items are None, bools, ints of 64 bits, floats, str or bytes.
+   Under `balanced` a list that grows is re-rendered at each change; in
+   Python that is a dict per item and a JSON encoding (a quarter of the
+   test thread's time in benchmarks/inprocess.py lines).  The result is
+   what Python returns (a test compares both on random lists); anything
+   else returns None and Python renders it. */
+static PyObject *render_scalar_sequence(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "render_scalar_sequence() takes 3 arguments");
+        return NULL;
+    }
+    PyObject *value = args[0];
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[1]), max_items = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred()) { return NULL; }
+    int is_list = Py_IS_TYPE(value, &PyList_Type);
+    if ((!is_list && !Py_IS_TYPE(value, &PyTuple_Type)) || max_size < 1 || max_items < 0) { Py_RETURN_NONE; }
+    Py_ssize_t size = is_list ? PyList_GET_SIZE(value) : PyTuple_GET_SIZE(value);
+    Py_ssize_t k = size < max_items ? size : max_items;
+    /* the items are held for the whole rendering: a finalizer run by a
+       collection the allocations trigger could change the list */
+    PyObject *seq = is_list ? PyList_GetSlice(value, 0, k) : PyTuple_GetSlice(value, 0, k);
+    if (seq == NULL) { return NULL; }
+    PyObject *result = NULL, *body = NULL;
+    TextBuf text = {NULL, 0, 0}, detail = {NULL, 0, 0};
+    size_t *spans = PyMem_Malloc(sizeof(size_t) * 2 * (size_t)(k + 1));
+    const char **names = PyMem_Malloc(sizeof(char *) * (size_t)(k + 1));
+    if (spans == NULL || names == NULL) { PyErr_NoMemory(); goto done; }
+    Py_ssize_t chars = 1;
+    if (text_put(&text, is_list ? "[" : "(", 1) < 0) { goto done; }
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (i && text_put(&text, ", ", 2) < 0) { goto done; }
+        chars += i ? 2 : 0;
+        spans[2 * i] = text.len;
+        int rc = put_scalar_text(&text, is_list ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i),
+                                 max_size, &chars, &names[i]);
+        if (rc <= 0) {
+            if (rc == 0) { result = Py_NewRef(Py_None); }
+            goto done;
+        }
+        spans[2 * i + 1] = text.len;
+    }
+    if (size > max_items) {
+        if (text_put(&text, ", " ELLIPSIS, 5) < 0) { goto done; }
+        chars += 3;
+    }
+    const char *close = is_list ? "]" : size == 1 ? ",)" : ")";
+    if (text_put(&text, close, strlen(close)) < 0) { goto done; }
+    chars += (Py_ssize_t)strlen(close);
+    long flags = size > max_items ? 1 : 0;  /* schema.FLAG_TRUNCATED */
+    body = PyUnicode_DecodeUTF8(text.p, (Py_ssize_t)text.len, NULL);
+    if (body == NULL) { goto done; }
+    if (chars > max_size) {
+        PyObject *head = PyUnicode_Substring(body, 0, max_size - 1);
+        Py_SETREF(body, head ? PyUnicode_FromFormat("%U%s", head, ELLIPSIS) : NULL);
+        Py_XDECREF(head);
+        if (body == NULL) { goto done; }
+        flags |= 1;
+    }
+    /* the detail: {"len":n,"items":[{"type":"int","repr":"1"},...]} */
+    char digits[24];
+    size_t n = format_int(digits, size);
+    if (text_put(&detail, "{\"len\":", 7) < 0 || text_put(&detail, digits, n) < 0 ||
+        text_put(&detail, ",\"items\":[", 10) < 0) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if ((i && text_put(&detail, ",", 1) < 0) || text_put(&detail, "{\"type\":\"", 9) < 0 ||
+            text_put(&detail, names[i], strlen(names[i])) < 0 || text_put(&detail, "\",\"repr\":\"", 10) < 0 ||
+            text_put_json(&detail, text.p + spans[2 * i], spans[2 * i + 1] - spans[2 * i]) < 0 ||
+            text_put(&detail, "\"}", 2) < 0) {
+            goto done;
+        }
+    }
+    if (text_put(&detail, "]}", 2) < 0) { goto done; }
+    PyObject *detail_text = PyUnicode_DecodeUTF8(detail.p, (Py_ssize_t)detail.len, NULL);
+    if (detail_text == NULL) { goto done; }
+    result = Py_BuildValue("(sONl)", is_list ? "list" : "tuple", body, detail_text, flags);
+done:
+    Py_XDECREF(body);
+    PyMem_Free(text.p);
+    PyMem_Free(detail.p);
+    PyMem_Free(spans);
+    PyMem_Free(names);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
+    {"render_scalar_sequence", (PyCFunction)(void (*)(void))render_scalar_sequence, METH_FASTCALL,
+     "Renderer.render of a list or tuple of scalars, or None."},
     {"scalar_fingerprint", scalar_fingerprint, METH_O,
      "values.fingerprint of a list or tuple whose first 30 items are immutable scalars, or None."},
     {"json_int_column", (PyCFunction)(void (*)(void))json_int_column, METH_FASTCALL,
@@ -1116,6 +1387,9 @@ PyMODINIT_FUNC PyInit__hotpath(void) {
         !k_yield || !k_resume || !zero || !one) {
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    line_cache_slot = PyUnstable_Eval_RequestCodeExtraIndex(free_line_cache);
+#endif
     PyObject *m = PyModule_Create(&hotmodule);
     if (m == NULL) { return NULL; }
     if (PyModule_AddObjectRef(m, "Callbacks", (PyObject *)&HotType) < 0) { Py_DECREF(m); return NULL; }

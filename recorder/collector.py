@@ -29,9 +29,10 @@ from .scope import CodeInfo, Scope, SourceFile
 from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint
 
 try:
-    from ._hotpath import scalar_fingerprint as _scalar_fingerprint, untrack_segment as _untrack_segment
+    from ._hotpath import (render_scalar_sequence as _render_scalar_sequence,
+                           scalar_fingerprint as _scalar_fingerprint, untrack_segment as _untrack_segment)
 except ImportError:  # not built: the garbage collector untracks them, later
-    _scalar_fingerprint = _untrack_segment = None
+    _render_scalar_sequence = _scalar_fingerprint = _untrack_segment = None
 
 MISSING = object()
 
@@ -47,6 +48,8 @@ _BORING_LOCAL_PREFIXES = ("@", ".")
 #: hundred milliseconds of cache misses each time; a tuple of untracked
 #: tuples is itself untracked, so a segment is never visited again.
 SEGMENT_EVENTS = 2048
+#: the most events a chunk grows to (memory: a few hundred bytes each)
+SPILL_CAP = 400_000
 
 
 class FrameState:
@@ -93,6 +96,8 @@ class Collector:
         self.strategy = config.strategy
         #: the compiled twin of fingerprint's common case (None: Python only)
         self._scalar_fingerprint = None if pure_python_requested() else _scalar_fingerprint
+        if not pure_python_requested():
+            self.renderer.compiled_sequence = _render_scalar_sequence
         self.record_lines = config.strategy != "minimal"
         self.full = config.strategy == "full_trace"
         self.events: list[tuple] = []
@@ -101,6 +106,8 @@ class Collector:
         self.base = 0
         self.dropped = 0
         self.t0 = time.perf_counter_ns()
+        self.spill_events = config.spill_events
+        self.max_events = config.max_events
         self.spill_limit = config.spill_events
         if config.max_events:
             self.spill_limit = max(1, min(self.spill_limit, config.max_events))
@@ -550,11 +557,14 @@ class Collector:
     def spill(self) -> None:
         """Hand what is in memory to the writer (runs on the tracing thread)."""
         with self._spill_lock:
-            self.spill_at = time.perf_counter_ns() - self.t0 + self.spill_every_ns
+            now = time.perf_counter_ns() - self.t0
+            self.spill_at = now + max(self.spill_every_ns, now // 2)
             if not self.events and not self.segments:
                 return
             self.spilled = True
             self.sink(self.take_chunk())
+            grown = max(self.spill_events, min(self.base // 2, SPILL_CAP))
+            self.spill_limit = min(grown, self.max_events) if self.max_events else grown
 
     def clear(self) -> None:
         """Forget every event still in memory (the recording is discarded)."""

@@ -184,6 +184,9 @@ class Renderer:
         self.max_items = max_items
         self.redact = redact
         self.custom = custom  # callable(value) -> str | None, from hook plugins
+        #: ``_hotpath.render_scalar_sequence`` when the collector may use
+        #: compiled code: ``render``'s common case (a list or tuple of scalars)
+        self.compiled_sequence: Any = None
         self._types: dict[int, tuple[type, _TypeInfo]] = {}
         self.faults = 0
         self.inject_fault = False  # ESCOPE_TEST_FAULT=render (session.py)
@@ -196,6 +199,14 @@ class Renderer:
 
     def render(self, value: Any) -> tuple[str, str, str | None, int]:
         """Render ``value``; ``detail`` comes back as JSON text or None."""
+        compiled = self.compiled_sequence
+        if compiled is not None and self.custom is None and not self.inject_fault:
+            try:
+                done = compiled(value, self.max_size, self.max_items)
+            except Exception:
+                done = None
+            if done is not None:
+                return done
         type_name, text, form, flags = self.render_form(value)
         return (type_name, text, detail_json(form), flags)
 

@@ -3,7 +3,10 @@ secrets never reach the disk, one value stays bounded."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -520,3 +523,66 @@ def test_the_compiled_fingerprint_is_the_python_one() -> None:
     assert answered > 500
     for value in ({"a": 1}, {1, 2}, 5, "text", object(), [[1, 2]], ([],)):
         assert hot.scalar_fingerprint(value) is None
+
+
+def test_the_compiled_sequence_rendering_is_the_python_one() -> None:
+    """``_hotpath.render_scalar_sequence`` renders an exact list or tuple of
+    scalars exactly as ``Renderer.render`` does in Python (type name, text,
+    detail JSON, flags), at several limits, and declines (None) anything
+    else, which Python then renders."""
+    import random
+
+    hot = pytest.importorskip("pytest_escope.recorder._hotpath")
+    from pytest_escope.recorder.values import Renderer
+
+    class SubList(list):
+        pass
+
+    rnd = random.Random(5)
+    scalars = [0, -1, 2**63 - 1, -2**63, 7, 2.5, -0.0, float("nan"), float("inf"), 1e300, True, False, None,
+               "", "s", 'q"uote', "back\\slash", "line\nbreak\ttab\x01\x1f", "é", "\U0001f600", "\ud800",
+               "x" * 90, b"", b"b\x00\xff'\"", b"y" * 90]
+    declined_types = [2**64, 1j, [1], (2,), {"a": 1}, object(), SubList([1])]
+    answered = 0
+    for trial in range(600):
+        size, items_limit = rnd.choice([(40, 3), (200, 20), (1000, 30), (12, 30)])
+        python = Renderer(max_size=size, max_depth=3, max_items=items_limit)
+        n = rnd.choice([0, 1, 2, 3, 4, 19, 20, 21, 35])
+        items = [rnd.choice(scalars) for _ in range(n)]
+        if trial % 4 == 0 and n:
+            items[rnd.randrange(n)] = rnd.choice(declined_types)
+        for value in (items, tuple(items)):
+            got = hot.render_scalar_sequence(value, size, items_limit)
+            if got is not None:
+                answered += 1
+                assert got == python.render(value), (trial, value)
+            elif all(type(x) in (int, float, str, bytes, bool, type(None)) and not (type(x) is int and
+                     abs(x) >= 2**63) for x in value[:items_limit]):
+                pytest.fail(f"declined a sequence of scalars: {value!r}")
+    assert answered > 700
+    for value in (SubList([1, 2]), {"a": 1}, {1, 2}, 5, "text", [[1, 2]], ([],), [1j]):
+        assert hot.render_scalar_sequence(value, 100, 10) is None
+    # a plugin's own rendering comes first
+    hooked = Renderer(max_size=100, max_depth=3, max_items=10, custom=lambda v: "mine" if type(v) is list else None)
+    hooked.compiled_sequence = hot.render_scalar_sequence
+    assert hooked.render([1, 2])[1] == "mine"
+
+
+def test_the_collector_renders_sequences_in_c_unless_pure_python(tmp_path: Path) -> None:
+    """The recorder uses the compiled sequence rendering by default and none
+    of it under ``ESCOPE_PURE_PYTHON=1``; hooks that render values
+    themselves (``custom``) always get the Python path."""
+    pytest.importorskip("pytest_escope.recorder._hotpath")
+    script = (
+        "from pathlib import Path\n"
+        "from pytest_escope.recorder.config import RecorderConfig\n"
+        "from pytest_escope.recorder.session import Recorder\n"
+        f"r = Recorder(RecorderConfig(rootdir=Path({str(tmp_path)!r})), Path({str(tmp_path / 'c')!r}))\n"
+        f"rec = r.recording(Path({str(tmp_path / 'x.sqlite')!r}), {{'nodeid': 'x'}}, keep_in_memory=True)\n"
+        "print(rec.collector.renderer.compiled_sequence is not None)\n"
+    )
+    for pure, expected in (("", "True"), ("1", "False")):
+        env = dict(os.environ, ESCOPE_PURE_PYTHON=pure)
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip().splitlines()[-1] == expected

@@ -179,8 +179,9 @@ def test_the_cache_keeps_the_most_recently_used(tmp_path: Path, monkeypatch: pyt
     assert sorted(p.name for p in tmp_path.glob("*.sqlite")) == ["0.sqlite", "5.sqlite"]
 
 
-#: Records work.run() in-process (argv: work dir, strategy, spill_events)
-#: and keeps the chunks the collector spills in ``chunks``.
+#: Records work.run() in-process (argv: work dir, strategy, spill_events
+#: and optionally max_events) and keeps the chunks the collector spills in
+#: ``chunks``.  No spill by time: what the counts do is what is tested.
 CHUNKS_OF_WORK = r'''
 import gc, hashlib, json, sys, tempfile, threading
 from pathlib import Path
@@ -191,7 +192,8 @@ sys.path.insert(0, sys.argv[1])
 import work
 
 d = Path(tempfile.mkdtemp())
-cfg = RecorderConfig(rootdir=Path(sys.argv[1]), strategy=sys.argv[2], spill_events=int(sys.argv[3]))
+cfg = RecorderConfig(rootdir=Path(sys.argv[1]), strategy=sys.argv[2], spill_events=int(sys.argv[3]),
+                     max_events=int(sys.argv[4]) if len(sys.argv) > 4 else 0, spill_seconds=3600.0)
 r = Recorder(cfg, d / "cache").recording(d / "unused.sqlite", {"nodeid": "x"}, keep_in_memory=True)
 chunks = []
 r.collector.sink = chunks.append
@@ -264,6 +266,42 @@ def run():
     t.join()
     return len(seen) + len(out)
 '''
+
+
+#: Prints the size of each chunk the collector spilled, in order.
+CHUNK_SIZES = CHUNKS_OF_WORK + r'''
+print(json.dumps({"events": r.event_count, "sizes": [c["count"] for c in chunks]}))
+'''
+
+
+@pytest.mark.parametrize("max_events", [0, 5000])
+def test_chunks_grow_with_the_recording(tmp_path: Path, max_events: int) -> None:
+    """A chunk is spilled when memory holds half as many events as the file
+    (at least ``spill_events``): a long test is written in a few big chunks,
+    which cost the writer less per event, and a killed test still has two
+    thirds of its steps on disk.  ``--escope-max-events`` caps the growth:
+    only the newest events are kept, so a chunk is never bigger than that."""
+    (tmp_path / "work.py").write_text(WORK)
+    proc = subprocess.run([sys.executable, "-c", CHUNK_SIZES, str(tmp_path), "balanced", "1000",
+                           str(max_events)], capture_output=True, text=True, env=clean_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    sizes, events = got["sizes"], got["events"]
+    assert sum(sizes) == events > 40_000
+    written = 0
+    for size in sizes[:-1]:  # the last is what the final spill found
+        limit = max(1000, written // 2)
+        if max_events:
+            limit = min(limit, max_events)
+        # spilled at the first segment boundary past the limit
+        assert limit <= size < limit + 1000, (sizes, written)
+        written += size
+    if max_events:
+        assert max(sizes[:-1]) < max_events + 1000
+        assert len(sizes) > events // (max_events + 1000)
+    else:
+        assert sizes[-2] > 10_000
+        assert len(sizes) < 20  # a chunk of 1,000 each time would be 40 or more
 
 
 #: Splits one real chunk with the compiled writer loop and prints which of
