@@ -39,56 +39,63 @@ static inline int64_t escope_now(void) { return (int64_t)_PyTime_GetPerfCounter(
    call: 5.9% of a recording of generators delegating with `yield from`
    under `minimal` (perf).  A resume, yield or return happens at a handful
    of offsets per code object, so their lines are remembered in the code
-   object's own extra slot (freed with it), one int per code unit. */
+   object's own extra slot (freed with it), one int object per code unit:
+   the event holds the same object, nothing is allocated per event. */
 #if PY_VERSION_HEX >= 0x030C0000
 static Py_ssize_t line_cache_slot = -1;
 
 typedef struct {
     Py_ssize_t units;
-    int lines[];  /* INT_MIN: not looked up yet */
+    PyObject *lines[];  /* NULL: not looked up yet */
 } LineCache;
 
-static void free_line_cache(void *cache) { PyMem_RawFree(cache); }
+static void free_line_cache(void *extra) {
+    LineCache *cache = extra;
+    for (Py_ssize_t i = 0; i < cache->units; i++) { Py_XDECREF(cache->lines[i]); }
+    PyMem_RawFree(cache);
+}
 
-static int line_at(PyObject *code, PyObject *offset_obj, PyFrameObject *frame) {
+/* The line number (a new reference) of the instruction at ``offset``. */
+static PyObject *line_at(PyObject *code, PyObject *offset_obj, PyFrameObject *frame) {
     /* a settrace tracer (pdb, coverage's C tracer) keeps the frame's own
        f_lineno, which PyFrame_GetLineNumber returns: no shortcut then */
     if (line_cache_slot < 0 || !PyCode_Check(code) || !PyLong_CheckExact(offset_obj) ||
         PyThreadState_GET()->c_tracefunc != NULL) {
-        return PyFrame_GetLineNumber(frame);
+        return PyLong_FromLong(PyFrame_GetLineNumber(frame));
     }
     Py_ssize_t offset = PyLong_AsSsize_t(offset_obj);
-    if (offset < 0) { PyErr_Clear(); return PyFrame_GetLineNumber(frame); }
+    if (offset < 0) { PyErr_Clear(); return PyLong_FromLong(PyFrame_GetLineNumber(frame)); }
     Py_ssize_t unit = offset / 2;  /* a code unit is two bytes */
     void *extra = NULL;
     if (PyUnstable_Code_GetExtra(code, line_cache_slot, &extra) < 0) {
         PyErr_Clear();
-        return PyFrame_GetLineNumber(frame);
+        return PyLong_FromLong(PyFrame_GetLineNumber(frame));
     }
     LineCache *cache = extra;
     if (cache == NULL) {
         Py_ssize_t units = Py_SIZE(code);
-        cache = PyMem_RawMalloc(sizeof(LineCache) + (size_t)units * sizeof(int));
-        if (cache == NULL) { return PyFrame_GetLineNumber(frame); }
+        cache = PyMem_RawCalloc(1, sizeof(LineCache) + (size_t)units * sizeof(PyObject *));
+        if (cache == NULL) { return PyLong_FromLong(PyFrame_GetLineNumber(frame)); }
         cache->units = units;
-        for (Py_ssize_t i = 0; i < units; i++) { cache->lines[i] = INT_MIN; }
         if (PyUnstable_Code_SetExtra(code, line_cache_slot, cache) < 0) {
             PyErr_Clear();
             PyMem_RawFree(cache);
-            return PyFrame_GetLineNumber(frame);
+            return PyLong_FromLong(PyFrame_GetLineNumber(frame));
         }
     }
-    if (unit >= cache->units) { return PyFrame_GetLineNumber(frame); }
-    int line = cache->lines[unit];
-    if (line == INT_MIN) {
-        line = cache->lines[unit] = PyCode_Addr2Line((PyCodeObject *)code, (int)(unit * 2));
+    if (unit >= cache->units) { return PyLong_FromLong(PyFrame_GetLineNumber(frame)); }
+    PyObject *line = cache->lines[unit];
+    if (line == NULL) {
+        line = PyLong_FromLong(PyCode_Addr2Line((PyCodeObject *)code, (int)(unit * 2)));
+        if (line == NULL) { return NULL; }
+        cache->lines[unit] = line;
     }
-    return line;
+    return Py_NewRef(line);
 }
 #else
-static int line_at(PyObject *code, PyObject *offset_obj, PyFrameObject *frame) {
+static PyObject *line_at(PyObject *code, PyObject *offset_obj, PyFrameObject *frame) {
     (void)code; (void)offset_obj;
-    return PyFrame_GetLineNumber(frame);
+    return PyLong_FromLong(PyFrame_GetLineNumber(frame));
 }
 #endif
 
@@ -503,7 +510,7 @@ static PyObject *Hot_resume(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *parent = Py_None, *parent_act = Py_None, *task;
     if (PyDict_DelItem(h->suspended, fkey) < 0) { Py_DECREF(fkey); goto error; }
     Py_DECREF(fkey);
-    line = PyLong_FromLong(line_at(code, args[1], frame));
+    line = line_at(code, args[1], frame);
     act = PyIter_Next(h->act_ids);
     if (line == NULL || act == NULL) { goto error; }
     PyObject *stack = TS(h, ts, TS_STACK);
@@ -626,7 +633,7 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
         if (fkey == NULL || PyDict_SetItem(h->suspended, fkey, fs) < 0) { Py_XDECREF(fkey); goto error; }
         Py_DECREF(fkey);
     }
-    line = PyLong_FromLong(line_at(code, args[1], frame));
+    line = line_at(code, args[1], frame);
     t_obj = line ? PyLong_FromLongLong(escope_now() - h->t0) : NULL;
     ev = t_obj ? PyTuple_Pack(6, kind, FS(h, fs, FS_ACT), line, t_obj, Py_None, payload) : NULL;
     if (ev == NULL || PyList_Append(h->events, ev) < 0) { goto error; }
@@ -974,19 +981,47 @@ static int floor_div(long long a, long long b, long long *out) {
     return 0;
 }
 
-/* The decimal text of v at buf; returns its length (at most 20). */
+/* The decimal text of v at buf; returns its length (at most 20).  Two
+   digits per division: the writer formats a dozen numbers per event. */
 static size_t format_int(char *buf, long long v) {
+    static const char pairs[201] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
     char tmp[24];
-    size_t n = 0;
+    size_t n = sizeof(tmp);
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + (int)(u % 10));
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        unsigned int r = (unsigned int)(u % 100);
+        u /= 100;
+        tmp[--n] = pairs[2 * r + 1];
+        tmp[--n] = pairs[2 * r];
+    }
+    if (u >= 10) {
+        tmp[--n] = pairs[2 * u + 1];
+        tmp[--n] = pairs[2 * u];
+    } else {
+        tmp[--n] = (char)('0' + u);
+    }
     size_t len = 0;
     if (v < 0) { buf[len++] = '-'; }
-    while (n) { buf[len++] = tmp[--n]; }
-    return len;
+    memcpy(buf + len, tmp + n, sizeof(tmp) - n);
+    return len + sizeof(tmp) - n;
+}
+
+/* An int's value when it fits 64 bits: 1, or 0 (no error set) when not. */
+static inline int int64_of(PyObject *x, long long *out) {
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyUnstable_Long_IsCompact((PyLongObject *)x)) {
+        *out = (long long)PyUnstable_Long_CompactValue((PyLongObject *)x);
+        return 1;
+    }
+#endif
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
+    if (overflow || (v == -1 && PyErr_Occurred())) { PyErr_Clear(); return 0; }
+    *out = v;
+    return 1;
 }
 
 /* json_int_column(column, mode, base[, index]) -> str, or None when the
@@ -1042,9 +1077,8 @@ static PyObject *json_int_column(PyObject *module, PyObject *const *args, Py_ssi
             continue;
         }
         if (!PyLong_CheckExact(x)) { goto unsupported; }
-        int overflow = 0;
-        long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
-        if (overflow || (v == -1 && PyErr_Occurred())) { PyErr_Clear(); goto unsupported; }
+        long long v;
+        if (!int64_of(x, &v)) { goto unsupported; }
         long long out = v;
         if (mode == 3) { floor_div(v, 1000, &v); out = v; }
         if (mode == 1 || mode == 3) {
@@ -1211,9 +1245,8 @@ static int put_scalar_text(TextBuf *b, PyObject *x, Py_ssize_t limit, Py_ssize_t
         return text_put(b, x == Py_True ? "True" : "False", x == Py_True ? 4 : 5) < 0 ? -1 : 1;
     }
     if (t == &PyLong_Type) {
-        int overflow = 0;
-        long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
-        if (overflow || (v == -1 && PyErr_Occurred())) { PyErr_Clear(); return 0; }
+        long long v;
+        if (!int64_of(x, &v)) { return 0; }
         char digits[24];
         size_t n = format_int(digits, v);
         *type_name = "int";
