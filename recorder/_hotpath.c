@@ -55,44 +55,54 @@ static void free_line_cache(void *extra) {
     PyMem_RawFree(cache);
 }
 
-/* The line number (a new reference) of the instruction at ``offset``. */
-static PyObject *line_at(PyObject *code, PyObject *offset_obj, PyFrameObject *frame) {
-    /* a settrace tracer (pdb, coverage's C tracer) keeps the frame's own
-       f_lineno, which PyFrame_GetLineNumber returns: no shortcut then */
-    if (line_cache_slot < 0 || !PyCode_Check(code) || !PyLong_CheckExact(offset_obj) ||
-        PyThreadState_GET()->c_tracefunc != NULL) {
-        return PyLong_FromLong(PyFrame_GetLineNumber(frame));
-    }
-    Py_ssize_t offset = PyLong_AsSsize_t(offset_obj);
-    if (offset < 0) { PyErr_Clear(); return PyLong_FromLong(PyFrame_GetLineNumber(frame)); }
+/* The line number (a new reference) of the instruction at byte ``offset``
+   of ``code``, from the cache; NULL with no error set when there is no
+   cache for it (the caller asks the frame).  -1: the offset has no line. */
+static PyObject *cached_line(PyObject *code, Py_ssize_t offset) {
+    if (line_cache_slot < 0 || !PyCode_Check(code) || offset < 0) { return NULL; }
     Py_ssize_t unit = offset / 2;  /* a code unit is two bytes */
     void *extra = NULL;
-    if (PyUnstable_Code_GetExtra(code, line_cache_slot, &extra) < 0) {
-        PyErr_Clear();
-        return PyLong_FromLong(PyFrame_GetLineNumber(frame));
-    }
+    if (PyUnstable_Code_GetExtra(code, line_cache_slot, &extra) < 0) { PyErr_Clear(); return NULL; }
     LineCache *cache = extra;
     if (cache == NULL) {
         Py_ssize_t units = Py_SIZE(code);
         cache = PyMem_RawCalloc(1, sizeof(LineCache) + (size_t)units * sizeof(PyObject *));
-        if (cache == NULL) { return PyLong_FromLong(PyFrame_GetLineNumber(frame)); }
+        if (cache == NULL) { return NULL; }
         cache->units = units;
         if (PyUnstable_Code_SetExtra(code, line_cache_slot, cache) < 0) {
             PyErr_Clear();
             PyMem_RawFree(cache);
-            return PyLong_FromLong(PyFrame_GetLineNumber(frame));
+            return NULL;
         }
     }
-    if (unit >= cache->units) { return PyLong_FromLong(PyFrame_GetLineNumber(frame)); }
+    if (unit >= cache->units) { return NULL; }
     PyObject *line = cache->lines[unit];
     if (line == NULL) {
         line = PyLong_FromLong(PyCode_Addr2Line((PyCodeObject *)code, (int)(unit * 2)));
-        if (line == NULL) { return NULL; }
+        if (line == NULL) { PyErr_Clear(); return NULL; }
         cache->lines[unit] = line;
     }
     return Py_NewRef(line);
 }
+
+/* The line number (a new reference) of the frame now at ``offset``. */
+static PyObject *line_at(PyObject *code, PyObject *offset_obj, PyFrameObject *frame) {
+    /* a settrace tracer (pdb, coverage's C tracer) keeps the frame's own
+       f_lineno, which PyFrame_GetLineNumber returns: no shortcut then */
+    if (PyLong_CheckExact(offset_obj) && PyThreadState_GET()->c_tracefunc == NULL) {
+        Py_ssize_t offset = PyLong_AsSsize_t(offset_obj);
+        if (offset == -1 && PyErr_Occurred()) { PyErr_Clear(); }
+        PyObject *line = cached_line(code, offset);
+        if (line != NULL) { return line; }
+    }
+    return PyLong_FromLong(PyFrame_GetLineNumber(frame));
+}
 #else
+static PyObject *cached_line(PyObject *code, Py_ssize_t offset) {
+    (void)code; (void)offset;
+    return NULL;
+}
+
 static PyObject *line_at(PyObject *code, PyObject *offset_obj, PyFrameObject *frame) {
     (void)code; (void)offset_obj;
     return PyLong_FromLong(PyFrame_GetLineNumber(frame));
@@ -104,10 +114,10 @@ enum { K_CALL = 1, K_LINE = 2, K_RETURN = 3, K_UNWIND = 6, K_YIELD = 7, K_RESUME
 /* FrameState slots, in this order */
 static const char *FS_FIELDS[] = {
     "frame_id", "act", "info", "code", "watch", "prev", "depth", "thread",
-    "task", "exc_pending", "parent", "last", NULL
+    "task", "exc_pending", "parent", "last", "seen", NULL
 };
 enum { FS_FRAME_ID, FS_ACT, FS_INFO, FS_CODE, FS_WATCH, FS_PREV, FS_DEPTH,
-       FS_THREAD, FS_TASK, FS_EXC_PENDING, FS_PARENT, FS_LAST, FS_N };
+       FS_THREAD, FS_TASK, FS_EXC_PENDING, FS_PARENT, FS_LAST, FS_SEEN, FS_N };
 
 static const char *TS_FIELDS[] = {"thread_id", "stack", "task", NULL};
 enum { TS_THREAD_ID, TS_STACK, TS_TASK, TS_N };
@@ -124,9 +134,11 @@ typedef struct {
     PyObject *immutable;    /* frozenset of the immutable scalar types */
     PyTypeObject *fs_type;
     PyTypeObject *ts_type;
-    PyObject *py_line, *py_resume, *py_yield, *py_return;
+    PyObject *py_line, *py_resume, *py_yield, *py_return, *py_jump;
+    PyObject *disable;      /* sys.monitoring.DISABLE */
     PyObject *check_watch, *spill, *overflow, *fault, *with_self;
     PyObject *bind_changed, *recheck_mutable;  /* Collector methods check_watch calls */
+    PyObject *objs;         /* col.objs: id(object) -> (fingerprint, vid, objnum, type) */
     PyTypeObject *imm_types[16];               /* the immutable scalar types */
     int n_imm;
     PyObject *last_ts;      /* ThreadState of last_ident */
@@ -329,6 +341,69 @@ static int bind(Hot *h, PyObject *fs, PyObject *fid, PyObject *name, PyObject *v
     return 0;
 }
 
+static inline int is_scalar_type(PyObject *v) {
+    PyTypeObject *t = Py_TYPE(v);
+    return t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type || t == &PyBool_Type ||
+           v == Py_None || t == &PyBytes_Type || t == &PyComplex_Type;
+}
+
+#define SHALLOW_LIMIT 30  /* values._SHALLOW_LIMIT */
+
+/* Whether the list or tuple ``v`` (or a subclass; the C array is read, no
+   user code runs) is what its last snapshot shows: Collector.recheck_mutable's
+   commonest outcome (a call that may have mutated a list did not),
+   answered without calling it.  Its fingerprint, as
+   scalar_fingerprint would make it, is compared in place with the one the
+   snapshot kept (Collector.objs), so nothing is allocated.  1: unchanged,
+   and this frame had seen that snapshot already; 0: Python decides. */
+static int recheck_unchanged(Hot *h, PyObject *fs, PyObject *name, PyObject *v) {
+    if (PyDict_GetItemWithError(h->secret_names, name) != Py_False) { PyErr_Clear(); return 0; }
+    PyObject **items;
+    Py_ssize_t n;
+    if (PyList_Check(v)) {
+        items = ((PyListObject *)v)->ob_item;
+        n = PyList_GET_SIZE(v);
+    } else if (PyTuple_Check(v)) {
+        items = ((PyTupleObject *)v)->ob_item;
+        n = PyTuple_GET_SIZE(v);
+    } else {
+        return 0;
+    }
+    Py_ssize_t k = n < SHALLOW_LIMIT ? n : SHALLOW_LIMIT;
+    PyObject *key = PyLong_FromVoidPtr(v);
+    if (key == NULL) { PyErr_Clear(); return 0; }
+    PyObject *entry = PyDict_GetItemWithError(h->objs, key);
+    Py_DECREF(key);
+    if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4 ||
+        PyTuple_GET_ITEM(entry, 3) != (PyObject *)Py_TYPE(v)) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *fp = PyTuple_GET_ITEM(entry, 0), *vid = PyTuple_GET_ITEM(entry, 1);
+    if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != k + 1 || !PyLong_CheckExact(PyTuple_GET_ITEM(fp, 0)) ||
+        PyLong_AsSsize_t(PyTuple_GET_ITEM(fp, 0)) != n) {
+        PyErr_Clear();
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *id = PyTuple_GET_ITEM(fp, i + 1);
+        if (!is_scalar_type(items[i]) || !PyLong_CheckExact(id) || PyLong_AsVoidPtr(id) != (void *)items[i]) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    PyObject *seen = FS(h, fs, FS_SEEN);
+    if (!PyDict_CheckExact(seen)) { return 0; }
+    PyObject *was = PyDict_GetItemWithError(seen, name);
+    if (was == NULL) {
+        if (PyErr_Occurred() || PyDict_SetItem(seen, name, vid) < 0) { PyErr_Clear(); return 0; }
+        return 1;
+    }
+    int same = was == vid ? 1 : PyObject_RichCompareBool(was, vid, Py_EQ);
+    if (same != 1) { PyErr_Clear(); return 0; }
+    return 1;
+}
+
 /* Collector.check_watch: a tuple of changes or None (new reference). */
 static PyObject *check_watch(Hot *h, PyObject *fs, PyFrameObject *frame, PyObject *entry) {
     PyObject *last = FS(h, fs, FS_LAST), *fid = FS(h, fs, FS_FRAME_ID);
@@ -375,7 +450,7 @@ static PyObject *check_watch(Hot *h, PyObject *fs, PyFrameObject *frame, PyObjec
             rc = -1;
         } else if (changed) {
             rc = bind(h, fs, fid, name, v, out);
-        } else if (!is_immutable(h, v)) {
+        } else if (!is_immutable(h, v) && !recheck_unchanged(h, fs, name, v)) {
             PyObject *args[5] = {fs, loc, name, v, out};
             PyObject *r = PyObject_Vectorcall(h->recheck_mutable, args, 5, NULL);
             if (r == NULL) { rc = -1; } else { Py_DECREF(r); }
@@ -460,6 +535,46 @@ error:
     Py_XDECREF(t_obj);
     Py_DECREF(fs);
     return failed(h, msg_line);
+}
+
+/* -- JUMP -------------------------------------------------------------------- */
+
+/* A backward jump that stays on one line (a comprehension's or a one-line
+   loop's next iteration) is a step of its own, as settrace sees it; any
+   other jump is disabled where it is.  The step is Hot_line's. */
+static PyObject *Hot_jump(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2])) {
+        return fallback(h->py_jump, args, nargs);
+    }
+    Py_ssize_t src = PyLong_AsSsize_t(args[1]), dest = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred()) { PyErr_Clear(); return fallback(h->py_jump, args, nargs); }
+    if (dest > src) { return Py_NewRef(h->disable); }
+    PyObject *code = args[0];
+    PyObject *key = PyLong_FromVoidPtr(code);
+    if (key == NULL) { return NULL; }
+    PyObject *info = PyDict_GetItemWithError(h->infos, key);
+    Py_DECREF(key);
+    if (info == NULL) {
+        if (PyErr_Occurred()) { PyErr_Clear(); return fallback(h->py_jump, args, nargs); }
+        return Py_NewRef(h->disable);
+    }
+    PyObject *to_line = cached_line(code, dest);
+    PyObject *from_line = to_line ? cached_line(code, src) : NULL;
+    if (from_line == NULL) {
+        Py_XDECREF(to_line);
+        return fallback(h->py_jump, args, nargs);
+    }
+    long to = PyLong_AsLong(to_line), from = PyLong_AsLong(from_line);
+    Py_DECREF(from_line);
+    if (to == -1 || to != from) {
+        PyErr_Clear();
+        Py_DECREF(to_line);
+        return Py_NewRef(h->disable);
+    }
+    PyObject *largs[2] = {code, to_line};
+    PyObject *result = Hot_line(h, largs, 2);
+    Py_DECREF(to_line);
+    return result;
 }
 
 /* -- PY_RESUME --------------------------------------------------------------- */
@@ -662,12 +777,13 @@ static PyObject *Hot_return(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
 static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"collector", "infos", "frame_state", "thread_state", "immutable",
                              "on_line", "on_resume", "on_yield", "on_return", "with_self",
-                             "since_start_ns", NULL};
-    PyObject *col, *infos, *fs_type, *ts_type, *immutable, *pl, *pr, *py, *pt, *ws;
+                             "on_jump", "disable", "since_start_ns", NULL};
+    PyObject *col, *infos, *fs_type, *ts_type, *immutable, *pl, *pr, *py, *pt, *ws, *pj, *dis;
     long long since_start;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!O!O!OOOOOL", kwlist, &col, &PyDict_Type, &infos,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!O!O!OOOOOOOL", kwlist, &col, &PyDict_Type, &infos,
                                      &PyType_Type, &fs_type, &PyType_Type, &ts_type,
-                                     &PyFrozenSet_Type, &immutable, &pl, &pr, &py, &pt, &ws, &since_start)) {
+                                     &PyFrozenSet_Type, &immutable, &pl, &pr, &py, &pt, &ws, &pj, &dis,
+                                     &since_start)) {
         return -1;
     }
     h->fs_type = (PyTypeObject *)Py_NewRef(fs_type);
@@ -682,6 +798,8 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     h->py_yield = Py_NewRef(py);
     h->py_return = Py_NewRef(pt);
     h->with_self = Py_NewRef(ws);
+    h->py_jump = Py_NewRef(pj);
+    h->disable = Py_NewRef(dis);
     h->events = PyObject_GetAttrString(col, "events");
     h->threads = PyObject_GetAttrString(col, "threads");
     h->suspended = PyObject_GetAttrString(col, "suspended");
@@ -693,7 +811,12 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     h->fault = PyObject_GetAttrString(col, "fault");
     h->bind_changed = PyObject_GetAttrString(col, "bind_changed");
     h->recheck_mutable = PyObject_GetAttrString(col, "recheck_mutable");
-    if (!h->bind_changed || !h->recheck_mutable) { return -1; }
+    h->objs = PyObject_GetAttrString(col, "objs");
+    if (!h->bind_changed || !h->recheck_mutable || !h->objs) { return -1; }
+    if (!PyDict_CheckExact(h->objs)) {
+        PyErr_SetString(PyExc_TypeError, "Collector.objs is not a dict");
+        return -1;
+    }
     h->n_imm = 0;
     PyObject *it = PyObject_GetIter(immutable);
     if (it == NULL) { return -1; }
@@ -738,8 +861,9 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
 /* Every object the struct holds, once: traverse and clear cannot drift apart. */
 #define HOT_OBJECTS(X) \
     X(col) X(events) X(threads) X(infos) X(suspended) X(act_ids) X(secret_names) X(immutable) \
-    X(fs_type) X(ts_type) X(py_line) X(py_resume) X(py_yield) X(py_return) X(check_watch) \
-    X(spill) X(overflow) X(fault) X(bind_changed) X(recheck_mutable) X(with_self) X(last_ts)
+    X(fs_type) X(ts_type) X(py_line) X(py_resume) X(py_yield) X(py_return) X(py_jump) X(disable) \
+    X(check_watch) \
+    X(spill) X(overflow) X(fault) X(bind_changed) X(recheck_mutable) X(objs) X(with_self) X(last_ts)
 
 static int Hot_traverse(Hot *h, visitproc visit, void *arg) {
 #define VISIT_FIELD(name) Py_VISIT(h->name);
@@ -763,6 +887,7 @@ static void Hot_dealloc(Hot *h) {
 
 static PyMethodDef Hot_methods[] = {
     {"line", (PyCFunction)(void (*)(void))Hot_line, METH_FASTCALL, "LINE callback"},
+    {"jump", (PyCFunction)(void (*)(void))Hot_jump, METH_FASTCALL, "JUMP callback"},
     {"resume", (PyCFunction)(void (*)(void))Hot_resume, METH_FASTCALL, "PY_RESUME callback"},
     {"yield_", (PyCFunction)(void (*)(void))Hot_yield, METH_FASTCALL, "PY_YIELD callback"},
     {"return_", (PyCFunction)(void (*)(void))Hot_return, METH_FASTCALL, "PY_RETURN callback"},
@@ -1106,13 +1231,6 @@ unsupported:
 
 /* values.IMMUTABLE_SCALARS, compared by exact type as values.IMMUTABLE_IDS
    does (a subclass of int is not one of them). */
-static inline int is_scalar_type(PyObject *v) {
-    PyTypeObject *t = Py_TYPE(v);
-    return t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type || t == &PyBool_Type ||
-           v == Py_None || t == &PyBytes_Type || t == &PyComplex_Type;
-}
-
-#define SHALLOW_LIMIT 30  /* values._SHALLOW_LIMIT */
 
 /* scalar_fingerprint(value) -> tuple or None.
 

@@ -292,13 +292,13 @@ class MonitoringBackend:
                 col.fault("recorder error at an external call")
             return None
 
-        hot = _compiled_callbacks(col, infos, on_line, on_resume, on_yield, on_return)
+        hot = _compiled_callbacks(col, infos, on_line, on_resume, on_yield, on_return, on_jump)
         self.compiled = hot is not None
         reg = mon.register_callback
         reg(tool, E.PY_START, on_start)
         reg(tool, E.PY_RESUME, hot.resume if hot else on_resume)
         reg(tool, E.LINE, hot.line if hot else on_line)
-        reg(tool, E.JUMP, on_jump)
+        reg(tool, E.JUMP, hot.jump if hot else on_jump)
         reg(tool, E.PY_RETURN, hot.return_ if hot else on_return)
         reg(tool, E.PY_YIELD, hot.yield_ if hot else on_yield)
         reg(tool, E.PY_UNWIND, on_unwind)
@@ -334,7 +334,7 @@ class MonitoringBackend:
 
 
 def _compiled_callbacks(col: Collector, infos: dict, on_line: Any, on_resume: Any,
-                        on_yield: Any, on_return: Any) -> Any:
+                        on_yield: Any, on_return: Any, on_jump: Any) -> Any:
     """The C callbacks of ``_hotpath`` for this recording, or None.
 
     None when the extension was not built, when ``ESCOPE_PURE_PYTHON=1``
@@ -348,7 +348,7 @@ def _compiled_callbacks(col: Collector, infos: dict, on_line: Any, on_resume: An
         return _hotpath.Callbacks(
             collector=col, infos=infos, frame_state=FrameState, thread_state=ThreadState,
             immutable=IMMUTABLE_SCALARS, on_line=on_line, on_resume=on_resume, on_yield=on_yield,
-            on_return=on_return, with_self=_with_self,
+            on_return=on_return, with_self=_with_self, on_jump=on_jump, disable=sys.monitoring.DISABLE,
             since_start_ns=time.perf_counter_ns() - col.t0)
     except Exception:
         col.fault("compiled callbacks unavailable; using the Python ones")
