@@ -349,6 +349,23 @@ static inline int is_scalar_type(PyObject *v) {
 
 #define SHALLOW_LIMIT 30  /* values._SHALLOW_LIMIT */
 
+/* The item array and length of a list or tuple (or a subclass: the C
+   array is read, no user code runs): 1, or 0 for anything else. */
+static int sequence_items(PyObject *v, PyObject ***items, Py_ssize_t *n) {
+    if (PyList_Check(v)) {
+        *items = ((PyListObject *)v)->ob_item;
+        *n = PyList_GET_SIZE(v);
+        return 1;
+    }
+    if (PyTuple_Check(v)) {
+        *items = ((PyTupleObject *)v)->ob_item;
+        *n = PyTuple_GET_SIZE(v);
+        return 1;
+    }
+    return 0;
+}
+
+
 /* Whether the list or tuple ``v`` (or a subclass; the C array is read, no
    user code runs) is what its last snapshot shows: Collector.recheck_mutable's
    commonest outcome (a call that may have mutated a list did not),
@@ -360,15 +377,7 @@ static int recheck_unchanged(Hot *h, PyObject *fs, PyObject *name, PyObject *v) 
     if (PyDict_GetItemWithError(h->secret_names, name) != Py_False) { PyErr_Clear(); return 0; }
     PyObject **items;
     Py_ssize_t n;
-    if (PyList_Check(v)) {
-        items = ((PyListObject *)v)->ob_item;
-        n = PyList_GET_SIZE(v);
-    } else if (PyTuple_Check(v)) {
-        items = ((PyTupleObject *)v)->ob_item;
-        n = PyTuple_GET_SIZE(v);
-    } else {
-        return 0;
-    }
+    if (!sequence_items(v, &items, &n)) { return 0; }
     Py_ssize_t k = n < SHALLOW_LIMIT ? n : SHALLOW_LIMIT;
     PyObject *key = PyLong_FromVoidPtr(v);
     if (key == NULL) { PyErr_Clear(); return 0; }
@@ -1242,15 +1251,7 @@ unsupported:
 static PyObject *scalar_fingerprint(PyObject *module, PyObject *value) {
     PyObject **items;
     Py_ssize_t n;
-    if (PyList_Check(value)) {
-        items = ((PyListObject *)value)->ob_item;
-        n = PyList_GET_SIZE(value);
-    } else if (PyTuple_Check(value)) {
-        items = ((PyTupleObject *)value)->ob_item;
-        n = PyTuple_GET_SIZE(value);
-    } else {
-        Py_RETURN_NONE;
-    }
+    if (!sequence_items(value, &items, &n)) { Py_RETURN_NONE; }
     Py_ssize_t k = n < SHALLOW_LIMIT ? n : SHALLOW_LIMIT;
     for (Py_ssize_t i = 0; i < k; i++) {
         if (!is_scalar_type(items[i])) { Py_RETURN_NONE; }
