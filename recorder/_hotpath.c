@@ -922,11 +922,9 @@ static int is_tag(PyObject *tag, const char *name) {
     return PyUnicode_CheckExact(tag) && PyUnicode_CompareWithASCIIString(tag, name) == 0;
 }
 
-/* The value of an event whose payload is one ("R", scalar) item, when the
-   scalar was rendered before (by_value knows it): borrowed, or NULL. */
-static PyObject *known_scalar(PyObject *item, PyObject *by_value) {
-    if (PyTuple_GET_SIZE(item) != 2 || !is_tag(PyTuple_GET_ITEM(item, 0), "R")) { return NULL; }
-    PyObject *scalar = PyTuple_GET_ITEM(item, 1);
+/* The value id of a scalar the writer rendered before (by_value knows it,
+   keyed as store._KEYED_BY_VALUE): borrowed, or NULL with no error set. */
+static PyObject *known_scalar_vid(PyObject *scalar, PyObject *by_value) {
     PyTypeObject *cls = Py_TYPE(scalar);
     if (cls != &PyLong_Type && cls != &PyUnicode_Type && cls != &PyBool_Type &&
         cls != &PyBytes_Type && scalar != Py_None) {
@@ -938,6 +936,13 @@ static PyObject *known_scalar(PyObject *item, PyObject *by_value) {
     Py_DECREF(key);
     if (vid == NULL) { PyErr_Clear(); }
     return vid;
+}
+
+/* The value of an event whose payload is one ("R", scalar) item, when the
+   scalar was rendered before: borrowed, or NULL. */
+static PyObject *known_scalar(PyObject *item, PyObject *by_value) {
+    if (PyTuple_GET_SIZE(item) != 2 || !is_tag(PyTuple_GET_ITEM(item, 0), "R")) { return NULL; }
+    return known_scalar_vid(PyTuple_GET_ITEM(item, 1), by_value);
 }
 
 /* Whether every item of a list is an int, a str or None: such a list can be
@@ -978,15 +983,114 @@ static int open_activation(PyObject *item, PyObject *step, PyObject *pending_act
     return PyDict_SetItem(act_file, act, file);
 }
 
+/* Where a payload's rows go (RecordingWriter's maps and this chunk's rows). */
+typedef struct {
+    PyObject *pending_acts, *act_file, *frame_file, *by_value, *code_file, *names, *new_names,
+             *frame_rows, *binding_rows;
+} PayloadRows;
+
+/* An untracked tuple of four: a row of ints the collector need not visit. */
+static int append_row4(PyObject *list, PyObject *a, PyObject *b, PyObject *c, PyObject *d) {
+    PyObject *row = PyTuple_Pack(4, a, b, c, d);
+    if (row == NULL) { return -1; }
+    PyObject_GC_UnTrack(row);
+    int rc = PyList_Append(list, row);
+    Py_DECREF(row);
+    return rc;
+}
+
+/* A binding row (frame, name id, step, value id); a new name is numbered
+   as RecordingWriter._name_id numbers it. */
+static int bind_row(PayloadRows *r, PyObject *item, PyObject *step, PyObject *vid) {
+    PyObject *name = PyTuple_GET_ITEM(item, 2);
+    PyObject *nid = PyDict_GetItemWithError(r->names, name);
+    if (nid == NULL) {
+        if (PyErr_Occurred()) { return -1; }
+        nid = PyLong_FromSsize_t(PyDict_GET_SIZE(r->names) + 1);
+        if (nid == NULL) { return -1; }
+        PyObject *entry = PyTuple_Pack(2, nid, name);
+        int rc = entry ? PyDict_SetItem(r->names, name, nid) : -1;
+        if (rc == 0) { rc = PyList_Append(r->new_names, entry); }
+        Py_XDECREF(entry);
+        Py_DECREF(nid);
+        if (rc < 0) { return -1; }
+        nid = PyDict_GetItemWithError(r->names, name);
+        if (nid == NULL) { return -1; }
+    }
+    return append_row4(r->binding_rows, PyTuple_GET_ITEM(item, 1), nid, step, vid);
+}
+
+/* RecordingWriter._payload for a payload of only frame (F), activation
+   (A), binding (b) items and bindings of scalars rendered before (s): a
+   call's and most line steps' payloads.  1: done; 0: Python must do it
+   (checked before anything changed); -1: error. */
+static int c_payload(PayloadRows *r, PyObject *payload, PyObject *step) {
+    if (!PyTuple_CheckExact(payload) || PyTuple_GET_SIZE(payload) == 0) { return 0; }
+    Py_ssize_t n = PyTuple_GET_SIZE(payload);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(payload, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) < 3) { return 0; }
+        PyObject *tag = PyTuple_GET_ITEM(item, 0);
+        Py_ssize_t size = PyTuple_GET_SIZE(item);
+        if (is_tag(tag, "F")) {
+            if (size != 3) { return 0; }
+        } else if (is_tag(tag, "A")) {
+            if (size != 7) { return 0; }
+        } else if (is_tag(tag, "b") || is_tag(tag, "s")) {
+            if (size != 4 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(item, 2))) { return 0; }
+            if (is_tag(tag, "s") && known_scalar_vid(PyTuple_GET_ITEM(item, 3), r->by_value) == NULL) {
+                return PyErr_Occurred() ? -1 : 0;
+            }
+        } else {
+            return 0;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(payload, i);
+        PyObject *tag = PyTuple_GET_ITEM(item, 0);
+        int rc;
+        if (is_tag(tag, "F")) {
+            PyObject *fid = PyTuple_GET_ITEM(item, 1), *code_id = PyTuple_GET_ITEM(item, 2);
+            PyObject *row = PyTuple_Pack(3, fid, code_id, step);
+            if (row == NULL) { return -1; }
+            PyObject_GC_UnTrack(row);
+            rc = PyList_Append(r->frame_rows, row);
+            Py_DECREF(row);
+            PyObject *file = rc == 0 ? PyDict_GetItemWithError(r->code_file, code_id) : NULL;
+            if (rc == 0 && file == NULL && PyErr_Occurred()) { rc = -1; }
+            if (rc == 0) { rc = PyDict_SetItem(r->frame_file, fid, file ? file : Py_None); }
+        } else if (is_tag(tag, "A")) {
+            rc = open_activation(item, step, r->pending_acts, r->act_file, r->frame_file);
+        } else if (is_tag(tag, "s")) {
+            PyObject *vid = known_scalar_vid(PyTuple_GET_ITEM(item, 3), r->by_value);
+            rc = vid ? bind_row(r, item, step, vid) : -1;
+        } else {
+            rc = bind_row(r, item, step, PyTuple_GET_ITEM(item, 3));
+        }
+        if (rc < 0) {
+            if (!PyErr_Occurred()) { PyErr_SetString(PyExc_RuntimeError, "split_events(): a payload row"); }
+            return -1;
+        }
+    }
+    return 1;
+}
+
 static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 16) {
-        PyErr_SetString(PyExc_TypeError, "split_events() takes 16 arguments");
+    if (nargs != 21) {
+        PyErr_SetString(PyExc_TypeError, "split_events() takes 21 arguments");
         return NULL;
     }
     PyObject *parts = args[0], *base_obj = args[1], *kinds = args[2], *acts = args[3],
              *lines = args[4], *times = args[5], *value_pairs = args[6], *pending_acts = args[7],
              *act_rows = args[8], *act_ends = args[9], *new_lines = args[10], *act_file = args[11],
              *frame_file = args[12], *seen_lines = args[13], *by_value = args[14], *payload_fn = args[15];
+    PayloadRows prows = {pending_acts, act_file, frame_file, by_value, args[16], args[17], args[18],
+                         args[19], args[20]};
+    if (!PyDict_CheckExact(args[16]) || !PyDict_CheckExact(args[17]) || !PyList_CheckExact(args[18]) ||
+        !PyList_CheckExact(args[19]) || !PyList_CheckExact(args[20])) {
+        PyErr_SetString(PyExc_TypeError, "split_events(): arguments of unexpected types");
+        return NULL;
+    }
     if (!PyTuple_CheckExact(parts) || !PyList_CheckExact(kinds) || !PyList_CheckExact(acts) ||
         !PyList_CheckExact(lines) || !PyList_CheckExact(times) || !PyList_CheckExact(value_pairs) ||
         !PyDict_CheckExact(pending_acts) || !PyList_CheckExact(act_rows) || !PyList_CheckExact(act_ends) ||
@@ -1031,6 +1135,7 @@ static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_
             if (width == 6) {
                 PyObject *value = PyTuple_GET_ITEM(ev, 4), *payload = PyTuple_GET_ITEM(ev, 5);
                 PyObject *result = NULL;  /* new reference */
+                int done;
                 PyObject *item = (PyTuple_CheckExact(payload) && PyTuple_GET_SIZE(payload) == 1)
                                  ? PyTuple_GET_ITEM(payload, 0) : NULL;
                 if (item != NULL && !PyTuple_CheckExact(item)) { item = NULL; }
@@ -1042,6 +1147,9 @@ static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_
                     result = Py_NewRef(value);
                 } else if (item != NULL && value == Py_None && (result = known_scalar(item, by_value)) != NULL) {
                     Py_INCREF(result);
+                } else if ((done = c_payload(&prows, payload, step_obj)) != 0) {
+                    if (done < 0) { Py_DECREF(step_obj); return NULL; }
+                    result = Py_NewRef(value);
                 } else {
                     PyObject *cargs[3] = {step_obj, value, payload};
                     result = PyObject_Vectorcall(payload_fn, cargs, 3, NULL);
