@@ -986,7 +986,7 @@ static int open_activation(PyObject *item, PyObject *step, PyObject *pending_act
 /* Where a payload's rows go (RecordingWriter's maps and this chunk's rows). */
 typedef struct {
     PyObject *pending_acts, *act_file, *frame_file, *by_value, *code_file, *names, *new_names,
-             *frame_rows, *binding_rows;
+             *frame_rows, *binding_rows, *val_rows;
 } PayloadRows;
 
 /* An untracked tuple of four: a row of ints the collector need not visit. */
@@ -1021,8 +1021,9 @@ static int bind_row(PayloadRows *r, PyObject *item, PyObject *step, PyObject *vi
 }
 
 /* RecordingWriter._payload for a payload of only frame (F), activation
-   (A), binding (b) items and bindings of scalars rendered before (s): a
-   call's and most line steps' payloads.  1: done; 0: Python must do it
+   (A), binding (b) items, bindings of scalars rendered before (s) and
+   snapshots already rendered to JSON text (v): a call's and most line
+   steps' payloads.  1: done; 0: Python must do it
    (checked before anything changed); -1: error. */
 static int c_payload(PayloadRows *r, PyObject *payload, PyObject *step) {
     if (!PyTuple_CheckExact(payload) || PyTuple_GET_SIZE(payload) == 0) { return 0; }
@@ -1036,6 +1037,9 @@ static int c_payload(PayloadRows *r, PyObject *payload, PyObject *step) {
             if (size != 3) { return 0; }
         } else if (is_tag(tag, "A")) {
             if (size != 7) { return 0; }
+        } else if (is_tag(tag, "v")) {
+            PyObject *detail = size == 7 ? PyTuple_GET_ITEM(item, 5) : NULL;
+            if (detail == NULL || (detail != Py_None && !PyUnicode_CheckExact(detail))) { return 0; }
         } else if (is_tag(tag, "b") || is_tag(tag, "s")) {
             if (size != 4 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(item, 2))) { return 0; }
             if (is_tag(tag, "s") && known_scalar_vid(PyTuple_GET_ITEM(item, 3), r->by_value) == NULL) {
@@ -1061,6 +1065,13 @@ static int c_payload(PayloadRows *r, PyObject *payload, PyObject *step) {
             if (rc == 0) { rc = PyDict_SetItem(r->frame_file, fid, file ? file : Py_None); }
         } else if (is_tag(tag, "A")) {
             rc = open_activation(item, step, r->pending_acts, r->act_file, r->frame_file);
+        } else if (is_tag(tag, "v")) {
+            /* (vid, objnum, step, type name, text, detail, flags): str, int, None */
+            PyObject *row = PyTuple_Pack(7, PyTuple_GET_ITEM(item, 1), PyTuple_GET_ITEM(item, 2), step,
+                                         PyTuple_GET_ITEM(item, 3), PyTuple_GET_ITEM(item, 4),
+                                         PyTuple_GET_ITEM(item, 5), PyTuple_GET_ITEM(item, 6));
+            rc = row ? PyList_Append(r->val_rows, row) : -1;
+            Py_XDECREF(row);
         } else if (is_tag(tag, "s")) {
             PyObject *vid = known_scalar_vid(PyTuple_GET_ITEM(item, 3), r->by_value);
             rc = vid ? bind_row(r, item, step, vid) : -1;
@@ -1076,8 +1087,8 @@ static int c_payload(PayloadRows *r, PyObject *payload, PyObject *step) {
 }
 
 static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 21) {
-        PyErr_SetString(PyExc_TypeError, "split_events() takes 21 arguments");
+    if (nargs != 22) {
+        PyErr_SetString(PyExc_TypeError, "split_events() takes 22 arguments");
         return NULL;
     }
     PyObject *parts = args[0], *base_obj = args[1], *kinds = args[2], *acts = args[3],
@@ -1085,9 +1096,9 @@ static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_
              *act_rows = args[8], *act_ends = args[9], *new_lines = args[10], *act_file = args[11],
              *frame_file = args[12], *seen_lines = args[13], *by_value = args[14], *payload_fn = args[15];
     PayloadRows prows = {pending_acts, act_file, frame_file, by_value, args[16], args[17], args[18],
-                         args[19], args[20]};
+                         args[19], args[20], args[21]};
     if (!PyDict_CheckExact(args[16]) || !PyDict_CheckExact(args[17]) || !PyList_CheckExact(args[18]) ||
-        !PyList_CheckExact(args[19]) || !PyList_CheckExact(args[20])) {
+        !PyList_CheckExact(args[19]) || !PyList_CheckExact(args[20]) || !PyList_CheckExact(args[21])) {
         PyErr_SetString(PyExc_TypeError, "split_events(): arguments of unexpected types");
         return NULL;
     }

@@ -68,12 +68,13 @@ _ENDS = frozenset({schema.RETURN, schema.YIELD, schema.UNWIND})
 def _split_events_py(parts: tuple, base: int, kinds: list, acts: list, lines: list, times: list,
                      value_pairs: list, pending_acts: dict, act_rows: list, act_ends: list, new_lines: list,
                      act_file: dict, frame_file: dict, seen_lines: set, by_value: dict, payload: Any,
-                     code_file: dict, names: dict, new_names: list, frame_rows: list, binding_rows: list) -> None:
+                     code_file: dict, names: dict, new_names: list, frame_rows: list, binding_rows: list,
+                     val_rows: list) -> None:
     """The event loop of a chunk: columns, activation ends, lines that ran;
     ``payload(step, value, payload)`` does the rest of a step that has one.
     ``_hotpath.split_events`` is this loop in C (same arguments, same rows);
-    it also does the payloads of frames, activations and bindings itself,
-    which is what ``by_value`` to the last argument are for.
+    it also does the payloads of frames, activations, bindings and rendered
+    snapshots itself, which is what ``by_value`` to the last argument are for.
     """
     step = base
     for ev in itertools.chain.from_iterable(parts):
@@ -230,7 +231,7 @@ class RecordingWriter:
         split(chunk["events"], base, rows.kinds, rows.acts, rows.lines, rows.times, rows.value_pairs,
               rows.pending_acts, rows.act_rows, rows.act_ends, rows.new_lines, self.act_file,
               self.frame_file, self.seen_lines, self.scalar_vids_by_value, payload,
-              self.code_file, self.names, rows.new_names, rows.frame_rows, rows.binding_rows)
+              self.code_file, self.names, rows.new_names, rows.frame_rows, rows.binding_rows, rows.val_rows)
         rows.act_rows.extend(rows.pending_acts.values())
         blob = schema.pack_chunk(
             base, (rows.kinds, rows.acts, rows.lines, rows.times, rows.value_pairs),

@@ -315,7 +315,7 @@ _hotpath.split_events(chunk["events"], chunk["base"], rows.kinds, rows.acts, row
                       rows.value_pairs, rows.pending_acts, rows.act_rows, rows.act_ends, rows.new_lines,
                       w.act_file, w.frame_file, w.seen_lines, w.scalar_vids_by_value,
                       lambda step, value, payload: w._payload(rows, None, step, value, payload),
-                      w.code_file, w.names, rows.new_names, rows.frame_rows, rows.binding_rows)
+                      w.code_file, w.names, rows.new_names, rows.frame_rows, rows.binding_rows, rows.val_rows)
 rows.act_rows.extend(rows.pending_acts.values())
 names = ("kinds", "acts", "lines", "times", "value_pairs", "act_rows", "act_ends", "new_lines")
 print(json.dumps({
