@@ -546,6 +546,17 @@ error:
     return failed(h, msg_line);
 }
 
+/* The CodeInfo of ``code`` when it is in scope (borrowed), else NULL;
+   an error is cleared (the event is then not filmed here). */
+static PyObject *code_info(Hot *h, PyObject *code) {
+    PyObject *key = PyLong_FromVoidPtr(code);
+    if (key == NULL) { PyErr_Clear(); return NULL; }
+    PyObject *info = PyDict_GetItemWithError(h->infos, key);
+    Py_DECREF(key);
+    if (info == NULL) { PyErr_Clear(); }
+    return info;
+}
+
 /* -- JUMP -------------------------------------------------------------------- */
 
 /* A backward jump that stays on one line (a comprehension's or a one-line
@@ -559,14 +570,7 @@ static PyObject *Hot_jump(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     if (PyErr_Occurred()) { PyErr_Clear(); return fallback(h->py_jump, args, nargs); }
     if (dest > src) { return Py_NewRef(h->disable); }
     PyObject *code = args[0];
-    PyObject *key = PyLong_FromVoidPtr(code);
-    if (key == NULL) { return NULL; }
-    PyObject *info = PyDict_GetItemWithError(h->infos, key);
-    Py_DECREF(key);
-    if (info == NULL) {
-        if (PyErr_Occurred()) { PyErr_Clear(); return fallback(h->py_jump, args, nargs); }
-        return Py_NewRef(h->disable);
-    }
+    if (code_info(h, code) == NULL) { return Py_NewRef(h->disable); }
     PyObject *to_line = cached_line(code, dest);
     PyObject *from_line = to_line ? cached_line(code, src) : NULL;
     if (from_line == NULL) {
@@ -591,14 +595,8 @@ static PyObject *Hot_jump(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
 static PyObject *Hot_resume(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) { return fallback(h->py_resume, args, nargs); }
     PyObject *code = args[0];
-    PyObject *key = PyLong_FromVoidPtr(code);
-    if (key == NULL) { return NULL; }
-    PyObject *info = PyDict_GetItemWithError(h->infos, key);
-    Py_DECREF(key);
-    if (info == NULL) {
-        if (PyErr_Occurred()) { PyErr_Clear(); }
-        Py_RETURN_NONE;
-    }
+    PyObject *info = code_info(h, code);
+    if (info == NULL) { Py_RETURN_NONE; }
     PyObject *ts = thread_state(h);
     PyFrameObject *frame = PyEval_GetFrame();
     if (ts == NULL || frame == NULL) { return fallback(h->py_resume, args, nargs); }

@@ -95,8 +95,9 @@ class Collector:
                                  redact=compile_redaction(config.redact))
         self.strategy = config.strategy
         #: the compiled twin of fingerprint's common case (None: Python only)
-        self._scalar_fingerprint = None if pure_python_requested() else _scalar_fingerprint
-        if not pure_python_requested():
+        compiled = not pure_python_requested()
+        self._scalar_fingerprint = _scalar_fingerprint if compiled else None
+        if compiled:
             self.renderer.compiled_sequence = _render_scalar_sequence
         self.record_lines = config.strategy != "minimal"
         self.full = config.strategy == "full_trace"
