@@ -119,13 +119,204 @@ static const char *FS_FIELDS[] = {
 enum { FS_FRAME_ID, FS_ACT, FS_INFO, FS_CODE, FS_WATCH, FS_PREV, FS_DEPTH,
        FS_THREAD, FS_TASK, FS_EXC_PENDING, FS_PARENT, FS_LAST, FS_SEEN, FS_N };
 
+/* -- the film in memory: EventLog ----------------------------------------------- */
+
+/* One event in 40 bytes, in an array: what used to be a 4- or 6-tuple of
+   Python objects per event (a tuple, an int for the time, a list slot).
+   The tuples cost both threads: the test thread allocated them, the
+   garbage collector walked them, the writer dereferenced each int object
+   again for each column and freed them all.  Here the four integers are
+   stored as integers, and only a value or payload is an object.
+
+   A log is not tracked by the garbage collector.  A payload holds ints,
+   strings, tuples of those and immutable scalars of the test (``values.
+   IMMUTABLE_SCALARS``), none of which can refer back to a log, so no
+   reference cycle runs through one; a log frees everything it holds when
+   it goes. */
+#define LINE_NONE INT64_MIN  /* a frame whose f_lineno was None */
+
+typedef struct {
+    int64_t act, t, line;
+    int32_t kind;
+    PyObject *value;    /* NULL: None */
+    PyObject *payload;  /* NULL: None; both NULL: a 4-tuple event */
+} Ev;
+
+typedef struct {
+    PyObject_HEAD
+    Ev *ev;
+    Py_ssize_t n, cap;
+    int sealed;         /* a segment: handed to the writer, never appended to */
+} EventLog;
+
+static PyTypeObject EventLogType;
+
+static int log_grow(EventLog *log) {
+    Py_ssize_t cap = log->cap ? log->cap * 2 : 256;
+    Ev *p = PyMem_Realloc(log->ev, (size_t)cap * sizeof(Ev));
+    if (p == NULL) { PyErr_NoMemory(); return -1; }
+    log->ev = p;
+    log->cap = cap;
+    return 0;
+}
+
+/* Appends one event; ``value`` and ``payload`` are borrowed (None or NULL
+   for none). */
+static inline int log_push(EventLog *log, int kind, int64_t act, int64_t line, int64_t t,
+                           PyObject *value, PyObject *payload) {
+    if (log->sealed) {
+        PyErr_SetString(PyExc_RuntimeError, "EventLog: a sealed segment takes no events");
+        return -1;
+    }
+    if (log->n == log->cap && log_grow(log) < 0) { return -1; }
+    Ev *e = &log->ev[log->n++];
+    e->kind = kind;
+    e->act = act;
+    e->line = line;
+    e->t = t;
+    e->value = (value == NULL || value == Py_None) ? NULL : Py_NewRef(value);
+    e->payload = (payload == NULL || payload == Py_None) ? NULL : Py_NewRef(payload);
+    return 0;
+}
+
+static inline int int64_of(PyObject *x, long long *out);
+static void untrack_deep(PyObject *t, int depth);
+
+/* log.append((kind, act, line, t[, value, payload])): the Python
+   callbacks' ``events.append`` of a list, unchanged. */
+static PyObject *EventLog_append(EventLog *log, PyObject *ev) {
+    Py_ssize_t width = PyTuple_CheckExact(ev) ? PyTuple_GET_SIZE(ev) : 0;
+    if (width != 4 && width != 6) {
+        PyErr_SetString(PyExc_TypeError, "EventLog.append() takes a 4- or 6-tuple");
+        return NULL;
+    }
+    long long kind, act, line, t;
+    PyObject *line_obj = PyTuple_GET_ITEM(ev, 2);
+    if (!PyLong_CheckExact(PyTuple_GET_ITEM(ev, 0)) || !PyLong_CheckExact(PyTuple_GET_ITEM(ev, 1)) ||
+        !PyLong_CheckExact(PyTuple_GET_ITEM(ev, 3)) || !(line_obj == Py_None || PyLong_CheckExact(line_obj)) ||
+        !int64_of(PyTuple_GET_ITEM(ev, 0), &kind) || kind < 0 || kind > 255 ||
+        !int64_of(PyTuple_GET_ITEM(ev, 1), &act) || !int64_of(PyTuple_GET_ITEM(ev, 3), &t)) {
+        PyErr_SetString(PyExc_TypeError, "EventLog.append(): kind, act and time must be 64-bit ints");
+        return NULL;
+    }
+    if (line_obj == Py_None) {
+        line = LINE_NONE;
+    } else if (!int64_of(line_obj, &line) || line == LINE_NONE) {
+        PyErr_SetString(PyExc_TypeError, "EventLog.append(): the line must be a 64-bit int or None");
+        return NULL;
+    }
+    PyObject *value = width == 6 ? PyTuple_GET_ITEM(ev, 4) : NULL;
+    PyObject *payload = width == 6 ? PyTuple_GET_ITEM(ev, 5) : NULL;
+    if (log_push(log, (int)kind, act, line, t, value, payload) < 0) { return NULL; }
+    if (payload != NULL) { untrack_deep(payload, 2); }
+    Py_RETURN_NONE;
+}
+
+static void log_release(Ev *ev, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_XDECREF(ev[i].value);
+        Py_XDECREF(ev[i].payload);
+    }
+}
+
+/* log.seal() -> a new, sealed EventLog with every event; this log is
+   empty after.  Atomic under the GIL: no event is lost or doubled when
+   another thread appends meanwhile. */
+static PyObject *EventLog_seal(EventLog *log, PyObject *unused) {
+    EventLog *seg = PyObject_New(EventLog, &EventLogType);
+    if (seg == NULL) { return NULL; }
+    seg->ev = log->ev;
+    seg->n = log->n;
+    seg->cap = log->cap;
+    seg->sealed = 1;
+    log->ev = NULL;
+    log->n = log->cap = 0;
+    return (PyObject *)seg;
+}
+
+static PyObject *EventLog_clear(EventLog *log, PyObject *unused) {
+    Ev *ev = log->ev;
+    Py_ssize_t n = log->n;
+    log->ev = NULL;
+    log->n = log->cap = 0;
+    log_release(ev, n);  /* may run a destructor: the log is consistent first */
+    PyMem_Free(ev);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ev_tuple(const Ev *e) {
+    PyObject *line = e->line == LINE_NONE ? Py_NewRef(Py_None) : PyLong_FromLongLong(e->line);
+    PyObject *kind = PyLong_FromLong(e->kind), *act = PyLong_FromLongLong(e->act),
+             *t = PyLong_FromLongLong(e->t);
+    PyObject *tup = NULL;
+    if (line && kind && act && t) {
+        if (e->value == NULL && e->payload == NULL) {
+            tup = PyTuple_Pack(4, kind, act, line, t);
+        } else {
+            tup = PyTuple_Pack(6, kind, act, line, t, e->value ? e->value : Py_None,
+                               e->payload ? e->payload : Py_None);
+        }
+    }
+    Py_XDECREF(line); Py_XDECREF(kind); Py_XDECREF(act); Py_XDECREF(t);
+    return tup;
+}
+
+/* log.tolist() -> the events as the tuples a list would hold (the Python
+   writer loop and the tests read them so). */
+static PyObject *EventLog_tolist(EventLog *log, PyObject *unused) {
+    PyObject *out = PyList_New(log->n);
+    if (out == NULL) { return NULL; }
+    for (Py_ssize_t i = 0; i < log->n; i++) {
+        PyObject *tup = ev_tuple(&log->ev[i]);
+        if (tup == NULL) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, tup);
+    }
+    return out;
+}
+
+static Py_ssize_t EventLog_len(EventLog *log) { return log->n; }
+
+static void EventLog_dealloc(EventLog *log) {
+    Ev *ev = log->ev;
+    Py_ssize_t n = log->n;
+    log->ev = NULL;
+    log->n = 0;
+    log_release(ev, n);
+    PyMem_Free(ev);
+    Py_TYPE(log)->tp_free((PyObject *)log);
+}
+
+static PyMethodDef EventLog_methods[] = {
+    {"append", (PyCFunction)EventLog_append, METH_O, "Append one event tuple (kind, act, line, t[, value, payload])."},
+    {"seal", (PyCFunction)EventLog_seal, METH_NOARGS, "Move every event into a new sealed log and return it."},
+    {"clear", (PyCFunction)EventLog_clear, METH_NOARGS, "Forget every event."},
+    {"tolist", (PyCFunction)EventLog_tolist, METH_NOARGS, "The events as a list of tuples."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods EventLog_as_sequence = {
+    .sq_length = (lenfunc)EventLog_len,
+};
+
+static PyTypeObject EventLogType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pytest_escope.recorder._hotpath.EventLog",
+    .tp_basicsize = sizeof(EventLog),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The film in memory: events as an array of integers, values and payloads.",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)EventLog_dealloc,
+    .tp_methods = EventLog_methods,
+    .tp_as_sequence = &EventLog_as_sequence,
+};
+
 static const char *TS_FIELDS[] = {"thread_id", "stack", "task", NULL};
 enum { TS_THREAD_ID, TS_STACK, TS_TASK, TS_N };
 
 typedef struct {
     PyObject_HEAD
     PyObject *col;          /* the Collector */
-    PyObject *events;       /* col.events: the same list for the whole recording */
+    PyObject *events;       /* col.events: the EventLog of the whole recording */
     PyObject *threads;      /* col.threads: get_ident() -> ThreadState */
     PyObject *infos;        /* id(code) -> CodeInfo, shared with monitoring.py */
     PyObject *suspended;    /* col.suspended: id(frame) -> FrameState */
@@ -157,6 +348,7 @@ static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return;
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 #define FS(h, fs, f) SLOT(fs, (h)->fs_off[f])
 #define TS(h, ts, f) SLOT(ts, (h)->ts_off[f])
+#define LOG(h) ((EventLog *)(h)->events)
 
 static inline void set_slot(PyObject *obj, Py_ssize_t off, PyObject *value) {
     PyObject **p = (PyObject **)((char *)obj + off);
@@ -274,7 +466,7 @@ static int maybe_spill(Hot *h, int64_t t) {
         if (spill_at == -1 && PyErr_Occurred()) { return -1; }
         if (t > spill_at) { call = h->spill; }
     }
-    if (call == NULL && PyList_GET_SIZE(h->events) >= h->limit) { call = h->overflow; }
+    if (call == NULL && LOG(h)->n >= h->limit) { call = h->overflow; }
     if (call == NULL) { return 0; }
     PyObject *r = PyObject_CallNoArgs(call);
     if (r == NULL) { return -1; }
@@ -489,7 +681,7 @@ static PyObject *Hot_line(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
         return fallback(h->py_line, args, nargs);
     }
     Py_INCREF(fs);
-    PyObject *changes = NULL, *ev = NULL, *t_obj = NULL;
+    PyObject *changes = NULL;
     PyObject *prev = FS(h, fs, FS_PREV);
     if (prev != Py_None) {
         int truth = PyObject_IsTrue(prev);
@@ -501,16 +693,9 @@ static PyObject *Hot_line(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
             if (changes == NULL) { goto error; }
         }
     }
-    int64_t t = escope_now() - h->t0;
-    t_obj = PyLong_FromLongLong(t);
-    if (t_obj == NULL) { goto error; }
-    if (changes != NULL && changes != Py_None) {
-        ev = PyTuple_Pack(6, k_line, FS(h, fs, FS_ACT), line, t_obj, Py_None, changes);
-    } else {
-        ev = PyTuple_Pack(4, k_line, FS(h, fs, FS_ACT), line, t_obj);
-    }
-    if (ev == NULL || PyList_Append(h->events, ev) < 0) { goto error; }
-    untrack_deep(ev, 3);
+    long long act_v, line_v;
+    if (!int64_of(FS(h, fs, FS_ACT), &act_v) || !int64_of(line, &line_v)) { goto error; }
+    if (log_push(LOG(h), K_LINE, act_v, line_v, escope_now() - h->t0, NULL, changes) < 0) { goto error; }
     PyObject *watch = FS(h, fs, FS_WATCH);
     PyObject *next = PyDict_CheckExact(watch) ? PyDict_GetItemWithError(watch, line) : NULL;
     if (next == NULL) {
@@ -532,16 +717,12 @@ static PyObject *Hot_line(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     }
     set_slot(fs, h->fs_off[FS_PREV], next);
     Py_DECREF(next);
-    if (PyList_GET_SIZE(h->events) >= h->limit && maybe_spill(h, -1) < 0) { goto error; }
+    if (LOG(h)->n >= h->limit && maybe_spill(h, -1) < 0) { goto error; }
     Py_XDECREF(changes);
-    Py_DECREF(ev);
-    Py_DECREF(t_obj);
     Py_DECREF(fs);
     Py_RETURN_NONE;
 error:
     Py_XDECREF(changes);
-    Py_XDECREF(ev);
-    Py_XDECREF(t_obj);
     Py_DECREF(fs);
     return failed(h, msg_line);
 }
@@ -627,8 +808,7 @@ static PyObject *Hot_resume(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     /* from here on the state changes: errors are faults, no fallback */
     Py_INCREF(fs);
     Py_INCREF(ts);
-    PyObject *act = NULL, *line = NULL, *depth = NULL, *t_obj = NULL, *arow = NULL,
-             *payload = NULL, *ev = NULL;
+    PyObject *act = NULL, *line = NULL, *depth = NULL, *arow = NULL, *payload = NULL;
     PyObject *parent = Py_None, *parent_act = Py_None, *task;
     if (PyDict_DelItem(h->suspended, fkey) < 0) { Py_DECREF(fkey); goto error; }
     Py_DECREF(fkey);
@@ -669,21 +849,22 @@ static PyObject *Hot_resume(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     set_slot(fs, h->fs_off[FS_EXC_PENDING], Py_False);
     if (PyList_Append(stack, fs) < 0) { Py_DECREF(task); Py_DECREF(parent_act); goto error; }
     int64_t t = escope_now() - h->t0;
-    t_obj = PyLong_FromLongLong(t);
-    arow = t_obj ? PyTuple_Pack(7, s_tag_A, act, FS(h, fs, FS_FRAME_ID), parent_act, thread, task, depth) : NULL;
+    arow = PyTuple_Pack(7, s_tag_A, act, FS(h, fs, FS_FRAME_ID), parent_act, thread, task, depth);
     Py_DECREF(task);
     Py_DECREF(parent_act);
     payload = arow ? PyTuple_Pack(1, arow) : NULL;
-    ev = payload ? PyTuple_Pack(6, k_resume, act, line, t_obj, Py_None, payload) : NULL;
-    if (ev == NULL || PyList_Append(h->events, ev) < 0) { goto error; }
-    untrack_deep(ev, 3);
+    if (payload == NULL) { goto error; }
+    untrack_deep(payload, 2);
+    long long act_v, line_v;
+    if (!int64_of(act, &act_v) || !int64_of(line, &line_v) ||
+        log_push(LOG(h), K_RESUME, act_v, line_v, t, NULL, payload) < 0) { goto error; }
     if (maybe_spill(h, t) < 0) { goto error; }
-    Py_DECREF(ev); Py_DECREF(payload); Py_DECREF(arow); Py_DECREF(t_obj);
+    Py_DECREF(payload); Py_DECREF(arow);
     Py_DECREF(depth); Py_DECREF(act); Py_DECREF(line);
     Py_DECREF(fs); Py_DECREF(ts);
     Py_RETURN_NONE;
 error:
-    Py_XDECREF(ev); Py_XDECREF(payload); Py_XDECREF(arow); Py_XDECREF(t_obj);
+    Py_XDECREF(payload); Py_XDECREF(arow);
     Py_XDECREF(depth); Py_XDECREF(act); Py_XDECREF(line);
     Py_DECREF(fs); Py_DECREF(ts);
     return failed(h, msg_resume);
@@ -711,7 +892,7 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
     if (frame == NULL) { return fallback(py, args, nargs); }
     Py_INCREF(fs);
     Py_INCREF(ts);
-    PyObject *changes = NULL, *item = NULL, *payload = NULL, *line = NULL, *t_obj = NULL, *ev = NULL;
+    PyObject *changes = NULL, *item = NULL, *payload = NULL, *line = NULL;
     PyObject *prev = FS(h, fs, FS_PREV);
     if (h->record_lines && prev != Py_None) {
         int truth = PyObject_IsTrue(prev);
@@ -756,16 +937,18 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
         Py_DECREF(fkey);
     }
     line = line_at(code, args[1], frame);
-    t_obj = line ? PyLong_FromLongLong(escope_now() - h->t0) : NULL;
-    ev = t_obj ? PyTuple_Pack(6, kind, FS(h, fs, FS_ACT), line, t_obj, Py_None, payload) : NULL;
-    if (ev == NULL || PyList_Append(h->events, ev) < 0) { goto error; }
-    untrack_deep(ev, 3);
-    Py_DECREF(ev); Py_DECREF(t_obj); Py_DECREF(line); Py_DECREF(payload); Py_DECREF(item);
+    if (line == NULL) { goto error; }
+    untrack_deep(payload, 2);
+    long long act_v, line_v;
+    if (!int64_of(FS(h, fs, FS_ACT), &act_v) || !int64_of(line, &line_v) ||
+        log_push(LOG(h), kind == k_yield ? K_YIELD : K_RETURN, act_v, line_v, escope_now() - h->t0,
+                 NULL, payload) < 0) { goto error; }
+    Py_DECREF(line); Py_DECREF(payload); Py_DECREF(item);
     Py_XDECREF(changes);
     Py_DECREF(fs); Py_DECREF(ts);
     Py_RETURN_NONE;
 error:
-    Py_XDECREF(ev); Py_XDECREF(t_obj); Py_XDECREF(line); Py_XDECREF(payload); Py_XDECREF(item);
+    Py_XDECREF(line); Py_XDECREF(payload); Py_XDECREF(item);
     Py_XDECREF(changes);
     Py_DECREF(fs); Py_DECREF(ts);
     return failed(h, msg);
@@ -843,7 +1026,7 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
         !h->check_watch || !h->spill || !h->overflow || !h->fault) {
         return -1;
     }
-    if (!PyList_CheckExact(h->events) || !PyDict_CheckExact(h->threads) ||
+    if (!Py_IS_TYPE(h->events, &EventLogType) || !PyDict_CheckExact(h->threads) ||
         !PyDict_CheckExact(h->suspended) || !PyDict_CheckExact(h->secret_names)) {
         PyErr_SetString(PyExc_TypeError, "collector state of unexpected types");
         return -1;
@@ -1084,143 +1267,246 @@ static int c_payload(PayloadRows *r, PyObject *payload, PyObject *step) {
     return 1;
 }
 
+/* The lines a chunk saw, remembered for the length of one split_events
+   call: most steps repeat a line seen a moment before, and the answer
+   here saves a (file, line) tuple and a set lookup.  Keyed by values, not
+   objects (a freed int's address is reused). */
+#define SEEN_SLOTS 2048
+typedef struct { int64_t file, line; } SeenSlot;
+
+typedef struct {
+    PyObject *kinds, *acts, *lines, *times, *value_pairs, *pending_acts, *act_rows, *act_ends,
+             *new_lines, *act_file, *frame_file, *seen_lines, *by_value, *payload_fn;
+    PayloadRows *prows;
+    Py_ssize_t base;
+    SeenSlot seen[SEEN_SLOTS];
+} Split;
+
+/* ``line`` seen with ``file`` before: 1, else 0 and it is added (-1 on error). */
+static int note_line(Split *sp, PyObject *file, PyObject *line, int64_t line_v) {
+    int64_t file_v = -1;
+    int cacheable = 1;
+    if (file != Py_None) {
+        long long f;
+        if (!PyLong_CheckExact(file) || !int64_of(file, &f) || f < 0) { cacheable = 0; } else { file_v = f; }
+    }
+    SeenSlot *slot = NULL;
+    if (cacheable) {
+        slot = &sp->seen[(uint64_t)(file_v * 1000003 + line_v) % SEEN_SLOTS];
+        if (slot->file == file_v && slot->line == line_v) { return 1; }
+    }
+    PyObject *line_obj = line;
+    if (line_obj == NULL) {
+        line_obj = line_v == LINE_NONE ? Py_NewRef(Py_None) : PyLong_FromLongLong(line_v);
+        if (line_obj == NULL) { return -1; }
+    } else {
+        Py_INCREF(line_obj);
+    }
+    PyObject *key = PyTuple_Pack(2, file, line_obj);
+    Py_DECREF(line_obj);
+    if (key == NULL) { return -1; }
+    PyObject_GC_UnTrack(key);
+    int seen = PySet_Contains(sp->seen_lines, key);
+    if (seen == 0 && (PySet_Add(sp->seen_lines, key) < 0 || PyList_Append(sp->new_lines, key) < 0)) { seen = -1; }
+    Py_DECREF(key);
+    if (seen >= 0 && slot != NULL) {
+        slot->file = file_v;
+        slot->line = line_v;
+    }
+    return seen;
+}
+
+/* One event of a chunk: its payload's rows and value, its line, the end of
+   its activation.  ``payload`` is NULL for a 4-tuple event; ``line`` may
+   be NULL (then ``line_v`` is the line). */
+static int split_one(Split *sp, Py_ssize_t step, long k, PyObject *act, PyObject *line, int64_t line_v,
+                     PyObject *value, PyObject *payload) {
+    PyObject *step_obj = NULL;  /* made when needed */
+    if (payload == Py_None || (payload != NULL && PyTuple_CheckExact(payload) && PyTuple_GET_SIZE(payload) == 0)) {
+        /* a value without rows (RecordingWriter._payload returns it as it is) */
+        if (value != Py_None) {
+            PyObject *pos = PyLong_FromSsize_t(step - sp->base);
+            int rc = pos ? PyList_Append(sp->value_pairs, pos) : -1;
+            Py_XDECREF(pos);
+            if (rc < 0 || PyList_Append(sp->value_pairs, value) < 0) { return -1; }
+        }
+        payload = NULL;
+    }
+    if (payload != NULL) {
+        step_obj = PyLong_FromSsize_t(step);
+        if (step_obj == NULL) { return -1; }
+        PyObject *result = NULL;  /* new reference */
+        int done;
+        PyObject *item = (PyTuple_CheckExact(payload) && PyTuple_GET_SIZE(payload) == 1)
+                         ? PyTuple_GET_ITEM(payload, 0) : NULL;
+        if (item != NULL && !PyTuple_CheckExact(item)) { item = NULL; }
+        if (item != NULL && PyTuple_GET_SIZE(item) == 7 && is_tag(PyTuple_GET_ITEM(item, 0), "A")) {
+            if (open_activation(item, step_obj, sp->pending_acts, sp->act_file, sp->frame_file) < 0) {
+                goto error;
+            }
+            result = Py_NewRef(value);
+        } else if (item != NULL && value == Py_None && (result = known_scalar(item, sp->by_value)) != NULL) {
+            Py_INCREF(result);
+        } else if ((done = c_payload(sp->prows, payload, step_obj)) != 0) {
+            if (done < 0) { goto error; }
+            result = Py_NewRef(value);
+        } else {
+            PyObject *cargs[3] = {step_obj, value, payload};
+            result = PyObject_Vectorcall(sp->payload_fn, cargs, 3, NULL);
+            if (result == NULL) { goto error; }
+            /* a call's payload opened its activation in Python */
+            PyObject *row = PyDict_GetItemWithError(sp->pending_acts, act);
+            if (row != NULL && PyList_CheckExact(row) && PyObject_GC_IsTracked(row) && all_atomic(row)) {
+                PyObject_GC_UnTrack(row);
+            }
+            if (row == NULL && PyErr_Occurred()) { Py_DECREF(result); goto error; }
+        }
+        if (result != Py_None) {
+            PyObject *pos = PyLong_FromSsize_t(step - sp->base);
+            int rc = pos ? PyList_Append(sp->value_pairs, pos) : -1;
+            Py_XDECREF(pos);
+            if (rc < 0 || PyList_Append(sp->value_pairs, result) < 0) { Py_DECREF(result); goto error; }
+        }
+        Py_DECREF(result);
+    }
+    PyObject *file = PyDict_GetItemWithError(sp->act_file, act);
+    if (file == NULL) {
+        if (PyErr_Occurred()) { goto error; }
+        file = Py_None;
+    }
+    if (note_line(sp, file, line, line_v) < 0) { goto error; }
+    if (k == K_RETURN || k == K_YIELD || k == K_UNWIND) {
+        if (step_obj == NULL && (step_obj = PyLong_FromSsize_t(step)) == NULL) { goto error; }
+        PyObject *row = PyDict_GetItemWithError(sp->pending_acts, act);
+        int rc = 0;
+        if (row != NULL) {
+            Py_INCREF(row);
+            rc = PyDict_DelItem(sp->pending_acts, act);
+            if (rc == 0 && PyList_Check(row) && PyList_GET_SIZE(row) == 8) {
+                rc = PyList_SetItem(row, 7, Py_NewRef(step_obj));
+            }
+            if (rc == 0) { rc = PyList_Append(sp->act_rows, row); }
+            Py_DECREF(row);
+        } else if (PyErr_Occurred()) {
+            rc = -1;
+        } else {
+            PyObject *end = PyTuple_Pack(2, act, step_obj);
+            if (end != NULL) { PyObject_GC_UnTrack(end); }
+            rc = end ? PyList_Append(sp->act_ends, end) : -1;
+            Py_XDECREF(end);
+        }
+        if (rc == 0 && PyDict_Contains(sp->act_file, act) == 1) { rc = PyDict_DelItem(sp->act_file, act); }
+        if (rc < 0) { goto error; }
+    }
+    Py_XDECREF(step_obj);
+    return 0;
+error:
+    Py_XDECREF(step_obj);
+    return -1;
+}
+
+/* split_events(parts, base, kinds, acts, lines, times, value_pairs, ...):
+   store._split_events_py in C.  A part is a tuple of event tuples or a
+   sealed EventLog.  The four event columns (kinds to times) are appended
+   to for tuple parts only: the columns of EventLog parts are written
+   straight from their arrays by event_columns(). */
 static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 22) {
         PyErr_SetString(PyExc_TypeError, "split_events() takes 22 arguments");
         return NULL;
     }
-    PyObject *parts = args[0], *base_obj = args[1], *kinds = args[2], *acts = args[3],
-             *lines = args[4], *times = args[5], *value_pairs = args[6], *pending_acts = args[7],
-             *act_rows = args[8], *act_ends = args[9], *new_lines = args[10], *act_file = args[11],
-             *frame_file = args[12], *seen_lines = args[13], *by_value = args[14], *payload_fn = args[15];
-    PayloadRows prows = {pending_acts, act_file, frame_file, by_value, args[16], args[17], args[18],
+    PyObject *parts = args[0], *base_obj = args[1];
+    PayloadRows prows = {args[7], args[11], args[12], args[14], args[16], args[17], args[18],
                          args[19], args[20], args[21]};
     if (!PyDict_CheckExact(args[16]) || !PyDict_CheckExact(args[17]) || !PyList_CheckExact(args[18]) ||
         !PyList_CheckExact(args[19]) || !PyList_CheckExact(args[20]) || !PyList_CheckExact(args[21])) {
         PyErr_SetString(PyExc_TypeError, "split_events(): arguments of unexpected types");
         return NULL;
     }
-    if (!PyTuple_CheckExact(parts) || !PyList_CheckExact(kinds) || !PyList_CheckExact(acts) ||
-        !PyList_CheckExact(lines) || !PyList_CheckExact(times) || !PyList_CheckExact(value_pairs) ||
-        !PyDict_CheckExact(pending_acts) || !PyList_CheckExact(act_rows) || !PyList_CheckExact(act_ends) ||
-        !PyList_CheckExact(new_lines) || !PyDict_CheckExact(act_file) || !PyDict_CheckExact(frame_file) ||
-        !PySet_CheckExact(seen_lines) || !PyDict_CheckExact(by_value)) {
+    Split *sp = PyMem_Malloc(sizeof(Split));
+    if (sp == NULL) { return PyErr_NoMemory(); }
+    *sp = (Split){args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10],
+                  args[11], args[12], args[13], args[14], args[15], &prows, 0};
+    for (int i = 0; i < SEEN_SLOTS; i++) { sp->seen[i].file = INT64_MIN; }
+    PyObject *result = NULL, *act_obj = NULL;
+    if (!PyTuple_CheckExact(parts) || !PyList_CheckExact(sp->kinds) || !PyList_CheckExact(sp->acts) ||
+        !PyList_CheckExact(sp->lines) || !PyList_CheckExact(sp->times) || !PyList_CheckExact(sp->value_pairs) ||
+        !PyDict_CheckExact(sp->pending_acts) || !PyList_CheckExact(sp->act_rows) ||
+        !PyList_CheckExact(sp->act_ends) || !PyList_CheckExact(sp->new_lines) ||
+        !PyDict_CheckExact(sp->act_file) || !PyDict_CheckExact(sp->frame_file) ||
+        !PySet_CheckExact(sp->seen_lines) || !PyDict_CheckExact(sp->by_value)) {
         PyErr_SetString(PyExc_TypeError, "split_events(): arguments of unexpected types");
-        return NULL;
+        goto done;
     }
-    Py_ssize_t base = PyLong_AsSsize_t(base_obj);
-    if (base == -1 && PyErr_Occurred()) { return NULL; }
+    sp->base = PyLong_AsSsize_t(base_obj);
+    if (sp->base == -1 && PyErr_Occurred()) { goto done; }
     /* The columns and the activation rows get only ints, None and lists or
        tuples of those from here: untracked, a full collection (which the
        test's own allocations trigger) skips their millions of items. */
-    PyObject *flat[] = {kinds, acts, lines, times, value_pairs, act_rows, act_ends, new_lines};
+    PyObject *flat[] = {sp->kinds, sp->acts, sp->lines, sp->times, sp->value_pairs, sp->act_rows,
+                        sp->act_ends, sp->new_lines};
     for (size_t f = 0; f < sizeof(flat) / sizeof(flat[0]); f++) {
         if (PyList_GET_SIZE(flat[f]) == 0 && PyObject_GC_IsTracked(flat[f])) {
             PyObject_GC_UnTrack(flat[f]);
         }
     }
-    Py_ssize_t step = base;
+    Py_ssize_t step = sp->base;
+    int64_t last_act = 0;
     for (Py_ssize_t p = 0; p < PyTuple_GET_SIZE(parts); p++) {
         PyObject *part = PyTuple_GET_ITEM(parts, p);
+        if (Py_IS_TYPE(part, &EventLogType)) {
+            EventLog *log = (EventLog *)part;
+            for (Py_ssize_t i = 0; i < log->n; i++, step++) {
+                Ev *e = &log->ev[i];
+                if (act_obj == NULL || e->act != last_act) {
+                    Py_XSETREF(act_obj, PyLong_FromLongLong(e->act));
+                    if (act_obj == NULL) { goto done; }
+                    last_act = e->act;
+                }
+                PyObject *payload = e->payload;
+                if (payload == NULL && e->value != NULL) { payload = Py_None; }
+                if (split_one(sp, step, e->kind, act_obj, NULL, e->line,
+                              e->value ? e->value : Py_None, payload) < 0) {
+                    goto done;
+                }
+            }
+            continue;
+        }
         if (!PyTuple_CheckExact(part)) {
-            PyErr_SetString(PyExc_TypeError, "split_events(): a part is not a tuple");
-            return NULL;
+            PyErr_SetString(PyExc_TypeError, "split_events(): a part is neither a tuple nor an EventLog");
+            goto done;
         }
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(part); i++, step++) {
             PyObject *ev = PyTuple_GET_ITEM(part, i);
             Py_ssize_t width = PyTuple_CheckExact(ev) ? PyTuple_GET_SIZE(ev) : 0;
             if (width != 4 && width != 6) {
                 PyErr_SetString(PyExc_TypeError, "split_events(): an event is not a 4- or 6-tuple");
-                return NULL;
+                goto done;
             }
             PyObject *kind = PyTuple_GET_ITEM(ev, 0), *act = PyTuple_GET_ITEM(ev, 1),
                      *line = PyTuple_GET_ITEM(ev, 2);
-            if (PyList_Append(kinds, kind) < 0 || PyList_Append(acts, act) < 0 ||
-                PyList_Append(lines, line) < 0 || PyList_Append(times, PyTuple_GET_ITEM(ev, 3)) < 0) {
-                return NULL;
+            if (PyList_Append(sp->kinds, kind) < 0 || PyList_Append(sp->acts, act) < 0 ||
+                PyList_Append(sp->lines, line) < 0 || PyList_Append(sp->times, PyTuple_GET_ITEM(ev, 3)) < 0) {
+                goto done;
             }
-            PyObject *step_obj = PyLong_FromSsize_t(step);
-            if (step_obj == NULL) { return NULL; }
-            if (width == 6) {
-                PyObject *value = PyTuple_GET_ITEM(ev, 4), *payload = PyTuple_GET_ITEM(ev, 5);
-                PyObject *result = NULL;  /* new reference */
-                int done;
-                PyObject *item = (PyTuple_CheckExact(payload) && PyTuple_GET_SIZE(payload) == 1)
-                                 ? PyTuple_GET_ITEM(payload, 0) : NULL;
-                if (item != NULL && !PyTuple_CheckExact(item)) { item = NULL; }
-                if (item != NULL && PyTuple_GET_SIZE(item) == 7 && is_tag(PyTuple_GET_ITEM(item, 0), "A")) {
-                    if (open_activation(item, step_obj, pending_acts, act_file, frame_file) < 0) {
-                        Py_DECREF(step_obj);
-                        return NULL;
-                    }
-                    result = Py_NewRef(value);
-                } else if (item != NULL && value == Py_None && (result = known_scalar(item, by_value)) != NULL) {
-                    Py_INCREF(result);
-                } else if ((done = c_payload(&prows, payload, step_obj)) != 0) {
-                    if (done < 0) { Py_DECREF(step_obj); return NULL; }
-                    result = Py_NewRef(value);
-                } else {
-                    PyObject *cargs[3] = {step_obj, value, payload};
-                    result = PyObject_Vectorcall(payload_fn, cargs, 3, NULL);
-                    if (result == NULL) { Py_DECREF(step_obj); return NULL; }
-                    /* a call's payload opened its activation in Python */
-                    PyObject *row = PyDict_GetItemWithError(pending_acts, act);
-                    if (row != NULL && PyList_CheckExact(row) && PyObject_GC_IsTracked(row) && all_atomic(row)) {
-                        PyObject_GC_UnTrack(row);
-                    }
-                    if (row == NULL && PyErr_Occurred()) { Py_DECREF(result); Py_DECREF(step_obj); return NULL; }
-                }
-                if (result != Py_None) {
-                    PyObject *pos = PyLong_FromSsize_t(step - base);
-                    int rc = pos ? PyList_Append(value_pairs, pos) : -1;
-                    Py_XDECREF(pos);
-                    if (rc < 0 || PyList_Append(value_pairs, result) < 0) {
-                        Py_DECREF(result); Py_DECREF(step_obj);
-                        return NULL;
-                    }
-                }
-                Py_DECREF(result);
-            }
-            PyObject *file = PyDict_GetItemWithError(act_file, act);
-            if (file == NULL) {
-                if (PyErr_Occurred()) { Py_DECREF(step_obj); return NULL; }
-                file = Py_None;
-            }
-            PyObject *key = PyTuple_Pack(2, file, line);
-            if (key == NULL) { Py_DECREF(step_obj); return NULL; }
-            PyObject_GC_UnTrack(key);
-            int seen = PySet_Contains(seen_lines, key);
-            if (seen == 0 && (PySet_Add(seen_lines, key) < 0 || PyList_Append(new_lines, key) < 0)) { seen = -1; }
-            Py_DECREF(key);
-            if (seen < 0) { Py_DECREF(step_obj); return NULL; }
             long k = PyLong_AsLong(kind);
-            if (k == -1 && PyErr_Occurred()) { Py_DECREF(step_obj); return NULL; }
-            if (k == K_RETURN || k == K_YIELD || k == K_UNWIND) {
-                PyObject *row = PyDict_GetItemWithError(pending_acts, act);
-                int rc = 0;
-                if (row != NULL) {
-                    Py_INCREF(row);
-                    rc = PyDict_DelItem(pending_acts, act);
-                    if (rc == 0 && PyList_Check(row) && PyList_GET_SIZE(row) == 8) {
-                        rc = PyList_SetItem(row, 7, Py_NewRef(step_obj));
-                    }
-                    if (rc == 0) { rc = PyList_Append(act_rows, row); }
-                    Py_DECREF(row);
-                } else if (PyErr_Occurred()) {
-                    rc = -1;
-                } else {
-                    PyObject *end = PyTuple_Pack(2, act, step_obj);
-                    if (end != NULL) { PyObject_GC_UnTrack(end); }
-                    rc = end ? PyList_Append(act_ends, end) : -1;
-                    Py_XDECREF(end);
-                }
-                if (rc == 0 && PyDict_Contains(act_file, act) == 1) { rc = PyDict_DelItem(act_file, act); }
-                if (rc < 0) { Py_DECREF(step_obj); return NULL; }
+            if (k == -1 && PyErr_Occurred()) { goto done; }
+            long long line_v = LINE_NONE;
+            if (line != Py_None && (!PyLong_CheckExact(line) || !int64_of(line, &line_v))) {
+                PyErr_SetString(PyExc_TypeError, "split_events(): a line is not an int");
+                goto done;
             }
-            Py_DECREF(step_obj);
+            if (split_one(sp, step, k, act, line, line_v, width == 6 ? PyTuple_GET_ITEM(ev, 4) : Py_None,
+                          width == 6 ? PyTuple_GET_ITEM(ev, 5) : NULL) < 0) {
+                goto done;
+            }
         }
     }
-    Py_RETURN_NONE;
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(act_obj);
+    PyMem_Free(sp);
+    return result;
 }
 
 /* -- a chunk's integer columns as JSON text ------------------------------------------- */
@@ -1275,12 +1561,112 @@ static inline int int64_of(PyObject *x, long long *out) {
     return 1;
 }
 
+/* One cell of an int column, transformed (see json_int_column), written
+   at buf + *len; 0 when the cell is not one json_int_column takes. */
+static inline int put_int_cell(char *buf, size_t *len, PyObject *x, long mode, long long base,
+                               long long *prev, int first) {
+    if (!first) { buf[(*len)++] = ','; }
+    if (x == Py_None) {
+        if (mode == 1 || mode == 3) { return 0; }
+        memcpy(buf + *len, "null", 4);
+        *len += 4;
+        return 1;
+    }
+    if (!PyLong_CheckExact(x)) { return 0; }
+    long long v;
+    if (!int64_of(x, &v)) { return 0; }
+    long long out = v;
+    if (mode == 3) { floor_div(v, 1000, &v); out = v; }
+    if (mode == 1 || mode == 3) {
+        if (!first && __builtin_sub_overflow(v, *prev, &out)) { return 0; }
+        *prev = v;
+    } else if (mode == 2) {
+        if (__builtin_sub_overflow(v, base, &out)) { return 0; }
+    }
+    *len += format_int(buf + *len, out);
+    return 1;
+}
+
+/* The columns of a table's rows, in one pass over the rows: a row is read
+   once for all its columns, not once per column (a chunk of generators
+   has an activation row of eight ints per resume, scattered in memory).
+   Returns a list with each column's text, or None for a column that is
+   not all ints that fit 64 bits (the caller encodes that one in Python). */
+static PyObject *json_int_table(PyObject *rows, PyObject *modes_obj, long long base) {
+    Py_ssize_t w = PyTuple_GET_SIZE(modes_obj);
+    if (w < 1 || w > 16) {
+        PyErr_SetString(PyExc_ValueError, "json_int_column(): 1 to 16 modes");
+        return NULL;
+    }
+    long modes[16];
+    for (Py_ssize_t c = 0; c < w; c++) {
+        modes[c] = PyLong_AsLong(PyTuple_GET_ITEM(modes_obj, c));
+        if (modes[c] == -1 && PyErr_Occurred()) { return NULL; }
+    }
+    PyObject *seq = PySequence_Fast(rows, "json_int_column() takes a list or tuple");
+    if (seq == NULL) { return NULL; }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    char *buf[16] = {NULL};
+    size_t len[16];
+    long long prev[16];
+    int ok[16];
+    PyObject *out = NULL;
+    for (Py_ssize_t c = 0; c < w; c++) {
+        buf[c] = PyMem_Malloc((size_t)n * 22 + 3);
+        if (buf[c] == NULL) { PyErr_NoMemory(); goto done; }
+        buf[c][0] = '[';
+        len[c] = 1;
+        prev[c] = 0;
+        ok[c] = 1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = items[i], **cells;
+        Py_ssize_t size;
+        if (PyTuple_CheckExact(row)) {
+            cells = &PyTuple_GET_ITEM(row, 0);
+            size = PyTuple_GET_SIZE(row);
+        } else if (PyList_CheckExact(row)) {
+            size = PyList_GET_SIZE(row);
+            cells = size ? ((PyListObject *)row)->ob_item : NULL;
+        } else {
+            size = 0;
+            cells = NULL;
+        }
+        for (Py_ssize_t c = 0; c < w; c++) {
+            if (!ok[c]) { continue; }
+            if (c >= size || cells == NULL ||
+                !put_int_cell(buf[c], &len[c], cells[c], modes[c], base, &prev[c], i == 0)) {
+                ok[c] = 0;
+            }
+        }
+    }
+    out = PyList_New(w);
+    for (Py_ssize_t c = 0; out != NULL && c < w; c++) {
+        PyObject *text;
+        if (ok[c]) {
+            buf[c][len[c]++] = ']';
+            text = PyUnicode_DecodeASCII(buf[c], (Py_ssize_t)len[c], NULL);
+            if (text == NULL) { Py_CLEAR(out); break; }
+        } else {
+            text = Py_NewRef(Py_None);
+        }
+        PyList_SET_ITEM(out, c, text);
+    }
+done:
+    for (Py_ssize_t c = 0; c < w; c++) { PyMem_Free(buf[c]); }
+    Py_DECREF(seq);
+    return out;
+}
+
 /* json_int_column(column, mode, base[, index]) -> str, or None when the
    column is not all ints that fit 64 bits (the caller then encodes it in
    Python).  With ``index``, ``column`` is a list of rows and the column is
    each row's item ``index``: no column tuple is built (a zip(*rows) of a
    long chunk made tuples of 100,000 items that every young collection of
-   the garbage collector walked).
+   the garbage collector walked).  With a tuple of modes in place of
+   ``mode`` (and no index), ``column`` is a list of rows and the result is
+   a list: one text (or None) per mode, for the rows' first items in turn.
    The text is what schema.pack_chunk's JSON encoder writes for the column
    after its transform:
      0  as it is (None is null)
@@ -1294,6 +1680,11 @@ static PyObject *json_int_column(PyObject *module, PyObject *const *args, Py_ssi
         return NULL;
     }
     PyObject *col = args[0];
+    if (nargs == 3 && PyTuple_CheckExact(args[1])) {
+        long long tbase = PyLong_AsLongLong(args[2]);
+        if (tbase == -1 && PyErr_Occurred()) { return NULL; }
+        return json_int_table(col, args[1], tbase);
+    }
     long mode = PyLong_AsLong(args[1]);
     long long base = PyLong_AsLongLong(args[2]);
     Py_ssize_t index = nargs == 4 ? PyLong_AsSsize_t(args[3]) : -1;
@@ -1320,27 +1711,7 @@ static PyObject *json_int_column(PyObject *module, PyObject *const *args, Py_ssi
                 goto unsupported;
             }
         }
-        if (i) { buf[len++] = ','; }
-        if (x == Py_None) {
-            if (mode == 1 || mode == 3) { goto unsupported; }
-            memcpy(buf + len, "null", 4);
-            len += 4;
-            continue;
-        }
-        if (!PyLong_CheckExact(x)) { goto unsupported; }
-        long long v;
-        if (!int64_of(x, &v)) { goto unsupported; }
-        long long out = v;
-        if (mode == 3) { floor_div(v, 1000, &v); out = v; }
-        if (mode == 1 || mode == 3) {
-            if (i) {
-                if (__builtin_sub_overflow(v, prev, &out)) { goto unsupported; }
-            }
-            prev = v;
-        } else if (mode == 2) {
-            if (__builtin_sub_overflow(v, base, &out)) { goto unsupported; }
-        }
-        len += format_int(buf + len, out);
+        if (!put_int_cell(buf, &len, x, mode, base, &prev, i == 0)) { goto unsupported; }
     }
     buf[len++] = ']';
     Py_DECREF(seq);
@@ -1351,6 +1722,85 @@ unsupported:
     Py_DECREF(seq);
     PyMem_Free(buf);
     Py_RETURN_NONE;
+}
+
+/* event_columns(parts, base) -> (kinds, acts, lines, times) as JSON text,
+   or None.  The four event columns of a chunk whose parts are all sealed
+   EventLogs, read from their arrays: the same text json_int_column writes
+   for the lists split_events would have built (kinds and lines as they
+   are, a line of None as null; acts as differences; times in microseconds,
+   as differences).  The text is written without the GIL: a sealed log
+   never changes, and the test thread runs meanwhile.  None when a part is
+   not a sealed log or a difference does not fit 64 bits. */
+static PyObject *event_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyTuple_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "event_columns() takes a tuple of EventLogs and a base");
+        return NULL;
+    }
+    PyObject *parts = args[0];
+    Py_ssize_t np = PyTuple_GET_SIZE(parts), total = 0;
+    for (Py_ssize_t p = 0; p < np; p++) {
+        PyObject *part = PyTuple_GET_ITEM(parts, p);
+        if (!Py_IS_TYPE(part, &EventLogType) || !((EventLog *)part)->sealed) { Py_RETURN_NONE; }
+        total += ((EventLog *)part)->n;
+    }
+    char *buf[4] = {NULL, NULL, NULL, NULL};
+    size_t len[4] = {0, 0, 0, 0};
+    size_t cap[4] = {(size_t)total * 4 + 3, (size_t)total * 22 + 3, (size_t)total * 21 + 3,
+                     (size_t)total * 22 + 3};
+    for (int c = 0; c < 4; c++) {
+        buf[c] = PyMem_RawMalloc(cap[c]);
+        if (buf[c] == NULL) {
+            for (int d = 0; d < c; d++) { PyMem_RawFree(buf[d]); }
+            return PyErr_NoMemory();
+        }
+    }
+    int overflow = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (int c = 0; c < 4; c++) { buf[c][len[c]++] = '['; }
+    long long prev_act = 0, prev_us = 0;
+    Py_ssize_t i = 0;
+    for (Py_ssize_t p = 0; p < np && !overflow; p++) {
+        const EventLog *log = (const EventLog *)PyTuple_GET_ITEM(parts, p);
+        for (Py_ssize_t j = 0; j < log->n; j++, i++) {
+            const Ev *e = &log->ev[j];
+            if (i) {
+                for (int c = 0; c < 4; c++) { buf[c][len[c]++] = ','; }
+            }
+            len[0] += format_int(buf[0] + len[0], e->kind);
+            long long d = e->act;
+            if (i && __builtin_sub_overflow((long long)e->act, prev_act, &d)) { overflow = 1; break; }
+            prev_act = e->act;
+            len[1] += format_int(buf[1] + len[1], d);
+            if (e->line == LINE_NONE) {
+                memcpy(buf[2] + len[2], "null", 4);
+                len[2] += 4;
+            } else {
+                len[2] += format_int(buf[2] + len[2], e->line);
+            }
+            long long us;
+            floor_div(e->t, 1000, &us);
+            d = us;
+            if (i && __builtin_sub_overflow(us, prev_us, &d)) { overflow = 1; break; }
+            prev_us = us;
+            len[3] += format_int(buf[3] + len[3], d);
+        }
+    }
+    for (int c = 0; c < 4; c++) { buf[c][len[c]++] = ']'; }
+    Py_END_ALLOW_THREADS
+    PyObject *out = NULL;
+    if (!overflow) {
+        out = PyTuple_New(4);
+        for (int c = 0; out != NULL && c < 4; c++) {
+            PyObject *text = PyUnicode_DecodeASCII(buf[c], (Py_ssize_t)len[c], NULL);
+            if (text == NULL) { Py_CLEAR(out); break; }
+            PyTuple_SET_ITEM(out, c, text);
+        }
+    } else {
+        out = Py_NewRef(Py_None);
+    }
+    for (int c = 0; c < 4; c++) { PyMem_RawFree(buf[c]); }
+    return out;
 }
 
 /* -- the fingerprint of a list or tuple of scalars ----------------------------------- */
@@ -1604,6 +2054,8 @@ static PyMethodDef module_methods[] = {
      "values.fingerprint of a list or tuple whose first 30 items are immutable scalars, or None."},
     {"json_int_column", (PyCFunction)(void (*)(void))json_int_column, METH_FASTCALL,
      "A chunk column of ints as JSON text, transformed (see schema.pack_chunk), or None."},
+    {"event_columns", (PyCFunction)(void (*)(void))event_columns, METH_FASTCALL,
+     "The kind, act, line and time columns of sealed EventLogs as JSON text, or None."},
     {"split_events", (PyCFunction)(void (*)(void))split_events, METH_FASTCALL,
      "The writer's event loop (store._split_events_py), in C: same arguments, same rows."},
     {"untrack_segment", untrack_segment, METH_O,
@@ -1632,7 +2084,7 @@ static struct PyModuleDef hotmodule = {
 };
 
 PyMODINIT_FUNC PyInit__hotpath(void) {
-    if (PyType_Ready(&HotType) < 0) { return NULL; }
+    if (PyType_Ready(&HotType) < 0 || PyType_Ready(&EventLogType) < 0) { return NULL; }
     s_active = PyUnicode_InternFromString("active");
     s_spill_at = PyUnicode_InternFromString("spill_at");
     s_is_coro = PyUnicode_InternFromString("is_coro");
@@ -1661,6 +2113,10 @@ PyMODINIT_FUNC PyInit__hotpath(void) {
 #endif
     PyObject *m = PyModule_Create(&hotmodule);
     if (m == NULL) { return NULL; }
-    if (PyModule_AddObjectRef(m, "Callbacks", (PyObject *)&HotType) < 0) { Py_DECREF(m); return NULL; }
+    if (PyModule_AddObjectRef(m, "Callbacks", (PyObject *)&HotType) < 0 ||
+        PyModule_AddObjectRef(m, "EventLog", (PyObject *)&EventLogType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -3,6 +3,10 @@
 Backends append one tuple per event to ``events``: ``(kind, act, line, t)``
 for a plain step, ``(kind, act, line, t, value, payload)`` when the step
 carries a value or changes (new bindings, value snapshots, a new activation).
+When ``_hotpath`` is built, ``events`` is its ``EventLog``: the same
+``append``, but the four integers are kept as integers in an array (the C
+callbacks write there directly), and a sealed segment is an ``EventLog``
+too, which the writer reads without making a tuple per event.
 A step's number is its position in the film, so changes ride inside the
 event tuple and never need a step number of their own: that stays exact
 even when several threads append at once.
@@ -29,10 +33,10 @@ from .scope import CodeInfo, Scope, SourceFile
 from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint
 
 try:
-    from ._hotpath import (render_scalar_sequence as _render_scalar_sequence,
+    from ._hotpath import (EventLog as _EventLog, render_scalar_sequence as _render_scalar_sequence,
                            scalar_fingerprint as _scalar_fingerprint, untrack_segment as _untrack_segment)
-except ImportError:  # not built: the garbage collector untracks them, later
-    _render_scalar_sequence = _scalar_fingerprint = _untrack_segment = None
+except ImportError:  # not built: a list of tuples, which the garbage collector untracks later
+    _EventLog = _render_scalar_sequence = _scalar_fingerprint = _untrack_segment = None
 
 MISSING = object()
 
@@ -101,7 +105,10 @@ class Collector:
             self.renderer.compiled_sequence = _render_scalar_sequence
         self.record_lines = config.strategy != "minimal"
         self.full = config.strategy == "full_trace"
-        self.events: list[tuple] = []
+        #: the film in memory: a list of event tuples, or (compiled) an
+        #: EventLog, which takes the same ``append`` and stores the four
+        #: integers of an event as integers
+        self.events: Any = _EventLog() if compiled and _EventLog is not None else []
         self.segments: list[tuple] = []  # older events in memory, in order
         self.segmented = 0  # how many events the segments hold
         self.base = 0
@@ -516,6 +523,12 @@ class Collector:
     def _seal(self) -> None:
         """Move ``events`` into a new segment; the caller holds the spill lock."""
         events = self.events
+        if type(events) is not list:
+            if events:
+                segment = events.seal()  # atomic: another thread may append meanwhile
+                self.segments.append(segment)
+                self.segmented += len(segment)
+            return
         n = len(events)
         if n:
             # a slice of exactly n: another thread may append meanwhile

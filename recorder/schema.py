@@ -345,11 +345,13 @@ def pack_chunk(base: int, events: tuple[list, list, list, list, list],
     """One chunk's rows as the ``chunks.data`` blob.
 
     ``events`` is the five event columns (kind, act, line, time_ns and the
-    flat value pairs); ``tables`` maps each packed table to its rows.
+    flat value pairs), each a list or its JSON text already transformed;
+    ``tables`` maps each packed table to its rows.
     ``int_column(column, mode, base[, index])`` may write a column of ints
     as JSON text itself (the recorder passes ``_hotpath.json_int_column``);
-    with ``index`` it reads item ``index`` of each row.  It returns None for
-    a column it does not handle.  The text is the same.
+    with ``index`` it reads item ``index`` of each row, and with a tuple of
+    modes every column of the rows at once (a list of texts).  It returns
+    None for a column it does not handle.  The text is the same.
     """
     encode = encode or _json_encode
     kinds, acts, lines, times, value_pairs = events
@@ -360,8 +362,8 @@ def pack_chunk(base: int, events: tuple[list, list, list, list, list],
     for table, rows in tables.items():
         if not rows:
             continue
-        texts = [_row_column_text(rows, i, _column_mode(table, name), base, encode, int_column)
-                 for i, name in enumerate(PACKED_COLUMNS[table])]
+        texts = _table_texts(rows, [_column_mode(table, name) for name in PACKED_COLUMNS[table]],
+                             base, encode, int_column)
         parts += [',"', table, '":[', ",".join(texts), "]"]
     if act_ends:
         parts += [',"act_ends":[', _row_column_text(act_ends, 0, _AS_IS, base, encode, int_column), ",",
@@ -384,7 +386,10 @@ def _column_mode(table: str, name: str) -> int:
 
 
 def _column_text(column: Any, mode: int, base: int, encode: Any, int_column: Any) -> str:
-    """One column as JSON text, after its transform."""
+    """One column as JSON text, after its transform (a str is that text
+    already: the recorder's ``_hotpath.event_columns`` wrote it)."""
+    if type(column) is str:
+        return column
     if int_column is not None:
         text = int_column(column, mode, base)
         if text is not None:
@@ -396,6 +401,17 @@ def _column_text(column: Any, mode: int, base: int, encode: Any, int_column: Any
     elif mode == _MICRO_DIFFERENCES:
         column = _differences([t // 1000 for t in column])
     return encode(list(column))
+
+
+def _table_texts(rows: list, modes: list[int], base: int, encode: Any, int_column: Any) -> list[str]:
+    """Each column of a table's rows as JSON text.  ``int_column`` given
+    a tuple of modes writes every int column in one pass over the rows;
+    a column it declines (text, big ints) is encoded here."""
+    texts = int_column(rows, tuple(modes), base) if int_column is not None else None
+    if texts is None:
+        texts = [None] * len(modes)
+    return [text if text is not None else _row_column_text(rows, i, mode, base, encode, None)
+            for i, (text, mode) in enumerate(zip(texts, modes))]
 
 
 def _row_column_text(rows: list, index: int, mode: int, base: int, encode: Any, int_column: Any) -> str:

@@ -27,9 +27,10 @@ from .config import pure_python_requested
 from .values import Renderer, _encode_json, detail_json
 
 try:
-    from ._hotpath import json_int_column as _json_int_column, split_events as _split_events
+    from ._hotpath import (EventLog as _EventLog, event_columns as _event_columns,
+                           json_int_column as _json_int_column, split_events as _split_events)
 except ImportError:  # built without a C compiler
-    _split_events = _json_int_column = None
+    _EventLog = _event_columns = _split_events = _json_int_column = None
 
 _STOP = object()
 
@@ -77,7 +78,7 @@ def _split_events_py(parts: tuple, base: int, kinds: list, acts: list, lines: li
     snapshots itself, which is what ``by_value`` to the last argument are for.
     """
     step = base
-    for ev in itertools.chain.from_iterable(parts):
+    for ev in itertools.chain.from_iterable(p if type(p) is tuple else p.tolist() for p in parts):
         kind = ev[0]
         act = ev[1]
         kinds.append(kind)
@@ -227,14 +228,25 @@ class RecordingWriter:
             self.code_file[row[0]] = row[1]
         rows = _ChunkRows()
         payload = functools.partial(self._payload, rows, db)
-        split = _split_events if _split_events is not None and not self.pure else _split_events_py
-        split(chunk["events"], base, rows.kinds, rows.acts, rows.lines, rows.times, rows.value_pairs,
+        parts = chunk["events"]
+        columns = None
+        if _split_events is not None and not self.pure:
+            split = _split_events
+            # the event columns of EventLog parts, from their arrays
+            columns = _event_columns(parts, base) if parts and _EventLog is not None else None
+            if columns is None:
+                parts = tuple(p if type(p) is tuple else tuple(p.tolist()) for p in parts)
+        else:
+            split = _split_events_py
+        split(parts, base, rows.kinds, rows.acts, rows.lines, rows.times, rows.value_pairs,
               rows.pending_acts, rows.act_rows, rows.act_ends, rows.new_lines, self.act_file,
               self.frame_file, self.seen_lines, self.scalar_vids_by_value, payload,
               self.code_file, self.names, rows.new_names, rows.frame_rows, rows.binding_rows, rows.val_rows)
         rows.act_rows.extend(rows.pending_acts.values())
+        events = (*columns, rows.value_pairs) if columns is not None else (
+            rows.kinds, rows.acts, rows.lines, rows.times, rows.value_pairs)
         blob = schema.pack_chunk(
-            base, (rows.kinds, rows.acts, rows.lines, rows.times, rows.value_pairs),
+            base, events,
             {"frames": rows.frame_rows, "activations": rows.act_rows, "bindings": rows.binding_rows,
              "vals": rows.val_rows},
             rows.act_ends, encode=_encode_json, int_column=None if self.pure else _json_int_column)

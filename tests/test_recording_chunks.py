@@ -319,7 +319,9 @@ _hotpath.split_events(chunk["events"], chunk["base"], rows.kinds, rows.acts, row
 rows.act_rows.extend(rows.pending_acts.values())
 names = ("kinds", "acts", "lines", "times", "value_pairs", "act_rows", "act_ends", "new_lines")
 print(json.dumps({
-    "events": len(rows.kinds), "acts": len(rows.act_rows),
+    "events": sum(len(p) for p in chunk["events"]), "acts": len(rows.act_rows),
+    "parts": sorted({type(p).__name__ for p in chunk["events"]}),
+    "tracked_parts": sum(gc.is_tracked(p) for p in chunk["events"]),
     "tracked_columns": [n for n in names if gc.is_tracked(getattr(rows, n))],
     "tracked_acts": sum(gc.is_tracked(a) for a in rows.act_rows),
     "tracked_keys": sum(gc.is_tracked(k) for k in rows.new_lines),
@@ -339,6 +341,8 @@ def test_the_writer_rows_are_invisible_to_the_garbage_collector(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["events"] > 9000 and got["acts"] > 3000
+    # the film in memory is EventLog segments: arrays, no object per event
+    assert got["parts"] == ["EventLog"] and got["tracked_parts"] == 0
     assert got["tracked_columns"] == []
     assert got["tracked_acts"] == 0
     assert got["tracked_keys"] == 0
@@ -408,3 +412,58 @@ def test_compiled_int_columns_pack_the_same_bytes() -> None:
     assert hot.json_int_column([(1, 20), [3, 40], (5, None)], 2, 10, 1) == "[10,30,null]"
     assert hot.json_int_column([(1, 2), (3,)], 0, 0, 1) is None  # a short row: Python decides
     assert hot.json_int_column([(-2**63, 0)], 0, 0, 0) == "[-9223372036854775808]"
+    # every column of the rows in one pass: a list, None where Python must write it
+    assert hot.json_int_column([(1, "a", 5), [3, 4, 9]], (0, 0, 1), 0) == ["[1,3]", None, "[5,4]"]
+    assert hot.json_int_column([(1, 2), (3,)], (0, 0), 0) == ["[1,3]", None]
+    assert hot.json_int_column([], (2, 3), 7) == ["[]", "[]"]
+
+
+def test_the_event_log_keeps_what_a_list_of_tuples_would() -> None:
+    """``_hotpath.EventLog`` is the film in memory when the extension is
+    built: it takes the tuples a list took, gives them back alike, moves
+    its events into a sealed segment atomically, and writes the four event
+    columns exactly as the JSON encoder writes the lists."""
+    hot = pytest.importorskip("pytest_escope.recorder._hotpath")
+    from pytest_escope.recorder.values import _encode_json
+    rnd = random.Random(11)
+    for trial in range(100):
+        log = hot.EventLog()
+        tuples = []
+        t = rnd.randint(0, 10**15)
+        for _ in range(rnd.randint(0, 3000)):
+            t += rnd.randint(0, 10**7)
+            line = None if rnd.random() < 0.05 else rnd.choice([rnd.randint(0, 5000), -2**63 + 1, 2**63 - 1])
+            ev = (rnd.randint(1, 11), rnd.randint(0, 2**62), line, t)
+            if rnd.random() < 0.4:
+                payload = rnd.choice([None, (("s", 1, "x", "é" * 3),), (("R", 2**70),), ()])
+                ev += (rnd.choice([None, rnd.randint(0, 99)]), payload)
+                if ev[4] is None and ev[5] is None:
+                    ev = ev[:4]  # (.., None, None) is a plain step: read back as one
+            log.append(ev)
+            tuples.append(ev)
+        assert len(log) == len(tuples) and log.tolist() == tuples
+        segment = log.seal()
+        assert len(log) == 0 and not log and segment.tolist() == tuples
+        with pytest.raises(RuntimeError):
+            segment.append((2, 1, 1, 1))
+        cols = hot.event_columns((segment,), 0)
+        if not tuples:
+            assert cols == ("[]", "[]", "[]", "[]")
+            continue
+        kinds, acts, lines, times = (list(c) for c in zip(*[ev[:4] for ev in tuples]))
+        expect = (
+            _encode_json(kinds),
+            _encode_json([acts[0]] + [b - a for a, b in zip(acts, acts[1:])]),
+            _encode_json(lines),
+            _encode_json([times[0] // 1000] + [b // 1000 - a // 1000 for a, b in zip(times, times[1:])]),
+        )
+        assert cols == expect, trial
+    assert hot.event_columns((hot.EventLog(),), 0) is None  # not sealed: it may still grow
+    log = hot.EventLog()
+    for bad in [(1, 2, 3), (1, 2, 3, 4, 5), [1, 2, 3, 4], (1, 2, 3, 2**64), (1, 2, "3", 4), (1.0, 2, 3, 4)]:
+        with pytest.raises(TypeError):
+            log.append(bad)
+    assert len(log) == 0
+    log.append((2, 1, 7, 5, "v", ("p",)))
+    log.clear()
+    assert log.tolist() == []
