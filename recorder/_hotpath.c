@@ -8,6 +8,9 @@
  * A callback here handles the common case and hands anything else, before
  * it has changed any state, to the Python callback of the same event:
  *
+ *   start   a call of code already judged in scope (not a coroutine): its
+ *           frame, arguments and activation (a mutable argument is still
+ *           rendered by the Python Collector)
  *   line    a step in the frame on top of this thread's stack (the Python
  *           Collector.check_watch still decides what the previous
  *           statement changed)
@@ -325,7 +328,9 @@ typedef struct {
     PyObject *immutable;    /* frozenset of the immutable scalar types */
     PyTypeObject *fs_type;
     PyTypeObject *ts_type;
-    PyObject *py_line, *py_resume, *py_yield, *py_return, *py_jump;
+    PyObject *py_line, *py_resume, *py_yield, *py_return, *py_jump, *py_start;
+    PyObject *frame_ids;    /* col.frame_ids: itertools.count */
+    PyObject *code_ids;     /* col.code_ids: id(code) -> (code, code_id) */
     PyObject *disable;      /* sys.monitoring.DISABLE */
     PyObject *check_watch, *spill, *overflow, *fault, *with_self;
     PyObject *bind_changed, *recheck_mutable;  /* Collector methods check_watch calls */
@@ -341,9 +346,9 @@ typedef struct {
     Py_ssize_t ts_off[TS_N];
 } Hot;
 
-static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_tag_A, *s_tag_R, *s_tag_s, *s_tag_b;
+static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_watch, *s_tag_A, *s_tag_F, *s_tag_R, *s_tag_s, *s_tag_b;
 static PyObject *k_line, *k_return, *k_yield, *k_resume, *zero, *one;
-static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return;
+static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return, *msg_start;
 
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 #define FS(h, fs, f) SLOT(fs, (h)->fs_off[f])
@@ -771,6 +776,139 @@ static PyObject *Hot_jump(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     return result;
 }
 
+/* -- PY_START ------------------------------------------------------------------ */
+
+/* A call of in-scope code (Collector.enter for CALL): a new FrameState,
+   its arguments, a new activation.  The first call of a code object (the
+   scope decision), a coroutine (its task), a thread not seen yet and a
+   code object without its id yet go to the Python callback. */
+static PyObject *Hot_start(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) { return fallback(h->py_start, args, nargs); }
+    PyObject *code = args[0];
+    PyObject *info = code_info(h, code);
+    PyObject *ts = info ? thread_state(h) : NULL;
+    PyFrameObject *frame = ts ? PyEval_GetFrame() : NULL;
+    if (frame == NULL) { return fallback(h->py_start, args, nargs); }
+    PyObject *flag = PyObject_GetAttr(h->col, s_active);
+    int active = flag ? PyObject_IsTrue(flag) : -1;
+    Py_XDECREF(flag);
+    if (active <= 0) {
+        PyErr_Clear();
+        return fallback(h->py_start, args, nargs);
+    }
+    PyObject *coro = PyObject_GetAttr(info, s_is_coro);
+    int is_coro = coro ? PyObject_IsTrue(coro) : -1;
+    Py_XDECREF(coro);
+    if (is_coro != 0) {
+        PyErr_Clear();
+        return fallback(h->py_start, args, nargs);
+    }
+    /* Collector.code_ids: id(code) -> (code, code_id) */
+    PyObject *ckey = PyLong_FromVoidPtr(code);
+    PyObject *centry = ckey ? PyDict_GetItemWithError(h->code_ids, ckey) : NULL;
+    Py_XDECREF(ckey);
+    if (centry == NULL || !PyTuple_CheckExact(centry) || PyTuple_GET_SIZE(centry) != 2 ||
+        PyTuple_GET_ITEM(centry, 0) != code) {
+        PyErr_Clear();
+        return fallback(h->py_start, args, nargs);
+    }
+    PyObject *code_id = PyTuple_GET_ITEM(centry, 1);
+    PyObject *stack = TS(h, ts, TS_STACK), *thread = TS(h, ts, TS_THREAD_ID), *ts_task = TS(h, ts, TS_TASK);
+    if (stack == NULL || !PyList_CheckExact(stack) || thread == NULL || ts_task == NULL) {
+        return fallback(h->py_start, args, nargs);
+    }
+    Py_ssize_t depth_n = PyList_GET_SIZE(stack);
+    PyObject *parent = depth_n > 0 ? PyList_GET_ITEM(stack, depth_n - 1) : NULL;
+    if (parent != NULL && (!Py_IS_TYPE(parent, h->fs_type) || !fs_complete(h, parent))) {
+        return fallback(h->py_start, args, nargs);
+    }
+    PyObject *watch = PyObject_GetAttr(info, s_watch);
+    if (watch == NULL) { PyErr_Clear(); return fallback(h->py_start, args, nargs); }
+    /* from here on the state changes: errors are faults, no fallback */
+    Py_INCREF(ts);
+    Py_XINCREF(parent);
+    PyObject *fid = NULL, *fs = NULL, *out = NULL, *loc = NULL, *items = NULL, *act = NULL,
+             *depth = NULL, *item = NULL, *payload = NULL;
+    fid = PyIter_Next(h->frame_ids);
+    if (fid == NULL) { goto error; }
+    fs = h->fs_type->tp_alloc(h->fs_type, 0);
+    if (fs == NULL) { goto error; }
+    PyObject *last = PyDict_New(), *seen = PyDict_New();
+    if (last == NULL || seen == NULL) { Py_XDECREF(last); Py_XDECREF(seen); goto error; }
+    PyObject *task = parent != NULL ? FS(h, parent, FS_TASK) : ts_task;
+    depth = parent != NULL ? PyNumber_Add(FS(h, parent, FS_DEPTH), one) : Py_NewRef(zero);
+    act = PyIter_Next(h->act_ids);
+    if (depth == NULL || act == NULL) { Py_DECREF(last); Py_DECREF(seen); goto error; }
+    set_slot(fs, h->fs_off[FS_FRAME_ID], fid);
+    set_slot(fs, h->fs_off[FS_INFO], info);
+    set_slot(fs, h->fs_off[FS_CODE], code);
+    set_slot(fs, h->fs_off[FS_WATCH], watch);
+    set_slot(fs, h->fs_off[FS_PREV], Py_None);
+    set_slot(fs, h->fs_off[FS_LAST], last);
+    set_slot(fs, h->fs_off[FS_SEEN], seen);
+    Py_DECREF(last);
+    Py_DECREF(seen);
+    set_slot(fs, h->fs_off[FS_ACT], act);
+    set_slot(fs, h->fs_off[FS_DEPTH], depth);
+    set_slot(fs, h->fs_off[FS_THREAD], thread);
+    set_slot(fs, h->fs_off[FS_TASK], task);
+    set_slot(fs, h->fs_off[FS_EXC_PENDING], Py_False);
+    set_slot(fs, h->fs_off[FS_PARENT], parent != NULL ? parent : Py_None);
+    out = PyList_New(0);
+    item = out ? PyTuple_Pack(3, s_tag_F, fid, code_id) : NULL;
+    if (item == NULL || PyList_Append(out, item) < 0) { goto error; }
+    Py_CLEAR(item);
+    /* its arguments: Collector.capture_locals */
+    loc = PyFrame_GetLocals(frame);
+    if (loc == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) { goto error; }
+        PyErr_Clear();
+    } else {
+        items = PyDict_CheckExact(loc) ? PyDict_Items(loc) : PyMapping_Items(loc);
+        if (items == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) { goto error; }
+            PyErr_Clear();
+        }
+    }
+    for (Py_ssize_t i = 0; items != NULL && i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) { continue; }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *v = PyTuple_GET_ITEM(pair, 1);
+        if (!PyUnicode_CheckExact(name)) { continue; }
+        if (PyUnicode_GET_LENGTH(name) > 0) {
+            Py_UCS4 c0 = PyUnicode_READ_CHAR(name, 0);
+            if (c0 == '@' || c0 == '.') { continue; }
+        }
+        PyObject *id = PyLong_FromVoidPtr(v);
+        if (id == NULL || PyDict_SetItem(last, name, id) < 0) { Py_XDECREF(id); goto error; }
+        Py_DECREF(id);
+        if (bind(h, fs, fid, name, v, out) < 0) { goto error; }
+    }
+    item = PyTuple_Pack(7, s_tag_A, act, fid, parent != NULL ? FS(h, parent, FS_ACT) : Py_None, thread,
+                        task, depth);
+    if (item == NULL || PyList_Append(out, item) < 0) { goto error; }
+    if (PyList_Append(stack, fs) < 0) { goto error; }
+    payload = PyList_AsTuple(out);
+    if (payload == NULL) { goto error; }
+    untrack_deep(payload, 2);
+    long long act_v;
+    int64_t t = escope_now() - h->t0;
+    if (!int64_of(act, &act_v) ||
+        log_push(LOG(h), K_CALL, act_v, ((PyCodeObject *)code)->co_firstlineno, t, NULL, payload) < 0) {
+        goto error;
+    }
+    if (maybe_spill(h, t) < 0) { goto error; }
+    Py_DECREF(payload); Py_DECREF(item); Py_XDECREF(items); Py_XDECREF(loc); Py_DECREF(out);
+    Py_DECREF(depth); Py_DECREF(act); Py_DECREF(fs); Py_DECREF(fid);
+    Py_DECREF(watch); Py_XDECREF(parent); Py_DECREF(ts);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(payload); Py_XDECREF(item); Py_XDECREF(items); Py_XDECREF(loc); Py_XDECREF(out);
+    Py_XDECREF(depth); Py_XDECREF(act); Py_XDECREF(fs); Py_XDECREF(fid);
+    Py_DECREF(watch); Py_XDECREF(parent); Py_DECREF(ts);
+    return failed(h, msg_start);
+}
+
 /* -- PY_RESUME --------------------------------------------------------------- */
 
 static PyObject *Hot_resume(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
@@ -967,13 +1105,13 @@ static PyObject *Hot_return(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
 static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"collector", "infos", "frame_state", "thread_state", "immutable",
                              "on_line", "on_resume", "on_yield", "on_return", "with_self",
-                             "on_jump", "disable", "since_start_ns", NULL};
-    PyObject *col, *infos, *fs_type, *ts_type, *immutable, *pl, *pr, *py, *pt, *ws, *pj, *dis;
+                             "on_jump", "disable", "since_start_ns", "on_start", NULL};
+    PyObject *col, *infos, *fs_type, *ts_type, *immutable, *pl, *pr, *py, *pt, *ws, *pj, *dis, *ps;
     long long since_start;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!O!O!OOOOOOOL", kwlist, &col, &PyDict_Type, &infos,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!O!O!OOOOOOOLO", kwlist, &col, &PyDict_Type, &infos,
                                      &PyType_Type, &fs_type, &PyType_Type, &ts_type,
                                      &PyFrozenSet_Type, &immutable, &pl, &pr, &py, &pt, &ws, &pj, &dis,
-                                     &since_start)) {
+                                     &since_start, &ps)) {
         return -1;
     }
     h->fs_type = (PyTypeObject *)Py_NewRef(fs_type);
@@ -990,6 +1128,14 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     h->with_self = Py_NewRef(ws);
     h->py_jump = Py_NewRef(pj);
     h->disable = Py_NewRef(dis);
+    h->py_start = Py_NewRef(ps);
+    h->frame_ids = PyObject_GetAttrString(col, "frame_ids");
+    h->code_ids = PyObject_GetAttrString(col, "code_ids");
+    if (h->frame_ids == NULL || h->code_ids == NULL) { return -1; }
+    if (!PyDict_CheckExact(h->code_ids)) {
+        PyErr_SetString(PyExc_TypeError, "Collector.code_ids is not a dict");
+        return -1;
+    }
     h->events = PyObject_GetAttrString(col, "events");
     h->threads = PyObject_GetAttrString(col, "threads");
     h->suspended = PyObject_GetAttrString(col, "suspended");
@@ -1052,6 +1198,7 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
 #define HOT_OBJECTS(X) \
     X(col) X(events) X(threads) X(infos) X(suspended) X(act_ids) X(secret_names) X(immutable) \
     X(fs_type) X(ts_type) X(py_line) X(py_resume) X(py_yield) X(py_return) X(py_jump) X(disable) \
+    X(py_start) X(frame_ids) X(code_ids) \
     X(check_watch) \
     X(spill) X(overflow) X(fault) X(bind_changed) X(recheck_mutable) X(objs) X(with_self) X(last_ts)
 
@@ -1078,6 +1225,7 @@ static void Hot_dealloc(Hot *h) {
 static PyMethodDef Hot_methods[] = {
     {"line", (PyCFunction)(void (*)(void))Hot_line, METH_FASTCALL, "LINE callback"},
     {"jump", (PyCFunction)(void (*)(void))Hot_jump, METH_FASTCALL, "JUMP callback"},
+    {"start", (PyCFunction)(void (*)(void))Hot_start, METH_FASTCALL, "PY_START callback"},
     {"resume", (PyCFunction)(void (*)(void))Hot_resume, METH_FASTCALL, "PY_RESUME callback"},
     {"yield_", (PyCFunction)(void (*)(void))Hot_yield, METH_FASTCALL, "PY_YIELD callback"},
     {"return_", (PyCFunction)(void (*)(void))Hot_return, METH_FASTCALL, "PY_RETURN callback"},
@@ -2089,6 +2237,10 @@ PyMODINIT_FUNC PyInit__hotpath(void) {
     s_spill_at = PyUnicode_InternFromString("spill_at");
     s_is_coro = PyUnicode_InternFromString("is_coro");
     s_method_self = PyUnicode_InternFromString("method_self");
+    s_watch = PyUnicode_InternFromString("watch");
+    s_tag_F = PyUnicode_InternFromString("F");
+    msg_start = PyUnicode_InternFromString("recorder error at a call");
+    if (!s_watch || !s_tag_F || !msg_start) { return NULL; }
     s_tag_A = PyUnicode_InternFromString("A");
     s_tag_R = PyUnicode_InternFromString("R");
     s_tag_s = PyUnicode_InternFromString("s");

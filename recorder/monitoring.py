@@ -292,10 +292,10 @@ class MonitoringBackend:
                 col.fault("recorder error at an external call")
             return None
 
-        hot = _compiled_callbacks(col, infos, on_line, on_resume, on_yield, on_return, on_jump)
+        hot = _compiled_callbacks(col, infos, on_line, on_resume, on_yield, on_return, on_jump, on_start)
         self.compiled = hot is not None
         reg = mon.register_callback
-        reg(tool, E.PY_START, on_start)
+        reg(tool, E.PY_START, hot.start if hot else on_start)
         reg(tool, E.PY_RESUME, hot.resume if hot else on_resume)
         reg(tool, E.LINE, hot.line if hot else on_line)
         reg(tool, E.JUMP, hot.jump if hot else on_jump)
@@ -334,7 +334,7 @@ class MonitoringBackend:
 
 
 def _compiled_callbacks(col: Collector, infos: dict, on_line: Any, on_resume: Any,
-                        on_yield: Any, on_return: Any, on_jump: Any) -> Any:
+                        on_yield: Any, on_return: Any, on_jump: Any, on_start: Any) -> Any:
     """The C callbacks of ``_hotpath`` for this recording, or None.
 
     None when the extension was not built, when ``ESCOPE_PURE_PYTHON=1``
@@ -349,7 +349,7 @@ def _compiled_callbacks(col: Collector, infos: dict, on_line: Any, on_resume: An
             collector=col, infos=infos, frame_state=FrameState, thread_state=ThreadState,
             immutable=IMMUTABLE_SCALARS, on_line=on_line, on_resume=on_resume, on_yield=on_yield,
             on_return=on_return, with_self=_with_self, on_jump=on_jump, disable=sys.monitoring.DISABLE,
-            since_start_ns=time.perf_counter_ns() - col.t0)
+            since_start_ns=time.perf_counter_ns() - col.t0, on_start=on_start)
     except Exception:
         col.fault("compiled callbacks unavailable; using the Python ones")
         return None
