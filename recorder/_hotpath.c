@@ -346,6 +346,7 @@ typedef struct {
     Py_ssize_t ts_off[TS_N];
 } Hot;
 
+static PyObject *s_slots, *s_dict;
 static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_watch, *s_tag_A, *s_tag_F, *s_tag_R, *s_tag_s, *s_tag_b;
 static PyObject *k_line, *k_return, *k_yield, *k_resume, *zero, *one;
 static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return, *msg_start;
@@ -570,11 +571,39 @@ static int sequence_items(PyObject *v, PyObject ***items, Py_ssize_t *n) {
    scalar_fingerprint would make it, is compared in place with the one the
    snapshot kept (Collector.objs), so nothing is allocated.  1: unchanged,
    and this frame had seen that snapshot already; 0: Python decides. */
+/* 1 when values.fingerprint of an instance of ``t`` is always (): a type
+   of the interpreter or of a C extension (a class statement makes a heap
+   type) that is no container fingerprint reads, with no instance __dict__
+   and no __slots__ anywhere in its MRO: a builtin method, an iterator, a
+   generator, a bytes-like buffer.  Nothing the renderer shows of it can
+   change while it stays bound to the same name. */
+static int identity_only_type(PyTypeObject *t) {
+    if ((t->tp_flags & Py_TPFLAGS_HEAPTYPE) || t->tp_dictoffset != 0 ||
+        (t->tp_flags & (Py_TPFLAGS_LIST_SUBCLASS | Py_TPFLAGS_TUPLE_SUBCLASS | Py_TPFLAGS_DICT_SUBCLASS)) ||
+        PyType_IsSubtype(t, &PySet_Type) || PyType_IsSubtype(t, &PyFrozenSet_Type)) {
+        return 0;
+    }
+    PyObject *mro = t->tp_mro;
+    if (mro == NULL || !PyTuple_CheckExact(mro)) { return 0; }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+        PyObject *d = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict;
+        if (d == NULL || !PyDict_CheckExact(d)) { return 0; }
+        PyObject *slots = PyDict_GetItemWithError(d, s_slots);
+        PyObject *dict = slots == NULL ? PyDict_GetItemWithError(d, s_dict) : NULL;
+        if (slots != NULL || dict != NULL || PyErr_Occurred()) { PyErr_Clear(); return 0; }
+    }
+    return 1;
+}
+
 static int recheck_unchanged(Hot *h, PyObject *fs, PyObject *name, PyObject *v) {
     if (PyDict_GetItemWithError(h->secret_names, name) != Py_False) { PyErr_Clear(); return 0; }
-    PyObject **items;
-    Py_ssize_t n;
-    if (!sequence_items(v, &items, &n)) { return 0; }
+    PyObject **items = NULL;
+    Py_ssize_t n = 0;
+    int identity_only = 0;
+    if (!sequence_items(v, &items, &n)) {
+        if (!identity_only_type(Py_TYPE(v))) { return 0; }
+        identity_only = 1;
+    }
     Py_ssize_t k = n < SHALLOW_LIMIT ? n : SHALLOW_LIMIT;
     PyObject *key = PyLong_FromVoidPtr(v);
     if (key == NULL) { PyErr_Clear(); return 0; }
@@ -586,8 +615,10 @@ static int recheck_unchanged(Hot *h, PyObject *fs, PyObject *name, PyObject *v) 
         return 0;
     }
     PyObject *fp = PyTuple_GET_ITEM(entry, 0), *vid = PyTuple_GET_ITEM(entry, 1);
-    if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != k + 1 || !PyLong_CheckExact(PyTuple_GET_ITEM(fp, 0)) ||
-        PyLong_AsSsize_t(PyTuple_GET_ITEM(fp, 0)) != n) {
+    if (identity_only) {
+        if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != 0) { return 0; }
+    } else if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != k + 1 ||
+               !PyLong_CheckExact(PyTuple_GET_ITEM(fp, 0)) || PyLong_AsSsize_t(PyTuple_GET_ITEM(fp, 0)) != n) {
         PyErr_Clear();
         return 0;
     }
@@ -701,6 +732,7 @@ static PyObject *Hot_line(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     long long act_v, line_v;
     if (!int64_of(FS(h, fs, FS_ACT), &act_v) || !int64_of(line, &line_v)) { goto error; }
     if (log_push(LOG(h), K_LINE, act_v, line_v, escope_now() - h->t0, NULL, changes) < 0) { goto error; }
+    if (changes != NULL && changes != Py_None) { untrack_deep(changes, 2); }
     PyObject *watch = FS(h, fs, FS_WATCH);
     PyObject *next = PyDict_CheckExact(watch) ? PyDict_GetItemWithError(watch, line) : NULL;
     if (next == NULL) {
@@ -2237,6 +2269,9 @@ PyMODINIT_FUNC PyInit__hotpath(void) {
     s_spill_at = PyUnicode_InternFromString("spill_at");
     s_is_coro = PyUnicode_InternFromString("is_coro");
     s_method_self = PyUnicode_InternFromString("method_self");
+    s_slots = PyUnicode_InternFromString("__slots__");
+    s_dict = PyUnicode_InternFromString("__dict__");
+    if (!s_slots || !s_dict) { return NULL; }
     s_watch = PyUnicode_InternFromString("watch");
     s_tag_F = PyUnicode_InternFromString("F");
     msg_start = PyUnicode_InternFromString("recorder error at a call");

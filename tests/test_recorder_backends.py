@@ -86,6 +86,27 @@ EXTRA = {
             assert names == "abc"
 
 
+        class Slotted:
+            __slots__ = ("items",)
+
+            def __init__(self):
+                self.items = []
+
+
+        def test_identity_only_values():
+            data = bytearray(b"abc")
+            find = data.index
+            it = iter([1, 2, 3])
+            first = next(it)
+            pos = find(b"b")
+            s = Slotted()
+            s.items.append(first)
+            s.items = [pos, first]
+            gen = (x for x in range(3))
+            got = next(gen)
+            assert (first, pos, s.items, got) == (1, 1, [1, 1], 0)
+
+
         def test_fails_in_loop():
             seen = []
             for i in range(5):
@@ -105,6 +126,7 @@ TESTS = [
     "test_edges.py::test_one_line_loops", "test_edges.py::test_generator_closed_early",
     "test_edges.py::test_bare_reraise_caught", "test_edges.py::test_with_swallows",
     "test_edges.py::test_lambda_and_sorted", "test_edges.py::test_fails_in_loop",
+    "test_edges.py::test_identity_only_values",
 ]
 
 #: Tests whose exception events the two backends film differently (BUG-1..3
@@ -132,7 +154,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     for backend in BACKENDS:
         esc = proj.path.parent / f"escope-{backend}"
         res = proj.run("--escope", "--escope-keep=all", f"--escope-backend={backend}", f"--escope-dir={esc}")
-        assert "2 failed, 15 passed" in res.stdout, res.out
+        assert "2 failed, 16 passed" in res.stdout, res.out
         run = proj.latest(esc)
         assert run.facts()["backend"] == backend
         out[backend] = run
@@ -141,7 +163,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
         esc = proj.path.parent / "escope-monitoring-pure"
         res = proj.run("--escope", "--escope-keep=all", "--escope-backend=monitoring", f"--escope-dir={esc}",
                        env=clean_env(ESCOPE_PURE_PYTHON="1"))
-        assert "2 failed, 15 passed" in res.stdout, res.out
+        assert "2 failed, 16 passed" in res.stdout, res.out
         out["monitoring-pure"] = proj.latest(esc)
     return out
 
