@@ -124,12 +124,18 @@ enum { FS_FRAME_ID, FS_ACT, FS_INFO, FS_CODE, FS_WATCH, FS_PREV, FS_DEPTH,
 
 /* -- the film in memory: EventLog ----------------------------------------------- */
 
-/* One event in 40 bytes, in an array: what used to be a 4- or 6-tuple of
+/* One event in 48 bytes, in an array: what used to be a 4- or 6-tuple of
    Python objects per event (a tuple, an int for the time, a list slot).
    The tuples cost both threads: the test thread allocated them, the
    garbage collector walked them, the writer dereferenced each int object
    again for each column and freed them all.  Here the four integers are
-   stored as integers, and only a value or payload is an object.
+   stored as integers, and only a value or payload is an object.  Two
+   payloads of the compiled callbacks have a form of their own, with no
+   object made for them: the immutable scalar a generator yields or a
+   function returns (FORM_SCALAR: the ("R", value) item), and the new
+   activation of a generator resuming (FORM_RESUME: the ("A", ...) item,
+   its integers in ``rows``, one row per such event, in order).  tolist()
+   and the writer give them back as the tuples they stand for.
 
    A log is not tracked by the garbage collector.  A payload holds ints,
    strings, tuples of those and immutable scalars of the test (``values.
@@ -137,53 +143,121 @@ enum { FS_FRAME_ID, FS_ACT, FS_INFO, FS_CODE, FS_WATCH, FS_PREV, FS_DEPTH,
    reference cycle runs through one; a log frees everything it holds when
    it goes. */
 #define LINE_NONE INT64_MIN  /* a frame whose f_lineno was None */
+#define INT_NONE INT64_MIN   /* a resume's parent activation or task of None */
+enum { FORM_OBJECTS = 0, FORM_SCALAR = 1, FORM_RESUME = 2 };
 
 typedef struct {
     int64_t act, t, line;
     int32_t kind;
-    PyObject *value;    /* NULL: None */
-    PyObject *payload;  /* NULL: None; both NULL: a 4-tuple event */
+    uint8_t form;
+    PyObject *value;    /* NULL: None; FORM_SCALAR: the scalar */
+    PyObject *payload;  /* NULL: None; both NULL (FORM_OBJECTS): a 4-tuple event */
 } Ev;
+
+typedef struct { int64_t frame, parent, thread, task, depth; } ResumeRow;
 
 typedef struct {
     PyObject_HEAD
     Ev *ev;
     Py_ssize_t n, cap;
+    ResumeRow *rows;    /* one per FORM_RESUME event, in order */
+    Py_ssize_t nrows, caprows;
     int sealed;         /* a segment: handed to the writer, never appended to */
 } EventLog;
 
 static PyTypeObject EventLogType;
+static PyObject *s_tag_A, *s_tag_R;
 
-static int log_grow(EventLog *log) {
-    Py_ssize_t cap = log->cap ? log->cap * 2 : 256;
-    Ev *p = PyMem_Realloc(log->ev, (size_t)cap * sizeof(Ev));
-    if (p == NULL) { PyErr_NoMemory(); return -1; }
-    log->ev = p;
-    log->cap = cap;
-    return 0;
+/* The next free event of the log, or NULL with an exception set. */
+static inline Ev *log_next(EventLog *log) {
+    if (log->sealed) {
+        PyErr_SetString(PyExc_RuntimeError, "EventLog: a sealed segment takes no events");
+        return NULL;
+    }
+    if (log->n == log->cap) {
+        Py_ssize_t cap = log->cap ? log->cap * 2 : 256;
+        Ev *p = PyMem_Realloc(log->ev, (size_t)cap * sizeof(Ev));
+        if (p == NULL) { PyErr_NoMemory(); return NULL; }
+        log->ev = p;
+        log->cap = cap;
+    }
+    return &log->ev[log->n];
 }
 
 /* Appends one event; ``value`` and ``payload`` are borrowed (None or NULL
    for none). */
 static inline int log_push(EventLog *log, int kind, int64_t act, int64_t line, int64_t t,
                            PyObject *value, PyObject *payload) {
-    if (log->sealed) {
-        PyErr_SetString(PyExc_RuntimeError, "EventLog: a sealed segment takes no events");
-        return -1;
+    Ev *e = log_next(log);
+    if (e == NULL) { return -1; }
+    log->n++;
+    *e = (Ev){act, t, line, kind, FORM_OBJECTS,
+              (value == NULL || value == Py_None) ? NULL : Py_NewRef(value),
+              (payload == NULL || payload == Py_None) ? NULL : Py_NewRef(payload)};
+    return 0;
+}
+
+/* An event whose payload is (("R", scalar),): a return or yield value. */
+static inline int log_push_scalar(EventLog *log, int kind, int64_t act, int64_t line, int64_t t,
+                                  PyObject *scalar) {
+    Ev *e = log_next(log);
+    if (e == NULL) { return -1; }
+    log->n++;
+    *e = (Ev){act, t, line, kind, FORM_SCALAR, Py_NewRef(scalar), NULL};
+    return 0;
+}
+
+/* A resume opening activation ``act`` (its payload is one "A" item). */
+static int log_push_resume(EventLog *log, int kind, int64_t act, int64_t line, int64_t t, ResumeRow row) {
+    Ev *e = log_next(log);
+    if (e == NULL) { return -1; }
+    if (log->nrows == log->caprows) {
+        Py_ssize_t cap = log->caprows ? log->caprows * 2 : 64;
+        ResumeRow *p = PyMem_Realloc(log->rows, (size_t)cap * sizeof(ResumeRow));
+        if (p == NULL) { PyErr_NoMemory(); return -1; }
+        log->rows = p;
+        log->caprows = cap;
     }
-    if (log->n == log->cap && log_grow(log) < 0) { return -1; }
-    Ev *e = &log->ev[log->n++];
-    e->kind = kind;
-    e->act = act;
-    e->line = line;
-    e->t = t;
-    e->value = (value == NULL || value == Py_None) ? NULL : Py_NewRef(value);
-    e->payload = (payload == NULL || payload == Py_None) ? NULL : Py_NewRef(payload);
+    log->rows[log->nrows++] = row;
+    log->n++;
+    *e = (Ev){act, t, line, kind, FORM_RESUME, NULL, NULL};
     return 0;
 }
 
 static inline int int64_of(PyObject *x, long long *out);
 static void untrack_deep(PyObject *t, int depth);
+
+/* An exact int that fits 64 bits (and is not INT64_MIN, the None of a
+   compact form), or None when ``none_ok``: 1, else 0 (no error set). */
+static inline int compact_int(PyObject *x, int none_ok, int64_t *out) {
+    if (x == Py_None && none_ok) { *out = INT_NONE; return 1; }
+    long long v;
+    if (!PyLong_CheckExact(x) || !int64_of(x, &v) || v == INT64_MIN) { return 0; }
+    *out = v;
+    return 1;
+}
+
+static PyObject *int_or_none(int64_t v) {
+    return v == INT_NONE ? Py_NewRef(Py_None) : PyLong_FromLongLong(v);
+}
+
+/* The payload a compact event stands for (new reference). */
+static PyObject *compact_payload(const Ev *e, const ResumeRow *row) {
+    PyObject *item;
+    if (e->form == FORM_SCALAR) {
+        item = PyTuple_Pack(2, s_tag_R, e->value);
+    } else {
+        PyObject *f[6] = {PyLong_FromLongLong(e->act), PyLong_FromLongLong(row->frame), int_or_none(row->parent),
+                          PyLong_FromLongLong(row->thread), int_or_none(row->task), PyLong_FromLongLong(row->depth)};
+        item = (f[0] && f[1] && f[2] && f[3] && f[4] && f[5])
+               ? PyTuple_Pack(7, s_tag_A, f[0], f[1], f[2], f[3], f[4], f[5]) : NULL;
+        for (int i = 0; i < 6; i++) { Py_XDECREF(f[i]); }
+    }
+    if (item == NULL) { return NULL; }
+    PyObject *payload = PyTuple_Pack(1, item);
+    Py_DECREF(item);
+    return payload;
+}
 
 /* log.append((kind, act, line, t[, value, payload])): the Python
    callbacks' ``events.append`` of a list, unchanged. */
@@ -231,29 +305,48 @@ static PyObject *EventLog_seal(EventLog *log, PyObject *unused) {
     seg->ev = log->ev;
     seg->n = log->n;
     seg->cap = log->cap;
+    seg->rows = log->rows;
+    seg->nrows = log->nrows;
+    seg->caprows = log->caprows;
     seg->sealed = 1;
     log->ev = NULL;
     log->n = log->cap = 0;
+    log->rows = NULL;
+    log->nrows = log->caprows = 0;
     return (PyObject *)seg;
 }
 
-static PyObject *EventLog_clear(EventLog *log, PyObject *unused) {
+/* Forget every event; frees after the log is consistent (a destructor of
+   a value may run). */
+static void log_forget(EventLog *log) {
     Ev *ev = log->ev;
     Py_ssize_t n = log->n;
+    ResumeRow *rows = log->rows;
     log->ev = NULL;
     log->n = log->cap = 0;
-    log_release(ev, n);  /* may run a destructor: the log is consistent first */
+    log->rows = NULL;
+    log->nrows = log->caprows = 0;
+    log_release(ev, n);
     PyMem_Free(ev);
+    PyMem_Free(rows);
+}
+
+static PyObject *EventLog_clear(EventLog *log, PyObject *unused) {
+    log_forget(log);
     Py_RETURN_NONE;
 }
 
-static PyObject *ev_tuple(const Ev *e) {
+static PyObject *ev_tuple(const Ev *e, const ResumeRow *row) {
     PyObject *line = e->line == LINE_NONE ? Py_NewRef(Py_None) : PyLong_FromLongLong(e->line);
     PyObject *kind = PyLong_FromLong(e->kind), *act = PyLong_FromLongLong(e->act),
              *t = PyLong_FromLongLong(e->t);
     PyObject *tup = NULL;
     if (line && kind && act && t) {
-        if (e->value == NULL && e->payload == NULL) {
+        if (e->form != FORM_OBJECTS) {
+            PyObject *payload = compact_payload(e, row);
+            tup = payload ? PyTuple_Pack(6, kind, act, line, t, Py_None, payload) : NULL;
+            Py_XDECREF(payload);
+        } else if (e->value == NULL && e->payload == NULL) {
             tup = PyTuple_Pack(4, kind, act, line, t);
         } else {
             tup = PyTuple_Pack(6, kind, act, line, t, e->value ? e->value : Py_None,
@@ -269,8 +362,15 @@ static PyObject *ev_tuple(const Ev *e) {
 static PyObject *EventLog_tolist(EventLog *log, PyObject *unused) {
     PyObject *out = PyList_New(log->n);
     if (out == NULL) { return NULL; }
+    Py_ssize_t r = 0;
     for (Py_ssize_t i = 0; i < log->n; i++) {
-        PyObject *tup = ev_tuple(&log->ev[i]);
+        const Ev *e = &log->ev[i];
+        const ResumeRow *row = NULL;
+        if (e->form == FORM_RESUME) {
+            if (r >= log->nrows) { Py_DECREF(out); PyErr_SetString(PyExc_SystemError, "EventLog: rows out of step"); return NULL; }
+            row = &log->rows[r++];
+        }
+        PyObject *tup = ev_tuple(e, row);
         if (tup == NULL) { Py_DECREF(out); return NULL; }
         PyList_SET_ITEM(out, i, tup);
     }
@@ -280,12 +380,7 @@ static PyObject *EventLog_tolist(EventLog *log, PyObject *unused) {
 static Py_ssize_t EventLog_len(EventLog *log) { return log->n; }
 
 static void EventLog_dealloc(EventLog *log) {
-    Ev *ev = log->ev;
-    Py_ssize_t n = log->n;
-    log->ev = NULL;
-    log->n = 0;
-    log_release(ev, n);
-    PyMem_Free(ev);
+    log_forget(log);
     Py_TYPE(log)->tp_free((PyObject *)log);
 }
 
@@ -347,7 +442,7 @@ typedef struct {
 } Hot;
 
 static PyObject *s_slots, *s_dict;
-static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_watch, *s_tag_A, *s_tag_F, *s_tag_R, *s_tag_s, *s_tag_b;
+static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_watch, *s_tag_F, *s_tag_s, *s_tag_b;
 static PyObject *k_line, *k_return, *k_yield, *k_resume, *zero, *one;
 static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return, *msg_start;
 
@@ -1019,17 +1114,28 @@ static PyObject *Hot_resume(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     set_slot(fs, h->fs_off[FS_EXC_PENDING], Py_False);
     if (PyList_Append(stack, fs) < 0) { Py_DECREF(task); Py_DECREF(parent_act); goto error; }
     int64_t t = escope_now() - h->t0;
-    arow = PyTuple_Pack(7, s_tag_A, act, FS(h, fs, FS_FRAME_ID), parent_act, thread, task, depth);
-    Py_DECREF(task);
-    Py_DECREF(parent_act);
-    payload = arow ? PyTuple_Pack(1, arow) : NULL;
-    if (payload == NULL) { goto error; }
-    untrack_deep(payload, 2);
-    long long act_v, line_v;
-    if (!int64_of(act, &act_v) || !int64_of(line, &line_v) ||
-        log_push(LOG(h), K_RESUME, act_v, line_v, t, NULL, payload) < 0) { goto error; }
+    int64_t act_v, line_v;
+    ResumeRow row;
+    if (compact_int(act, 0, &act_v) && compact_int(line, 0, &line_v) &&
+        compact_int(FS(h, fs, FS_FRAME_ID), 0, &row.frame) && compact_int(parent_act, 1, &row.parent) &&
+        compact_int(thread, 0, &row.thread) && compact_int(task, 1, &row.task) &&
+        compact_int(depth, 0, &row.depth)) {
+        /* the activation's integers, with no tuple made for them */
+        Py_DECREF(task);
+        Py_DECREF(parent_act);
+        if (log_push_resume(LOG(h), K_RESUME, act_v, line_v, t, row) < 0) { goto error; }
+    } else {
+        arow = PyTuple_Pack(7, s_tag_A, act, FS(h, fs, FS_FRAME_ID), parent_act, thread, task, depth);
+        Py_DECREF(task);
+        Py_DECREF(parent_act);
+        payload = arow ? PyTuple_Pack(1, arow) : NULL;
+        if (payload == NULL) { goto error; }
+        untrack_deep(payload, 2);
+        if (!compact_int(act, 0, &act_v) || !compact_int(line, 1, &line_v) ||
+            log_push(LOG(h), K_RESUME, act_v, line_v, t, NULL, payload) < 0) { goto error; }
+    }
     if (maybe_spill(h, t) < 0) { goto error; }
-    Py_DECREF(payload); Py_DECREF(arow);
+    Py_XDECREF(payload); Py_XDECREF(arow);
     Py_DECREF(depth); Py_DECREF(act); Py_DECREF(line);
     Py_DECREF(fs); Py_DECREF(ts);
     Py_RETURN_NONE;
@@ -1073,9 +1179,12 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
         }
     }
     set_slot(fs, h->fs_off[FS_PREV], Py_None);
-    item = PyTuple_Pack(2, s_tag_R, value);
-    if (item == NULL) { goto error; }
-    if (changes != NULL && changes != Py_None && PyTuple_CheckExact(changes)) {
+    int with_changes = changes != NULL && changes != Py_None && PyTuple_CheckExact(changes);
+    if (!with_changes) {
+        /* the value alone: FORM_SCALAR, no tuple made for it */
+    } else if ((item = PyTuple_Pack(2, s_tag_R, value)) == NULL) {
+        goto error;
+    } else {
         Py_ssize_t n = PyTuple_GET_SIZE(changes);
         payload = PyTuple_New(n + 1);
         if (payload == NULL) { goto error; }
@@ -1083,9 +1192,6 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
             PyTuple_SET_ITEM(payload, i, Py_NewRef(PyTuple_GET_ITEM(changes, i)));
         }
         PyTuple_SET_ITEM(payload, n, Py_NewRef(item));
-    } else {
-        payload = PyTuple_Pack(1, item);
-        if (payload == NULL) { goto error; }
     }
     PyObject *stack = TS(h, ts, TS_STACK);
     if (stack == NULL || !PyList_CheckExact(stack)) { goto error; }
@@ -1108,12 +1214,17 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
     }
     line = line_at(code, args[1], frame);
     if (line == NULL) { goto error; }
-    untrack_deep(payload, 2);
-    long long act_v, line_v;
-    if (!int64_of(FS(h, fs, FS_ACT), &act_v) || !int64_of(line, &line_v) ||
-        log_push(LOG(h), kind == k_yield ? K_YIELD : K_RETURN, act_v, line_v, escope_now() - h->t0,
-                 NULL, payload) < 0) { goto error; }
-    Py_DECREF(line); Py_DECREF(payload); Py_DECREF(item);
+    int64_t act_v, line_v;
+    if (!compact_int(FS(h, fs, FS_ACT), 0, &act_v) || !compact_int(line, 0, &line_v)) { goto error; }
+    int k = kind == k_yield ? K_YIELD : K_RETURN;
+    int64_t t = escope_now() - h->t0;
+    if (payload != NULL) {
+        untrack_deep(payload, 2);
+        if (log_push(LOG(h), k, act_v, line_v, t, NULL, payload) < 0) { goto error; }
+    } else if (log_push_scalar(LOG(h), k, act_v, line_v, t, value) < 0) {
+        goto error;
+    }
+    Py_DECREF(line); Py_XDECREF(payload); Py_XDECREF(item);
     Py_XDECREF(changes);
     Py_DECREF(fs); Py_DECREF(ts);
     Py_RETURN_NONE;
@@ -1636,6 +1747,7 @@ static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_
         PyObject *part = PyTuple_GET_ITEM(parts, p);
         if (Py_IS_TYPE(part, &EventLogType)) {
             EventLog *log = (EventLog *)part;
+            Py_ssize_t r = 0;
             for (Py_ssize_t i = 0; i < log->n; i++, step++) {
                 Ev *e = &log->ev[i];
                 if (act_obj == NULL || e->act != last_act) {
@@ -1643,12 +1755,31 @@ static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_
                     if (act_obj == NULL) { goto done; }
                     last_act = e->act;
                 }
-                PyObject *payload = e->payload;
-                if (payload == NULL && e->value != NULL) { payload = Py_None; }
-                if (split_one(sp, step, e->kind, act_obj, NULL, e->line,
-                              e->value ? e->value : Py_None, payload) < 0) {
-                    goto done;
+                int rc;
+                if (e->form == FORM_OBJECTS) {
+                    PyObject *payload = e->payload;
+                    if (payload == NULL && e->value != NULL) { payload = Py_None; }
+                    rc = split_one(sp, step, e->kind, act_obj, NULL, e->line, e->value ? e->value : Py_None, payload);
+                } else {
+                    PyObject *vid = e->form == FORM_SCALAR ? known_scalar_vid(e->value, sp->by_value) : NULL;
+                    if (vid != NULL) {
+                        /* rendered before: the event's value is its row */
+                        Py_INCREF(vid);
+                        rc = split_one(sp, step, e->kind, act_obj, NULL, e->line, vid, Py_None);
+                        Py_DECREF(vid);
+                    } else {
+                        if (e->form == FORM_RESUME && r >= log->nrows) {
+                            PyErr_SetString(PyExc_SystemError, "split_events(): EventLog rows out of step");
+                            goto done;
+                        }
+                        PyObject *payload = compact_payload(e, e->form == FORM_RESUME ? &log->rows[r] : NULL);
+                        if (payload == NULL) { goto done; }
+                        rc = split_one(sp, step, e->kind, act_obj, NULL, e->line, Py_None, payload);
+                        Py_DECREF(payload);
+                    }
+                    if (e->form == FORM_RESUME) { r++; }
                 }
+                if (rc < 0) { goto done; }
             }
             continue;
         }

@@ -231,6 +231,16 @@ def squares(n):
         yield i * i, str(i), float(i) / 3, b"x" * (i % 3), None if i % 2 else True
 
 
+def counts(n):
+    for i in range(n):
+        yield (i % 50) if i % 3 else (str(i % 7) if i % 2 else i / 4)
+
+
+def delegate(n):
+    yield from counts(n)
+    return "done"
+
+
 class Bag:
     def __init__(self):
         self.items = []
@@ -260,6 +270,8 @@ def run():
             seen.append(risky(n))
         except ValueError as exc:
             seen.append(str(exc))
+    # scalars yielded through `yield from`: the compact forms of the film
+    seen.append(sum(1 for _ in delegate(2000)))
     out = []
     t = threading.Thread(target=worker, args=(out,), name="side")
     t.start()
