@@ -11,6 +11,8 @@
  *   start   a call of code already judged in scope (not a coroutine): its
  *           frame, arguments and activation (a mutable argument is still
  *           rendered by the Python Collector)
+ *   call    (full_trace) a call from filmed code into code out of scope:
+ *           its name
  *   line    a step in the frame on top of this thread's stack (the Python
  *           Collector.check_watch still decides what the previous
  *           statement changed)
@@ -112,7 +114,7 @@ static PyObject *line_at(PyObject *code, PyObject *offset_obj, PyFrameObject *fr
 }
 #endif
 
-enum { K_CALL = 1, K_LINE = 2, K_RETURN = 3, K_UNWIND = 6, K_YIELD = 7, K_RESUME = 8 };
+enum { K_CALL = 1, K_LINE = 2, K_RETURN = 3, K_UNWIND = 6, K_YIELD = 7, K_RESUME = 8, K_EXTERNAL_CALL = 10 };
 
 /* FrameState slots, in this order */
 static const char *FS_FIELDS[] = {
@@ -417,13 +419,15 @@ typedef struct {
     PyObject *events;       /* col.events: the EventLog of the whole recording */
     PyObject *threads;      /* col.threads: get_ident() -> ThreadState */
     PyObject *infos;        /* id(code) -> CodeInfo, shared with monitoring.py */
+    PyObject *outside;      /* id(code) -> code judged out of scope (monitoring.on_call fills it) */
     PyObject *suspended;    /* col.suspended: id(frame) -> FrameState */
     PyObject *act_ids;      /* col.act_ids: itertools.count */
     PyObject *secret_names; /* col.secret_names: name -> bool */
     PyObject *immutable;    /* frozenset of the immutable scalar types */
     PyTypeObject *fs_type;
     PyTypeObject *ts_type;
-    PyObject *py_line, *py_resume, *py_yield, *py_return, *py_jump, *py_start;
+    PyObject *py_line, *py_resume, *py_yield, *py_return, *py_jump, *py_start, *py_call;
+    PyObject *vids;         /* col.vids: itertools.count of value ids */
     PyObject *frame_ids;    /* col.frame_ids: itertools.count */
     PyObject *code_ids;     /* col.code_ids: id(code) -> (code, code_id) */
     PyObject *disable;      /* sys.monitoring.DISABLE */
@@ -441,10 +445,10 @@ typedef struct {
     Py_ssize_t ts_off[TS_N];
 } Hot;
 
-static PyObject *s_slots, *s_dict;
+static PyObject *s_slots, *s_dict, *s_qualname, *s_tag_r;
 static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_watch, *s_tag_F, *s_tag_s, *s_tag_b;
 static PyObject *k_line, *k_return, *k_yield, *k_resume, *zero, *one;
-static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return, *msg_start;
+static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return, *msg_start, *msg_call;
 
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 #define FS(h, fs, f) SLOT(fs, (h)->fs_off[f])
@@ -1036,6 +1040,77 @@ error:
     return failed(h, msg_start);
 }
 
+/* -- CALL (full_trace): a call from filmed code into code out of scope ----------- */
+
+/* The name a call into code out of scope is filmed with: the callable's
+   own __qualname__ for a function, a method or a builtin (read through
+   their C getters: no user code), else its class's qualified name
+   (monitoring._callable_name; new reference). */
+static PyObject *callable_name(PyObject *obj) {
+    PyTypeObject *t = Py_TYPE(obj);
+    if (t == &PyFunction_Type || t == &PyMethod_Type || t == &PyCFunction_Type ||
+        t == &PyMethodDescr_Type || t == &PyWrapperDescr_Type) {
+        PyObject *q = PyObject_GetAttr(obj, s_qualname);
+        if (q != NULL && PyUnicode_CheckExact(q)) { return q; }
+        Py_XDECREF(q);
+        PyErr_Clear();
+    }
+    PyObject *q = PyType_GetQualName(t);
+    if (q == NULL) {
+        PyErr_Clear();
+        q = PyUnicode_FromString("?");
+    }
+    return q;
+}
+
+static PyObject *Hot_call(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) { return fallback(h->py_call, args, nargs); }
+    PyObject *code = args[0], *callable = args[2];
+    PyTypeObject *ct = Py_TYPE(callable);
+    PyObject *target = NULL;
+    if (ct == &PyFunction_Type) {
+        target = PyFunction_GET_CODE(callable);
+    } else if (ct == &PyMethod_Type) {
+        PyObject *func = PyMethod_GET_FUNCTION(callable);
+        if (Py_TYPE(func) != &PyFunction_Type) { return fallback(h->py_call, args, nargs); }
+        target = PyFunction_GET_CODE(func);
+    } else if (strcmp(ct->tp_name, "function") == 0 || strcmp(ct->tp_name, "method") == 0) {
+        return fallback(h->py_call, args, nargs);  /* a class of that name: Python decides */
+    }
+    if (target != NULL) {
+        if (code_info(h, target) != NULL) { Py_RETURN_NONE; }  /* filmed itself */
+        PyObject *key = PyLong_FromVoidPtr(target);
+        PyObject *known = key ? PyDict_GetItemWithError(h->outside, key) : NULL;
+        Py_XDECREF(key);
+        if (known != target) {
+            /* not judged yet (called before its first PY_START): Python asks the scope */
+            PyErr_Clear();
+            return fallback(h->py_call, args, nargs);
+        }
+    }
+    PyObject *ts = thread_state(h);
+    PyObject *fs = ts ? top_for(h, ts, code) : NULL;
+    if (fs == NULL || !fs_complete(h, fs)) { return fallback(h->py_call, args, nargs); }
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL) { return fallback(h->py_call, args, nargs); }
+    int64_t act_v;
+    if (!compact_int(FS(h, fs, FS_ACT), 0, &act_v)) { return fallback(h->py_call, args, nargs); }
+    PyObject *name = callable_name(callable);
+    PyObject *vid = name ? PyIter_Next(h->vids) : NULL;
+    PyObject *item = vid ? PyTuple_Pack(3, s_tag_r, vid, name) : NULL;
+    PyObject *payload = item ? PyTuple_Pack(1, item) : NULL;
+    int rc = -1;
+    if (payload != NULL) {
+        untrack_deep(payload, 2);
+        int line = PyFrame_GetLineNumber(frame);
+        rc = log_push(LOG(h), K_EXTERNAL_CALL, act_v, line < 0 ? LINE_NONE : line, escope_now() - h->t0,
+                      vid, payload);
+    }
+    Py_XDECREF(payload); Py_XDECREF(item); Py_XDECREF(vid); Py_XDECREF(name);
+    if (rc < 0) { return failed(h, msg_call); }
+    Py_RETURN_NONE;
+}
+
 /* -- PY_RESUME --------------------------------------------------------------- */
 
 static PyObject *Hot_resume(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
@@ -1246,15 +1321,16 @@ static PyObject *Hot_return(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
 /* -- the object ------------------------------------------------------------------ */
 
 static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"collector", "infos", "frame_state", "thread_state", "immutable",
+    static char *kwlist[] = {"collector", "infos", "outside", "frame_state", "thread_state", "immutable",
                              "on_line", "on_resume", "on_yield", "on_return", "with_self",
-                             "on_jump", "disable", "since_start_ns", "on_start", NULL};
-    PyObject *col, *infos, *fs_type, *ts_type, *immutable, *pl, *pr, *py, *pt, *ws, *pj, *dis, *ps;
+                             "on_jump", "disable", "since_start_ns", "on_start", "on_call", NULL};
+    PyObject *col, *infos, *outside, *fs_type, *ts_type, *immutable, *pl, *pr, *py, *pt, *ws, *pj, *dis, *ps, *pc;
     long long since_start;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!O!O!OOOOOOOLO", kwlist, &col, &PyDict_Type, &infos,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!O!O!O!OOOOOOOLOO", kwlist, &col, &PyDict_Type, &infos,
+                                     &PyDict_Type, &outside,
                                      &PyType_Type, &fs_type, &PyType_Type, &ts_type,
                                      &PyFrozenSet_Type, &immutable, &pl, &pr, &py, &pt, &ws, &pj, &dis,
-                                     &since_start, &ps)) {
+                                     &since_start, &ps, &pc)) {
         return -1;
     }
     h->fs_type = (PyTypeObject *)Py_NewRef(fs_type);
@@ -1263,6 +1339,7 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     if (slot_offsets(h->ts_type, TS_FIELDS, h->ts_off) < 0) { return -1; }
     h->col = Py_NewRef(col);
     h->infos = Py_NewRef(infos);
+    h->outside = Py_NewRef(outside);
     h->immutable = Py_NewRef(immutable);
     h->py_line = Py_NewRef(pl);
     h->py_resume = Py_NewRef(pr);
@@ -1272,6 +1349,9 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     h->py_jump = Py_NewRef(pj);
     h->disable = Py_NewRef(dis);
     h->py_start = Py_NewRef(ps);
+    h->py_call = Py_NewRef(pc);
+    h->vids = PyObject_GetAttrString(col, "vids");
+    if (h->vids == NULL) { return -1; }
     h->frame_ids = PyObject_GetAttrString(col, "frame_ids");
     h->code_ids = PyObject_GetAttrString(col, "code_ids");
     if (h->frame_ids == NULL || h->code_ids == NULL) { return -1; }
@@ -1339,9 +1419,9 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
 
 /* Every object the struct holds, once: traverse and clear cannot drift apart. */
 #define HOT_OBJECTS(X) \
-    X(col) X(events) X(threads) X(infos) X(suspended) X(act_ids) X(secret_names) X(immutable) \
+    X(col) X(events) X(threads) X(infos) X(outside) X(suspended) X(act_ids) X(secret_names) X(immutable) \
     X(fs_type) X(ts_type) X(py_line) X(py_resume) X(py_yield) X(py_return) X(py_jump) X(disable) \
-    X(py_start) X(frame_ids) X(code_ids) \
+    X(py_start) X(py_call) X(vids) X(frame_ids) X(code_ids) \
     X(check_watch) \
     X(spill) X(overflow) X(fault) X(bind_changed) X(recheck_mutable) X(objs) X(with_self) X(last_ts)
 
@@ -1369,6 +1449,7 @@ static PyMethodDef Hot_methods[] = {
     {"line", (PyCFunction)(void (*)(void))Hot_line, METH_FASTCALL, "LINE callback"},
     {"jump", (PyCFunction)(void (*)(void))Hot_jump, METH_FASTCALL, "JUMP callback"},
     {"start", (PyCFunction)(void (*)(void))Hot_start, METH_FASTCALL, "PY_START callback"},
+    {"call", (PyCFunction)(void (*)(void))Hot_call, METH_FASTCALL, "CALL callback (full_trace)"},
     {"resume", (PyCFunction)(void (*)(void))Hot_resume, METH_FASTCALL, "PY_RESUME callback"},
     {"yield_", (PyCFunction)(void (*)(void))Hot_yield, METH_FASTCALL, "PY_YIELD callback"},
     {"return_", (PyCFunction)(void (*)(void))Hot_return, METH_FASTCALL, "PY_RETURN callback"},
@@ -2400,6 +2481,10 @@ PyMODINIT_FUNC PyInit__hotpath(void) {
     s_spill_at = PyUnicode_InternFromString("spill_at");
     s_is_coro = PyUnicode_InternFromString("is_coro");
     s_method_self = PyUnicode_InternFromString("method_self");
+    s_qualname = PyUnicode_InternFromString("__qualname__");
+    s_tag_r = PyUnicode_InternFromString("r");
+    msg_call = PyUnicode_InternFromString("recorder error at an external call");
+    if (!s_qualname || !s_tag_r || !msg_call) { return NULL; }
     s_slots = PyUnicode_InternFromString("__slots__");
     s_dict = PyUnicode_InternFromString("__dict__");
     if (!s_slots || !s_dict) { return NULL; }

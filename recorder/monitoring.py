@@ -22,6 +22,7 @@ from builtins import bool, dict, getattr, hasattr, id, int, len, list, str, tupl
 import sys
 import threading
 import time
+from types import CodeType
 from typing import Any
 
 from . import schema
@@ -105,6 +106,7 @@ class MonitoringBackend:
         if full:
             local_events |= E.CALL
         infos: dict[int, Any] = {}  # id(code) -> CodeInfo for in-scope code
+        outside: dict[int, Any] = {}  # id(code) -> code judged out of scope (full_trace's calls)
 
         def top_for(code: Any) -> tuple[Any, FrameState | None]:
             ts = threads.get(get_ident())
@@ -277,8 +279,18 @@ class MonitoringBackend:
         def on_call(code: Any, offset: int, callable_: Any, arg0: Any) -> Any:
             # full_trace: note calls from filmed code into code out of scope.
             target = getattr(callable_, "__code__", None) if type(callable_).__name__ in ("function", "method") else None
-            if target is not None and id(target) in infos:
-                return None
+            if target is not None:
+                if id(target) in infos:
+                    return None
+                if id(target) not in outside:
+                    # called before its first PY_START: the scope decides
+                    try:
+                        inside = type(target) is CodeType and scope.code_info(target) is not None
+                    except Exception:
+                        inside = False
+                    if inside:
+                        return None
+                    outside[id(target)] = target
             ts, fs = top_for(code)
             if fs is None:
                 return None
@@ -292,7 +304,8 @@ class MonitoringBackend:
                 col.fault("recorder error at an external call")
             return None
 
-        hot = _compiled_callbacks(col, infos, on_line, on_resume, on_yield, on_return, on_jump, on_start)
+        hot = _compiled_callbacks(col, infos, outside, on_line, on_resume, on_yield, on_return, on_jump, on_start,
+                                  on_call)
         self.compiled = hot is not None
         reg = mon.register_callback
         reg(tool, E.PY_START, hot.start if hot else on_start)
@@ -305,7 +318,7 @@ class MonitoringBackend:
         reg(tool, E.RAISE, on_raise)
         reg(tool, E.PY_THROW, on_throw)
         if full:
-            reg(tool, E.CALL, on_call)
+            reg(tool, E.CALL, hot.call if hot else on_call)
         self._callbacks = (E.PY_START, E.PY_RESUME, E.LINE, E.JUMP, E.PY_RETURN, E.PY_YIELD,
                            E.PY_UNWIND, E.RAISE, E.PY_THROW, E.CALL)
         mon.set_events(tool, E.PY_START | E.PY_UNWIND | E.RAISE | E.PY_THROW)
@@ -333,8 +346,8 @@ class MonitoringBackend:
             self.tool = None
 
 
-def _compiled_callbacks(col: Collector, infos: dict, on_line: Any, on_resume: Any,
-                        on_yield: Any, on_return: Any, on_jump: Any, on_start: Any) -> Any:
+def _compiled_callbacks(col: Collector, infos: dict, outside: dict, on_line: Any, on_resume: Any,
+                        on_yield: Any, on_return: Any, on_jump: Any, on_start: Any, on_call: Any) -> Any:
     """The C callbacks of ``_hotpath`` for this recording, or None.
 
     None when the extension was not built, when ``ESCOPE_PURE_PYTHON=1``
@@ -346,10 +359,10 @@ def _compiled_callbacks(col: Collector, infos: dict, on_line: Any, on_resume: An
         return None
     try:
         return _hotpath.Callbacks(
-            collector=col, infos=infos, frame_state=FrameState, thread_state=ThreadState,
+            collector=col, infos=infos, outside=outside, frame_state=FrameState, thread_state=ThreadState,
             immutable=IMMUTABLE_SCALARS, on_line=on_line, on_resume=on_resume, on_yield=on_yield,
             on_return=on_return, with_self=_with_self, on_jump=on_jump, disable=sys.monitoring.DISABLE,
-            since_start_ns=time.perf_counter_ns() - col.t0, on_start=on_start)
+            since_start_ns=time.perf_counter_ns() - col.t0, on_start=on_start, on_call=on_call)
     except Exception:
         col.fault("compiled callbacks unavailable; using the Python ones")
         return None

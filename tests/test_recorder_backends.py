@@ -339,3 +339,41 @@ def test_compiled_callbacks_film_the_same(tid: str, runs: dict[str, Run], pure_r
     assert compiled.recording(tid).bindings() == pure.recording(tid).bindings()
     assert compiled.recording(tid).lines() == pure.recording(tid).lines()
     assert compiled.recording(tid).meta["failure_step"] == pure.recording(tid).meta["failure_step"]
+
+
+@pytest.fixture(scope="module")
+def full_trace_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """The project under sys.monitoring and ``full_trace``, with the C
+    callbacks and with the Python ones only."""
+    proj: Project = write_files(module_project(tmp_path_factory, "backends-full"), {**UGLY, **EXTRA})
+    out = {}
+    for name, env in (("compiled", None), ("pure", clean_env(ESCOPE_PURE_PYTHON="1"))):
+        esc = proj.path.parent / f"escope-full-{name}"
+        args = ["--escope", "--escope-keep=all", "--escope-strategy=full_trace", "--escope-backend=monitoring",
+                f"--escope-dir={esc}"]
+        res = proj.run(*args, env=env) if env is not None else proj.run(*args)
+        assert "2 failed, 16 passed" in res.stdout, res.out
+        out[name] = proj.latest(esc)
+    return out
+
+
+@needs_monitoring
+@pytest.mark.parametrize("tid", TESTS)
+def test_compiled_callbacks_film_the_same_under_full_trace(tid: str, full_trace_runs: dict[str, Run]) -> None:
+    """``full_trace`` adds the calls into code out of scope (the C ``CALL``
+    callback names them) and ``self`` at every step: the same film both ways."""
+    pytest.importorskip("pytest_escope.recorder._hotpath")
+
+    def film(run: Run) -> list[tuple]:
+        return [(e.file, e.line, e.kind, e.function, e.thread, e.task, e.depth, e.value_type, e.value_repr)
+                for e in run.recording(tid).events()]
+
+    compiled, pure = full_trace_runs["compiled"], full_trace_runs["pure"]
+    assert compiled.recording(tid).meta["callbacks"] == "compiled"
+    got = film(compiled)
+    assert got == film(pure)
+    assert compiled.recording(tid).bindings() == pure.recording(tid).bindings()
+    if tid == "test_edges.py::test_lambda_and_sorted":
+        # calls into builtins are filmed with their names
+        names = {e[8] for e in got if e[2] == "external_call"}
+        assert names == {"'list.sort'", "'str.join'"}, names  # not the genexpr: it is filmed itself
