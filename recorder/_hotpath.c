@@ -626,9 +626,18 @@ static int identity_changed(PyObject *last, PyObject *name, PyObject *v) {
     return rc < 0 ? -1 : 1;
 }
 
+static PyObject *cached_vid(Hot *h, PyObject *v);
+
 static int bind(Hot *h, PyObject *fs, PyObject *fid, PyObject *name, PyObject *v, PyObject *out) {
-    if (is_immutable(h, v) && PyDict_GetItemWithError(h->secret_names, name) == Py_False) {
-        return append_item(out, s_tag_s, fid, name, v);
+    PyObject *secret = PyDict_GetItemWithError(h->secret_names, name);
+    if (secret == Py_False) {
+        if (is_immutable(h, v)) { return append_item(out, s_tag_s, fid, name, v); }
+        /* Collector.bind_changed when capture would answer from its cache */
+        PyObject *vid = cached_vid(h, v), *seen = FS(h, fs, FS_SEEN);
+        if (vid != NULL && PyDict_CheckExact(seen)) {
+            if (PyDict_SetItem(seen, name, vid) < 0) { return -1; }
+            return append_item(out, s_tag_b, fid, name, vid);
+        }
     }
     if (PyErr_Occurred()) { return -1; }
     PyObject *args[4] = {fs, name, v, out};
@@ -694,40 +703,52 @@ static int identity_only_type(PyTypeObject *t) {
     return 1;
 }
 
-static int recheck_unchanged(Hot *h, PyObject *fs, PyObject *name, PyObject *v) {
-    if (PyDict_GetItemWithError(h->secret_names, name) != Py_False) { PyErr_Clear(); return 0; }
+/* The value row of ``v``'s last snapshot when nothing the renderer shows
+   of it can have changed since (borrowed), else NULL with no error set:
+   Collector.capture's cache hit, for a list or tuple of scalars (its
+   fingerprint compared in place) and for an identity-only object. */
+static PyObject *cached_vid(Hot *h, PyObject *v) {
     PyObject **items = NULL;
     Py_ssize_t n = 0;
     int identity_only = 0;
     if (!sequence_items(v, &items, &n)) {
-        if (!identity_only_type(Py_TYPE(v))) { return 0; }
+        if (!identity_only_type(Py_TYPE(v))) { return NULL; }
         identity_only = 1;
     }
     Py_ssize_t k = n < SHALLOW_LIMIT ? n : SHALLOW_LIMIT;
     PyObject *key = PyLong_FromVoidPtr(v);
-    if (key == NULL) { PyErr_Clear(); return 0; }
+    if (key == NULL) { PyErr_Clear(); return NULL; }
     PyObject *entry = PyDict_GetItemWithError(h->objs, key);
     Py_DECREF(key);
     if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4 ||
         PyTuple_GET_ITEM(entry, 3) != (PyObject *)Py_TYPE(v)) {
         PyErr_Clear();
-        return 0;
+        return NULL;
     }
-    PyObject *fp = PyTuple_GET_ITEM(entry, 0), *vid = PyTuple_GET_ITEM(entry, 1);
+    PyObject *fp = PyTuple_GET_ITEM(entry, 0);
     if (identity_only) {
-        if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != 0) { return 0; }
-    } else if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != k + 1 ||
-               !PyLong_CheckExact(PyTuple_GET_ITEM(fp, 0)) || PyLong_AsSsize_t(PyTuple_GET_ITEM(fp, 0)) != n) {
+        if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != 0) { return NULL; }
+        return PyTuple_GET_ITEM(entry, 1);
+    }
+    if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != k + 1 ||
+        !PyLong_CheckExact(PyTuple_GET_ITEM(fp, 0)) || PyLong_AsSsize_t(PyTuple_GET_ITEM(fp, 0)) != n) {
         PyErr_Clear();
-        return 0;
+        return NULL;
     }
     for (Py_ssize_t i = 0; i < k; i++) {
         PyObject *id = PyTuple_GET_ITEM(fp, i + 1);
         if (!is_scalar_type(items[i]) || !PyLong_CheckExact(id) || PyLong_AsVoidPtr(id) != (void *)items[i]) {
             PyErr_Clear();
-            return 0;
+            return NULL;
         }
     }
+    return PyTuple_GET_ITEM(entry, 1);
+}
+
+static int recheck_unchanged(Hot *h, PyObject *fs, PyObject *name, PyObject *v) {
+    if (PyDict_GetItemWithError(h->secret_names, name) != Py_False) { PyErr_Clear(); return 0; }
+    PyObject *vid = cached_vid(h, v);
+    if (vid == NULL) { return 0; }
     PyObject *seen = FS(h, fs, FS_SEEN);
     if (!PyDict_CheckExact(seen)) { return 0; }
     PyObject *was = PyDict_GetItemWithError(seen, name);
