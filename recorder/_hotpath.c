@@ -301,7 +301,16 @@ static void log_release(Ev *ev, Py_ssize_t n) {
 /* log.seal() -> a new, sealed EventLog with every event; this log is
    empty after.  Atomic under the GIL: no event is lost or doubled when
    another thread appends meanwhile. */
+/* A sealed segment is read by the writer without the GIL
+   (event_columns): it never changes, so it cannot be sealed or cleared. */
+static int refuse_sealed(EventLog *log) {
+    if (!log->sealed) { return 0; }
+    PyErr_SetString(PyExc_RuntimeError, "EventLog: a sealed segment never changes");
+    return -1;
+}
+
 static PyObject *EventLog_seal(EventLog *log, PyObject *unused) {
+    if (refuse_sealed(log) < 0) { return NULL; }
     EventLog *seg = PyObject_New(EventLog, &EventLogType);
     if (seg == NULL) { return NULL; }
     seg->ev = log->ev;
@@ -334,6 +343,7 @@ static void log_forget(EventLog *log) {
 }
 
 static PyObject *EventLog_clear(EventLog *log, PyObject *unused) {
+    if (refuse_sealed(log) < 0) { return NULL; }
     log_forget(log);
     Py_RETURN_NONE;
 }

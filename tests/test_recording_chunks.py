@@ -456,8 +456,10 @@ def test_the_event_log_keeps_what_a_list_of_tuples_would() -> None:
         assert len(log) == len(tuples) and log.tolist() == tuples
         segment = log.seal()
         assert len(log) == 0 and not log and segment.tolist() == tuples
-        with pytest.raises(RuntimeError):
-            segment.append((2, 1, 1, 1))
+        for change in (lambda: segment.append((2, 1, 1, 1)), segment.seal, segment.clear):
+            with pytest.raises(RuntimeError):  # the writer reads it without the GIL
+                change()
+        assert segment.tolist() == tuples
         cols = hot.event_columns((segment,), 0)
         if not tuples:
             assert cols == ("[]", "[]", "[]", "[]")
