@@ -1719,6 +1719,14 @@ static int note_line(Split *sp, PyObject *file, PyObject *line, int64_t line_v) 
     return seen;
 }
 
+/* The event at ``step`` has ``value``: its position in the chunk and the value. */
+static int append_value_pair(Split *sp, Py_ssize_t step, PyObject *value) {
+    PyObject *pos = PyLong_FromSsize_t(step - sp->base);
+    int rc = pos ? PyList_Append(sp->value_pairs, pos) : -1;
+    Py_XDECREF(pos);
+    return rc < 0 ? -1 : PyList_Append(sp->value_pairs, value);
+}
+
 /* One event of a chunk: its payload's rows and value, its line, the end of
    its activation.  ``payload`` is NULL for a 4-tuple event; ``line`` may
    be NULL (then ``line_v`` is the line). */
@@ -1727,12 +1735,7 @@ static int split_one(Split *sp, Py_ssize_t step, long k, PyObject *act, PyObject
     PyObject *step_obj = NULL;  /* made when needed */
     if (payload == Py_None || (payload != NULL && PyTuple_CheckExact(payload) && PyTuple_GET_SIZE(payload) == 0)) {
         /* a value without rows (RecordingWriter._payload returns it as it is) */
-        if (value != Py_None) {
-            PyObject *pos = PyLong_FromSsize_t(step - sp->base);
-            int rc = pos ? PyList_Append(sp->value_pairs, pos) : -1;
-            Py_XDECREF(pos);
-            if (rc < 0 || PyList_Append(sp->value_pairs, value) < 0) { return -1; }
-        }
+        if (value != Py_None && append_value_pair(sp, step, value) < 0) { return -1; }
         payload = NULL;
     }
     if (payload != NULL) {
@@ -1764,12 +1767,7 @@ static int split_one(Split *sp, Py_ssize_t step, long k, PyObject *act, PyObject
             }
             if (row == NULL && PyErr_Occurred()) { Py_DECREF(result); goto error; }
         }
-        if (result != Py_None) {
-            PyObject *pos = PyLong_FromSsize_t(step - sp->base);
-            int rc = pos ? PyList_Append(sp->value_pairs, pos) : -1;
-            Py_XDECREF(pos);
-            if (rc < 0 || PyList_Append(sp->value_pairs, result) < 0) { Py_DECREF(result); goto error; }
-        }
+        if (result != Py_None && append_value_pair(sp, step, result) < 0) { Py_DECREF(result); goto error; }
         Py_DECREF(result);
     }
     PyObject *file = PyDict_GetItemWithError(sp->act_file, act);
@@ -2508,40 +2506,27 @@ static struct PyModuleDef hotmodule = {
 
 PyMODINIT_FUNC PyInit__hotpath(void) {
     if (PyType_Ready(&HotType) < 0 || PyType_Ready(&EventLogType) < 0) { return NULL; }
-    s_active = PyUnicode_InternFromString("active");
-    s_spill_at = PyUnicode_InternFromString("spill_at");
-    s_is_coro = PyUnicode_InternFromString("is_coro");
-    s_method_self = PyUnicode_InternFromString("method_self");
-    s_qualname = PyUnicode_InternFromString("__qualname__");
-    s_tag_r = PyUnicode_InternFromString("r");
-    msg_call = PyUnicode_InternFromString("recorder error at an external call");
-    if (!s_qualname || !s_tag_r || !msg_call) { return NULL; }
-    s_slots = PyUnicode_InternFromString("__slots__");
-    s_dict = PyUnicode_InternFromString("__dict__");
-    if (!s_slots || !s_dict) { return NULL; }
-    s_watch = PyUnicode_InternFromString("watch");
-    s_tag_F = PyUnicode_InternFromString("F");
-    msg_start = PyUnicode_InternFromString("recorder error at a call");
-    if (!s_watch || !s_tag_F || !msg_start) { return NULL; }
-    s_tag_A = PyUnicode_InternFromString("A");
-    s_tag_R = PyUnicode_InternFromString("R");
-    s_tag_s = PyUnicode_InternFromString("s");
-    s_tag_b = PyUnicode_InternFromString("b");
-    msg_line = PyUnicode_InternFromString("recorder error at a line step");
-    msg_resume = PyUnicode_InternFromString("recorder error at a resume");
-    msg_yield = PyUnicode_InternFromString("recorder error at a yield");
-    msg_return = PyUnicode_InternFromString("recorder error at a return");
+    /* every interned name, tag and fault message, in one table */
+    static const struct { PyObject **slot; const char *text; } interned[] = {
+        {&s_active, "active"}, {&s_spill_at, "spill_at"}, {&s_is_coro, "is_coro"},
+        {&s_method_self, "method_self"}, {&s_qualname, "__qualname__"}, {&s_slots, "__slots__"},
+        {&s_dict, "__dict__"}, {&s_watch, "watch"},
+        {&s_tag_A, "A"}, {&s_tag_F, "F"}, {&s_tag_R, "R"}, {&s_tag_r, "r"}, {&s_tag_s, "s"}, {&s_tag_b, "b"},
+        {&msg_start, "recorder error at a call"}, {&msg_call, "recorder error at an external call"},
+        {&msg_line, "recorder error at a line step"}, {&msg_resume, "recorder error at a resume"},
+        {&msg_yield, "recorder error at a yield"}, {&msg_return, "recorder error at a return"},
+    };
+    for (size_t i = 0; i < sizeof(interned) / sizeof(interned[0]); i++) {
+        *interned[i].slot = PyUnicode_InternFromString(interned[i].text);
+        if (*interned[i].slot == NULL) { return NULL; }
+    }
     k_line = PyLong_FromLong(K_LINE);
     k_return = PyLong_FromLong(K_RETURN);
     k_yield = PyLong_FromLong(K_YIELD);
     k_resume = PyLong_FromLong(K_RESUME);
     zero = PyLong_FromLong(0);
     one = PyLong_FromLong(1);
-    if (!s_active || !s_spill_at || !s_is_coro || !s_method_self || !s_tag_A || !s_tag_R || !s_tag_s || !s_tag_b ||
-        !msg_line || !msg_resume || !msg_yield || !msg_return || !k_line || !k_return ||
-        !k_yield || !k_resume || !zero || !one) {
-        return NULL;
-    }
+    if (!k_line || !k_return || !k_yield || !k_resume || !zero || !one) { return NULL; }
 #if PY_VERSION_HEX >= 0x030C0000
     line_cache_slot = PyUnstable_Eval_RequestCodeExtraIndex(free_line_cache);
 #endif
