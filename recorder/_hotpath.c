@@ -1500,436 +1500,6 @@ static PyObject *untrack_segment(PyObject *module, PyObject *segment) {
     Py_RETURN_NONE;
 }
 
-/* -- the writer's event loop ------------------------------------------------------ */
-
-static int is_tag(PyObject *tag, const char *name) {
-    return PyUnicode_CheckExact(tag) && PyUnicode_CompareWithASCIIString(tag, name) == 0;
-}
-
-/* The value id of a scalar the writer rendered before (by_value knows it,
-   keyed as store._KEYED_BY_VALUE): borrowed, or NULL with no error set. */
-static PyObject *known_scalar_vid(PyObject *scalar, PyObject *by_value) {
-    PyTypeObject *cls = Py_TYPE(scalar);
-    if (cls != &PyLong_Type && cls != &PyUnicode_Type && cls != &PyBool_Type &&
-        cls != &PyBytes_Type && scalar != Py_None) {
-        return NULL;
-    }
-    PyObject *key = PyTuple_Pack(2, (PyObject *)cls, scalar);
-    if (key == NULL) { PyErr_Clear(); return NULL; }
-    PyObject *vid = PyDict_GetItemWithError(by_value, key);
-    Py_DECREF(key);
-    if (vid == NULL) { PyErr_Clear(); }
-    return vid;
-}
-
-/* The value of an event whose payload is one ("R", scalar) item, when the
-   scalar was rendered before: borrowed, or NULL. */
-static PyObject *known_scalar(PyObject *item, PyObject *by_value) {
-    if (PyTuple_GET_SIZE(item) != 2 || !is_tag(PyTuple_GET_ITEM(item, 0), "R")) { return NULL; }
-    return known_scalar_vid(PyTuple_GET_ITEM(item, 1), by_value);
-}
-
-/* Whether every item of a list is an int, a str or None: such a list can be
-   part of no reference cycle, so the garbage collector may ignore it. */
-static int all_atomic(PyObject *list) {
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
-        PyObject *x = PyList_GET_ITEM(list, i);
-        if (x != Py_None && !PyLong_CheckExact(x) && !PyUnicode_CheckExact(x)) { return 0; }
-    }
-    return 1;
-}
-
-/* One ("A", act, frame, parent, thread, task, depth) item: the activation
-   row waits in pending_acts for its end step. */
-static int open_activation(PyObject *item, PyObject *step, PyObject *pending_acts,
-                           PyObject *act_file, PyObject *frame_file) {
-    PyObject *row = PyList_New(8);
-    if (row == NULL) { return -1; }
-    for (Py_ssize_t i = 0; i < 6; i++) {
-        PyList_SET_ITEM(row, i, Py_NewRef(PyTuple_GET_ITEM(item, i + 1)));
-    }
-    PyList_SET_ITEM(row, 6, Py_NewRef(step));
-    PyList_SET_ITEM(row, 7, Py_NewRef(Py_None));
-    if (all_atomic(row)) {
-        /* ints and None only: it can hold no cycle, and a full collection
-           need not visit it (a long chunk has one per activation) */
-        PyObject_GC_UnTrack(row);
-    }
-    PyObject *act = PyTuple_GET_ITEM(item, 1);
-    int rc = PyDict_SetItem(pending_acts, act, row);
-    Py_DECREF(row);
-    if (rc < 0) { return -1; }
-    PyObject *file = PyDict_GetItemWithError(frame_file, PyTuple_GET_ITEM(item, 2));
-    if (file == NULL) {
-        if (PyErr_Occurred()) { return -1; }
-        file = Py_None;
-    }
-    return PyDict_SetItem(act_file, act, file);
-}
-
-/* Where a payload's rows go (RecordingWriter's maps and this chunk's rows). */
-typedef struct {
-    PyObject *pending_acts, *act_file, *frame_file, *by_value, *code_file, *names, *new_names,
-             *frame_rows, *binding_rows, *val_rows;
-} PayloadRows;
-
-/* An untracked tuple of four: a row of ints the collector need not visit. */
-static int append_row4(PyObject *list, PyObject *a, PyObject *b, PyObject *c, PyObject *d) {
-    PyObject *row = PyTuple_Pack(4, a, b, c, d);
-    if (row == NULL) { return -1; }
-    PyObject_GC_UnTrack(row);
-    int rc = PyList_Append(list, row);
-    Py_DECREF(row);
-    return rc;
-}
-
-/* A binding row (frame, name id, step, value id); a new name is numbered
-   as RecordingWriter._name_id numbers it. */
-static int bind_row(PayloadRows *r, PyObject *item, PyObject *step, PyObject *vid) {
-    PyObject *name = PyTuple_GET_ITEM(item, 2);
-    PyObject *nid = PyDict_GetItemWithError(r->names, name);
-    if (nid == NULL) {
-        if (PyErr_Occurred()) { return -1; }
-        nid = PyLong_FromSsize_t(PyDict_GET_SIZE(r->names) + 1);
-        if (nid == NULL) { return -1; }
-        PyObject *entry = PyTuple_Pack(2, nid, name);
-        int rc = entry ? PyDict_SetItem(r->names, name, nid) : -1;
-        if (rc == 0) { rc = PyList_Append(r->new_names, entry); }
-        Py_XDECREF(entry);
-        Py_DECREF(nid);
-        if (rc < 0) { return -1; }
-        nid = PyDict_GetItemWithError(r->names, name);
-        if (nid == NULL) { return -1; }
-    }
-    return append_row4(r->binding_rows, PyTuple_GET_ITEM(item, 1), nid, step, vid);
-}
-
-/* RecordingWriter._payload for a payload of only frame (F), activation
-   (A), binding (b) items, bindings of scalars rendered before (s) and
-   snapshots already rendered to JSON text (v): a call's and most line
-   steps' payloads.  1: done; 0: Python must do it
-   (checked before anything changed); -1: error. */
-static int c_payload(PayloadRows *r, PyObject *payload, PyObject *step) {
-    if (!PyTuple_CheckExact(payload) || PyTuple_GET_SIZE(payload) == 0) { return 0; }
-    Py_ssize_t n = PyTuple_GET_SIZE(payload);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PyTuple_GET_ITEM(payload, i);
-        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) < 3) { return 0; }
-        PyObject *tag = PyTuple_GET_ITEM(item, 0);
-        Py_ssize_t size = PyTuple_GET_SIZE(item);
-        if (is_tag(tag, "F")) {
-            if (size != 3) { return 0; }
-        } else if (is_tag(tag, "A")) {
-            if (size != 7) { return 0; }
-        } else if (is_tag(tag, "v")) {
-            PyObject *detail = size == 7 ? PyTuple_GET_ITEM(item, 5) : NULL;
-            if (detail == NULL || (detail != Py_None && !PyUnicode_CheckExact(detail))) { return 0; }
-        } else if (is_tag(tag, "b") || is_tag(tag, "s")) {
-            if (size != 4 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(item, 2))) { return 0; }
-            if (is_tag(tag, "s") && known_scalar_vid(PyTuple_GET_ITEM(item, 3), r->by_value) == NULL) {
-                return PyErr_Occurred() ? -1 : 0;
-            }
-        } else {
-            return 0;
-        }
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PyTuple_GET_ITEM(payload, i);
-        PyObject *tag = PyTuple_GET_ITEM(item, 0);
-        int rc;
-        if (is_tag(tag, "F")) {
-            PyObject *fid = PyTuple_GET_ITEM(item, 1), *code_id = PyTuple_GET_ITEM(item, 2);
-            PyObject *row = PyTuple_Pack(3, fid, code_id, step);
-            if (row == NULL) { return -1; }
-            PyObject_GC_UnTrack(row);
-            rc = PyList_Append(r->frame_rows, row);
-            Py_DECREF(row);
-            PyObject *file = rc == 0 ? PyDict_GetItemWithError(r->code_file, code_id) : NULL;
-            if (rc == 0 && file == NULL && PyErr_Occurred()) { rc = -1; }
-            if (rc == 0) { rc = PyDict_SetItem(r->frame_file, fid, file ? file : Py_None); }
-        } else if (is_tag(tag, "A")) {
-            rc = open_activation(item, step, r->pending_acts, r->act_file, r->frame_file);
-        } else if (is_tag(tag, "v")) {
-            /* (vid, objnum, step, type name, text, detail, flags): str, int, None */
-            PyObject *row = PyTuple_Pack(7, PyTuple_GET_ITEM(item, 1), PyTuple_GET_ITEM(item, 2), step,
-                                         PyTuple_GET_ITEM(item, 3), PyTuple_GET_ITEM(item, 4),
-                                         PyTuple_GET_ITEM(item, 5), PyTuple_GET_ITEM(item, 6));
-            rc = row ? PyList_Append(r->val_rows, row) : -1;
-            Py_XDECREF(row);
-        } else if (is_tag(tag, "s")) {
-            PyObject *vid = known_scalar_vid(PyTuple_GET_ITEM(item, 3), r->by_value);
-            rc = vid ? bind_row(r, item, step, vid) : -1;
-        } else {
-            rc = bind_row(r, item, step, PyTuple_GET_ITEM(item, 3));
-        }
-        if (rc < 0) {
-            if (!PyErr_Occurred()) { PyErr_SetString(PyExc_RuntimeError, "split_events(): a payload row"); }
-            return -1;
-        }
-    }
-    return 1;
-}
-
-/* The lines a chunk saw, remembered for the length of one split_events
-   call: most steps repeat a line seen a moment before, and the answer
-   here saves a (file, line) tuple and a set lookup.  Keyed by values, not
-   objects (a freed int's address is reused). */
-#define SEEN_SLOTS 2048
-typedef struct { int64_t file, line; } SeenSlot;
-
-typedef struct {
-    PyObject *kinds, *acts, *lines, *times, *value_pairs, *pending_acts, *act_rows, *act_ends,
-             *new_lines, *act_file, *frame_file, *seen_lines, *by_value, *payload_fn;
-    PayloadRows *prows;
-    Py_ssize_t base;
-    SeenSlot seen[SEEN_SLOTS];
-} Split;
-
-/* ``line`` seen with ``file`` before: 1, else 0 and it is added (-1 on error). */
-static int note_line(Split *sp, PyObject *file, PyObject *line, int64_t line_v) {
-    int64_t file_v = -1;
-    int cacheable = 1;
-    if (file != Py_None) {
-        long long f;
-        if (!PyLong_CheckExact(file) || !int64_of(file, &f) || f < 0) { cacheable = 0; } else { file_v = f; }
-    }
-    SeenSlot *slot = NULL;
-    if (cacheable) {
-        slot = &sp->seen[(uint64_t)(file_v * 1000003 + line_v) % SEEN_SLOTS];
-        if (slot->file == file_v && slot->line == line_v) { return 1; }
-    }
-    PyObject *line_obj = line;
-    if (line_obj == NULL) {
-        line_obj = line_v == LINE_NONE ? Py_NewRef(Py_None) : PyLong_FromLongLong(line_v);
-        if (line_obj == NULL) { return -1; }
-    } else {
-        Py_INCREF(line_obj);
-    }
-    PyObject *key = PyTuple_Pack(2, file, line_obj);
-    Py_DECREF(line_obj);
-    if (key == NULL) { return -1; }
-    PyObject_GC_UnTrack(key);
-    int seen = PySet_Contains(sp->seen_lines, key);
-    if (seen == 0 && (PySet_Add(sp->seen_lines, key) < 0 || PyList_Append(sp->new_lines, key) < 0)) { seen = -1; }
-    Py_DECREF(key);
-    if (seen >= 0 && slot != NULL) {
-        slot->file = file_v;
-        slot->line = line_v;
-    }
-    return seen;
-}
-
-/* The event at ``step`` has ``value``: its position in the chunk and the value. */
-static int append_value_pair(Split *sp, Py_ssize_t step, PyObject *value) {
-    PyObject *pos = PyLong_FromSsize_t(step - sp->base);
-    int rc = pos ? PyList_Append(sp->value_pairs, pos) : -1;
-    Py_XDECREF(pos);
-    return rc < 0 ? -1 : PyList_Append(sp->value_pairs, value);
-}
-
-/* One event of a chunk: its payload's rows and value, its line, the end of
-   its activation.  ``payload`` is NULL for a 4-tuple event; ``line`` may
-   be NULL (then ``line_v`` is the line). */
-static int split_one(Split *sp, Py_ssize_t step, long k, PyObject *act, PyObject *line, int64_t line_v,
-                     PyObject *value, PyObject *payload) {
-    PyObject *step_obj = NULL;  /* made when needed */
-    if (payload == Py_None || (payload != NULL && PyTuple_CheckExact(payload) && PyTuple_GET_SIZE(payload) == 0)) {
-        /* a value without rows (RecordingWriter._payload returns it as it is) */
-        if (value != Py_None && append_value_pair(sp, step, value) < 0) { return -1; }
-        payload = NULL;
-    }
-    if (payload != NULL) {
-        step_obj = PyLong_FromSsize_t(step);
-        if (step_obj == NULL) { return -1; }
-        PyObject *result = NULL;  /* new reference */
-        int done;
-        PyObject *item = (PyTuple_CheckExact(payload) && PyTuple_GET_SIZE(payload) == 1)
-                         ? PyTuple_GET_ITEM(payload, 0) : NULL;
-        if (item != NULL && !PyTuple_CheckExact(item)) { item = NULL; }
-        if (item != NULL && PyTuple_GET_SIZE(item) == 7 && is_tag(PyTuple_GET_ITEM(item, 0), "A")) {
-            if (open_activation(item, step_obj, sp->pending_acts, sp->act_file, sp->frame_file) < 0) {
-                goto error;
-            }
-            result = Py_NewRef(value);
-        } else if (item != NULL && value == Py_None && (result = known_scalar(item, sp->by_value)) != NULL) {
-            Py_INCREF(result);
-        } else if ((done = c_payload(sp->prows, payload, step_obj)) != 0) {
-            if (done < 0) { goto error; }
-            result = Py_NewRef(value);
-        } else {
-            PyObject *cargs[3] = {step_obj, value, payload};
-            result = PyObject_Vectorcall(sp->payload_fn, cargs, 3, NULL);
-            if (result == NULL) { goto error; }
-            /* a call's payload opened its activation in Python */
-            PyObject *row = PyDict_GetItemWithError(sp->pending_acts, act);
-            if (row != NULL && PyList_CheckExact(row) && PyObject_GC_IsTracked(row) && all_atomic(row)) {
-                PyObject_GC_UnTrack(row);
-            }
-            if (row == NULL && PyErr_Occurred()) { Py_DECREF(result); goto error; }
-        }
-        if (result != Py_None && append_value_pair(sp, step, result) < 0) { Py_DECREF(result); goto error; }
-        Py_DECREF(result);
-    }
-    PyObject *file = PyDict_GetItemWithError(sp->act_file, act);
-    if (file == NULL) {
-        if (PyErr_Occurred()) { goto error; }
-        file = Py_None;
-    }
-    if (note_line(sp, file, line, line_v) < 0) { goto error; }
-    if (k == K_RETURN || k == K_YIELD || k == K_UNWIND) {
-        if (step_obj == NULL && (step_obj = PyLong_FromSsize_t(step)) == NULL) { goto error; }
-        PyObject *row = PyDict_GetItemWithError(sp->pending_acts, act);
-        int rc = 0;
-        if (row != NULL) {
-            Py_INCREF(row);
-            rc = PyDict_DelItem(sp->pending_acts, act);
-            if (rc == 0 && PyList_Check(row) && PyList_GET_SIZE(row) == 8) {
-                rc = PyList_SetItem(row, 7, Py_NewRef(step_obj));
-            }
-            if (rc == 0) { rc = PyList_Append(sp->act_rows, row); }
-            Py_DECREF(row);
-        } else if (PyErr_Occurred()) {
-            rc = -1;
-        } else {
-            PyObject *end = PyTuple_Pack(2, act, step_obj);
-            if (end != NULL) { PyObject_GC_UnTrack(end); }
-            rc = end ? PyList_Append(sp->act_ends, end) : -1;
-            Py_XDECREF(end);
-        }
-        if (rc == 0 && PyDict_Contains(sp->act_file, act) == 1) { rc = PyDict_DelItem(sp->act_file, act); }
-        if (rc < 0) { goto error; }
-    }
-    Py_XDECREF(step_obj);
-    return 0;
-error:
-    Py_XDECREF(step_obj);
-    return -1;
-}
-
-/* split_events(parts, base, kinds, acts, lines, times, value_pairs, ...):
-   store._split_events_py in C.  A part is a tuple of event tuples or a
-   sealed EventLog.  The four event columns (kinds to times) are appended
-   to for tuple parts only: the columns of EventLog parts are written
-   straight from their arrays by event_columns(). */
-static PyObject *split_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 22) {
-        PyErr_SetString(PyExc_TypeError, "split_events() takes 22 arguments");
-        return NULL;
-    }
-    PyObject *parts = args[0], *base_obj = args[1];
-    PayloadRows prows = {args[7], args[11], args[12], args[14], args[16], args[17], args[18],
-                         args[19], args[20], args[21]};
-    if (!PyDict_CheckExact(args[16]) || !PyDict_CheckExact(args[17]) || !PyList_CheckExact(args[18]) ||
-        !PyList_CheckExact(args[19]) || !PyList_CheckExact(args[20]) || !PyList_CheckExact(args[21])) {
-        PyErr_SetString(PyExc_TypeError, "split_events(): arguments of unexpected types");
-        return NULL;
-    }
-    Split *sp = PyMem_Malloc(sizeof(Split));
-    if (sp == NULL) { return PyErr_NoMemory(); }
-    *sp = (Split){args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10],
-                  args[11], args[12], args[13], args[14], args[15], &prows, 0};
-    for (int i = 0; i < SEEN_SLOTS; i++) { sp->seen[i].file = INT64_MIN; }
-    PyObject *result = NULL, *act_obj = NULL;
-    if (!PyTuple_CheckExact(parts) || !PyList_CheckExact(sp->kinds) || !PyList_CheckExact(sp->acts) ||
-        !PyList_CheckExact(sp->lines) || !PyList_CheckExact(sp->times) || !PyList_CheckExact(sp->value_pairs) ||
-        !PyDict_CheckExact(sp->pending_acts) || !PyList_CheckExact(sp->act_rows) ||
-        !PyList_CheckExact(sp->act_ends) || !PyList_CheckExact(sp->new_lines) ||
-        !PyDict_CheckExact(sp->act_file) || !PyDict_CheckExact(sp->frame_file) ||
-        !PySet_CheckExact(sp->seen_lines) || !PyDict_CheckExact(sp->by_value)) {
-        PyErr_SetString(PyExc_TypeError, "split_events(): arguments of unexpected types");
-        goto done;
-    }
-    sp->base = PyLong_AsSsize_t(base_obj);
-    if (sp->base == -1 && PyErr_Occurred()) { goto done; }
-    /* The columns and the activation rows get only ints, None and lists or
-       tuples of those from here: untracked, a full collection (which the
-       test's own allocations trigger) skips their millions of items. */
-    PyObject *flat[] = {sp->kinds, sp->acts, sp->lines, sp->times, sp->value_pairs, sp->act_rows,
-                        sp->act_ends, sp->new_lines};
-    for (size_t f = 0; f < sizeof(flat) / sizeof(flat[0]); f++) {
-        if (PyList_GET_SIZE(flat[f]) == 0 && PyObject_GC_IsTracked(flat[f])) {
-            PyObject_GC_UnTrack(flat[f]);
-        }
-    }
-    Py_ssize_t step = sp->base;
-    int64_t last_act = 0;
-    for (Py_ssize_t p = 0; p < PyTuple_GET_SIZE(parts); p++) {
-        PyObject *part = PyTuple_GET_ITEM(parts, p);
-        if (Py_IS_TYPE(part, &EventLogType)) {
-            EventLog *log = (EventLog *)part;
-            Py_ssize_t r = 0;
-            for (Py_ssize_t i = 0; i < log->n; i++, step++) {
-                Ev *e = &log->ev[i];
-                if (act_obj == NULL || e->act != last_act) {
-                    Py_XSETREF(act_obj, PyLong_FromLongLong(e->act));
-                    if (act_obj == NULL) { goto done; }
-                    last_act = e->act;
-                }
-                int rc;
-                if (e->form == FORM_OBJECTS) {
-                    PyObject *payload = e->payload;
-                    if (payload == NULL && e->value != NULL) { payload = Py_None; }
-                    rc = split_one(sp, step, e->kind, act_obj, NULL, e->line, e->value ? e->value : Py_None, payload);
-                } else {
-                    PyObject *vid = e->form == FORM_SCALAR ? known_scalar_vid(e->value, sp->by_value) : NULL;
-                    if (vid != NULL) {
-                        /* rendered before: the event's value is its row */
-                        Py_INCREF(vid);
-                        rc = split_one(sp, step, e->kind, act_obj, NULL, e->line, vid, Py_None);
-                        Py_DECREF(vid);
-                    } else {
-                        if (e->form == FORM_RESUME && r >= log->nrows) {
-                            PyErr_SetString(PyExc_SystemError, "split_events(): EventLog rows out of step");
-                            goto done;
-                        }
-                        PyObject *payload = compact_payload(e, e->form == FORM_RESUME ? &log->rows[r] : NULL);
-                        if (payload == NULL) { goto done; }
-                        rc = split_one(sp, step, e->kind, act_obj, NULL, e->line, Py_None, payload);
-                        Py_DECREF(payload);
-                    }
-                    if (e->form == FORM_RESUME) { r++; }
-                }
-                if (rc < 0) { goto done; }
-            }
-            continue;
-        }
-        if (!PyTuple_CheckExact(part)) {
-            PyErr_SetString(PyExc_TypeError, "split_events(): a part is neither a tuple nor an EventLog");
-            goto done;
-        }
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(part); i++, step++) {
-            PyObject *ev = PyTuple_GET_ITEM(part, i);
-            Py_ssize_t width = PyTuple_CheckExact(ev) ? PyTuple_GET_SIZE(ev) : 0;
-            if (width != 4 && width != 6) {
-                PyErr_SetString(PyExc_TypeError, "split_events(): an event is not a 4- or 6-tuple");
-                goto done;
-            }
-            PyObject *kind = PyTuple_GET_ITEM(ev, 0), *act = PyTuple_GET_ITEM(ev, 1),
-                     *line = PyTuple_GET_ITEM(ev, 2);
-            if (PyList_Append(sp->kinds, kind) < 0 || PyList_Append(sp->acts, act) < 0 ||
-                PyList_Append(sp->lines, line) < 0 || PyList_Append(sp->times, PyTuple_GET_ITEM(ev, 3)) < 0) {
-                goto done;
-            }
-            long k = PyLong_AsLong(kind);
-            if (k == -1 && PyErr_Occurred()) { goto done; }
-            long long line_v = LINE_NONE;
-            if (line != Py_None && (!PyLong_CheckExact(line) || !int64_of(line, &line_v))) {
-                PyErr_SetString(PyExc_TypeError, "split_events(): a line is not an int");
-                goto done;
-            }
-            if (split_one(sp, step, k, act, line, line_v, width == 6 ? PyTuple_GET_ITEM(ev, 4) : Py_None,
-                          width == 6 ? PyTuple_GET_ITEM(ev, 5) : NULL) < 0) {
-                goto done;
-            }
-        }
-    }
-    result = Py_NewRef(Py_None);
-done:
-    Py_XDECREF(act_obj);
-    PyMem_Free(sp);
-    return result;
-}
-
 /* -- a chunk's integer columns as JSON text ------------------------------------------- */
 
 static int floor_div(long long a, long long b, long long *out) {
@@ -2224,6 +1794,774 @@ static PyObject *event_columns(PyObject *module, PyObject *const *args, Py_ssize
     return out;
 }
 
+/* -- the writer's tables: FilmTables ------------------------------------------------ */
+
+/* What the writer turns a chunk of events into, held as C integers: the
+   rows of frames, activations, bindings and activation ends, and the
+   (position, value id) pair of each event that has a value; and what it
+   remembers from chunk to chunk (the file an activation or a frame runs
+   in, the value id of an int it rendered before).  store._FilmTables is
+   the same in Python; both write byte-identical chunks (the tests hold
+   them together).
+
+   Before, these were Python lists of tuples and dicts of int objects:
+   about a dozen objects made and freed per generator step, on the writer
+   thread but under the GIL, so the test thread waited for every one of
+   them.  Here a generator step makes no object, and the JSON text of the
+   columns is written with the GIL released. */
+
+/* -- int64 -> int64, open addressing (two key values are reserved) -- */
+#define MAP_EMPTY INT64_MIN
+#define MAP_GONE (INT64_MIN + 1)
+#define VAL_NONE INT64_MIN   /* a value of None: a file not known */
+
+typedef struct { int64_t *keys, *vals; Py_ssize_t cap, used, gone; } IntMap;
+
+static inline size_t mix64(int64_t key) {
+    uint64_t x = (uint64_t)key;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+/* The slot holding ``key``, or -1. */
+static Py_ssize_t map_find(const IntMap *m, int64_t key) {
+    if (m->cap == 0) { return -1; }
+    size_t mask = (size_t)m->cap - 1;
+    for (size_t i = mix64(key) & mask;; i = (i + 1) & mask) {
+        if (m->keys[i] == key) { return (Py_ssize_t)i; }
+        if (m->keys[i] == MAP_EMPTY) { return -1; }
+    }
+}
+
+static inline int map_get(const IntMap *m, int64_t key, int64_t *out) {
+    Py_ssize_t i = map_find(m, key);
+    if (i < 0) { return 0; }
+    *out = m->vals[i];
+    return 1;
+}
+
+static int map_resize(IntMap *m, Py_ssize_t cap) {
+    int64_t *keys = PyMem_RawMalloc((size_t)cap * sizeof(int64_t));
+    int64_t *vals = PyMem_RawMalloc((size_t)cap * sizeof(int64_t));
+    if (keys == NULL || vals == NULL) {
+        PyMem_RawFree(keys);
+        PyMem_RawFree(vals);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < cap; i++) { keys[i] = MAP_EMPTY; }
+    size_t mask = (size_t)cap - 1;
+    for (Py_ssize_t j = 0; j < m->cap; j++) {
+        int64_t k = m->keys[j];
+        if (k == MAP_EMPTY || k == MAP_GONE) { continue; }
+        size_t i = mix64(k) & mask;
+        while (keys[i] != MAP_EMPTY) { i = (i + 1) & mask; }
+        keys[i] = k;
+        vals[i] = m->vals[j];
+    }
+    PyMem_RawFree(m->keys);
+    PyMem_RawFree(m->vals);
+    m->keys = keys;
+    m->vals = vals;
+    m->cap = cap;
+    m->gone = 0;
+    return 0;
+}
+
+static int map_put(IntMap *m, int64_t key, int64_t val) {
+    if (key == MAP_EMPTY || key == MAP_GONE) {
+        PyErr_SetString(PyExc_OverflowError, "FilmTables: an id out of range");
+        return -1;
+    }
+    Py_ssize_t at = map_find(m, key);
+    if (at >= 0) {
+        m->vals[at] = val;
+        return 0;
+    }
+    if ((m->used + m->gone + 1) * 4 > m->cap * 3) {
+        /* the tombstones go; the table doubles only when it is half full */
+        Py_ssize_t cap = m->cap ? m->cap : 64;
+        while ((m->used + 1) * 2 > cap) { cap *= 2; }
+        if (map_resize(m, cap) < 0) { return -1; }
+    }
+    size_t mask = (size_t)m->cap - 1, i = mix64(key) & mask;
+    while (m->keys[i] != MAP_EMPTY && m->keys[i] != MAP_GONE) { i = (i + 1) & mask; }
+    if (m->keys[i] == MAP_GONE) { m->gone--; }
+    m->keys[i] = key;
+    m->vals[i] = val;
+    m->used++;
+    return 0;
+}
+
+static void map_delete_at(IntMap *m, Py_ssize_t i) {
+    m->keys[i] = MAP_GONE;
+    m->used--;
+    m->gone++;
+}
+
+static void map_clear(IntMap *m) {
+    for (Py_ssize_t i = 0; i < m->cap; i++) { m->keys[i] = MAP_EMPTY; }
+    m->used = m->gone = 0;
+}
+
+static void map_free(IntMap *m) {
+    PyMem_RawFree(m->keys);
+    PyMem_RawFree(m->vals);
+    *m = (IntMap){NULL, NULL, 0, 0, 0};
+}
+
+/* -- rows of int64 cells, any of which may be null (at most 16 columns) -- */
+typedef struct { int64_t *cells; uint16_t *nulls; Py_ssize_t n, cap; int w; } IntTable;
+
+/* A new row at the end (its cells to fill in), or NULL with an exception set. */
+static int64_t *table_add(IntTable *t, uint16_t nulls) {
+    if (t->n == t->cap) {
+        Py_ssize_t cap = t->cap ? t->cap * 2 : 256;
+        int64_t *cells = PyMem_RawRealloc(t->cells, (size_t)cap * (size_t)t->w * sizeof(int64_t));
+        if (cells == NULL) { PyErr_NoMemory(); return NULL; }
+        t->cells = cells;
+        uint16_t *marks = PyMem_RawRealloc(t->nulls, (size_t)cap * sizeof(uint16_t));
+        if (marks == NULL) { PyErr_NoMemory(); return NULL; }
+        t->nulls = marks;
+        t->cap = cap;
+    }
+    t->nulls[t->n] = nulls;
+    return &t->cells[t->n++ * t->w];
+}
+
+static void table_free(IntTable *t) {
+    PyMem_RawFree(t->cells);
+    PyMem_RawFree(t->nulls);
+    t->cells = NULL;
+    t->nulls = NULL;
+    t->n = t->cap = 0;
+}
+
+/* Column ``c`` as JSON text after its transform (the modes of
+   json_int_column) at buf; its length, or 0 when a null stands where the
+   mode allows none or a difference overflows (Python writes that column).
+   Touches no Python object: runs without the GIL. */
+static size_t table_column_text(const IntTable *t, int c, long mode, long long base, char *buf) {
+    size_t len = 0;
+    long long prev = 0;
+    buf[len++] = '[';
+    for (Py_ssize_t i = 0; i < t->n; i++) {
+        if (i) { buf[len++] = ','; }
+        if (t->nulls[i] & (1u << c)) {
+            if (mode == 1 || mode == 3) { return 0; }
+            memcpy(buf + len, "null", 4);
+            len += 4;
+            continue;
+        }
+        long long v = t->cells[i * t->w + c], out = v;
+        if (mode == 3) { floor_div(v, 1000, &v); out = v; }
+        if (mode == 1 || mode == 3) {
+            if (i && __builtin_sub_overflow(v, prev, &out)) { return 0; }
+            prev = v;
+        } else if (mode == 2) {
+            if (__builtin_sub_overflow(v, base, &out)) { return 0; }
+        }
+        len += format_int(buf + len, out);
+    }
+    buf[len++] = ']';
+    return len;
+}
+
+/* -- the object -- */
+enum { T_FRAMES, T_ACTS, T_BINDINGS, T_ENDS, T_PAIRS, T_N };
+static const int TABLE_WIDTH[T_N] = {3, 8, 4, 2, 2};
+static const char *TABLE_NAME[T_N] = {"frames", "activations", "bindings", "act_ends", "value_pairs"};
+
+typedef struct {
+    PyObject_HEAD
+    IntMap act_file;     /* act -> file id (VAL_NONE: not known), while the activation is open */
+    IntMap frame_file;   /* frame id -> file id */
+    IntMap pending;      /* act -> its row in T_ACTS, for the activations this chunk opened */
+    IntMap int_vids;     /* an int scalar -> the value id the writer rendered it as */
+    IntTable t[T_N];
+    PyObject *code_file; /* the writer's dict: code id -> file id */
+} FilmTables;
+
+static int FT_init(FilmTables *ft, PyObject *args, PyObject *kwds) {
+    PyObject *code_file;
+    if (!PyArg_ParseTuple(args, "O!:FilmTables", &PyDict_Type, &code_file)) { return -1; }
+    Py_XSETREF(ft->code_file, Py_NewRef(code_file));
+    for (int i = 0; i < T_N; i++) { ft->t[i].w = TABLE_WIDTH[i]; }
+    return 0;
+}
+
+static void FT_dealloc(FilmTables *ft) {
+    map_free(&ft->act_file);
+    map_free(&ft->frame_file);
+    map_free(&ft->pending);
+    map_free(&ft->int_vids);
+    for (int i = 0; i < T_N; i++) { table_free(&ft->t[i]); }
+    Py_XDECREF(ft->code_file);
+    Py_TYPE(ft)->tp_free((PyObject *)ft);
+}
+
+/* An activation opens at ``step``: its row goes in now, with no end yet. */
+static int ft_open(FilmTables *ft, const int64_t a[6], int64_t step) {
+    uint16_t nulls = (uint16_t)((a[2] == INT_NONE ? 1u << 2 : 0) | (a[4] == INT_NONE ? 1u << 4 : 0) | (1u << 7));
+    int64_t *row = table_add(&ft->t[T_ACTS], nulls);
+    if (row == NULL) { return -1; }
+    for (int i = 0; i < 6; i++) { row[i] = a[i] == INT_NONE ? 0 : a[i]; }
+    row[6] = step;
+    row[7] = 0;
+    if (map_put(&ft->pending, a[0], ft->t[T_ACTS].n - 1) < 0) { return -1; }
+    int64_t file = VAL_NONE;
+    map_get(&ft->frame_file, a[1], &file);
+    return map_put(&ft->act_file, a[0], file);
+}
+
+/* Activation ``act`` ends at ``step``: its row when this chunk opened it,
+   else an act_ends row (the row went out with an earlier chunk). */
+static int ft_end(FilmTables *ft, int64_t act, int64_t step) {
+    Py_ssize_t i = map_find(&ft->pending, act);
+    if (i >= 0) {
+        Py_ssize_t r = (Py_ssize_t)ft->pending.vals[i];
+        ft->t[T_ACTS].cells[r * 8 + 7] = step;
+        ft->t[T_ACTS].nulls[r] &= (uint16_t)~(1u << 7);
+        map_delete_at(&ft->pending, i);
+    } else {
+        int64_t *row = table_add(&ft->t[T_ENDS], 0);
+        if (row == NULL) { return -1; }
+        row[0] = act;
+        row[1] = step;
+    }
+    Py_ssize_t j = map_find(&ft->act_file, act);
+    if (j >= 0) { map_delete_at(&ft->act_file, j); }
+    return 0;
+}
+
+/* A frame row; the frame runs in its code's file. */
+static int ft_frame(FilmTables *ft, int64_t frame, PyObject *code_id, int64_t code, int64_t step) {
+    PyObject *file_obj = PyDict_GetItemWithError(ft->code_file, code_id);
+    if (file_obj == NULL && PyErr_Occurred()) { return -1; }
+    int64_t file = VAL_NONE;
+    if (file_obj != NULL && file_obj != Py_None && !compact_int(file_obj, 0, &file)) {
+        PyErr_SetString(PyExc_TypeError, "FilmTables: a file id is not an int");
+        return -1;
+    }
+    int64_t *row = table_add(&ft->t[T_FRAMES], 0);
+    if (row == NULL) { return -1; }
+    row[0] = frame;
+    row[1] = code;
+    row[2] = step;
+    return map_put(&ft->frame_file, frame, file);
+}
+
+static int ft_binding(FilmTables *ft, int64_t frame, int64_t name_id, int64_t step, int64_t vid) {
+    int64_t *row = table_add(&ft->t[T_BINDINGS], vid == INT_NONE ? 1u << 3 : 0);
+    if (row == NULL) { return -1; }
+    row[0] = frame;
+    row[1] = name_id;
+    row[2] = step;
+    row[3] = vid == INT_NONE ? 0 : vid;
+    return 0;
+}
+
+static int ft_pair(FilmTables *ft, int64_t pos, int64_t vid) {
+    int64_t *row = table_add(&ft->t[T_PAIRS], 0);
+    if (row == NULL) { return -1; }
+    row[0] = pos;
+    row[1] = vid;
+    return 0;
+}
+
+/* The ``n`` arguments of a method as ints (None allowed where ``none_ok``
+   has the bit): 1, or 0 with a TypeError naming ``usage``. */
+static int int_args(PyObject *const *args, Py_ssize_t nargs, int n, unsigned none_ok, int64_t *out,
+                    const char *usage) {
+    for (int i = 0; nargs == n && i < n; i++) {
+        if (!compact_int(args[i], (none_ok >> i) & 1, &out[i])) { nargs = -1; }
+    }
+    if (nargs != n) {
+        PyErr_Format(PyExc_TypeError, "%s takes %d ints that fit 64 bits", usage, n);
+        return 0;
+    }
+    return 1;
+}
+
+/* The Python writer's own rows (store.RecordingWriter._payload) go in
+   through these three. */
+static PyObject *FT_open_activation(FilmTables *ft, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t a[7];
+    if (!int_args(args, nargs, 7, (1u << 2) | (1u << 4), a, "open_activation(act, frame, parent, thread, task, depth, step)") ||
+        ft_open(ft, a, a[6]) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *FT_add_frame(FilmTables *ft, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t a[3];
+    if (!int_args(args, nargs, 3, 0, a, "add_frame(frame, code, step)") || ft_frame(ft, a[0], args[1], a[1], a[2]) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *FT_add_binding(FilmTables *ft, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t a[4];
+    if (!int_args(args, nargs, 4, 1u << 3, a, "add_binding(frame, name_id, step, value)") ||
+        ft_binding(ft, a[0], a[1], a[2], a[3]) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* A new chunk: the rows of the last one were written.  An activation it
+   left open keeps its file; its end will be an act_ends row. */
+static PyObject *FT_new_chunk(FilmTables *ft, PyObject *unused) {
+    for (int i = 0; i < T_N; i++) { ft->t[i].n = 0; }
+    map_clear(&ft->pending);
+    Py_RETURN_NONE;
+}
+
+/* rows(name) -> list of tuples, None for a null: the rows as the Python
+   writer holds them (tests, and the fallback for a column the text writer
+   declines). */
+static PyObject *FT_rows(FilmTables *ft, PyObject *name) {
+    int which = -1;
+    for (int i = 0; i < T_N; i++) {
+        if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, TABLE_NAME[i]) == 0) { which = i; }
+    }
+    if (which < 0) {
+        PyErr_SetString(PyExc_KeyError, "FilmTables.rows(): no such table");
+        return NULL;
+    }
+    const IntTable *t = &ft->t[which];
+    PyObject *out = PyList_New(t->n);
+    for (Py_ssize_t i = 0; out != NULL && i < t->n; i++) {
+        PyObject *row = PyTuple_New(t->w);
+        if (row == NULL) { Py_CLEAR(out); break; }
+        for (int c = 0; c < t->w; c++) {
+            PyObject *x = (t->nulls[i] & (1u << c)) ? Py_NewRef(Py_None) : PyLong_FromLongLong(t->cells[i * t->w + c]);
+            if (x == NULL) { Py_DECREF(row); Py_CLEAR(out); break; }
+            PyTuple_SET_ITEM(row, c, x);
+        }
+        if (out != NULL) { PyList_SET_ITEM(out, i, row); }
+    }
+    return out;
+}
+
+/* texts(base, frame_modes, act_modes, binding_modes) -> dict: for each
+   table with rows, the list of its columns as JSON text (None for a column
+   Python must write from rows()); "act_ends" as the act, then the step
+   relative to base; "value_pairs" as one flat list (position, value id,
+   ...).  The text is what schema.pack_chunk writes for the same rows. */
+static PyObject *FT_texts(FilmTables *ft, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "texts(base, frame_modes, act_modes, binding_modes)");
+        return NULL;
+    }
+    long long base = PyLong_AsLongLong(args[0]);
+    if (base == -1 && PyErr_Occurred()) { return NULL; }
+    long modes[T_N][8];
+    for (int i = 0; i < T_N; i++) {
+        if (i == T_ENDS) {
+            modes[i][0] = 0;
+            modes[i][1] = 2;
+            continue;
+        }
+        if (i == T_PAIRS) { continue; }
+        PyObject *m = args[1 + i];
+        if (!PyTuple_CheckExact(m) || PyTuple_GET_SIZE(m) != TABLE_WIDTH[i]) {
+            PyErr_SetString(PyExc_TypeError, "texts(): a tuple of modes per table, one per column");
+            return NULL;
+        }
+        for (int c = 0; c < TABLE_WIDTH[i]; c++) {
+            modes[i][c] = PyLong_AsLong(PyTuple_GET_ITEM(m, c));
+            if (modes[i][c] == -1 && PyErr_Occurred()) { return NULL; }
+        }
+    }
+    /* one buffer per column (value pairs: one for both), at most 21
+       characters per number and a comma */
+    char *buf[T_N][8] = {{NULL}};
+    size_t len[T_N][8] = {{0}};
+    PyObject *out = NULL;
+    for (int i = 0; i < T_N; i++) {
+        int cols = i == T_PAIRS ? 1 : ft->t[i].w;
+        size_t cap = (size_t)ft->t[i].n * 22 * (i == T_PAIRS ? 2 : 1) + 3;
+        for (int c = 0; ft->t[i].n && c < cols; c++) {
+            if ((buf[i][c] = PyMem_RawMalloc(cap)) == NULL) { PyErr_NoMemory(); goto done; }
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (int i = 0; i < T_N; i++) {
+        const IntTable *t = &ft->t[i];
+        if (t->n == 0) { continue; }
+        if (i == T_PAIRS) {
+            size_t n = 0;
+            char *b = buf[i][0];
+            b[n++] = '[';
+            for (Py_ssize_t r = 0; r < t->n; r++) {
+                if (r) { b[n++] = ','; }
+                n += format_int(b + n, t->cells[2 * r]);
+                b[n++] = ',';
+                n += format_int(b + n, t->cells[2 * r + 1]);
+            }
+            b[n++] = ']';
+            len[i][0] = n;
+            continue;
+        }
+        for (int c = 0; c < t->w; c++) { len[i][c] = table_column_text(t, c, modes[i][c], base, buf[i][c]); }
+    }
+    Py_END_ALLOW_THREADS
+    out = PyDict_New();
+    for (int i = 0; out != NULL && i < T_N; i++) {
+        if (ft->t[i].n == 0) { continue; }
+        int cols = i == T_PAIRS ? 1 : ft->t[i].w;
+        PyObject *texts = PyList_New(cols);
+        for (int c = 0; texts != NULL && c < cols; c++) {
+            PyObject *text = len[i][c] ? PyUnicode_DecodeASCII(buf[i][c], (Py_ssize_t)len[i][c], NULL)
+                                       : Py_NewRef(Py_None);
+            if (text == NULL) { Py_CLEAR(texts); break; }
+            PyList_SET_ITEM(texts, c, text);
+        }
+        if (texts == NULL || PyDict_SetItemString(out, TABLE_NAME[i], i == T_PAIRS ? PyList_GET_ITEM(texts, 0) : texts) < 0) {
+            Py_XDECREF(texts);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(texts);
+    }
+done:
+    for (int i = 0; i < T_N; i++) {
+        for (int c = 0; c < 8; c++) { PyMem_RawFree(buf[i][c]); }
+    }
+    return out;
+}
+
+/* -- the event loop of a chunk -- */
+
+static int is_tag(PyObject *tag, const char *name) {
+    return PyUnicode_CheckExact(tag) && PyUnicode_CompareWithASCIIString(tag, name) == 0;
+}
+
+/* The value id of a scalar the writer rendered before (by_value knows it,
+   keyed as store._KEYED_BY_VALUE): 1 and *vid, 0 (not known), -1 error.
+   An int's answer is remembered in C: the key tuple and the dict lookup
+   were most of the writer's cost per generator step. */
+static int known_scalar_vid(FilmTables *ft, PyObject *scalar, PyObject *by_value, int64_t *vid) {
+    PyTypeObject *cls = Py_TYPE(scalar);
+    if (cls != &PyLong_Type && cls != &PyUnicode_Type && cls != &PyBool_Type &&
+        cls != &PyBytes_Type && scalar != Py_None) {
+        return 0;
+    }
+    long long iv = 0;
+    int cacheable = cls == &PyLong_Type && int64_of(scalar, &iv) && iv > MAP_GONE;
+    if (cacheable && map_get(&ft->int_vids, iv, vid)) { return 1; }
+    PyObject *key = PyTuple_Pack(2, (PyObject *)cls, scalar);
+    if (key == NULL) { return -1; }
+    PyObject *found = PyDict_GetItemWithError(by_value, key);
+    Py_DECREF(key);
+    if (found == NULL) { return PyErr_Occurred() ? -1 : 0; }
+    if (!compact_int(found, 0, vid)) {
+        PyErr_SetString(PyExc_TypeError, "FilmTables: a value id is not an int");
+        return -1;
+    }
+    if (cacheable && ft->int_vids.used < 200000 && map_put(&ft->int_vids, iv, *vid) < 0) { return -1; }
+    return 1;
+}
+
+/* The lines a chunk saw, remembered for the length of one split() call:
+   most steps repeat a line seen a moment before, and the answer here
+   saves a (file, line) tuple and a set lookup. */
+#define SEEN_SLOTS 2048
+typedef struct { int64_t file, line; } SeenSlot;
+
+typedef struct {
+    FilmTables *ft;
+    PyObject *payload_fn, *by_value, *names, *new_names, *val_rows, *seen_lines, *new_lines;
+    Py_ssize_t base;
+    SeenSlot seen[SEEN_SLOTS];
+} Split;
+
+/* (file, line) ran: added to new_lines the first time (-1 on error). */
+static int note_line(Split *sp, int64_t file, int64_t line) {
+    SeenSlot *slot = &sp->seen[(mix64(file) ^ (size_t)line * 1000003u) % SEEN_SLOTS];
+    if (slot->file == file && slot->line == line) { return 0; }
+    PyObject *f = file == VAL_NONE ? Py_NewRef(Py_None) : PyLong_FromLongLong(file);
+    PyObject *l = line == LINE_NONE ? Py_NewRef(Py_None) : PyLong_FromLongLong(line);
+    PyObject *key = (f && l) ? PyTuple_Pack(2, f, l) : NULL;
+    Py_XDECREF(f);
+    Py_XDECREF(l);
+    if (key == NULL) { return -1; }
+    PyObject_GC_UnTrack(key);
+    int seen = PySet_Contains(sp->seen_lines, key);
+    if (seen == 0 && (PySet_Add(sp->seen_lines, key) < 0 || PyList_Append(sp->new_lines, key) < 0)) { seen = -1; }
+    Py_DECREF(key);
+    if (seen < 0) { return -1; }
+    slot->file = file;
+    slot->line = line;
+    return 0;
+}
+
+/* The name id of a binding's name, numbered as RecordingWriter._name_id
+   numbers it. */
+static int name_id(Split *sp, PyObject *name, int64_t *out) {
+    PyObject *nid = PyDict_GetItemWithError(sp->names, name);
+    if (nid == NULL) {
+        if (PyErr_Occurred()) { return -1; }
+        nid = PyLong_FromSsize_t(PyDict_GET_SIZE(sp->names) + 1);
+        if (nid == NULL) { return -1; }
+        PyObject *entry = PyTuple_Pack(2, nid, name);
+        int rc = entry ? PyDict_SetItem(sp->names, name, nid) : -1;
+        if (rc == 0) { rc = PyList_Append(sp->new_names, entry); }
+        Py_XDECREF(entry);
+        long long v = PyLong_AsLongLong(nid);
+        Py_DECREF(nid);
+        *out = v;
+        return rc;
+    }
+    long long v;
+    if (!PyLong_CheckExact(nid) || !int64_of(nid, &v)) {
+        PyErr_SetString(PyExc_TypeError, "FilmTables: a name id is not an int");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* RecordingWriter._payload for a payload of frame (F), activation (A),
+   binding (b) items, bindings and values of scalars rendered before (s,
+   R), and snapshots already rendered to JSON text (v): calls and most
+   line steps.  1: done (*value is the event's value id, INT_NONE for
+   none); 0: Python must do it (checked before anything changed); -1:
+   error. */
+static int c_payload(Split *sp, PyObject *payload, int64_t step, int64_t *value) {
+    if (!PyTuple_CheckExact(payload) || PyTuple_GET_SIZE(payload) == 0) { return 0; }
+    Py_ssize_t n = PyTuple_GET_SIZE(payload);
+    int64_t v;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(payload, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) < 2) { return 0; }
+        PyObject *tag = PyTuple_GET_ITEM(item, 0), *const *f = &PyTuple_GET_ITEM(item, 1);
+        Py_ssize_t size = PyTuple_GET_SIZE(item);
+        int64_t a[6] = {0};
+        if (is_tag(tag, "F")) {
+            if (size != 3 || !compact_int(f[0], 0, &a[0]) || !compact_int(f[1], 0, &a[1])) { return 0; }
+        } else if (is_tag(tag, "A")) {
+            if (size != 7) { return 0; }
+            for (int j = 0; j < 6; j++) {
+                if (!compact_int(f[j], j == 2 || j == 4, &a[j])) { return 0; }
+            }
+        } else if (is_tag(tag, "v")) {
+            if (size != 7 || (f[4] != Py_None && !PyUnicode_CheckExact(f[4]))) { return 0; }
+        } else if (is_tag(tag, "b") || is_tag(tag, "s")) {
+            if (size != 4 || !PyUnicode_CheckExact(f[1]) || !compact_int(f[0], 0, &a[0])) { return 0; }
+            if (is_tag(tag, "b") && !compact_int(f[2], 1, &a[2])) { return 0; }
+            if (is_tag(tag, "s")) {
+                int known = known_scalar_vid(sp->ft, f[2], sp->by_value, &v);
+                if (known <= 0) { return known; }
+            }
+        } else if (is_tag(tag, "R")) {
+            int known = size == 2 ? known_scalar_vid(sp->ft, f[0], sp->by_value, &v) : 0;
+            if (known <= 0) { return known; }
+        } else {
+            return 0;
+        }
+    }
+    PyObject *step_obj = NULL;  /* made for a "v" row only */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(payload, i);
+        PyObject *tag = PyTuple_GET_ITEM(item, 0), *const *f = &PyTuple_GET_ITEM(item, 1);
+        int64_t a[6] = {0};
+        int rc;
+        if (is_tag(tag, "F")) {
+            compact_int(f[0], 0, &a[0]);
+            compact_int(f[1], 0, &a[1]);
+            rc = ft_frame(sp->ft, a[0], f[1], a[1], step);
+        } else if (is_tag(tag, "A")) {
+            for (int j = 0; j < 6; j++) { compact_int(f[j], j == 2 || j == 4, &a[j]); }
+            rc = ft_open(sp->ft, a, step);
+        } else if (is_tag(tag, "v")) {
+            /* (vid, objnum, step, type name, text, detail, flags): str, int, None */
+            if (step_obj == NULL && (step_obj = PyLong_FromLongLong(step)) == NULL) { return -1; }
+            PyObject *row = PyTuple_Pack(7, f[0], f[1], step_obj, f[2], f[3], f[4], f[5]);
+            rc = row ? PyList_Append(sp->val_rows, row) : -1;
+            Py_XDECREF(row);
+        } else if (is_tag(tag, "R")) {
+            rc = known_scalar_vid(sp->ft, f[0], sp->by_value, value) == 1 ? 0 : -1;
+        } else {
+            int64_t nid, vid;
+            compact_int(f[0], 0, &a[0]);
+            if (is_tag(tag, "s")) {
+                rc = known_scalar_vid(sp->ft, f[2], sp->by_value, &vid) == 1 ? 0 : -1;
+            } else {
+                rc = compact_int(f[2], 1, &vid) ? 0 : -1;
+            }
+            if (rc == 0) { rc = name_id(sp, f[1], &nid); }
+            if (rc == 0) { rc = ft_binding(sp->ft, a[0], nid, step, vid); }
+        }
+        if (rc < 0) {
+            Py_XDECREF(step_obj);
+            if (!PyErr_Occurred()) { PyErr_SetString(PyExc_RuntimeError, "FilmTables.split(): a payload row"); }
+            return -1;
+        }
+    }
+    Py_XDECREF(step_obj);
+    return 1;
+}
+
+/* An event's value from Python (a value id or None) as a pair. */
+static int pair_of(Split *sp, int64_t pos, PyObject *value) {
+    if (value == Py_None) { return 0; }
+    int64_t v;
+    if (!compact_int(value, 0, &v)) {
+        PyErr_SetString(PyExc_TypeError, "FilmTables.split(): an event's value is not an int id");
+        return -1;
+    }
+    return ft_pair(sp->ft, pos, v);
+}
+
+/* The payload of one event handed to RecordingWriter._payload. */
+static int python_payload(Split *sp, int64_t step, PyObject *value, PyObject *payload) {
+    PyObject *step_obj = PyLong_FromLongLong(step);
+    if (step_obj == NULL) { return -1; }
+    PyObject *cargs[3] = {step_obj, value, payload};
+    PyObject *result = PyObject_Vectorcall(sp->payload_fn, cargs, 3, NULL);
+    Py_DECREF(step_obj);
+    if (result == NULL) { return -1; }
+    int rc = pair_of(sp, step - sp->base, result);
+    Py_DECREF(result);
+    return rc;
+}
+
+/* One event of the chunk: its payload's rows and value, its line, the
+   end of its activation. */
+static int split_one(Split *sp, const Ev *e, const ResumeRow *row, int64_t step) {
+    FilmTables *ft = sp->ft;
+    int64_t pos = step - sp->base;
+    if (e->form == FORM_RESUME) {
+        int64_t a[6] = {e->act, row->frame, row->parent, row->thread, row->task, row->depth};
+        if (ft_open(ft, a, step) < 0) { return -1; }
+    } else if (e->form == FORM_SCALAR) {
+        int64_t vid;
+        int known = known_scalar_vid(ft, e->value, sp->by_value, &vid);
+        if (known < 0) { return -1; }
+        if (known) {
+            if (ft_pair(ft, pos, vid) < 0) { return -1; }
+        } else {
+            PyObject *payload = compact_payload(e, NULL);
+            if (payload == NULL) { return -1; }
+            int rc = python_payload(sp, step, Py_None, payload);
+            Py_DECREF(payload);
+            if (rc < 0) { return -1; }
+        }
+    } else {
+        PyObject *value = e->value ? e->value : Py_None, *payload = e->payload;
+        if (payload == NULL || (PyTuple_CheckExact(payload) && PyTuple_GET_SIZE(payload) == 0)) {
+            if (pair_of(sp, pos, value) < 0) { return -1; }
+        } else {
+            int64_t vid = INT_NONE;
+            if (value != Py_None && !compact_int(value, 0, &vid)) {
+                PyErr_SetString(PyExc_TypeError, "FilmTables.split(): an event's value is not an int id");
+                return -1;
+            }
+            int done = c_payload(sp, payload, step, &vid);
+            if (done < 0) { return -1; }
+            if (done) {
+                if (vid != INT_NONE && ft_pair(ft, pos, vid) < 0) { return -1; }
+            } else if (python_payload(sp, step, value, payload) < 0) {
+                return -1;
+            }
+        }
+    }
+    int64_t file = VAL_NONE;
+    map_get(&ft->act_file, e->act, &file);
+    if (note_line(sp, file, e->line) < 0) { return -1; }
+    if (e->kind == K_RETURN || e->kind == K_YIELD || e->kind == K_UNWIND) {
+        return ft_end(ft, e->act, step);
+    }
+    return 0;
+}
+
+/* split(parts, base, payload_fn, by_value, names, new_names, val_rows,
+   seen_lines, new_lines): the writer's event loop (store._FilmTables.split)
+   over a chunk's sealed EventLog parts.  The event columns themselves are
+   event_columns()'s. */
+static PyObject *FT_split(FilmTables *ft, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "split() takes 9 arguments");
+        return NULL;
+    }
+    PyObject *parts = args[0];
+    if (!PyTuple_CheckExact(parts) || !PyDict_CheckExact(args[3]) || !PyDict_CheckExact(args[4]) ||
+        !PyList_CheckExact(args[5]) || !PyList_CheckExact(args[6]) || !PySet_CheckExact(args[7]) ||
+        !PyList_CheckExact(args[8])) {
+        PyErr_SetString(PyExc_TypeError, "split(): arguments of unexpected types");
+        return NULL;
+    }
+    Split *sp = PyMem_Malloc(sizeof(Split));
+    if (sp == NULL) { return PyErr_NoMemory(); }
+    *sp = (Split){ft, args[2], args[3], args[4], args[5], args[6], args[7], args[8], 0};
+    for (int i = 0; i < SEEN_SLOTS; i++) { sp->seen[i].file = MAP_GONE; }
+    PyObject *result = NULL;
+    sp->base = PyLong_AsSsize_t(args[1]);
+    if (sp->base == -1 && PyErr_Occurred()) { goto done; }
+    if (PyList_GET_SIZE(sp->new_lines) == 0 && PyObject_GC_IsTracked(sp->new_lines)) {
+        PyObject_GC_UnTrack(sp->new_lines);  /* it gets untracked (file, line) tuples only */
+    }
+    int64_t step = sp->base;
+    for (Py_ssize_t p = 0; p < PyTuple_GET_SIZE(parts); p++) {
+        PyObject *part = PyTuple_GET_ITEM(parts, p);
+        if (!Py_IS_TYPE(part, &EventLogType) || !((EventLog *)part)->sealed) {
+            PyErr_SetString(PyExc_TypeError, "split(): a part is not a sealed EventLog");
+            goto done;
+        }
+        EventLog *log = (EventLog *)part;
+        Py_ssize_t r = 0;
+        for (Py_ssize_t i = 0; i < log->n; i++, step++) {
+            const Ev *e = &log->ev[i];
+            const ResumeRow *row = NULL;
+            if (e->form == FORM_RESUME) {
+                if (r >= log->nrows) {
+                    PyErr_SetString(PyExc_SystemError, "split(): EventLog rows out of step");
+                    goto done;
+                }
+                row = &log->rows[r++];
+            }
+            if (split_one(sp, e, row, step) < 0) { goto done; }
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(sp);
+    return result;
+}
+
+static PyMethodDef FT_methods[] = {
+    {"split", (PyCFunction)(void (*)(void))FT_split, METH_FASTCALL,
+     "The event loop of a chunk of sealed EventLogs: rows, values, lines, activation ends."},
+    {"open_activation", (PyCFunction)(void (*)(void))FT_open_activation, METH_FASTCALL,
+     "open_activation(act, frame, parent, thread, task, depth, step)"},
+    {"add_frame", (PyCFunction)(void (*)(void))FT_add_frame, METH_FASTCALL, "add_frame(frame, code, step)"},
+    {"add_binding", (PyCFunction)(void (*)(void))FT_add_binding, METH_FASTCALL,
+     "add_binding(frame, name_id, step, value)"},
+    {"texts", (PyCFunction)(void (*)(void))FT_texts, METH_FASTCALL,
+     "texts(base, frame_modes, act_modes, binding_modes) -> each table's columns as JSON text."},
+    {"rows", (PyCFunction)FT_rows, METH_O, "rows(table) -> the rows as a list of tuples."},
+    {"new_chunk", (PyCFunction)FT_new_chunk, METH_NOARGS, "Forget this chunk's rows (they were written)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject FilmTablesType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pytest_escope.recorder._hotpath.FilmTables",
+    .tp_basicsize = sizeof(FilmTables),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The writer's rows of a chunk as C integers (store._FilmTables in Python).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FT_init,
+    .tp_dealloc = (destructor)FT_dealloc,
+    .tp_methods = FT_methods,
+};
+
 /* -- the fingerprint of a list or tuple of scalars ----------------------------------- */
 
 /* values.IMMUTABLE_SCALARS, compared by exact type as values.IMMUTABLE_IDS
@@ -2477,8 +2815,6 @@ static PyMethodDef module_methods[] = {
      "A chunk column of ints as JSON text, transformed (see schema.pack_chunk), or None."},
     {"event_columns", (PyCFunction)(void (*)(void))event_columns, METH_FASTCALL,
      "The kind, act, line and time columns of sealed EventLogs as JSON text, or None."},
-    {"split_events", (PyCFunction)(void (*)(void))split_events, METH_FASTCALL,
-     "The writer's event loop (store._split_events_py), in C: same arguments, same rows."},
     {"untrack_segment", untrack_segment, METH_O,
      "Untrack a segment of events (a tuple of event tuples) and the event\n"
      "tuples in it that hold nothing the garbage collector must visit."},
@@ -2505,7 +2841,9 @@ static struct PyModuleDef hotmodule = {
 };
 
 PyMODINIT_FUNC PyInit__hotpath(void) {
-    if (PyType_Ready(&HotType) < 0 || PyType_Ready(&EventLogType) < 0) { return NULL; }
+    if (PyType_Ready(&HotType) < 0 || PyType_Ready(&EventLogType) < 0 || PyType_Ready(&FilmTablesType) < 0) {
+        return NULL;
+    }
     /* every interned name, tag and fault message, in one table */
     static const struct { PyObject **slot; const char *text; } interned[] = {
         {&s_active, "active"}, {&s_spill_at, "spill_at"}, {&s_is_coro, "is_coro"},
@@ -2533,7 +2871,8 @@ PyMODINIT_FUNC PyInit__hotpath(void) {
     PyObject *m = PyModule_Create(&hotmodule);
     if (m == NULL) { return NULL; }
     if (PyModule_AddObjectRef(m, "Callbacks", (PyObject *)&HotType) < 0 ||
-        PyModule_AddObjectRef(m, "EventLog", (PyObject *)&EventLogType) < 0) {
+        PyModule_AddObjectRef(m, "EventLog", (PyObject *)&EventLogType) < 0 ||
+        PyModule_AddObjectRef(m, "FilmTables", (PyObject *)&FilmTablesType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

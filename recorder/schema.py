@@ -354,20 +354,24 @@ def pack_chunk(base: int, events: tuple[list, list, list, list, list],
     None for a column it does not handle.  The text is the same.
     """
     encode = encode or _json_encode
-    kinds, acts, lines, times, value_pairs = events
-    modes = (_AS_IS, _DIFFERENCES, _AS_IS, _MICRO_DIFFERENCES, _AS_IS)
-    texts = [_column_text(col, mode, base, encode, int_column)
-             for col, mode in zip((kinds, acts, lines, times, value_pairs), modes)]
-    parts = ['{"events":[', ",".join(texts), "]"]
-    for table, rows in tables.items():
-        if not rows:
-            continue
-        texts = _table_texts(rows, [_column_mode(table, name) for name in PACKED_COLUMNS[table]],
-                             base, encode, int_column)
-        parts += [',"', table, '":[', ",".join(texts), "]"]
+    texts = {table: column_texts(rows, column_modes(table), base, encode, int_column)
+             for table, rows in tables.items() if rows}
     if act_ends:
-        parts += [',"act_ends":[', _row_column_text(act_ends, 0, _AS_IS, base, encode, int_column), ",",
-                  _row_column_text(act_ends, 1, _RELATIVE, base, encode, int_column), "]"]
+        texts["act_ends"] = column_texts(act_ends, ACT_END_MODES, base, encode, int_column)
+    return pack_texts([column_text(col, mode, base, encode, int_column) for col, mode in zip(events, EVENT_MODES)],
+                      texts, level)
+
+
+def pack_texts(events: list[str], tables: dict[str, list[str]], level: int = 1) -> bytes:
+    """The ``chunks.data`` blob from each column's JSON text: the five event
+    columns, and for each table with rows (and ``act_ends``) its columns in
+    ``PACKED_COLUMNS`` order.  What pack_chunk writes for the same rows."""
+    parts = ['{"events":[', ",".join(events), "]"]
+    for table in PACKED_COLUMNS:
+        if table in tables:
+            parts += [',"', table, '":[', ",".join(tables[table]), "]"]
+    if "act_ends" in tables:
+        parts += [',"act_ends":[', ",".join(tables["act_ends"]), "]"]
     parts.append("}")
     text = "".join(parts)
     return zlib.compress(text.encode("utf-8", "surrogatepass"), level)
@@ -375,6 +379,10 @@ def pack_chunk(base: int, events: tuple[list, list, list, list, list],
 
 # How a column is stored (the modes of _hotpath.json_int_column).
 _AS_IS, _DIFFERENCES, _RELATIVE, _MICRO_DIFFERENCES = 0, 1, 2, 3
+#: The modes of the five event columns: kind, act, line, time, value pairs.
+EVENT_MODES = (_AS_IS, _DIFFERENCES, _AS_IS, _MICRO_DIFFERENCES, _AS_IS)
+#: The modes of act_ends: the activation, and its end step relative to the chunk.
+ACT_END_MODES = (_AS_IS, _RELATIVE)
 
 
 def _column_mode(table: str, name: str) -> int:
@@ -385,7 +393,12 @@ def _column_mode(table: str, name: str) -> int:
     return _AS_IS
 
 
-def _column_text(column: Any, mode: int, base: int, encode: Any, int_column: Any) -> str:
+def column_modes(table: str) -> tuple[int, ...]:
+    """How each of a packed table's columns is stored."""
+    return tuple(_column_mode(table, name) for name in PACKED_COLUMNS[table])
+
+
+def column_text(column: Any, mode: int, base: int, encode: Any, int_column: Any) -> str:
     """One column as JSON text, after its transform (a str is that text
     already: the recorder's ``_hotpath.event_columns`` wrote it)."""
     if type(column) is str:
@@ -403,26 +416,20 @@ def _column_text(column: Any, mode: int, base: int, encode: Any, int_column: Any
     return encode(list(column))
 
 
-def _table_texts(rows: list, modes: list[int], base: int, encode: Any, int_column: Any) -> list[str]:
+def column_texts(rows: list, modes: tuple[int, ...], base: int, encode: Any, int_column: Any) -> list[str]:
     """Each column of a table's rows as JSON text.  ``int_column`` given
     a tuple of modes writes every int column in one pass over the rows;
     a column it declines (text, big ints) is encoded here."""
     texts = int_column(rows, tuple(modes), base) if int_column is not None else None
     if texts is None:
         texts = [None] * len(modes)
-    return [text if text is not None else _row_column_text(rows, i, mode, base, encode, None)
+    return [text if text is not None else _row_column_text(rows, i, mode, base, encode)
             for i, (text, mode) in enumerate(zip(texts, modes))]
 
 
-def _row_column_text(rows: list, index: int, mode: int, base: int, encode: Any, int_column: Any) -> str:
-    """Column ``index`` of a table's rows as JSON text.  ``int_column``
-    reads it from the rows in place: a column tuple of a long chunk is a
-    big young object the garbage collector walks at every collection."""
-    if int_column is not None:
-        text = int_column(rows, mode, base, index)
-        if text is not None:
-            return text
-    return _column_text([row[index] for row in rows], mode, base, encode, None)
+def _row_column_text(rows: list, index: int, mode: int, base: int, encode: Any) -> str:
+    """Column ``index`` of a table's rows as JSON text."""
+    return column_text([row[index] for row in rows], mode, base, encode, None)
 
 
 def _json_encode(doc: Any) -> str:

@@ -27,10 +27,10 @@ from .config import pure_python_requested
 from .values import Renderer, _encode_json, detail_json
 
 try:
-    from ._hotpath import (EventLog as _EventLog, event_columns as _event_columns,
-                           json_int_column as _json_int_column, split_events as _split_events)
+    from ._hotpath import (EventLog as _EventLog, FilmTables as _CFilmTables, event_columns as _event_columns,
+                           json_int_column as _json_int_column)
 except ImportError:  # built without a C compiler
-    _EventLog = _event_columns = _split_events = _json_int_column = None
+    _EventLog = _CFilmTables = _event_columns = _json_int_column = None
 
 _STOP = object()
 
@@ -40,69 +40,133 @@ _KEYED_BY_VALUE = frozenset({int, str, bool, bytes, type(None)})
 
 
 class _ChunkRows:
-    """The rows one chunk turns into, filled by the event loop and ``_payload``."""
+    """What one chunk adds beside the int tables: rendered values (text
+    columns), new names, lines that ran for the first time."""
 
-    __slots__ = ("kinds", "acts", "lines", "times", "value_pairs", "pending_acts", "act_rows", "act_ends",
-                 "new_lines", "frame_rows", "binding_rows", "val_rows", "new_names")
+    __slots__ = ("val_rows", "new_names", "new_lines")
 
     def __init__(self) -> None:
-        self.kinds: list = []
-        self.acts: list = []
-        self.lines: list = []
-        self.times: list = []
-        self.value_pairs: list = []  # flat (position in chunk, value id) pairs
-        # activations are inserted once their end is known; those still open
-        # at the end of a chunk go in with end_step NULL and get an UPDATE
-        self.pending_acts: dict[int, list] = {}
-        self.act_rows: list = []
-        self.act_ends: list = []
-        self.new_lines: list = []
-        self.frame_rows: list = []
-        self.binding_rows: list = []
         self.val_rows: list = []
         self.new_names: list = []
+        self.new_lines: list = []
 
 
 _ENDS = frozenset({schema.RETURN, schema.YIELD, schema.UNWIND})
 
+#: How each packed table's columns are written (schema.pack_texts).
+_FRAME_MODES = schema.column_modes("frames")
+_ACT_MODES = schema.column_modes("activations")
+_BINDING_MODES = schema.column_modes("bindings")
+_VAL_MODES = schema.column_modes("vals")
 
-def _split_events_py(parts: tuple, base: int, kinds: list, acts: list, lines: list, times: list,
-                     value_pairs: list, pending_acts: dict, act_rows: list, act_ends: list, new_lines: list,
-                     act_file: dict, frame_file: dict, seen_lines: set, by_value: dict, payload: Any,
-                     code_file: dict, names: dict, new_names: list, frame_rows: list, binding_rows: list,
-                     val_rows: list) -> None:
-    """The event loop of a chunk: columns, activation ends, lines that ran;
-    ``payload(step, value, payload)`` does the rest of a step that has one.
-    ``_hotpath.split_events`` is this loop in C (same arguments, same rows);
-    it also does the payloads of frames, activations, bindings and rendered
-    snapshots itself, which is what ``by_value`` to the last argument are for.
+
+class _FilmTables:
+    """The int rows of the chunk being written (frames, activations,
+    bindings, activation ends, the value of each event) and what the writer
+    remembers from chunk to chunk (the file each open activation and each
+    frame runs in).  ``_hotpath.FilmTables`` is this class in C, with the
+    same methods; the two write byte-identical chunks.
+
+    An activation's row goes in when it opens, with no end; its end is
+    filled in when it ends in the same chunk, else it becomes an
+    ``act_ends`` row of the chunk where it ends.
     """
-    step = base
-    for ev in itertools.chain.from_iterable(p if type(p) is tuple else p.tolist() for p in parts):
-        kind = ev[0]
-        act = ev[1]
-        kinds.append(kind)
-        acts.append(act)
-        lines.append(ev[2])
-        times.append(ev[3])
-        if len(ev) != 4:
-            value = payload(step, ev[4], ev[5])
-            if value is not None:
-                value_pairs.append(step - base)
-                value_pairs.append(value)
-        key = (act_file.get(act), ev[2])
-        if key not in seen_lines:
-            seen_lines.add(key)
-            new_lines.append(key)
-        if kind in _ENDS:
-            row = pending_acts.pop(act, None)
-            if row is not None:
-                row[7] = step
-                act_rows.append(row)
-            else:
-                act_ends.append((act, step))
-            act_file.pop(act, None)
-        step += 1
+
+    def __init__(self, code_file: dict[int, int]) -> None:
+        self.code_file = code_file
+        self.act_file: dict[int, int | None] = {}
+        self.frame_file: dict[int, int | None] = {}
+        self.new_chunk()
+
+    def new_chunk(self) -> None:
+        self.pending: dict[int, list] = {}
+        self.tables: dict[str, list] = {"frames": [], "activations": [], "bindings": [], "act_ends": [],
+                                        "value_pairs": []}
+
+    def open_activation(self, act: int, frame: int, parent: int | None, thread: int, task: int | None,
+                        depth: int, step: int) -> None:
+        row = [act, frame, parent, thread, task, depth, step, None]
+        self.tables["activations"].append(row)
+        self.pending[act] = row
+        self.act_file[act] = self.frame_file.get(frame)
+
+    def add_frame(self, frame: int, code: int, step: int) -> None:
+        self.tables["frames"].append((frame, code, step))
+        self.frame_file[frame] = self.code_file.get(code)
+
+    def add_binding(self, frame: int, name_id: int, step: int, vid: int | None) -> None:
+        self.tables["bindings"].append((frame, name_id, step, vid))
+
+    def rows(self, name: str) -> list[tuple]:
+        return [tuple(row) for row in self.tables[name]]
+
+    def split(self, parts: tuple, base: int, payload: Any, by_value: dict, names: dict, new_names: list,
+              val_rows: list, seen_lines: set, new_lines: list) -> tuple[list, list, list, list]:
+        """The event loop of a chunk: each event's value, the lines that ran,
+        the ends of activations; ``payload(step, value, payload)`` does the
+        rest of an event that has one.  Returns the four event columns
+        (kind, act, line, time); the compiled loop leaves them to
+        ``_hotpath.event_columns``."""
+        kinds: list = []
+        acts: list = []
+        lines: list = []
+        times: list = []
+        pairs = self.tables["value_pairs"]
+        ends = self.tables["act_ends"]
+        act_file = self.act_file
+        step = base
+        for ev in itertools.chain.from_iterable(p if type(p) is tuple else p.tolist() for p in parts):
+            kind = ev[0]
+            act = ev[1]
+            kinds.append(kind)
+            acts.append(act)
+            lines.append(ev[2])
+            times.append(ev[3])
+            if len(ev) != 4:
+                value = payload(step, ev[4], ev[5])
+                if value is not None:
+                    pairs.append((step - base, value))
+            key = (act_file.get(act), ev[2])
+            if key not in seen_lines:
+                seen_lines.add(key)
+                new_lines.append(key)
+            if kind in _ENDS:
+                row = self.pending.pop(act, None)
+                if row is not None:
+                    row[7] = step
+                else:
+                    ends.append((act, step))
+                act_file.pop(act, None)
+            step += 1
+        return kinds, acts, lines, times
+
+    def texts(self, base: int, frame_modes: tuple, act_modes: tuple, binding_modes: tuple) -> dict[str, Any]:
+        """Each table with rows as its columns' JSON text (as the C class)."""
+        out: dict[str, Any] = {}
+        for name, modes in (("frames", frame_modes), ("activations", act_modes), ("bindings", binding_modes),
+                            ("act_ends", schema.ACT_END_MODES)):
+            rows = self.tables[name]
+            if rows:
+                out[name] = schema.column_texts(rows, modes, base, _encode_json, None)
+        pairs = self.tables["value_pairs"]
+        if pairs:
+            out["value_pairs"] = _encode_json([x for pair in pairs for x in pair])
+        return out
+
+
+def _sealed_logs(parts: tuple) -> tuple:
+    """A chunk's parts as sealed EventLogs (what the compiled loop reads)."""
+    if all(type(p) is _EventLog for p in parts):
+        return parts
+    out = []
+    for part in parts:
+        if type(part) is not tuple:
+            part = tuple(part.tolist())
+        log = _EventLog()
+        for ev in part:
+            log.append(ev)
+        out.append(log.seal())
+    return tuple(out)
 
 
 def create_private_file(path: Path) -> None:
@@ -129,8 +193,6 @@ class RecordingWriter:
         self.scalar_vids: dict[tuple, int] = {}
         self.scalar_vids_by_value: dict[tuple, int] = {}
         self.next_vid = 2  # even: ids of scalars rendered here (the collector's are odd)
-        self.act_file: dict[int, int | None] = {}
-        self.frame_file: dict[int, int | None] = {}
         self.code_file: dict[int, int] = {}
         self.seen_lines: set[tuple[int, int]] = set()
         self.lines_done: set[tuple[int, int]] = set()
@@ -141,6 +203,7 @@ class RecordingWriter:
         self.abandoned = False
         #: the Python event loop even when the compiled one exists (tests compare them)
         self.pure = pure_python_requested()
+        self._tables: Any = None  # made by the writer thread (``pure`` may change before)
 
     # -- test-thread side -------------------------------------------------
 
@@ -226,32 +289,41 @@ class RecordingWriter:
         base = chunk["base"]
         for row in chunk.get("codes", ()):
             self.code_file[row[0]] = row[1]
+        compiled = _CFilmTables is not None and not self.pure
+        if self._tables is None:
+            self._tables = _CFilmTables(self.code_file) if compiled else _FilmTables(self.code_file)
+        tables = self._tables
+        tables.new_chunk()
         rows = _ChunkRows()
         payload = functools.partial(self._payload, rows, db)
         parts = chunk["events"]
-        columns = None
-        if _split_events is not None and not self.pure:
-            split = _split_events
-            # the event columns of EventLog parts, from their arrays
-            columns = _event_columns(parts, base) if parts and _EventLog is not None else None
-            if columns is None:
-                parts = tuple(p if type(p) is tuple else tuple(p.tolist()) for p in parts)
+        if compiled:
+            parts = _sealed_logs(parts)
+            # the four event columns straight from the arrays, without the GIL
+            columns = _event_columns(parts, base) if parts else ("[]",) * 4
+            tables.split(parts, base, payload, self.scalar_vids_by_value, self.names, rows.new_names,
+                         rows.val_rows, self.seen_lines, rows.new_lines)
+            if columns is None:  # a difference beyond 64 bits: Python's ints write it
+                events = [ev for p in parts for ev in p.tolist()]
+                columns = [schema.column_text([ev[i] for ev in events], mode, base, _encode_json, None)
+                           for i, mode in enumerate(schema.EVENT_MODES[:4])]
         else:
-            split = _split_events_py
-        split(parts, base, rows.kinds, rows.acts, rows.lines, rows.times, rows.value_pairs,
-              rows.pending_acts, rows.act_rows, rows.act_ends, rows.new_lines, self.act_file,
-              self.frame_file, self.seen_lines, self.scalar_vids_by_value, payload,
-              self.code_file, self.names, rows.new_names, rows.frame_rows, rows.binding_rows, rows.val_rows)
-        rows.act_rows.extend(rows.pending_acts.values())
-        events = (*columns, rows.value_pairs) if columns is not None else (
-            rows.kinds, rows.acts, rows.lines, rows.times, rows.value_pairs)
-        blob = schema.pack_chunk(
-            base, events,
-            {"frames": rows.frame_rows, "activations": rows.act_rows, "bindings": rows.binding_rows,
-             "vals": rows.val_rows},
-            rows.act_ends, encode=_encode_json, int_column=None if self.pure else _json_int_column)
+            lists = tables.split(parts, base, payload, self.scalar_vids_by_value, self.names, rows.new_names,
+                                 rows.val_rows, self.seen_lines, rows.new_lines)
+            columns = [schema.column_text(col, mode, base, _encode_json, None)
+                       for col, mode in zip(lists, schema.EVENT_MODES)]
+        texts = tables.texts(base, _FRAME_MODES, _ACT_MODES, _BINDING_MODES)
+        for name, modes in (("frames", _FRAME_MODES), ("activations", _ACT_MODES), ("bindings", _BINDING_MODES),
+                            ("act_ends", schema.ACT_END_MODES)):
+            # a column the C writer declined (a None where a difference is due)
+            if name in texts and None in texts[name]:
+                texts[name] = schema.column_texts(tables.rows(name), modes, base, _encode_json, None)
+        if rows.val_rows:
+            texts["vals"] = schema.column_texts(rows.val_rows, _VAL_MODES, base, _encode_json,
+                                                None if self.pure else _json_int_column)
+        blob = schema.pack_texts([*columns, texts.pop("value_pairs", "[]")], texts)
         new_lines, new_names = rows.new_lines, rows.new_names
-        rows = payload = None  # type: ignore[assignment]  # the columns go before the transaction
+        rows = payload = texts = None  # type: ignore[assignment]  # the columns go before the transaction
         with db:
             step = base + chunk["count"]
             db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (?, ?, ?)",
@@ -295,11 +367,11 @@ class RecordingWriter:
                 vid = item[3]
                 if remap is not None and vid in remap:
                     vid = remap[vid]
-                rows.binding_rows.append((item[1], self._name_id(db, item[2], rows.new_names), step, vid))
+                self._tables.add_binding(item[1], self._name_id(db, item[2], rows.new_names), step, vid)
             elif tag == "s" or tag == "R":
                 vid = self._scalar_vid(rows, step, item[-1])
                 if tag == "s":
-                    rows.binding_rows.append((item[1], self._name_id(db, item[2], rows.new_names), step, vid))
+                    self._tables.add_binding(item[1], self._name_id(db, item[2], rows.new_names), step, vid)
                 else:
                     value = vid
             elif tag == "r":
@@ -320,11 +392,9 @@ class RecordingWriter:
                     detail = detail_json(detail)
                 rows.val_rows.append((item[1], item[2], step, item[3], item[4], detail, item[6]))
             elif tag == "A":
-                rows.pending_acts[item[1]] = [item[1], item[2], item[3], item[4], item[5], item[6], step, None]
-                self.act_file[item[1]] = self.frame_file.get(item[2])
+                self._tables.open_activation(item[1], item[2], item[3], item[4], item[5], item[6], step)
             elif tag == "F":
-                rows.frame_rows.append((item[1], item[2], step))
-                self.frame_file[item[1]] = self.code_file.get(item[2])
+                self._tables.add_frame(item[1], item[2], step)
         if remap is not None and value in remap:
             value = remap[value]
         return value

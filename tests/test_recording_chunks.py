@@ -316,48 +316,53 @@ def test_chunks_grow_with_the_recording(tmp_path: Path, max_events: int) -> None
         assert len(sizes) < 20  # a chunk of 1,000 each time would be 40 or more
 
 
-#: Splits one real chunk with the compiled writer loop and prints which of
-#: the rows it made the garbage collector still tracks.
-UNTRACKED_ROWS = CHUNKS_OF_WORK + r'''
+#: Splits one real chunk with the compiled writer loop and with the Python
+#: one; prints what each made and how many objects the garbage collector
+#: tracks after the compiled split.
+SPLIT_ONE_CHUNK = CHUNKS_OF_WORK + r'''
 from pytest_escope.recorder import _hotpath
-w = RecordingWriter(d / "w.sqlite", {"test_id": "x"}, r.collector.renderer)
-rows = _ChunkRows()
+from pytest_escope.recorder.store import _FilmTables, _sealed_logs
 chunk = chunks[0]
-_hotpath.split_events(chunk["events"], chunk["base"], rows.kinds, rows.acts, rows.lines, rows.times,
-                      rows.value_pairs, rows.pending_acts, rows.act_rows, rows.act_ends, rows.new_lines,
-                      w.act_file, w.frame_file, w.seen_lines, w.scalar_vids_by_value,
-                      lambda step, value, payload: w._payload(rows, None, step, value, payload),
-                      w.code_file, w.names, rows.new_names, rows.frame_rows, rows.binding_rows, rows.val_rows)
-rows.act_rows.extend(rows.pending_acts.values())
-names = ("kinds", "acts", "lines", "times", "value_pairs", "act_rows", "act_ends", "new_lines")
-print(json.dumps({
-    "events": sum(len(p) for p in chunk["events"]), "acts": len(rows.act_rows),
-    "parts": sorted({type(p).__name__ for p in chunk["events"]}),
-    "tracked_parts": sum(gc.is_tracked(p) for p in chunk["events"]),
-    "tracked_columns": [n for n in names if gc.is_tracked(getattr(rows, n))],
-    "tracked_acts": sum(gc.is_tracked(a) for a in rows.act_rows),
-    "tracked_keys": sum(gc.is_tracked(k) for k in rows.new_lines),
-}))
+parts = _sealed_logs(chunk["events"])
+out = {"events": sum(len(p) for p in parts), "parts": sorted({type(p).__name__ for p in chunk["events"]}),
+       "tracked_parts": sum(gc.is_tracked(p) for p in chunk["events"])}
+for name, cls in (("c", _hotpath.FilmTables), ("py", _FilmTables)):
+    w = RecordingWriter(d / f"{name}.sqlite", {"test_id": "x"}, r.collector.renderer)
+    rows = _ChunkRows()
+    w._tables = tables = cls(w.code_file)
+    tables.new_chunk()
+    gc.collect()
+    before = len(gc.get_objects())
+    tables.split(parts, chunk["base"], lambda step, value, payload: w._payload(rows, None, step, value, payload),
+                 w.scalar_vids_by_value, w.names, rows.new_names, rows.val_rows, w.seen_lines, rows.new_lines)
+    out[name + "_tracked"] = len(gc.get_objects()) - before
+    out[name] = {t: tables.rows(t) for t in ("frames", "activations", "bindings", "act_ends", "value_pairs")}
+    out[name + "_vals"] = len(rows.val_rows)
+print(json.dumps(out))
 '''
 
 
-def test_the_writer_rows_are_invisible_to_the_garbage_collector(tmp_path: Path) -> None:
-    """The columns and activation rows of a chunk hold only ints and None;
-    the compiled loop untracks them, so the full collections that the test's
-    own allocations trigger do not walk millions of items (a collection of
-    a 1.4M-event chunk's rows took 150 ms before)."""
+def test_the_compiled_writer_keeps_rows_as_c_integers(tmp_path: Path) -> None:
+    """The compiled writer loop keeps a chunk's frames, activations,
+    bindings and event values as C integers (``_hotpath.FilmTables``): a
+    generator step makes no object for the garbage collector to walk or
+    for the writer to free under the GIL (a 1.4M-event chunk's rows as
+    tuples took 150 ms per full collection).  Its rows are the Python
+    loop's rows, in the same order."""
     pytest.importorskip("pytest_escope.recorder._hotpath")
     (tmp_path / "work.py").write_text(WORK)
-    proc = subprocess.run([sys.executable, "-c", UNTRACKED_ROWS, str(tmp_path), "minimal", str(10**9)],
+    proc = subprocess.run([sys.executable, "-c", SPLIT_ONE_CHUNK, str(tmp_path), "minimal", str(10**9)],
                           capture_output=True, text=True, env=clean_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["events"] > 9000 and got["acts"] > 3000
+    assert got["events"] > 9000 and len(got["c"]["activations"]) > 3000
     # the film in memory is EventLog segments: arrays, no object per event
     assert got["parts"] == ["EventLog"] and got["tracked_parts"] == 0
-    assert got["tracked_columns"] == []
-    assert got["tracked_acts"] == 0
-    assert got["tracked_keys"] == 0
+    assert got["c"] == got["py"] and got["c_vals"] == got["py_vals"]
+    assert len(got["c"]["value_pairs"]) > 3000
+    # the rendered values (text) are objects, the rows are not
+    assert got["c_tracked"] <= got["c_vals"] + 50, got["c_tracked"]
+    assert got["py_tracked"] > len(got["py"]["activations"])
 
 
 @pytest.mark.parametrize("strategy", ["minimal", "balanced", "full_trace"])
