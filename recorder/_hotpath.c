@@ -54,8 +54,12 @@ typedef struct {
     PyObject *lines[];  /* NULL: not looked up yet */
 } LineCache;
 
+/* CPython calls this for every code object that has extra slots at all,
+   with NULL when ours was never set (another tool's slot made them: the
+   perf trampoline of ``python -X perf``, a profiler, a JIT). */
 static void free_line_cache(void *extra) {
     LineCache *cache = extra;
+    if (cache == NULL) { return; }
     for (Py_ssize_t i = 0; i < cache->units; i++) { Py_XDECREF(cache->lines[i]); }
     PyMem_RawFree(cache);
 }

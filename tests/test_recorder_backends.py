@@ -377,3 +377,39 @@ def test_compiled_callbacks_film_the_same_under_full_trace(tid: str, full_trace_
         # calls into builtins are filmed with their names
         names = {e[8] for e in got if e[2] == "external_call"}
         assert names == {"'list.sort'", "'str.join'"}, names  # not the genexpr: it is filmed itself
+
+
+PERF_TRAMPOLINE_SUITE = '''
+def counted(n):
+    for i in range(n):
+        yield i
+
+
+def test_generator_steps():
+    assert sum(counted(50)) == 1225
+
+
+def test_fails():
+    total = sum(counted(5))
+    assert total == 11
+'''
+
+
+@pytest.mark.skipif(not hasattr(sys, "activate_stack_trampoline"),
+                    reason="python -X perf needs CPython 3.12+ built with the perf trampoline")
+def test_another_user_of_code_extra_slots(tmp_path) -> None:
+    """``python -X perf`` (like a profiler or a JIT) gives code objects extra
+    slots of its own; CPython then frees each slot of such a code object,
+    ours with NULL where the compiled callbacks never cached a line.  That
+    crashed every pytest run with pytest-escope installed, even without
+    --escope.  Both runs must now end as plain pytest does."""
+    import subprocess
+
+    (tmp_path / "test_perf.py").write_text(PERF_TRAMPOLINE_SUITE)
+    base = [sys.executable, "-X", "perf", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
+    for extra in ([], ["--escope", f"--escope-dir={tmp_path / 'escope'}"]):
+        proc = subprocess.run(base + extra, cwd=tmp_path, capture_output=True, text=True, env=clean_env(),
+                              timeout=300)
+        assert proc.returncode == 1, (extra, proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+        assert "1 failed, 1 passed" in proc.stdout
+    assert list((tmp_path / "escope" / "runs").glob("*/tests/*test_fails*.sqlite"))
