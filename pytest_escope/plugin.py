@@ -13,14 +13,18 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Generator
+from typing import TYPE_CHECKING, Any, Generator
 
 import pytest
 
 from .recorder.config import STRATEGIES, RecorderConfig
-from .recorder.runs import RunDir, RunIndex, is_storage_error
-from .recorder.session import Recorder, Recording, default_backend
-from .recorder.values import DEFAULT_REDACT
+
+if TYPE_CHECKING:
+    from .recorder.session import Recording
+
+# The recorder (SQLite, the compiled callbacks, the value renderer) is
+# imported when --escope is on: a run without it pays nothing for escope
+# being installed.
 
 RECORDING_KEY = pytest.StashKey["Recording | None"]()
 STATE_KEY = pytest.StashKey["dict[str, Any]"]()
@@ -167,6 +171,10 @@ class EscopePlugin:
             self.max_bytes = _parse_size(max_bytes) if max_bytes else None
         except ValueError:
             raise pytest.UsageError(f"escope: --escope-max-bytes takes a size like 500M, not {max_bytes!r}") from None
+        from .recorder.runs import RunDir, RunIndex
+        from .recorder.session import Recorder, default_backend
+        from .recorder.values import DEFAULT_REDACT
+
         redact = tuple(DEFAULT_REDACT) + tuple(_opt(config, "escope_redact", "escope_redact") or ())
         self.rec_config = RecorderConfig(
             rootdir=rootdir,
@@ -626,8 +634,11 @@ def _overall(phases: dict[str, str]) -> str:
 
 
 def _rel(path: Path, base: Path) -> str:
+    p, b = os.fspath(path), os.fspath(base)
+    if p.startswith(b + os.sep):  # a recording under the run dir: twice per test, relpath is slow
+        return p[len(b) + 1:]
     try:
-        return os.path.relpath(path, base)
+        return os.path.relpath(p, b)
     except ValueError:
         return str(path)
 
@@ -650,3 +661,8 @@ def _git_commit(rootdir: Path) -> str:
         return head
     except OSError:
         return ""
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    from .recorder.runs import is_storage_error as storage_error
+    return storage_error(exc)

@@ -22,6 +22,7 @@ from builtins import (
 import datetime
 import decimal
 import enum
+import functools
 import itertools
 import json
 import pathlib
@@ -58,6 +59,12 @@ _SAFE_REPR_TYPES = (
 
 def compile_redaction(patterns: Iterable[str]) -> re.Pattern[str] | None:
     """One case-insensitive regex matching any name that holds a secret."""
+    return _redaction(tuple(patterns))
+
+
+@functools.lru_cache(maxsize=8)
+def _redaction(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    # once per run, not once per test
     parts = [re.escape(p.strip()) for p in patterns if p and p.strip()]
     if not parts:
         return None
