@@ -542,6 +542,7 @@ class EscopePlugin:
     # -- end of session -----------------------------------------------------------
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.recorder.close()
         if not self.is_controller:
             self.index.close()
             return

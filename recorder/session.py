@@ -45,6 +45,14 @@ class Recorder:
         #: recorder fault is counted, warned once and never changes an outcome.
         self.test_fault = os.environ.get("ESCOPE_TEST_FAULT", "")
 
+    def close(self) -> None:
+        """No more recordings in this session: the interpreter is left as it
+        was found (the monitoring backend keeps its global events on from
+        one recording to the next)."""
+        monitoring = sys.modules.get(__package__ + ".monitoring")
+        if monitoring is not None:
+            monitoring.release()
+
     def recording(self, path: Path, meta: dict[str, str], *, keep_in_memory: bool,
                   config: RecorderConfig | None = None) -> "Recording":
         cfg = config or self.config

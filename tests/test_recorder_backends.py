@@ -413,3 +413,42 @@ def test_another_user_of_code_extra_slots(tmp_path) -> None:
         assert proc.returncode == 1, (extra, proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
         assert "1 failed, 1 passed" in proc.stdout
     assert list((tmp_path / "escope" / "runs").glob("*/tests/*test_fails*.sqlite"))
+
+
+BETWEEN_RECORDINGS = r'''
+import sys, tempfile
+from pathlib import Path
+from pytest_escope.recorder import monitoring
+from pytest_escope.recorder.config import RecorderConfig
+from pytest_escope.recorder.session import Recorder
+
+d = Path(tempfile.mkdtemp())
+recorder = Recorder(RecorderConfig(rootdir=d, backend="monitoring"), d / "cache")
+seen = []
+for i in range(3):
+    rec = recorder.recording(d / f"{i}.sqlite", {"nodeid": str(i)}, keep_in_memory=True)
+    rec.start()
+    sum(j for j in range(10))
+    rec.stop()
+    rec.discard()
+    seen.append(sys.monitoring.get_events(monitoring._tool))
+recorder.close()
+print(seen, sys.monitoring.get_events(monitoring._tool), sys.monitoring.get_tool(monitoring._tool))
+'''
+
+
+@needs_monitoring
+def test_global_events_stay_on_between_recordings_until_close() -> None:
+    """Each change of a tool's global events makes CPython re-instrument
+    every code object when it next runs: the backend sets them once and
+    leaves them on between tests (with no callback registered), and
+    ``Recorder.close`` turns them off at the end of the session."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", BETWEEN_RECORDINGS], capture_output=True, text=True,
+                          env=clean_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen, after, owner = proc.stdout.split("] ")[0] + "]", *proc.stdout.split("] ")[1].split()
+    events = [int(x) for x in seen.strip("[]").split(",")]
+    assert len(set(events)) == 1 and events[0] != 0
+    assert int(after) == 0 and owner == "pytest-escope"
