@@ -455,6 +455,12 @@ typedef struct {
     Py_ssize_t limit;       /* col.hot_limit */
     int record_lines, full;
     int64_t t0;
+    int64_t spill_at;       /* col.spill_at as last read (it only grows) */
+    /* code -> its CodeInfo, for code already found in ``infos`` (which
+       only grows while this object lives): strong references, so a code
+       object's address is not reused while it is here */
+#define INFO_SLOTS 64
+    PyObject *info_code[INFO_SLOTS], *info_info[INFO_SLOTS];
     Py_ssize_t fs_off[FS_N];
     Py_ssize_t ts_off[TS_N];
 } Hot;
@@ -577,12 +583,16 @@ static int fs_complete(Hot *h, PyObject *fs) {
    Collector.overflow when the event list reached hot_limit. */
 static int maybe_spill(Hot *h, int64_t t) {
     PyObject *call = NULL;
-    if (t >= 0) {
+    if (t >= 0 && t > h->spill_at) {
+        /* read again only when past the value last read: it only grows
+           (Collector.spill moves it on), and the attribute lookup cost
+           every resume and call */
         PyObject *at = PyObject_GetAttr(h->col, s_spill_at);
         if (at == NULL) { return -1; }
         long long spill_at = PyLong_AsLongLong(at);
         Py_DECREF(at);
         if (spill_at == -1 && PyErr_Occurred()) { return -1; }
+        h->spill_at = spill_at;
         if (t > spill_at) { call = h->spill; }
     }
     if (call == NULL && LOG(h)->n >= h->limit) { call = h->overflow; }
@@ -901,11 +911,22 @@ error:
 /* The CodeInfo of ``code`` when it is in scope (borrowed), else NULL;
    an error is cleared (the event is then not filmed here). */
 static PyObject *code_info(Hot *h, PyObject *code) {
+    size_t slot = ((uintptr_t)code >> 4) % INFO_SLOTS;
+    if (h->info_code[slot] == code) { return h->info_info[slot]; }
     PyObject *key = PyLong_FromVoidPtr(code);
     if (key == NULL) { PyErr_Clear(); return NULL; }
     PyObject *info = PyDict_GetItemWithError(h->infos, key);
     Py_DECREF(key);
-    if (info == NULL) { PyErr_Clear(); }
+    if (info == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    /* an entry of ``infos`` never changes: remembered here, the next event
+       of this code makes no int and no dict lookup */
+    Py_INCREF(code);
+    Py_INCREF(info);
+    Py_XSETREF(h->info_code[slot], code);
+    Py_XSETREF(h->info_info[slot], info);
     return info;
 }
 
@@ -1449,6 +1470,7 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     h->full = PyObject_IsTrue(v);
     Py_DECREF(v);
     h->t0 = escope_now() - (int64_t)since_start;
+    h->spill_at = INT64_MIN;
     return 0;
 }
 
@@ -1464,6 +1486,10 @@ static int Hot_traverse(Hot *h, visitproc visit, void *arg) {
 #define VISIT_FIELD(name) Py_VISIT(h->name);
     HOT_OBJECTS(VISIT_FIELD)
 #undef VISIT_FIELD
+    for (int i = 0; i < INFO_SLOTS; i++) {
+        Py_VISIT(h->info_code[i]);
+        Py_VISIT(h->info_info[i]);
+    }
     return 0;
 }
 
@@ -1471,6 +1497,10 @@ static int Hot_clear(Hot *h) {
 #define CLEAR_FIELD(name) Py_CLEAR(h->name);
     HOT_OBJECTS(CLEAR_FIELD)
 #undef CLEAR_FIELD
+    for (int i = 0; i < INFO_SLOTS; i++) {
+        Py_CLEAR(h->info_code[i]);
+        Py_CLEAR(h->info_info[i]);
+    }
     return 0;
 }
 
