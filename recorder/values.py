@@ -45,6 +45,9 @@ IMMUTABLE_SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex
 #: The same set keyed by ``id``: hashing a class could run a metaclass's
 #: ``__hash__``, hashing an int never does.
 IMMUTABLE_IDS = frozenset(id(t) for t in IMMUTABLE_SCALARS)
+#: The args an exception's rendering may be reused for (not float: 0.0 ==
+#: -0.0 renders two ways).
+_EXCEPTION_ARG_IDS = frozenset(id(t) for t in (int, str, bytes, bool, type(None)))
 
 _type_qualname = type.__dict__["__qualname__"].__get__
 _type_module = type.__dict__["__module__"].__get__
@@ -195,6 +198,7 @@ class Renderer:
         #: compiled code: ``render``'s common case (a list or tuple of scalars)
         self.compiled_sequence: Any = None
         self._types: dict[int, tuple[type, _TypeInfo]] = {}
+        self._exceptions: dict[tuple, tuple[type, tuple[str, str, str | None, int]]] = {}
         self.faults = 0
         self.inject_fault = False  # ESCOPE_TEST_FAULT=render (session.py)
 
@@ -206,6 +210,41 @@ class Renderer:
 
     def render(self, value: Any) -> tuple[str, str, str | None, int]:
         """Render ``value``; ``detail`` comes back as JSON text or None."""
+        if self.custom is None and not self.inject_fault and issubclass(type(value), BaseException):
+            key = self._exception_key(value)
+            if key is not None:
+                known = self._exceptions.get(key)
+                if known is not None and known[0] is type(value):
+                    return known[1]
+                rendered = self._render(value)
+                if len(self._exceptions) < 1000:
+                    self._exceptions[key] = (type(value), rendered)
+                return rendered
+        return self._render(value)
+
+    def _exception_key(self, value: BaseException) -> tuple | None:
+        """What an exception's rendering depends on, when that is its class
+        and its scalar args alone (no fields): the rendering is then reused.
+        A suite raising the same ``ValueError`` 20,000 times (more-itertools'
+        ``iter_index`` ends that way) rendered it 20,000 times.  Keyed by
+        ``id`` of the class and of each arg's type: hashing a class could
+        run a metaclass's ``__hash__``, and ``True == 1``."""
+        cls = type(value)
+        info = self._info(cls)
+        if info.slot_getters or _instance_dict(info, value):
+            return None
+        try:
+            args = _exc_args(value)
+        except Exception:
+            return None
+        if type(args) is not tuple or len(args) > 5:
+            return None
+        kinds = tuple(id(type(a)) for a in args)
+        if not _EXCEPTION_ARG_IDS.issuperset(kinds):
+            return None
+        return (id(cls), args, kinds)
+
+    def _render(self, value: Any) -> tuple[str, str, str | None, int]:
         compiled = self.compiled_sequence
         if compiled is not None and self.custom is None and not self.inject_fault:
             try:

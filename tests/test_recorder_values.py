@@ -586,3 +586,37 @@ def test_the_collector_renders_sequences_in_c_unless_pure_python(tmp_path: Path)
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert proc.stdout.strip().splitlines()[-1] == expected
+
+
+def test_an_exception_rendered_before_is_rendered_alike() -> None:
+    """An exception whose rendering depends on its class and scalar args
+    alone is rendered once and reused: the reuse must give exactly what a
+    fresh rendering gives, and must not mix up what only looks equal
+    (``True == 1``, a subclass, an exception with fields of its own)."""
+    from pytest_escope.recorder.values import Renderer
+
+    class Oops(ValueError):
+        pass
+
+    def fresh(value: object) -> tuple:
+        return Renderer(max_size=200, max_depth=3, max_items=20).render(value)
+
+    shared = Renderer(max_size=200, max_depth=3, max_items=20)
+    with_fields = Oops("x")
+    with_fields.detail = [1, 2]
+    noted = ValueError("x")
+    noted.add_note("while parsing") if hasattr(noted, "add_note") else setattr(noted, "note", 1)
+    cases = [ValueError("x"), ValueError("x"), ValueError(True), ValueError(1), Oops("x"), KeyError("x"),
+             with_fields, noted, ValueError(0.0), ValueError(-0.0), ValueError(b"\xff", None, 7), ValueError()]
+    for value in cases + cases[::-1]:
+        assert shared.render(value) == fresh(value), value
+    assert shared.render(ValueError(True)) != shared.render(ValueError(1))
+    assert "detail" in shared.render(with_fields)[2] and "while parsing" in shared.render(noted)[2]
+    # class and args only: fields, floats and notes are never reused
+    assert len(shared._exceptions) == 7
+    # a plugin's renderer is asked every time
+    asked = []
+    hooked = Renderer(max_size=200, max_depth=3, max_items=20, custom=lambda v: asked.append(v))
+    hooked.render(ValueError("x"))
+    hooked.render(ValueError("x"))
+    assert len(asked) >= 2 and not hooked._exceptions
