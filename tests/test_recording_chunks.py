@@ -367,8 +367,9 @@ def test_the_compiled_writer_keeps_rows_as_c_integers(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("strategy", ["minimal", "balanced", "full_trace"])
 def test_compiled_writer_loop_writes_the_same_bytes(tmp_path: Path, strategy: str) -> None:
-    """``_hotpath.split_events`` and ``store._split_events_py`` turn the same
-    chunks of a real recording into byte-identical chunk blobs."""
+    """The compiled writer (``_hotpath.FilmTables``, ``event_columns``) and
+    the Python one (``store._FilmTables``) turn the same chunks of a real
+    recording into byte-identical chunk blobs."""
     pytest.importorskip("pytest_escope.recorder._hotpath")
     (tmp_path / "work.py").write_text(WORK)
     proc = subprocess.run([sys.executable, "-c", TWO_WRITERS, str(tmp_path), strategy, "3000"],
