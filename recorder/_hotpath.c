@@ -2272,8 +2272,9 @@ done:
 
 /* -- the event loop of a chunk -- */
 
-static int is_tag(PyObject *tag, const char *name) {
-    return PyUnicode_CheckExact(tag) && PyUnicode_CompareWithASCIIString(tag, name) == 0;
+/* A payload item's one-letter tag ('F', 'A', 'v', 'b', 's', 'R', ...), or 0. */
+static Py_UCS4 tag_of(PyObject *tag) {
+    return PyUnicode_CheckExact(tag) && PyUnicode_GET_LENGTH(tag) == 1 ? PyUnicode_READ_CHAR(tag, 0) : 0;
 }
 
 /* The value id of a scalar the writer rendered before (by_value knows it,
@@ -2374,57 +2375,73 @@ static int c_payload(Split *sp, PyObject *payload, int64_t step, int64_t *value)
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyTuple_GET_ITEM(payload, i);
         if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) < 2) { return 0; }
-        PyObject *tag = PyTuple_GET_ITEM(item, 0), *const *f = &PyTuple_GET_ITEM(item, 1);
+        PyObject *const *f = &PyTuple_GET_ITEM(item, 1);
         Py_ssize_t size = PyTuple_GET_SIZE(item);
         int64_t a[6] = {0};
-        if (is_tag(tag, "F")) {
+        int known;
+        switch (tag_of(PyTuple_GET_ITEM(item, 0))) {
+        case 'F':
             if (size != 3 || !compact_int(f[0], 0, &a[0]) || !compact_int(f[1], 0, &a[1])) { return 0; }
-        } else if (is_tag(tag, "A")) {
+            break;
+        case 'A':
             if (size != 7) { return 0; }
             for (int j = 0; j < 6; j++) {
                 if (!compact_int(f[j], j == 2 || j == 4, &a[j])) { return 0; }
             }
-        } else if (is_tag(tag, "v")) {
+            break;
+        case 'v':
             if (size != 7 || (f[4] != Py_None && !PyUnicode_CheckExact(f[4]))) { return 0; }
-        } else if (is_tag(tag, "b") || is_tag(tag, "s")) {
-            if (size != 4 || !PyUnicode_CheckExact(f[1]) || !compact_int(f[0], 0, &a[0])) { return 0; }
-            if (is_tag(tag, "b") && !compact_int(f[2], 1, &a[2])) { return 0; }
-            if (is_tag(tag, "s")) {
-                int known = known_scalar_vid(sp->ft, f[2], sp->by_value, &v);
-                if (known <= 0) { return known; }
+            break;
+        case 'b':
+            if (size != 4 || !PyUnicode_CheckExact(f[1]) || !compact_int(f[0], 0, &a[0]) ||
+                !compact_int(f[2], 1, &a[2])) {
+                return 0;
             }
-        } else if (is_tag(tag, "R")) {
-            int known = size == 2 ? known_scalar_vid(sp->ft, f[0], sp->by_value, &v) : 0;
+            break;
+        case 's':
+            if (size != 4 || !PyUnicode_CheckExact(f[1]) || !compact_int(f[0], 0, &a[0])) { return 0; }
+            known = known_scalar_vid(sp->ft, f[2], sp->by_value, &v);
             if (known <= 0) { return known; }
-        } else {
+            break;
+        case 'R':
+            known = size == 2 ? known_scalar_vid(sp->ft, f[0], sp->by_value, &v) : 0;
+            if (known <= 0) { return known; }
+            break;
+        default:
             return 0;
         }
     }
     PyObject *step_obj = NULL;  /* made for a "v" row only */
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyTuple_GET_ITEM(payload, i);
-        PyObject *tag = PyTuple_GET_ITEM(item, 0), *const *f = &PyTuple_GET_ITEM(item, 1);
-        int64_t a[6] = {0};
+        PyObject *const *f = &PyTuple_GET_ITEM(item, 1);
+        Py_UCS4 tag = tag_of(PyTuple_GET_ITEM(item, 0));
+        int64_t a[6] = {0}, nid, vid;
         int rc;
-        if (is_tag(tag, "F")) {
+        switch (tag) {
+        case 'F':
             compact_int(f[0], 0, &a[0]);
             compact_int(f[1], 0, &a[1]);
             rc = ft_frame(sp->ft, a[0], f[1], a[1], step);
-        } else if (is_tag(tag, "A")) {
+            break;
+        case 'A':
             for (int j = 0; j < 6; j++) { compact_int(f[j], j == 2 || j == 4, &a[j]); }
             rc = ft_open(sp->ft, a, step);
-        } else if (is_tag(tag, "v")) {
+            break;
+        case 'v': {
             /* (vid, objnum, step, type name, text, detail, flags): str, int, None */
             if (step_obj == NULL && (step_obj = PyLong_FromLongLong(step)) == NULL) { return -1; }
             PyObject *row = PyTuple_Pack(7, f[0], f[1], step_obj, f[2], f[3], f[4], f[5]);
             rc = row ? PyList_Append(sp->val_rows, row) : -1;
             Py_XDECREF(row);
-        } else if (is_tag(tag, "R")) {
+            break;
+        }
+        case 'R':
             rc = known_scalar_vid(sp->ft, f[0], sp->by_value, value) == 1 ? 0 : -1;
-        } else {
-            int64_t nid, vid;
+            break;
+        default:  /* 'b' or 's': a binding */
             compact_int(f[0], 0, &a[0]);
-            if (is_tag(tag, "s")) {
+            if (tag == 's') {
                 rc = known_scalar_vid(sp->ft, f[2], sp->by_value, &vid) == 1 ? 0 : -1;
             } else {
                 rc = compact_int(f[2], 1, &vid) ? 0 : -1;
