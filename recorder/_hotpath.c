@@ -172,7 +172,7 @@ typedef struct {
 } EventLog;
 
 static PyTypeObject EventLogType;
-static PyObject *s_tag_A, *s_tag_R;
+static PyObject *s_tag_A, *s_tag_R, *s_tag_v;
 
 /* The next free event of the log, or NULL with an exception set. */
 static inline Ev *log_next(EventLog *log) {
@@ -448,6 +448,9 @@ typedef struct {
     PyObject *check_watch, *spill, *overflow, *fault, *with_self;
     PyObject *bind_changed, *recheck_mutable;  /* Collector methods check_watch calls */
     PyObject *objs;         /* col.objs: id(object) -> (fingerprint, vid, objnum, type) */
+    PyObject *objnums;      /* col.objnums: itertools.count of object numbers */
+    PyObject *max_size, *max_items;  /* the renderer's limits (ints) */
+    int render_here;        /* 1: capture_here may render a list or tuple of scalars */
     PyTypeObject *imm_types[16];               /* the immutable scalar types */
     int n_imm;
     PyObject *last_ts;      /* ThreadState of last_ident */
@@ -651,16 +654,20 @@ static int identity_changed(PyObject *last, PyObject *name, PyObject *v) {
 }
 
 static PyObject *cached_vid(Hot *h, PyObject *v);
+static int capture_here(Hot *h, PyObject *v, PyObject *out, PyObject **vid);
 
 static int bind(Hot *h, PyObject *fs, PyObject *fid, PyObject *name, PyObject *v, PyObject *out) {
     PyObject *secret = PyDict_GetItemWithError(h->secret_names, name);
     if (secret == Py_False) {
         if (is_immutable(h, v)) { return append_item(out, s_tag_s, fid, name, v); }
-        /* Collector.bind_changed when capture would answer from its cache */
-        PyObject *vid = cached_vid(h, v), *seen = FS(h, fs, FS_SEEN);
-        if (vid != NULL && PyDict_CheckExact(seen)) {
-            if (PyDict_SetItem(seen, name, vid) < 0) { return -1; }
-            return append_item(out, s_tag_b, fid, name, vid);
+        /* Collector.bind_changed when capture needs no Python */
+        PyObject *vid = NULL, *seen = FS(h, fs, FS_SEEN);
+        int rc = PyDict_CheckExact(seen) ? capture_here(h, v, out, &vid) : 0;
+        if (rc < 0) { return -1; }
+        if (rc == 1) {
+            rc = PyDict_SetItem(seen, name, vid) < 0 ? -1 : append_item(out, s_tag_b, fid, name, vid);
+            Py_DECREF(vid);
+            return rc;
         }
     }
     if (PyErr_Occurred()) { return -1; }
@@ -767,6 +774,81 @@ static PyObject *cached_vid(Hot *h, PyObject *v) {
         }
     }
     return PyTuple_GET_ITEM(entry, 1);
+}
+
+static PyObject *scalar_fingerprint(PyObject *module, PyObject *value);
+static PyObject *render_scalar_sequence(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+/* Collector.capture for what C answers alone: a cache hit (cached_vid), or
+   an exact list or tuple of scalars, fingerprinted, rendered and numbered
+   as capture does it (a generator yielding fresh tuples went through
+   Python at every item).  1: *vid is set (new reference) and the
+   snapshot, if one was taken, appended to ``out``; 0: Python decides, and
+   nothing changed; -1: an error. */
+static int capture_here(Hot *h, PyObject *v, PyObject *out, PyObject **vid) {
+    PyObject *hit = cached_vid(h, v);
+    if (hit != NULL) {
+        *vid = Py_NewRef(hit);
+        return 1;
+    }
+    if (PyErr_Occurred()) { return -1; }
+    if (!h->render_here || (!Py_IS_TYPE(v, &PyList_Type) && !Py_IS_TYPE(v, &PyTuple_Type))) { return 0; }
+    PyObject *fp = scalar_fingerprint(NULL, v);
+    if (fp == NULL) { return -1; }
+    if (fp == Py_None) { Py_DECREF(fp); return 0; }
+    PyObject *rargs[3] = {v, h->max_size, h->max_items};
+    PyObject *shown = render_scalar_sequence(NULL, rargs, 3);
+    if (shown == NULL || !PyTuple_CheckExact(shown) || PyTuple_GET_SIZE(shown) != 4) {
+        /* Renderer._render treats a failure of the compiled path as "render in Python" */
+        PyErr_Clear();
+        Py_XDECREF(shown);
+        Py_DECREF(fp);
+        return 0;
+    }
+    PyObject *key = PyLong_FromVoidPtr(v), *objnum = NULL, *new_vid = NULL, *item = NULL, *row = NULL;
+    int rc = -1;
+    if (key == NULL) { goto done; }
+    PyObject *entry = PyDict_GetItemWithError(h->objs, key);
+    if (entry == NULL && PyErr_Occurred()) { goto done; }
+    if (entry != NULL && PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 4 &&
+        PyTuple_GET_ITEM(entry, 3) == (PyObject *)Py_TYPE(v)) {
+        objnum = Py_NewRef(PyTuple_GET_ITEM(entry, 2));  /* a new snapshot of the same object */
+    } else if ((objnum = PyIter_Next(h->objnums)) == NULL) {
+        goto done;
+    }
+    if ((new_vid = PyIter_Next(h->vids)) == NULL) { goto done; }
+    item = PyTuple_Pack(7, s_tag_v, new_vid, objnum, PyTuple_GET_ITEM(shown, 0), PyTuple_GET_ITEM(shown, 1),
+                        PyTuple_GET_ITEM(shown, 2), PyTuple_GET_ITEM(shown, 3));
+    row = item ? PyTuple_Pack(4, fp, new_vid, objnum, (PyObject *)Py_TYPE(v)) : NULL;
+    if (row == NULL || PyList_Append(out, item) < 0 || PyDict_SetItem(h->objs, key, row) < 0) { goto done; }
+    *vid = Py_NewRef(new_vid);
+    rc = 1;
+done:
+    Py_XDECREF(key); Py_XDECREF(objnum); Py_XDECREF(new_vid); Py_XDECREF(item); Py_XDECREF(row);
+    Py_DECREF(shown);
+    Py_DECREF(fp);
+    return rc;
+}
+
+/* Reads the renderer's limits, and whether capture_here may render: only
+   when Renderer._render would use the compiled sequence rendering too (no
+   plugin renderer, no injected fault). */
+static int render_limits(Hot *h, PyObject *col) {
+    PyObject *r = PyObject_GetAttrString(col, "renderer");
+    if (r == NULL) { return -1; }
+    PyObject *custom = PyObject_GetAttrString(r, "custom"), *fault = PyObject_GetAttrString(r, "inject_fault");
+    PyObject *seq = PyObject_GetAttrString(r, "compiled_sequence");
+    h->max_size = PyObject_GetAttrString(r, "max_size");
+    h->max_items = PyObject_GetAttrString(r, "max_items");
+    int ok = custom && fault && seq && h->max_size && h->max_items;
+    int truth = ok ? PyObject_IsTrue(fault) : -1;
+    if (ok && truth >= 0) {
+        h->render_here = custom == Py_None && truth == 0 && seq != Py_None &&
+                         PyLong_CheckExact(h->max_size) && PyLong_CheckExact(h->max_items);
+    }
+    Py_XDECREF(custom); Py_XDECREF(fault); Py_XDECREF(seq);
+    Py_DECREF(r);
+    return ok && truth >= 0 ? 0 : -1;
 }
 
 static int recheck_unchanged(Hot *h, PyObject *fs, PyObject *name, PyObject *v) {
@@ -1286,21 +1368,33 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
     PyObject *ts = thread_state(h);
     PyObject *fs = ts ? top_for(h, ts, code) : NULL;
     if (fs == NULL || !fs_complete(h, fs)) { return fallback(py, args, nargs); }
-    /* Only an immutable scalar value of a function whose name is not secret
-       is filmed here; anything else needs the renderer. */
-    /* compared by pointer: hashing the type would run a metaclass's __hash__ */
-    if (!is_immutable(h, value)) { return fallback(py, args, nargs); }
+    /* The value of a function whose name is not secret is filmed here when
+       it is an immutable scalar, or when capture_here takes it and no
+       statement's changes come first (those need check_watch before it). */
     PyObject *secret = PyDict_GetItemWithError(h->secret_names, ((PyCodeObject *)code)->co_name);
     if (secret != Py_False) {
         PyErr_Clear();
         return fallback(py, args, nargs);
     }
+    PyObject *prev = FS(h, fs, FS_PREV);
+    /* compared by pointer: hashing the type would run a metaclass's __hash__ */
+    int scalar = is_immutable(h, value);
+    if (!scalar && h->record_lines && prev != Py_None) { return fallback(py, args, nargs); }
     PyFrameObject *frame = PyEval_GetFrame();
     if (frame == NULL) { return fallback(py, args, nargs); }
+    PyObject *vid = NULL, *taken = NULL;
+    if (!scalar) {
+        taken = PyList_New(0);
+        int rc = taken ? capture_here(h, value, taken, &vid) : -1;
+        if (rc <= 0) {
+            Py_XDECREF(taken);
+            if (rc < 0) { return failed(h, msg); }
+            return fallback(py, args, nargs);
+        }
+    }
     Py_INCREF(fs);
     Py_INCREF(ts);
     PyObject *changes = NULL, *item = NULL, *payload = NULL, *line = NULL;
-    PyObject *prev = FS(h, fs, FS_PREV);
     if (h->record_lines && prev != Py_None) {
         int truth = PyObject_IsTrue(prev);
         if (truth < 0) { goto error; }
@@ -1311,7 +1405,10 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
     }
     set_slot(fs, h->fs_off[FS_PREV], Py_None);
     int with_changes = changes != NULL && changes != Py_None && PyTuple_CheckExact(changes);
-    if (!with_changes) {
+    if (!scalar) {
+        /* a captured value: (kind, act, line, t, vid, its snapshot or None) */
+        if (PyList_GET_SIZE(taken) > 0 && (payload = PyList_AsTuple(taken)) == NULL) { goto error; }
+    } else if (!with_changes) {
         /* the value alone: FORM_SCALAR, no tuple made for it */
     } else if ((item = PyTuple_Pack(2, s_tag_R, value)) == NULL) {
         goto error;
@@ -1351,17 +1448,19 @@ static PyObject *leave(Hot *h, PyObject *const *args, Py_ssize_t nargs, PyObject
     int64_t t = escope_now() - h->t0;
     if (payload != NULL) {
         untrack_deep(payload, 2);
-        if (log_push(LOG(h), k, act_v, line_v, t, NULL, payload) < 0) { goto error; }
+        if (log_push(LOG(h), k, act_v, line_v, t, vid, payload) < 0) { goto error; }
+    } else if (!scalar) {
+        if (log_push(LOG(h), k, act_v, line_v, t, vid, NULL) < 0) { goto error; }
     } else if (log_push_scalar(LOG(h), k, act_v, line_v, t, value) < 0) {
         goto error;
     }
     Py_DECREF(line); Py_XDECREF(payload); Py_XDECREF(item);
-    Py_XDECREF(changes);
+    Py_XDECREF(changes); Py_XDECREF(vid); Py_XDECREF(taken);
     Py_DECREF(fs); Py_DECREF(ts);
     Py_RETURN_NONE;
 error:
     Py_XDECREF(line); Py_XDECREF(payload); Py_XDECREF(item);
-    Py_XDECREF(changes);
+    Py_XDECREF(changes); Py_XDECREF(vid); Py_XDECREF(taken);
     Py_DECREF(fs); Py_DECREF(ts);
     return failed(h, msg);
 }
@@ -1432,6 +1531,8 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_TypeError, "Collector.objs is not a dict");
         return -1;
     }
+    h->objnums = PyObject_GetAttrString(col, "objnums");
+    if (h->objnums == NULL || render_limits(h, col) < 0) { return -1; }
     h->n_imm = 0;
     PyObject *it = PyObject_GetIter(immutable);
     if (it == NULL) { return -1; }
@@ -1480,7 +1581,7 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     X(fs_type) X(ts_type) X(py_line) X(py_resume) X(py_yield) X(py_return) X(py_jump) X(disable) \
     X(py_start) X(py_call) X(vids) X(frame_ids) X(code_ids) \
     X(check_watch) \
-    X(spill) X(overflow) X(fault) X(bind_changed) X(recheck_mutable) X(objs) X(with_self) X(last_ts)
+    X(spill) X(overflow) X(fault) X(bind_changed) X(recheck_mutable) X(objs) X(objnums) X(max_size) X(max_items) X(with_self) X(last_ts)
 
 static int Hot_traverse(Hot *h, visitproc visit, void *arg) {
 #define VISIT_FIELD(name) Py_VISIT(h->name);
@@ -2900,7 +3001,7 @@ PyMODINIT_FUNC PyInit__hotpath(void) {
         {&s_active, "active"}, {&s_spill_at, "spill_at"}, {&s_is_coro, "is_coro"},
         {&s_method_self, "method_self"}, {&s_qualname, "__qualname__"}, {&s_slots, "__slots__"},
         {&s_dict, "__dict__"}, {&s_watch, "watch"},
-        {&s_tag_A, "A"}, {&s_tag_F, "F"}, {&s_tag_R, "R"}, {&s_tag_r, "r"}, {&s_tag_s, "s"}, {&s_tag_b, "b"},
+        {&s_tag_A, "A"}, {&s_tag_F, "F"}, {&s_tag_R, "R"}, {&s_tag_r, "r"}, {&s_tag_s, "s"}, {&s_tag_b, "b"}, {&s_tag_v, "v"},
         {&msg_start, "recorder error at a call"}, {&msg_call, "recorder error at an external call"},
         {&msg_line, "recorder error at a line step"}, {&msg_resume, "recorder error at a resume"},
         {&msg_yield, "recorder error at a yield"}, {&msg_return, "recorder error at a return"},

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from pytest_escope.recorder import schema
 from conftest import (BACKENDS, UGLY, Project, Rec, Run, clean_env, module_project, needs_monitoring,
                       write_files)
 
@@ -345,14 +346,21 @@ def test_compiled_callbacks_film_the_same(tid: str, runs: dict[str, Run], pure_r
 def full_trace_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     """The project under sys.monitoring and ``full_trace``, with the C
     callbacks and with the Python ones only."""
-    proj: Project = write_files(module_project(tmp_path_factory, "backends-full"), {**UGLY, **EXTRA})
+    return _compiled_and_pure(tmp_path_factory, {**UGLY, **EXTRA}, "full_trace", "2 failed, 16 passed")
+
+
+def _compiled_and_pure(tmp_path_factory: pytest.TempPathFactory, files: dict[str, str], strategy: str,
+                       summary: str) -> dict[str, Run]:
+    """``files`` recorded under sys.monitoring and ``strategy``, once with
+    the C callbacks ("compiled") and once with the Python ones ("pure")."""
+    proj: Project = write_files(module_project(tmp_path_factory, f"backends-{strategy}"), files)
     out = {}
     for name, env in (("compiled", None), ("pure", clean_env(ESCOPE_PURE_PYTHON="1"))):
-        esc = proj.path.parent / f"escope-full-{name}"
-        args = ["--escope", "--escope-keep=all", "--escope-strategy=full_trace", "--escope-backend=monitoring",
+        esc = proj.path.parent / f"escope-{strategy}-{name}"
+        args = ["--escope", "--escope-keep=all", f"--escope-strategy={strategy}", "--escope-backend=monitoring",
                 f"--escope-dir={esc}"]
         res = proj.run(*args, env=env) if env is not None else proj.run(*args)
-        assert "2 failed, 16 passed" in res.stdout, res.out
+        assert summary in res.stdout, res.out
         out[name] = proj.latest(esc)
     return out
 
@@ -452,3 +460,93 @@ def test_global_events_stay_on_between_recordings_until_close() -> None:
     events = [int(x) for x in seen.strip("[]").split(",")]
     assert len(set(events)) == 1 and events[0] != 0
     assert int(after) == 0 and owner == "pytest-escope"
+
+
+#: Values leaving a frame or entering one, which ``minimal`` films at every
+#: call, yield and return: fresh tuples and lists of scalars (the C callbacks
+#: snapshot those themselves), one list changed between yields (a new
+#: snapshot of the same object) or not (the same snapshot), and what the C
+#: side hands back to Python: too many items, an int beyond 64 bits, nested
+#: lists, a tuple subclass, a secret function's result.
+VALUES_OUT = {
+    "test_values_out.py": '''
+        import collections
+
+        Pair = collections.namedtuple("Pair", "a b")
+
+
+        def pairs(n):
+            for i in range(n):
+                yield i, i * i
+
+
+        def growing(n):
+            buf = []
+            for i in range(n):
+                buf.append(i)
+                yield buf
+            yield buf
+
+
+        def rows():
+            yield [1, "a", None, 2.5, b"x", True, 3j]
+            yield list(range(40))
+            yield (2 ** 70, 1)
+            yield [[1], [2]]
+            yield Pair(1, 2)
+            yield ("\\u00e9\\n\\"q", "\\\\")
+            yield ()
+
+
+        def total(values, extra=(1, 2)):
+            return sorted(values)
+
+
+        def get_password():
+            return ["hunter2", "x"]
+
+
+        def test_values_out():
+            got = list(pairs(3)) + [list(x) for x in growing(3)] + list(rows())
+            same = total([3, 1, 2]) + total((5, 4), extra=[9, "z"])
+            secret = get_password()
+            assert len(got) == 14 and same == [1, 2, 3, 4, 5] and secret
+
+
+        def test_sorted_fails():
+            assert total([2, 1]) == [2, 1]
+    ''',
+}
+
+
+@pytest.fixture(scope="module")
+def minimal_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """VALUES_OUT under ``minimal``, with the C callbacks and with Python's."""
+    return _compiled_and_pure(tmp_path_factory, VALUES_OUT, "minimal", "1 failed, 1 passed")
+
+
+@needs_monitoring
+@pytest.mark.parametrize("tid", ["test_values_out.py::test_values_out", "test_values_out.py::test_sorted_fails"])
+def test_compiled_callbacks_snapshot_values_as_python_does(tid: str, minimal_runs: dict[str, Run]) -> None:
+    """Every snapshot row (value id, object number, step, type, text, detail,
+    flags) is the same whether the C callbacks or Python's took it."""
+    pytest.importorskip("pytest_escope.recorder._hotpath")
+    compiled, pure = (minimal_runs[k].recording(tid) for k in ("compiled", "pure"))
+    assert compiled.meta["callbacks"] == "compiled" and pure.meta["callbacks"] == "python"
+    rows = "SELECT value, obj, step, type, repr, detail, flags FROM vals ORDER BY value"
+    assert compiled.q(rows) == pure.q(rows)
+    film = [(e.step, e.kind, e.function, e.value_type, e.value_repr) for e in compiled.events()]
+    assert film == [(e.step, e.kind, e.function, e.value_type, e.value_repr) for e in pure.events()]
+    assert compiled.bindings() == pure.bindings()
+    if tid.endswith("::test_values_out"):
+        yielded = [e[4] for e in film if e[1] == "yield" and e[2] in ("pairs", "growing")]
+        assert yielded == ["(0, 0)", "(1, 1)", "(2, 4)", "[0]", "[0, 1]", "[0, 1, 2]", "[0, 1, 2]"]
+        # the list that grew is one object with three snapshots; the last yield reuses one
+        objs = compiled.q("SELECT v.obj, count(*) FROM events e JOIN vals v ON v.value = e.value "
+                          "JOIN activations a ON a.act = e.act JOIN frames f ON f.frame = a.frame "
+                          "JOIN codes c ON c.code = f.code WHERE c.qualname = 'growing' AND e.kind = ? "
+                          "GROUP BY v.obj", schema.KIND_CODES["yield"])
+        assert len(objs) == 1 and objs[0][1] == 4
+        assert [e[4] for e in film if e[1] == "return" and e[2] == "get_password"] == ["<redacted>"]
+        shown = {e[4] for e in film if e[2] == "rows" and e[1] == "yield"}
+        assert "[[1], [2]]" in shown and "Pair((1, 2))" in shown and "(1180591620717411303424, 1)" in shown
