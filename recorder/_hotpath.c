@@ -118,7 +118,7 @@ static PyObject *line_at(PyObject *code, PyObject *offset_obj, PyFrameObject *fr
 }
 #endif
 
-enum { K_CALL = 1, K_LINE = 2, K_RETURN = 3, K_UNWIND = 6, K_YIELD = 7, K_RESUME = 8, K_EXTERNAL_CALL = 10 };
+enum { K_CALL = 1, K_LINE = 2, K_RETURN = 3, K_EXCEPTION = 4, K_UNWIND = 6, K_YIELD = 7, K_RESUME = 8, K_EXTERNAL_CALL = 10 };
 
 /* FrameState slots, in this order */
 static const char *FS_FIELDS[] = {
@@ -451,6 +451,9 @@ typedef struct {
     PyObject *objnums;      /* col.objnums: itertools.count of object numbers */
     PyObject *max_size, *max_items;  /* the renderer's limits (ints) */
     int render_here;        /* 1: capture_here may render a list or tuple of scalars */
+    PyObject *exception;    /* col.exception, for what Hot_raise leaves to Python */
+    PyObject *exc_log;      /* col.exc_log: (step, id(exc), type name) of each exception filmed */
+    PyObject *exc_shown;    /* col.renderer._exceptions: renderings by class and scalar args */
     PyTypeObject *imm_types[16];               /* the immutable scalar types */
     int n_imm;
     PyObject *last_ts;      /* ThreadState of last_ident */
@@ -469,6 +472,7 @@ typedef struct {
 } Hot;
 
 static PyObject *s_slots, *s_dict, *s_qualname, *s_tag_r;
+static PyObject *s_base, *s_segmented, *msg_raise;
 static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_watch, *s_tag_F, *s_tag_s, *s_tag_b;
 static PyObject *k_line, *k_return, *k_yield, *k_resume, *zero, *one;
 static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return, *msg_start, *msg_call;
@@ -751,7 +755,7 @@ static PyObject *cached_vid(Hot *h, PyObject *v) {
     if (key == NULL) { PyErr_Clear(); return NULL; }
     PyObject *entry = PyDict_GetItemWithError(h->objs, key);
     Py_DECREF(key);
-    if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4 ||
+    if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 5 ||
         PyTuple_GET_ITEM(entry, 3) != (PyObject *)Py_TYPE(v)) {
         PyErr_Clear();
         return NULL;
@@ -805,12 +809,13 @@ static int capture_here(Hot *h, PyObject *v, PyObject *out, PyObject **vid) {
         Py_DECREF(fp);
         return 0;
     }
-    PyObject *key = PyLong_FromVoidPtr(v), *objnum = NULL, *new_vid = NULL, *item = NULL, *row = NULL;
+    PyObject *key = PyLong_FromVoidPtr(v), *objnum = NULL, *new_vid = NULL, *item = NULL, *row = NULL,
+             *alive = NULL;
     int rc = -1;
     if (key == NULL) { goto done; }
     PyObject *entry = PyDict_GetItemWithError(h->objs, key);
     if (entry == NULL && PyErr_Occurred()) { goto done; }
-    if (entry != NULL && PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 4 &&
+    if (entry != NULL && PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 5 &&
         PyTuple_GET_ITEM(entry, 3) == (PyObject *)Py_TYPE(v)) {
         objnum = Py_NewRef(PyTuple_GET_ITEM(entry, 2));  /* a new snapshot of the same object */
     } else if ((objnum = PyIter_Next(h->objnums)) == NULL) {
@@ -819,12 +824,17 @@ static int capture_here(Hot *h, PyObject *v, PyObject *out, PyObject **vid) {
     if ((new_vid = PyIter_Next(h->vids)) == NULL) { goto done; }
     item = PyTuple_Pack(7, s_tag_v, new_vid, objnum, PyTuple_GET_ITEM(shown, 0), PyTuple_GET_ITEM(shown, 1),
                         PyTuple_GET_ITEM(shown, 2), PyTuple_GET_ITEM(shown, 3));
-    row = item ? PyTuple_Pack(4, fp, new_vid, objnum, (PyObject *)Py_TYPE(v)) : NULL;
+    /* values.kept_alive: the scalars the fingerprint names keep their addresses */
+    Py_ssize_t k = PyTuple_GET_SIZE(fp) - 1;
+    alive = item ? (PyList_Check(v) ? PyList_GetSlice(v, 0, k) : PyTuple_GetSlice(v, 0, k)) : NULL;
+    if (alive != NULL && PyList_Check(alive)) { Py_SETREF(alive, PyList_AsTuple(alive)); }
+    row = alive ? PyTuple_Pack(5, fp, new_vid, objnum, (PyObject *)Py_TYPE(v), alive) : NULL;
     if (row == NULL || PyList_Append(out, item) < 0 || PyDict_SetItem(h->objs, key, row) < 0) { goto done; }
     *vid = Py_NewRef(new_vid);
     rc = 1;
 done:
     Py_XDECREF(key); Py_XDECREF(objnum); Py_XDECREF(new_vid); Py_XDECREF(item); Py_XDECREF(row);
+    Py_XDECREF(alive);
     Py_DECREF(shown);
     Py_DECREF(fp);
     return rc;
@@ -840,7 +850,8 @@ static int render_limits(Hot *h, PyObject *col) {
     PyObject *seq = PyObject_GetAttrString(r, "compiled_sequence");
     h->max_size = PyObject_GetAttrString(r, "max_size");
     h->max_items = PyObject_GetAttrString(r, "max_items");
-    int ok = custom && fault && seq && h->max_size && h->max_items;
+    h->exc_shown = PyObject_GetAttrString(r, "_exceptions");
+    int ok = custom && fault && seq && h->max_size && h->max_items && h->exc_shown;
     int truth = ok ? PyObject_IsTrue(fault) : -1;
     if (ok && truth >= 0) {
         h->render_here = custom == Py_None && truth == 0 && seq != Py_None &&
@@ -1473,6 +1484,169 @@ static PyObject *Hot_return(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     return leave(h, args, nargs, k_return, h->py_return, msg_return);
 }
 
+/* -- RAISE: an exception in filmed code --------------------------------------- */
+
+/* The snapshot of ``exc`` (its value id, new reference, and the ("v", ...)
+   item when a new one was taken, appended to ``out``) when the renderer has
+   shown an exception of its class and args before: a builtin exception
+   class, args of scalars only, no attributes.  Renderer.render's reuse and
+   Collector.capture's numbering, as Python does them; the fingerprint of
+   such an exception is (0, len(args), *ids of args): an empty instance
+   dict, then its args.  1: done; 0:
+   Python decides (nothing changed); -1: an error. */
+static int exception_here(Hot *h, PyObject *exc, PyObject *out, PyObject **vid) {
+    PyTypeObject *cls = Py_TYPE(exc);
+    if (!h->render_here || !PyExceptionInstance_Check(exc) || (cls->tp_flags & Py_TPFLAGS_HEAPTYPE) ||
+        strchr(cls->tp_name, '.') != NULL) {
+        return 0;
+    }
+    PyBaseExceptionObject *be = (PyBaseExceptionObject *)exc;
+    if (be->dict != NULL && (!PyDict_CheckExact(be->dict) || PyDict_GET_SIZE(be->dict) != 0)) { return 0; }
+    PyObject *eargs = be->args;
+    if (eargs == NULL || !PyTuple_CheckExact(eargs) || PyTuple_GET_SIZE(eargs) > 5) { return 0; }
+    Py_ssize_t n = PyTuple_GET_SIZE(eargs);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* values._EXCEPTION_ARG_IDS: hashing these runs no user code */
+        PyObject *a = PyTuple_GET_ITEM(eargs, i);
+        PyTypeObject *t = Py_TYPE(a);
+        if (t != &PyLong_Type && t != &PyUnicode_Type && t != &PyBytes_Type && t != &PyBool_Type && a != Py_None) {
+            return 0;
+        }
+    }
+    int rc = -1;
+    PyObject *kinds = PyTuple_New(n), *cls_id = PyLong_FromVoidPtr(cls), *key = NULL, *obj_key = NULL,
+             *objnum = NULL, *new_vid = NULL, *item = NULL, *row = NULL, *fp = PyTuple_New(n + 2);
+    if (kinds == NULL || cls_id == NULL || fp == NULL) { goto done; }
+    /* values.fingerprint: an empty __dict__, then the args by id */
+    PyTuple_SET_ITEM(fp, 0, Py_NewRef(zero));
+    PyObject *len = PyLong_FromSsize_t(n);
+    if (len == NULL) { goto done; }
+    PyTuple_SET_ITEM(fp, 1, len);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyLong_FromVoidPtr(Py_TYPE(PyTuple_GET_ITEM(eargs, i)));
+        PyObject *id = k ? PyLong_FromVoidPtr(PyTuple_GET_ITEM(eargs, i)) : NULL;
+        if (id == NULL) { Py_XDECREF(k); goto done; }
+        PyTuple_SET_ITEM(kinds, i, k);
+        PyTuple_SET_ITEM(fp, i + 2, id);
+    }
+    if ((key = PyTuple_Pack(3, cls_id, eargs, kinds)) == NULL) { goto done; }
+    PyObject *known = PyDict_GetItemWithError(h->exc_shown, key);
+    if (known == NULL && PyErr_Occurred()) { goto done; }
+    PyObject *shown = known != NULL && PyTuple_CheckExact(known) && PyTuple_GET_SIZE(known) == 2 &&
+                      PyTuple_GET_ITEM(known, 0) == (PyObject *)cls ? PyTuple_GET_ITEM(known, 1) : NULL;
+    if (shown == NULL || !PyTuple_CheckExact(shown) || PyTuple_GET_SIZE(shown) != 4) {
+        rc = 0;  /* not shown yet: Python renders it and remembers the rendering */
+        goto done;
+    }
+    if ((obj_key = PyLong_FromVoidPtr(exc)) == NULL) { goto done; }
+    PyObject *entry = PyDict_GetItemWithError(h->objs, obj_key);
+    if (entry == NULL && PyErr_Occurred()) { goto done; }
+    if (entry != NULL && PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 5 &&
+        PyTuple_GET_ITEM(entry, 3) == (PyObject *)cls) {
+        PyObject *was = PyTuple_GET_ITEM(entry, 0);
+        int same = PyTuple_CheckExact(was) ? PyObject_RichCompareBool(was, fp, Py_EQ) : 0;
+        if (same < 0) { goto done; }
+        if (same) {  /* the same exception again, unchanged: its snapshot */
+            *vid = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+            rc = 1;
+            goto done;
+        }
+        objnum = Py_NewRef(PyTuple_GET_ITEM(entry, 2));
+    } else if ((objnum = PyIter_Next(h->objnums)) == NULL) {
+        goto done;
+    }
+    if ((new_vid = PyIter_Next(h->vids)) == NULL) { goto done; }
+    item = PyTuple_Pack(7, s_tag_v, new_vid, objnum, PyTuple_GET_ITEM(shown, 0), PyTuple_GET_ITEM(shown, 1),
+                        PyTuple_GET_ITEM(shown, 2), PyTuple_GET_ITEM(shown, 3));
+    /* the args, all scalars here, are what values.kept_alive keeps */
+    row = item ? PyTuple_Pack(5, fp, new_vid, objnum, (PyObject *)cls, eargs) : NULL;
+    if (row == NULL || PyList_Append(out, item) < 0 || PyDict_SetItem(h->objs, obj_key, row) < 0) { goto done; }
+    *vid = Py_NewRef(new_vid);
+    rc = 1;
+done:
+    Py_XDECREF(kinds); Py_XDECREF(cls_id); Py_XDECREF(key); Py_XDECREF(obj_key); Py_XDECREF(fp);
+    Py_XDECREF(objnum); Py_XDECREF(new_vid); Py_XDECREF(item); Py_XDECREF(row);
+    return rc;
+}
+
+/* Collector.step_count: base + segmented + len(events). */
+static int step_count(Hot *h, int64_t *step) {
+    long long base, segmented;
+    PyObject *b = PyObject_GetAttr(h->col, s_base), *s = b ? PyObject_GetAttr(h->col, s_segmented) : NULL;
+    int ok = s != NULL && int64_of(b, &base) && int64_of(s, &segmented);
+    Py_XDECREF(b);
+    Py_XDECREF(s);
+    if (!ok) {
+        if (!PyErr_Occurred()) { PyErr_SetString(PyExc_TypeError, "Collector.base or segmented is not an int"); }
+        return -1;
+    }
+    *step = (int64_t)(base + segmented) + LOG(h)->n;
+    return 0;
+}
+
+/* Collector.exception(fs, EXCEPTION, line, exc) when exception_here can
+   take the snapshot; 0 when Python must. */
+static int exception_event(Hot *h, PyObject *fs, PyObject *exc, int line) {
+    PyObject *out = PyList_New(0), *vid = NULL, *payload = NULL, *row = NULL, *name = NULL;
+    int rc = out ? exception_here(h, exc, out, &vid) : -1;
+    if (rc <= 0) { Py_XDECREF(out); return rc; }
+    rc = -1;
+    int64_t step;
+    long long act;
+    if (step_count(h, &step) < 0 || !int64_of(FS(h, fs, FS_ACT), &act)) { goto done; }
+    name = PyUnicode_FromString(Py_TYPE(exc)->tp_name);  /* a builtin class: its qualname */
+    PyObject *step_obj = name ? PyLong_FromLongLong(step) : NULL, *eid = step_obj ? PyLong_FromVoidPtr(exc) : NULL;
+    row = eid ? PyTuple_Pack(3, step_obj, eid, name) : NULL;
+    Py_XDECREF(step_obj);
+    Py_XDECREF(eid);
+    if (row == NULL || PyList_Append(h->exc_log, row) < 0 || (payload = PyList_AsTuple(out)) == NULL) { goto done; }
+    untrack_deep(payload, 2);
+    if (log_push(LOG(h), K_EXCEPTION, act, line, escope_now() - h->t0, vid, payload) < 0) { goto done; }
+    rc = 1;
+done:
+    Py_DECREF(out); Py_XDECREF(vid); Py_XDECREF(payload); Py_XDECREF(row); Py_XDECREF(name);
+    return rc;
+}
+
+/* monitoring.on_raise.  RAISE fires in every frame an exception passes;
+   the film keeps the frame that raised it, where its traceback has one
+   entry. */
+static PyObject *Hot_raise(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) { Py_RETURN_NONE; }
+    PyObject *code = args[0], *exc = args[2];
+    if (code_info(h, code) == NULL) { Py_RETURN_NONE; }
+    /* the iteration protocol's own ends are no failure (monitoring._ITERATION_END) */
+    if (Py_IS_TYPE(exc, (PyTypeObject *)PyExc_StopIteration) ||
+        Py_IS_TYPE(exc, (PyTypeObject *)PyExc_StopAsyncIteration)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *ts = thread_state(h);
+    PyObject *fs = ts ? top_for(h, ts, code) : NULL;
+    if (fs == NULL) { Py_RETURN_NONE; }
+    set_slot(fs, h->fs_off[FS_EXC_PENDING], Py_True);
+    if (PyExceptionInstance_Check(exc)) {
+        PyObject *tb = PyException_GetTraceback(exc);
+        int passing = tb != NULL && ((PyTracebackObject *)tb)->tb_next != NULL;
+        Py_XDECREF(tb);
+        if (passing) { Py_RETURN_NONE; }
+    }
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL) { return failed(h, msg_raise); }
+    int line = PyFrame_GetLineNumber(frame);
+    Py_INCREF(fs);
+    int rc = exception_event(h, fs, exc, line);
+    if (rc == 0) {
+        PyObject *line_obj = PyLong_FromLong(line), *kind = PyLong_FromLong(K_EXCEPTION);
+        PyObject *call[4] = {fs, kind, line_obj, exc};
+        PyObject *r = line_obj && kind ? PyObject_Vectorcall(h->exception, call, 4, NULL) : NULL;
+        rc = r != NULL ? 1 : -1;
+        Py_XDECREF(r); Py_XDECREF(line_obj); Py_XDECREF(kind);
+    }
+    Py_DECREF(fs);
+    if (rc < 0) { return failed(h, msg_raise); }
+    Py_RETURN_NONE;
+}
+
 /* -- the object ------------------------------------------------------------------ */
 
 static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
@@ -1533,6 +1707,13 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     }
     h->objnums = PyObject_GetAttrString(col, "objnums");
     if (h->objnums == NULL || render_limits(h, col) < 0) { return -1; }
+    h->exception = PyObject_GetAttrString(col, "exception");
+    h->exc_log = h->exception ? PyObject_GetAttrString(col, "exc_log") : NULL;
+    if (h->exc_log == NULL) { return -1; }
+    if (!PyList_CheckExact(h->exc_log) || !PyDict_CheckExact(h->exc_shown)) {
+        PyErr_SetString(PyExc_TypeError, "Collector.exc_log or Renderer._exceptions of unexpected types");
+        return -1;
+    }
     h->n_imm = 0;
     PyObject *it = PyObject_GetIter(immutable);
     if (it == NULL) { return -1; }
@@ -1581,7 +1762,7 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     X(fs_type) X(ts_type) X(py_line) X(py_resume) X(py_yield) X(py_return) X(py_jump) X(disable) \
     X(py_start) X(py_call) X(vids) X(frame_ids) X(code_ids) \
     X(check_watch) \
-    X(spill) X(overflow) X(fault) X(bind_changed) X(recheck_mutable) X(objs) X(objnums) X(max_size) X(max_items) X(with_self) X(last_ts)
+    X(spill) X(overflow) X(fault) X(bind_changed) X(recheck_mutable) X(objs) X(objnums) X(max_size) X(max_items) X(exception) X(exc_log) X(exc_shown) X(with_self) X(last_ts)
 
 static int Hot_traverse(Hot *h, visitproc visit, void *arg) {
 #define VISIT_FIELD(name) Py_VISIT(h->name);
@@ -1619,6 +1800,7 @@ static PyMethodDef Hot_methods[] = {
     {"resume", (PyCFunction)(void (*)(void))Hot_resume, METH_FASTCALL, "PY_RESUME callback"},
     {"yield_", (PyCFunction)(void (*)(void))Hot_yield, METH_FASTCALL, "PY_YIELD callback"},
     {"return_", (PyCFunction)(void (*)(void))Hot_return, METH_FASTCALL, "PY_RETURN callback"},
+    {"raise_", (PyCFunction)(void (*)(void))Hot_raise, METH_FASTCALL, "RAISE callback"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -3004,7 +3186,8 @@ PyMODINIT_FUNC PyInit__hotpath(void) {
         {&s_tag_A, "A"}, {&s_tag_F, "F"}, {&s_tag_R, "R"}, {&s_tag_r, "r"}, {&s_tag_s, "s"}, {&s_tag_b, "b"}, {&s_tag_v, "v"},
         {&msg_start, "recorder error at a call"}, {&msg_call, "recorder error at an external call"},
         {&msg_line, "recorder error at a line step"}, {&msg_resume, "recorder error at a resume"},
-        {&msg_yield, "recorder error at a yield"}, {&msg_return, "recorder error at a return"},
+        {&msg_yield, "recorder error at a yield"}, {&msg_raise, "recorder error at an exception"},
+        {&s_base, "base"}, {&s_segmented, "segmented"}, {&msg_return, "recorder error at a return"},
     };
     for (size_t i = 0; i < sizeof(interned) / sizeof(interned[0]); i++) {
         *interned[i].slot = PyUnicode_InternFromString(interned[i].text);

@@ -30,7 +30,7 @@ from typing import Any, Callable
 from . import schema
 from .config import RecorderConfig, pure_python_requested
 from .scope import CodeInfo, Scope, SourceFile
-from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint
+from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint, kept_alive
 
 try:
     from ._hotpath import (EventLog as _EventLog, render_scalar_sequence as _render_scalar_sequence,
@@ -130,7 +130,8 @@ class Collector:
         self.objnums = itertools.count(1)
         self.frame_ids = itertools.count(1)
         self.act_ids = itertools.count(1)
-        self.objs: dict[int, tuple[Any, int, int, type]] = {}
+        #: id(object) -> (fingerprint, vid, objnum, class, the scalars kept alive)
+        self.objs: dict[int, tuple[Any, int, int, type, Any]] = {}
         self.threads: dict[int, ThreadState] = {}
         self.thread_rows: list[tuple[int, int, str]] = []
         self.task_ids: dict[int, tuple[Any, int]] = {}
@@ -249,7 +250,11 @@ class Collector:
         tname, text, detail, flags = self.renderer.render(value)
         vid = next(self.vids)
         out.append(("v", vid, objnum, tname, text, detail, flags))
-        self.objs[key] = (fp, vid, objnum, cls)
+        try:
+            alive = kept_alive(value, self.renderer) if fp is not None else ()
+        except Exception:
+            fp = alive = None  # never matched again: the next look takes a new snapshot
+        self.objs[key] = (fp, vid, objnum, cls, alive)
         return vid
 
     def check_watch(self, fs: FrameState, frame: Any, entry: tuple) -> tuple | None:

@@ -323,7 +323,7 @@ class MonitoringBackend:
         reg(tool, E.PY_RETURN, hot.return_ if hot else on_return)
         reg(tool, E.PY_YIELD, hot.yield_ if hot else on_yield)
         reg(tool, E.PY_UNWIND, on_unwind)
-        reg(tool, E.RAISE, on_raise)
+        reg(tool, E.RAISE, hot.raise_ if hot else on_raise)
         reg(tool, E.PY_THROW, on_throw)
         if full:
             reg(tool, E.CALL, hot.call if hot else on_call)

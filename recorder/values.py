@@ -578,4 +578,49 @@ def fingerprint(value: Any, renderer: "Renderer") -> Any:
             continue
         parts.append(id(v))
         parts.append(_nested_print(v, renderer))
+    if issubclass(cls, BaseException):
+        # its args live in a C field, not in __dict__: ValueError('odd', 0)
+        # and ValueError('odd', 1) must not share a fingerprint
+        args = _exc_args(value)
+        if type(args) is tuple:
+            parts.append(tuple.__len__(args))
+            parts.extend(map(id, tuple.__getitem__(args, slice(0, _SHALLOW_LIMIT))))
     return tuple(parts)
+
+
+def kept_alive(value: Any, renderer: "Renderer") -> tuple:
+    """The immutable scalars whose ids ``fingerprint`` holds at its first
+    level, for the snapshot's entry to keep.
+
+    A fingerprint is made of ids, and an id is only an object's address: once
+    the object is freed, a new one can take it.  A generator yielding
+    ``(1000 + i,)`` frees each tuple and each int before the next, and the
+    next tuple, at the same address and holding an int at the same address,
+    matched the old fingerprint: the film showed ``(1000,)`` five times.  An
+    entry holding the scalars it names keeps their addresses theirs.
+    Scalars only: keeping any other object alive could delay its finalizer
+    and change what the test does.
+    """
+    cls = type(value)
+    if issubclass(cls, list):
+        items: Iterable = list.__getitem__(value, slice(0, _SHALLOW_LIMIT))
+    elif issubclass(cls, tuple):
+        items = tuple.__getitem__(value, slice(0, _SHALLOW_LIMIT))
+    elif issubclass(cls, dict):
+        items = [*_islice(dict.keys(value), _SHALLOW_LIMIT), *_islice(dict.values(value), _SHALLOW_LIMIT)]
+    elif issubclass(cls, set):
+        items = list(_islice(set.__iter__(value), _SHALLOW_LIMIT))
+    elif issubclass(cls, frozenset):
+        return ()
+    else:
+        info = renderer._info(cls)
+        if info.opaque:
+            return ()
+        ns = _instance_dict(info, value)
+        items = [] if ns is None else [*_islice(dict.keys(ns), _SHALLOW_LIMIT),
+                                       *_islice(dict.values(ns), _SHALLOW_LIMIT)]
+        if issubclass(cls, BaseException):
+            args = _exc_args(value)
+            if type(args) is tuple:
+                items += tuple.__getitem__(args, slice(0, _SHALLOW_LIMIT))
+    return tuple(v for v in items if id(type(v)) in IMMUTABLE_IDS)

@@ -515,6 +515,52 @@ VALUES_OUT = {
 
         def test_sorted_fails():
             assert total([2, 1]) == [2, 1]
+
+
+        class Oops(Exception):
+            pass
+
+
+        def check(i):
+            if i % 2:
+                raise ValueError("odd", i % 3)
+            return i
+
+
+        def deep(n):
+            if n == 0:
+                raise KeyError("bottom")
+            return deep(n - 1)
+
+
+        def test_exceptions_out():
+            seen = []
+            for i in range(6):
+                try:
+                    seen.append(check(i))
+                except ValueError as exc:
+                    seen.append(exc.args)
+            saved = ValueError("kept")
+            for _ in range(2):
+                try:
+                    raise saved.with_traceback(None)
+                except ValueError:
+                    pass
+            noted = ValueError("noted")
+            noted.add_note("a note")
+            odd = [Oops("mine"), TypeError([1, 2]), OSError(2, "gone"), ValueError(2 ** 70)]
+            for exc in [noted, *odd]:
+                try:
+                    raise exc
+                except Exception:
+                    pass
+            try:
+                deep(3)
+            except KeyError:
+                pass
+            it = iter([1])
+            next(it)
+            assert next(it, None) is None and len(seen) == 6
     ''',
 }
 
@@ -522,11 +568,12 @@ VALUES_OUT = {
 @pytest.fixture(scope="module")
 def minimal_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     """VALUES_OUT under ``minimal``, with the C callbacks and with Python's."""
-    return _compiled_and_pure(tmp_path_factory, VALUES_OUT, "minimal", "1 failed, 1 passed")
+    return _compiled_and_pure(tmp_path_factory, VALUES_OUT, "minimal", "1 failed, 2 passed")
 
 
 @needs_monitoring
-@pytest.mark.parametrize("tid", ["test_values_out.py::test_values_out", "test_values_out.py::test_sorted_fails"])
+@pytest.mark.parametrize("tid", ["test_values_out.py::test_values_out", "test_values_out.py::test_sorted_fails",
+                                 "test_values_out.py::test_exceptions_out"])
 def test_compiled_callbacks_snapshot_values_as_python_does(tid: str, minimal_runs: dict[str, Run]) -> None:
     """Every snapshot row (value id, object number, step, type, text, detail,
     flags) is the same whether the C callbacks or Python's took it."""
@@ -550,3 +597,70 @@ def test_compiled_callbacks_snapshot_values_as_python_does(tid: str, minimal_run
         assert [e[4] for e in film if e[1] == "return" and e[2] == "get_password"] == ["<redacted>"]
         shown = {e[4] for e in film if e[2] == "rows" and e[1] == "yield"}
         assert "[[1], [2]]" in shown and "Pair((1, 2))" in shown and "(1180591620717411303424, 1)" in shown
+    if tid.endswith("::test_exceptions_out"):
+        raised = [e[4] for e in film if e[1] == "exception"]
+        assert raised[:3] == ["ValueError('odd', 1)", "ValueError('odd', 0)", "ValueError('odd', 2)"]
+        assert raised.count("ValueError('kept')") == 2 and "KeyError('bottom')" in raised
+        assert "StopIteration" not in " ".join(raised)
+        # the same exception object raised twice: one snapshot, filmed twice
+        kept = compiled.q("SELECT e.value FROM events e JOIN vals v ON v.value = e.value "
+                          "WHERE e.kind = ? AND v.repr = ?", schema.KIND_CODES["exception"], "ValueError('kept')")
+        assert len(kept) == 2 and kept[0] == kept[1]
+
+
+TRANSIENT = {
+    "test_transient.py": '''
+        class Point:
+            def __init__(self, x):
+                self.x = x
+
+
+        def ints():
+            for i in range(5):
+                yield (1000 + i,)
+
+
+        def floats():
+            for i in range(5):
+                yield [float(i) * 1.5]
+
+
+        def norm(p):
+            return p.x
+
+
+        def test_transient():
+            for _ in ints():
+                pass
+            for _ in floats():
+                pass
+            for i in range(4):
+                norm(Point(i * 0.5))
+            for i in range(3):
+                try:
+                    raise ValueError("odd", i)
+                except ValueError:
+                    pass
+    ''',
+}
+
+
+@pytest.mark.parametrize("callbacks", ["compiled", "python"])
+def test_a_freed_value_is_never_taken_for_a_new_one(callbacks: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Short-lived values, freed before the next is made, reuse addresses:
+    each is still filmed with its own value (the film once showed
+    ``(1000,)`` five times), under every backend this interpreter has."""
+    proj: Project = write_files(module_project(tmp_path_factory, f"transient-{callbacks}"), TRANSIENT)
+    env = clean_env(ESCOPE_PURE_PYTHON="1") if callbacks == "python" else clean_env()
+    for backend in BACKENDS:
+        esc = proj.path.parent / f"escope-{backend}"
+        res = proj.run("--escope", "--escope-keep=all", "--escope-strategy=minimal", f"--escope-backend={backend}",
+                       f"--escope-dir={esc}", env=env)
+        assert "1 passed" in res.stdout, res.out
+        rec = proj.latest(esc).recording("test_transient")
+        film = [(e.kind, e.function, e.value_repr) for e in rec.events()]
+        assert [v for k, f, v in film if f == "ints" and k == "yield"] == [f"({1000 + i},)" for i in range(5)]
+        assert [v for k, f, v in film if f == "floats" and k == "yield"] == [f"[{i * 1.5}]" for i in range(5)]
+        points = [r for f, n, t, r in rec.bindings() if f == "norm" and n == "p"]
+        assert len(points) == 4 and len(set(points)) == 4, points  # x=0.0 .. x=1.5, all different
+        assert [v for k, f, v in film if k == "exception"] == [f"ValueError('odd', {i})" for i in range(3)]
