@@ -714,6 +714,16 @@ static int sequence_items(PyObject *v, PyObject ***items, Py_ssize_t *n) {
    scalar_fingerprint would make it, is compared in place with the one the
    snapshot kept (Collector.objs), so nothing is allocated.  1: unchanged,
    and this frame had seen that snapshot already; 0: Python decides. */
+/* A type's namespace (new reference).  3.12+: a static builtin type's
+   tp_dict is NULL; PyType_GetDict has it. */
+static PyObject *type_dict(PyTypeObject *t) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyType_GetDict(t);
+#else
+    return Py_XNewRef(t->tp_dict);
+#endif
+}
+
 /* 1 when values.fingerprint of an instance of ``t`` is always (): a type
    of the interpreter or of a C extension (a class statement makes a heap
    type) that is no container fingerprint reads, with no instance __dict__
@@ -721,21 +731,173 @@ static int sequence_items(PyObject *v, PyObject ***items, Py_ssize_t *n) {
    generator, a bytes-like buffer.  Nothing the renderer shows of it can
    change while it stays bound to the same name. */
 static int identity_only_type(PyTypeObject *t) {
-    if ((t->tp_flags & Py_TPFLAGS_HEAPTYPE) || t->tp_dictoffset != 0 ||
+    if (t->tp_dictoffset != 0 ||
         (t->tp_flags & (Py_TPFLAGS_LIST_SUBCLASS | Py_TPFLAGS_TUPLE_SUBCLASS | Py_TPFLAGS_DICT_SUBCLASS)) ||
+        PyType_IsSubtype(t, &PySet_Type) || PyType_IsSubtype(t, &PyFrozenSet_Type)) {
+        return 0;
+    }
+    /* a static type lives as long as the interpreter: its answer is kept */
+#define KNOWN_TYPES 32
+    static PyTypeObject *known[KNOWN_TYPES];
+    static char answer[KNOWN_TYPES];
+    int is_static = !(t->tp_flags & Py_TPFLAGS_HEAPTYPE);
+    size_t slot = ((uintptr_t)t >> 4) % KNOWN_TYPES;
+    if (is_static && known[slot] == t) { return answer[slot]; }
+    PyObject *mro = t->tp_mro;
+    if (mro == NULL || !PyTuple_CheckExact(mro)) { return 0; }
+    int result = 1;
+    for (Py_ssize_t i = 0; result && i < PyTuple_GET_SIZE(mro); i++) {
+        PyObject *d = type_dict((PyTypeObject *)PyTuple_GET_ITEM(mro, i));
+        if (d == NULL || !PyDict_CheckExact(d)) {
+            PyErr_Clear();
+            Py_XDECREF(d);
+            return 0;
+        }
+        PyObject *slots = PyDict_GetItemWithError(d, s_slots);
+        PyObject *dict = slots == NULL ? PyDict_GetItemWithError(d, s_dict) : NULL;
+        if (slots != NULL || dict != NULL || PyErr_Occurred()) { PyErr_Clear(); result = 0; }
+        Py_DECREF(d);
+    }
+    if (is_static) {
+        known[slot] = t;
+        answer[slot] = (char)result;
+    }
+    return result;
+}
+
+/* 1 when values.fingerprint of an instance of ``t`` is its instance
+   __dict__ alone: a class statement's type (not a container, not an
+   exception: those have more parts) with no __slots__ in its MRO, whose
+   __dict__ is the interpreter's own getset descriptor (Renderer._info's
+   dict_getter). */
+static int plain_object_type(PyTypeObject *t) {
+    if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || t->tp_dictoffset == 0 ||
+        (t->tp_flags & (Py_TPFLAGS_LIST_SUBCLASS | Py_TPFLAGS_TUPLE_SUBCLASS | Py_TPFLAGS_DICT_SUBCLASS |
+                        Py_TPFLAGS_BASE_EXC_SUBCLASS)) ||
         PyType_IsSubtype(t, &PySet_Type) || PyType_IsSubtype(t, &PyFrozenSet_Type)) {
         return 0;
     }
     PyObject *mro = t->tp_mro;
     if (mro == NULL || !PyTuple_CheckExact(mro)) { return 0; }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
-        PyObject *d = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict;
-        if (d == NULL || !PyDict_CheckExact(d)) { return 0; }
+    int seen_dict = 0, result = 1;
+    for (Py_ssize_t i = 0; result && i < PyTuple_GET_SIZE(mro); i++) {
+        PyObject *d = type_dict((PyTypeObject *)PyTuple_GET_ITEM(mro, i));
+        if (d == NULL || !PyDict_CheckExact(d)) { PyErr_Clear(); Py_XDECREF(d); return 0; }
         PyObject *slots = PyDict_GetItemWithError(d, s_slots);
-        PyObject *dict = slots == NULL ? PyDict_GetItemWithError(d, s_dict) : NULL;
-        if (slots != NULL || dict != NULL || PyErr_Occurred()) { PyErr_Clear(); return 0; }
+        PyObject *dict = slots == NULL && !seen_dict ? PyDict_GetItemWithError(d, s_dict) : NULL;
+        if (slots != NULL || PyErr_Occurred()) { PyErr_Clear(); result = 0; }
+        if (dict != NULL) {
+            seen_dict = 1;
+            if (!Py_IS_TYPE(dict, &PyGetSetDescr_Type)) { result = 0; }  /* a property: user code */
+        }
+        Py_DECREF(d);
     }
-    return 1;
+    return result && seen_dict;
+}
+
+/* What Renderer._info's dict_getter is for instances of ``t``: 0 none (no
+   "__dict__" in the MRO, or a property there), 1 the interpreter's getset
+   on an instance dict PyObject_GenericGetDict reads, -1 C cannot tell. */
+static int dict_getter_kind(PyTypeObject *t) {
+    PyObject *mro = t->tp_mro;
+    if (mro == NULL || !PyTuple_CheckExact(mro)) { return -1; }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+        PyObject *d = type_dict((PyTypeObject *)PyTuple_GET_ITEM(mro, i));
+        if (d == NULL || !PyDict_CheckExact(d)) { PyErr_Clear(); Py_XDECREF(d); return -1; }
+        PyObject *dict = PyDict_GetItemWithError(d, s_dict);
+        int kind = dict == NULL ? (PyErr_Occurred() ? -1 : 2)
+                   : !Py_IS_TYPE(dict, &PyGetSetDescr_Type) ? 0 : t->tp_dictoffset != 0 ? 1 : -1;
+        PyErr_Clear();
+        Py_DECREF(d);
+        if (kind != 2) { return kind; }
+    }
+    return 0;
+}
+
+/* ``x`` is an int whose value is the address of ``p`` (an id). */
+static inline int id_is(PyObject *x, void *p) {
+    if (!PyLong_CheckExact(x)) { return 0; }
+    void *q = PyLong_AsVoidPtr(x);
+    if (q == NULL && PyErr_Occurred()) { PyErr_Clear(); return 0; }
+    return q == p;
+}
+
+/* ``x`` is an int equal to ``n``. */
+static inline int len_is(PyObject *x, Py_ssize_t n) {
+    if (!PyLong_CheckExact(x)) { return 0; }
+    Py_ssize_t m = PyLong_AsSsize_t(x);
+    if (m == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
+    return m == n;
+}
+
+#define NESTED_LIMIT 10  /* values._NESTED_LIMIT */
+
+/* values._nested_print(x) equals ``want``: 1, 0, or 0 when C cannot tell
+   (Python then decides).  Lengths and ids only, as there. */
+static int dict_getter_kind(PyTypeObject *t);
+
+static int nested_same(PyObject *want, PyObject *x) {
+    if (is_scalar_type(x) || PyTuple_CheckExact(x) || identity_only_type(Py_TYPE(x))) { return want == Py_None; }
+    if (!PyTuple_CheckExact(want) || PyTuple_GET_SIZE(want) < 1) { return 0; }
+    Py_ssize_t size = PyTuple_GET_SIZE(want);
+    if (PyList_Check(x)) {
+        Py_ssize_t n = PyList_GET_SIZE(x), k = n < NESTED_LIMIT ? n : NESTED_LIMIT;
+        if (size != k + 1 || !len_is(PyTuple_GET_ITEM(want, 0), n)) { return 0; }
+        for (Py_ssize_t i = 0; i < k; i++) {
+            if (!id_is(PyTuple_GET_ITEM(want, i + 1), PyList_GET_ITEM(x, i))) { return 0; }
+        }
+        return 1;
+    }
+    if (PyAnySet_Check(x)) { return size == 1 && len_is(PyTuple_GET_ITEM(want, 0), PySet_GET_SIZE(x)); }
+    PyObject *ns = NULL;
+    int owned = 0;
+    int kind = PyDict_Check(x) ? 2 : dict_getter_kind(Py_TYPE(x));
+    if (kind == 0) { return want == Py_None; }  /* no __dict__ getter: _nested_print is None */
+    if (kind == 2) {
+        ns = x;
+    } else if (kind == 1) {
+        if ((ns = PyObject_GenericGetDict(x, NULL)) == NULL) { PyErr_Clear(); return 0; }
+        owned = 1;
+    } else {
+        return 0;
+    }
+    int same = 0;
+    if (PyDict_CheckExact(ns) || PyDict_Check(ns)) {
+        Py_ssize_t n = PyDict_GET_SIZE(ns), k = n < NESTED_LIMIT ? n : NESTED_LIMIT, pos = 0, i = 0;
+        PyObject *key, *val;
+        same = size == k + 1 && len_is(PyTuple_GET_ITEM(want, 0), n);
+        while (same && i < k && PyDict_Next(ns, &pos, &key, &val)) {
+            same = id_is(PyTuple_GET_ITEM(want, ++i), val);
+        }
+        same = same && i == k;
+    }
+    if (owned) { Py_DECREF(ns); }
+    return same;
+}
+
+/* values.fingerprint of a plain_object_type instance equals ``fp``
+   (len(ns), ids of its first 30 keys, of their values, their nested
+   prints), compared in place: 1 or 0. */
+static int object_unchanged(PyObject *v, PyObject *fp) {
+    if (!PyTuple_CheckExact(fp)) { return 0; }
+    Py_ssize_t size = PyTuple_GET_SIZE(fp);
+    if (size == 0) { return 1; }  /* an opaque class (Renderer._info): always () */
+    PyObject *ns = PyObject_GenericGetDict(v, NULL);  /* what the __dict__ getset returns */
+    if (ns == NULL) { PyErr_Clear(); return 0; }
+    int same = 0;
+    if (PyDict_CheckExact(ns)) {
+        Py_ssize_t n = PyDict_GET_SIZE(ns), m = n < SHALLOW_LIMIT ? n : SHALLOW_LIMIT, pos = 0, i = 0;
+        PyObject *key, *val;
+        same = size == 1 + 3 * m && len_is(PyTuple_GET_ITEM(fp, 0), n);
+        while (same && i < m && PyDict_Next(ns, &pos, &key, &val)) {
+            same = id_is(PyTuple_GET_ITEM(fp, 1 + i), key) && id_is(PyTuple_GET_ITEM(fp, 1 + m + i), val) &&
+                   nested_same(PyTuple_GET_ITEM(fp, 1 + 2 * m + i), val);
+            i++;
+        }
+        same = same && i == m;
+    }
+    Py_DECREF(ns);
+    return same;
 }
 
 /* The value row of ``v``'s last snapshot when nothing the renderer shows
@@ -745,10 +907,11 @@ static int identity_only_type(PyTypeObject *t) {
 static PyObject *cached_vid(Hot *h, PyObject *v) {
     PyObject **items = NULL;
     Py_ssize_t n = 0;
-    int identity_only = 0;
+    int identity_only = 0, plain = 0;
     if (!sequence_items(v, &items, &n)) {
-        if (!identity_only_type(Py_TYPE(v))) { return NULL; }
-        identity_only = 1;
+        identity_only = identity_only_type(Py_TYPE(v));
+        plain = !identity_only && plain_object_type(Py_TYPE(v));
+        if (!identity_only && !plain) { return NULL; }
     }
     Py_ssize_t k = n < SHALLOW_LIMIT ? n : SHALLOW_LIMIT;
     PyObject *key = PyLong_FromVoidPtr(v);
@@ -765,6 +928,7 @@ static PyObject *cached_vid(Hot *h, PyObject *v) {
         if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != 0) { return NULL; }
         return PyTuple_GET_ITEM(entry, 1);
     }
+    if (plain) { return object_unchanged(v, fp) ? PyTuple_GET_ITEM(entry, 1) : NULL; }
     if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != k + 1 ||
         !PyLong_CheckExact(PyTuple_GET_ITEM(fp, 0)) || PyLong_AsSsize_t(PyTuple_GET_ITEM(fp, 0)) != n) {
         PyErr_Clear();

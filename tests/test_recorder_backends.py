@@ -517,6 +517,52 @@ VALUES_OUT = {
             assert total([2, 1]) == [2, 1]
 
 
+        import collections as _c
+
+
+        class Bag:
+            def __init__(self):
+                self.items = []
+                self.seen = {"a": 1}
+                self.tags = set()
+                self.queue = _c.deque()
+                self.inner = None
+
+
+        class Slotted:
+            __slots__ = ("x",)
+
+            def __init__(self):
+                self.x = [1]
+
+
+        def look(obj):
+            return None
+
+
+        def test_objects_in():
+            bag, other, slotted = Bag(), Bag(), Slotted()
+            for step in range(3):
+                look(bag)          # unchanged: the same snapshot
+            bag.items.append(1)    # a nested list grew
+            look(bag)
+            bag.seen["b"] = 2      # a nested dict grew
+            look(bag)
+            bag.tags.add(3)
+            look(bag)
+            bag.queue.append(4)    # a deque is shown opaque: no new snapshot
+            look(bag)
+            bag.inner = other      # a new attribute value
+            look(bag)
+            other.items.append(5)  # three levels down: beyond the fingerprint
+            look(bag)
+            bag.extra = 1.5        # a new attribute
+            look(bag)
+            look(slotted)
+            slotted.x.append(2)    # through a slot
+            look(slotted)
+
+
         class Oops(Exception):
             pass
 
@@ -568,12 +614,12 @@ VALUES_OUT = {
 @pytest.fixture(scope="module")
 def minimal_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     """VALUES_OUT under ``minimal``, with the C callbacks and with Python's."""
-    return _compiled_and_pure(tmp_path_factory, VALUES_OUT, "minimal", "1 failed, 2 passed")
+    return _compiled_and_pure(tmp_path_factory, VALUES_OUT, "minimal", "1 failed, 3 passed")
 
 
 @needs_monitoring
 @pytest.mark.parametrize("tid", ["test_values_out.py::test_values_out", "test_values_out.py::test_sorted_fails",
-                                 "test_values_out.py::test_exceptions_out"])
+                                 "test_values_out.py::test_exceptions_out", "test_values_out.py::test_objects_in"])
 def test_compiled_callbacks_snapshot_values_as_python_does(tid: str, minimal_runs: dict[str, Run]) -> None:
     """Every snapshot row (value id, object number, step, type, text, detail,
     flags) is the same whether the C callbacks or Python's took it."""
@@ -597,6 +643,14 @@ def test_compiled_callbacks_snapshot_values_as_python_does(tid: str, minimal_run
         assert [e[4] for e in film if e[1] == "return" and e[2] == "get_password"] == ["<redacted>"]
         shown = {e[4] for e in film if e[2] == "rows" and e[1] == "yield"}
         assert "[[1], [2]]" in shown and "Pair((1, 2))" in shown and "(1180591620717411303424, 1)" in shown
+    if tid.endswith("::test_objects_in"):
+        shown = [r for f, n, t, r in compiled.bindings() if f == "look" and n == "obj"]
+        assert len(shown) == 12 and len(set(shown[:3])) == 1 and shown[3] != shown[2], shown
+        snapshots = compiled.q("SELECT count(DISTINCT b.value) FROM bindings b JOIN names n ON n.name = b.name "
+                               "WHERE n.text = 'obj'")[0][0]
+        # bag: first look, then items, seen, tags, inner, extra (not the deque, not
+        # other.items three levels down); slotted: before and after its append
+        assert snapshots == 6 + 2, "\n".join(shown)
     if tid.endswith("::test_exceptions_out"):
         raised = [e[4] for e in film if e[1] == "exception"]
         assert raised[:3] == ["ValueError('odd', 1)", "ValueError('odd', 0)", "ValueError('odd', 2)"]
