@@ -34,9 +34,10 @@ from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint, kep
 
 try:
     from ._hotpath import (EventLog as _EventLog, render_scalar_sequence as _render_scalar_sequence,
-                           scalar_fingerprint as _scalar_fingerprint, untrack_segment as _untrack_segment)
+                           scalar_fingerprint as _scalar_fingerprint, untrack_segment as _untrack_segment,
+                           forget_row as _forget_row)
 except ImportError:  # not built: a list of tuples, which the garbage collector untracks later
-    _EventLog = _render_scalar_sequence = _scalar_fingerprint = _untrack_segment = None
+    _EventLog = _render_scalar_sequence = _scalar_fingerprint = _untrack_segment = _forget_row = None
 
 MISSING = object()
 
@@ -101,6 +102,7 @@ class Collector:
         #: the compiled twin of fingerprint's common case (None: Python only)
         compiled = not pure_python_requested()
         self._scalar_fingerprint = _scalar_fingerprint if compiled else None
+        self._forget_row = _forget_row if compiled else None
         if compiled:
             self.renderer.compiled_sequence = _render_scalar_sequence
         self.record_lines = config.strategy != "minimal"
@@ -254,7 +256,9 @@ class Collector:
             alive = kept_alive(value, self.renderer) if fp is not None else ()
         except Exception:
             fp = alive = None  # never matched again: the next look takes a new snapshot
-        self.objs[key] = (fp, vid, objnum, cls, alive)
+        row = self.objs[key] = (fp, vid, objnum, cls, alive)
+        if self._forget_row is not None:
+            self._forget_row(row)
         return vid
 
     def check_watch(self, fs: FrameState, frame: Any, entry: tuple) -> tuple | None:
