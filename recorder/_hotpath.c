@@ -140,8 +140,13 @@ enum { FS_FRAME_ID, FS_ACT, FS_INFO, FS_CODE, FS_WATCH, FS_PREV, FS_DEPTH,
    object made for them: the immutable scalar a generator yields or a
    function returns (FORM_SCALAR: the ("R", value) item), and the new
    activation of a generator resuming (FORM_RESUME: the ("A", ...) item,
-   its integers in ``rows``, one row per such event, in order).  tolist()
-   and the writer give them back as the tuples they stand for.
+   its integers in ``rows``, one row per such event, in order), and a call
+   (FORM_CALL: its ("F", frame, code) and ("A", ...) items from a row of
+   ``rows`` and the code id in ``value``, the argument items, if any, as
+   ``payload``).  tolist() and the writer give them back as the tuples they
+   stand for.  Before FORM_CALL, the two tuples of every call, alive until
+   the test's film was written or dropped, were most of what set off the
+   garbage collector's young collections under ``minimal``.
 
    A log is not tracked by the garbage collector.  A payload holds ints,
    strings, tuples of those and immutable scalars of the test (``values.
@@ -150,7 +155,9 @@ enum { FS_FRAME_ID, FS_ACT, FS_INFO, FS_CODE, FS_WATCH, FS_PREV, FS_DEPTH,
    it goes. */
 #define LINE_NONE INT64_MIN  /* a frame whose f_lineno was None */
 #define INT_NONE INT64_MIN   /* a resume's parent activation or task of None */
-enum { FORM_OBJECTS = 0, FORM_SCALAR = 1, FORM_RESUME = 2 };
+enum { FORM_OBJECTS = 0, FORM_SCALAR = 1, FORM_RESUME = 2, FORM_CALL = 3 };
+/* the forms with a row in EventLog.rows */
+#define HAS_ROW(e) ((e)->form == FORM_RESUME || (e)->form == FORM_CALL)
 
 typedef struct {
     int64_t act, t, line;
@@ -166,13 +173,13 @@ typedef struct {
     PyObject_HEAD
     Ev *ev;
     Py_ssize_t n, cap;
-    ResumeRow *rows;    /* one per FORM_RESUME event, in order */
+    ResumeRow *rows;    /* one per FORM_RESUME or FORM_CALL event, in order */
     Py_ssize_t nrows, caprows;
     int sealed;         /* a segment: handed to the writer, never appended to */
 } EventLog;
 
 static PyTypeObject EventLogType;
-static PyObject *s_tag_A, *s_tag_R, *s_tag_v;
+static PyObject *s_tag_A, *s_tag_R, *s_tag_v, *s_tag_F;
 
 /* The next free event of the log, or NULL with an exception set. */
 static inline Ev *log_next(EventLog *log) {
@@ -213,8 +220,10 @@ static inline int log_push_scalar(EventLog *log, int kind, int64_t act, int64_t 
     return 0;
 }
 
-/* A resume opening activation ``act`` (its payload is one "A" item). */
-static int log_push_resume(EventLog *log, int kind, int64_t act, int64_t line, int64_t t, ResumeRow row) {
+/* A resume opening activation ``act`` (its payload is one "A" item), or
+   (FORM_CALL) a call: ``code_id`` and ``args`` (NULL for none) borrowed. */
+static int log_push_row(EventLog *log, int kind, int form, int64_t act, int64_t line, int64_t t, ResumeRow row,
+                        PyObject *code_id, PyObject *args) {
     Ev *e = log_next(log);
     if (e == NULL) { return -1; }
     if (log->nrows == log->caprows) {
@@ -226,7 +235,7 @@ static int log_push_resume(EventLog *log, int kind, int64_t act, int64_t line, i
     }
     log->rows[log->nrows++] = row;
     log->n++;
-    *e = (Ev){act, t, line, kind, FORM_RESUME, NULL, NULL};
+    *e = (Ev){act, t, line, kind, (uint8_t)form, Py_XNewRef(code_id), Py_XNewRef(args)};
     return 0;
 }
 
@@ -249,7 +258,7 @@ static PyObject *int_or_none(int64_t v) {
 
 /* The payload a compact event stands for (new reference). */
 static PyObject *compact_payload(const Ev *e, const ResumeRow *row) {
-    PyObject *item;
+    PyObject *item, *frame = NULL;
     if (e->form == FORM_SCALAR) {
         item = PyTuple_Pack(2, s_tag_R, e->value);
     } else {
@@ -257,10 +266,28 @@ static PyObject *compact_payload(const Ev *e, const ResumeRow *row) {
                           PyLong_FromLongLong(row->thread), int_or_none(row->task), PyLong_FromLongLong(row->depth)};
         item = (f[0] && f[1] && f[2] && f[3] && f[4] && f[5])
                ? PyTuple_Pack(7, s_tag_A, f[0], f[1], f[2], f[3], f[4], f[5]) : NULL;
+        if (item != NULL && e->form == FORM_CALL && (frame = PyTuple_Pack(3, s_tag_F, f[1], e->value)) == NULL) {
+            Py_CLEAR(item);
+        }
         for (int i = 0; i < 6; i++) { Py_XDECREF(f[i]); }
     }
     if (item == NULL) { return NULL; }
-    PyObject *payload = PyTuple_Pack(1, item);
+    if (frame == NULL) {
+        PyObject *payload = PyTuple_Pack(1, item);
+        Py_DECREF(item);
+        return payload;
+    }
+    /* a call: (("F", frame, code), *arguments, ("A", ...)) */
+    Py_ssize_t n = e->payload ? PyTuple_GET_SIZE(e->payload) : 0;
+    PyObject *payload = PyTuple_New(n + 2);
+    if (payload != NULL) {
+        PyTuple_SET_ITEM(payload, 0, Py_NewRef(frame));
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyTuple_SET_ITEM(payload, i + 1, Py_NewRef(PyTuple_GET_ITEM(e->payload, i)));
+        }
+        PyTuple_SET_ITEM(payload, n + 1, Py_NewRef(item));
+    }
+    Py_DECREF(frame);
     Py_DECREF(item);
     return payload;
 }
@@ -382,7 +409,7 @@ static PyObject *EventLog_tolist(EventLog *log, PyObject *unused) {
     for (Py_ssize_t i = 0; i < log->n; i++) {
         const Ev *e = &log->ev[i];
         const ResumeRow *row = NULL;
-        if (e->form == FORM_RESUME) {
+        if (HAS_ROW(e)) {
             if (r >= log->nrows) { Py_DECREF(out); PyErr_SetString(PyExc_SystemError, "EventLog: rows out of step"); return NULL; }
             row = &log->rows[r++];
         }
@@ -473,7 +500,7 @@ typedef struct {
 
 static PyObject *s_slots, *s_dict, *s_qualname, *s_tag_r;
 static PyObject *s_base, *s_segmented, *msg_raise;
-static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_watch, *s_tag_F, *s_tag_s, *s_tag_b;
+static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_watch, *s_tag_s, *s_tag_b;
 static PyObject *k_line, *k_return, *k_yield, *k_resume, *zero, *one;
 static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return, *msg_start, *msg_call;
 
@@ -1321,10 +1348,8 @@ static PyObject *Hot_start(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     set_slot(fs, h->fs_off[FS_TASK], task);
     set_slot(fs, h->fs_off[FS_EXC_PENDING], Py_False);
     set_slot(fs, h->fs_off[FS_PARENT], parent != NULL ? parent : Py_None);
-    out = PyList_New(0);
-    item = out ? PyTuple_Pack(3, s_tag_F, fid, code_id) : NULL;
-    if (item == NULL || PyList_Append(out, item) < 0) { goto error; }
-    Py_CLEAR(item);
+    out = PyList_New(0);  /* the argument items */
+    if (out == NULL) { goto error; }
     /* its arguments: Collector.capture_locals */
     loc = PyFrame_GetLocals(frame);
     if (loc == NULL) {
@@ -1351,21 +1376,36 @@ static PyObject *Hot_start(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
         Py_DECREF(id);
         if (bind(h, fs, fid, name, v, out) < 0) { goto error; }
     }
-    item = PyTuple_Pack(7, s_tag_A, act, fid, parent != NULL ? FS(h, parent, FS_ACT) : Py_None, thread,
-                        task, depth);
-    if (item == NULL || PyList_Append(out, item) < 0) { goto error; }
     if (PyList_Append(stack, fs) < 0) { goto error; }
-    payload = PyList_AsTuple(out);
-    if (payload == NULL) { goto error; }
-    untrack_deep(payload, 2);
-    long long act_v;
-    int64_t t = escope_now() - h->t0;
-    if (!int64_of(act, &act_v) ||
-        log_push(LOG(h), K_CALL, act_v, ((PyCodeObject *)code)->co_firstlineno, t, NULL, payload) < 0) {
-        goto error;
+    PyObject *parent_act = parent != NULL ? FS(h, parent, FS_ACT) : Py_None;
+    int64_t t = escope_now() - h->t0, act_v, line_v = ((PyCodeObject *)code)->co_firstlineno;
+    ResumeRow row;
+    if (compact_int(act, 0, &act_v) && compact_int(fid, 0, &row.frame) && compact_int(parent_act, 1, &row.parent) &&
+        compact_int(thread, 0, &row.thread) && compact_int(task, 1, &row.task) &&
+        compact_int(depth, 0, &row.depth) && PyLong_CheckExact(code_id)) {
+        /* FORM_CALL: the frame and activation items as integers */
+        if (PyList_GET_SIZE(out) > 0) {
+            if ((payload = PyList_AsTuple(out)) == NULL) { goto error; }
+            untrack_deep(payload, 2);
+        }
+        if (log_push_row(LOG(h), K_CALL, FORM_CALL, act_v, line_v, t, row, code_id, payload) < 0) { goto error; }
+    } else {
+        /* ints beyond 64 bits: (("F", frame, code), *arguments, ("A", ...)) */
+        item = PyTuple_Pack(3, s_tag_F, fid, code_id);
+        if (item == NULL || PyList_Insert(out, 0, item) < 0) { goto error; }
+        Py_CLEAR(item);
+        item = PyTuple_Pack(7, s_tag_A, act, fid, parent_act, thread, task, depth);
+        if (item == NULL || PyList_Append(out, item) < 0) { goto error; }
+        payload = PyList_AsTuple(out);
+        if (payload == NULL) { goto error; }
+        untrack_deep(payload, 2);
+        long long act_ll;
+        if (!int64_of(act, &act_ll) || log_push(LOG(h), K_CALL, act_ll, line_v, t, NULL, payload) < 0) {
+            goto error;
+        }
     }
     if (maybe_spill(h, t) < 0) { goto error; }
-    Py_DECREF(payload); Py_DECREF(item); Py_XDECREF(items); Py_XDECREF(loc); Py_DECREF(out);
+    Py_XDECREF(payload); Py_XDECREF(item); Py_XDECREF(items); Py_XDECREF(loc); Py_DECREF(out);
     Py_DECREF(depth); Py_DECREF(act); Py_DECREF(fs); Py_DECREF(fid);
     Py_DECREF(watch); Py_XDECREF(parent); Py_DECREF(ts);
     Py_RETURN_NONE;
@@ -1534,7 +1574,7 @@ static PyObject *Hot_resume(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
         /* the activation's integers, with no tuple made for them */
         Py_DECREF(task);
         Py_DECREF(parent_act);
-        if (log_push_resume(LOG(h), K_RESUME, act_v, line_v, t, row) < 0) { goto error; }
+        if (log_push_row(LOG(h), K_RESUME, FORM_RESUME, act_v, line_v, t, row, NULL, NULL) < 0) { goto error; }
     } else {
         arow = PyTuple_Pack(7, s_tag_A, act, FS(h, fs, FS_FRAME_ID), parent_act, thread, task, depth);
         Py_DECREF(task);
@@ -2962,6 +3002,25 @@ static int split_one(Split *sp, const Ev *e, const ResumeRow *row, int64_t step)
     if (e->form == FORM_RESUME) {
         int64_t a[6] = {e->act, row->frame, row->parent, row->thread, row->task, row->depth};
         if (ft_open(ft, a, step) < 0) { return -1; }
+    } else if (e->form == FORM_CALL) {
+        /* the arguments' rows (c_payload checks them all before it changes
+           anything), then the frame and its activation */
+        int64_t vid = INT_NONE, code;
+        int done = e->payload != NULL ? c_payload(sp, e->payload, step, &vid) : 1;
+        if (done < 0) { return -1; }
+        if (done && compact_int(e->value, 0, &code)) {
+            int64_t a[6] = {e->act, row->frame, row->parent, row->thread, row->task, row->depth};
+            if (ft_frame(ft, row->frame, e->value, code, step) < 0 || ft_open(ft, a, step) < 0) { return -1; }
+        } else {
+            PyObject *payload = compact_payload(e, row);
+            if (payload == NULL) { return -1; }
+            int rc = done ? -1 : python_payload(sp, step, Py_None, payload);
+            Py_DECREF(payload);
+            if (rc < 0) {
+                if (!PyErr_Occurred()) { PyErr_SetString(PyExc_TypeError, "FilmTables.split(): a code id is not an int"); }
+                return -1;
+            }
+        }
     } else if (e->form == FORM_SCALAR) {
         int64_t vid;
         int known = known_scalar_vid(ft, e->value, sp->by_value, &vid);
@@ -3041,7 +3100,7 @@ static PyObject *FT_split(FilmTables *ft, PyObject *const *args, Py_ssize_t narg
         for (Py_ssize_t i = 0; i < log->n; i++, step++) {
             const Ev *e = &log->ev[i];
             const ResumeRow *row = NULL;
-            if (e->form == FORM_RESUME) {
+            if (HAS_ROW(e)) {
                 if (r >= log->nrows) {
                     PyErr_SetString(PyExc_SystemError, "split(): EventLog rows out of step");
                     goto done;
