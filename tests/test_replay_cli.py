@@ -119,7 +119,13 @@ def test_replay_step_at_and_at_time(proj: Project) -> None:
     step = as_json(escope("replay", "test_late_fee", "--step", str(at["step"]), "--json", cwd=proj.path))
     assert step == at
     timed = as_json(escope("replay", "test_late_fee", "--at-time", str(at["time_ns"]), "--json", cwd=proj.path))
-    assert timed["step"] == at["step"]
+    # the last step recorded at or before that time: times are kept to the
+    # microsecond, so the steps after it may share it
+    assert timed["time_ns"] == at["time_ns"] and timed["step"] >= at["step"]
+    after = as_json(escope("replay", "test_late_fee", "--step", str(timed["step"] + 1), "--json", cwd=proj.path))
+    assert after["time_ns"] > at["time_ns"]
+    before = as_json(escope("replay", "test_late_fee", "--at-time", str(at["time_ns"] - 1), "--json", cwd=proj.path))
+    assert before["step"] < at["step"] and before["time_ns"] < at["time_ns"]
 
 
 def test_events_filters_combine(proj: Project) -> None:
