@@ -927,6 +927,45 @@ static int object_unchanged(PyObject *v, PyObject *fp) {
     return same;
 }
 
+/* ``v``'s row in Collector.objs (borrowed), (fingerprint, vid, objnum,
+   class, scalars kept alive), when it is one of ``v``'s class; NULL with
+   no error set when there is none.  ``key`` is id(v). */
+static PyObject *objs_row(Hot *h, PyObject *key, PyObject *v) {
+    PyObject *entry = PyDict_GetItemWithError(h->objs, key);
+    if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 5 ||
+        PyTuple_GET_ITEM(entry, 3) != (PyObject *)Py_TYPE(v)) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return entry;
+}
+
+static void forget_row(PyObject *row);
+
+/* Collector.capture's new snapshot of ``v``, rendered as ``shown`` (type
+   name, text, detail, flags): the object number of ``entry`` (its last
+   row, or NULL for a new object), a new value id, the ("v", ...) item
+   appended to ``out`` and the row (fp, vid, objnum, class, alive) stored
+   under ``key``.  0 with *vid set (new reference), or -1. */
+static int take_snapshot(Hot *h, PyObject *v, PyObject *key, PyObject *entry, PyObject *fp, PyObject *alive,
+                         PyObject *shown, PyObject *out, PyObject **vid) {
+    PyObject *objnum = entry != NULL ? Py_NewRef(PyTuple_GET_ITEM(entry, 2)) : PyIter_Next(h->objnums);
+    PyObject *new_vid = objnum ? PyIter_Next(h->vids) : NULL, *item = NULL, *row = NULL;
+    int rc = -1;
+    if (new_vid != NULL) {
+        item = PyTuple_Pack(7, s_tag_v, new_vid, objnum, PyTuple_GET_ITEM(shown, 0), PyTuple_GET_ITEM(shown, 1),
+                            PyTuple_GET_ITEM(shown, 2), PyTuple_GET_ITEM(shown, 3));
+        row = item ? PyTuple_Pack(5, fp, new_vid, objnum, (PyObject *)Py_TYPE(v), alive) : NULL;
+    }
+    if (row != NULL && PyList_Append(out, item) == 0 && PyDict_SetItem(h->objs, key, row) == 0) {
+        forget_row(row);
+        *vid = Py_NewRef(new_vid);
+        rc = 0;
+    }
+    Py_XDECREF(objnum); Py_XDECREF(new_vid); Py_XDECREF(item); Py_XDECREF(row);
+    return rc;
+}
+
 /* The value row of ``v``'s last snapshot when nothing the renderer shows
    of it can have changed since (borrowed), else NULL with no error set:
    Collector.capture's cache hit, for a list or tuple of scalars (its
@@ -943,13 +982,9 @@ static PyObject *cached_vid(Hot *h, PyObject *v) {
     Py_ssize_t k = n < SHALLOW_LIMIT ? n : SHALLOW_LIMIT;
     PyObject *key = PyLong_FromVoidPtr(v);
     if (key == NULL) { PyErr_Clear(); return NULL; }
-    PyObject *entry = PyDict_GetItemWithError(h->objs, key);
+    PyObject *entry = objs_row(h, key, v);
     Py_DECREF(key);
-    if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 5 ||
-        PyTuple_GET_ITEM(entry, 3) != (PyObject *)Py_TYPE(v)) {
-        PyErr_Clear();
-        return NULL;
-    }
+    if (entry == NULL) { return NULL; }
     PyObject *fp = PyTuple_GET_ITEM(entry, 0);
     if (identity_only) {
         if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != 0) { return NULL; }
@@ -1022,32 +1057,14 @@ static int capture_here(Hot *h, PyObject *v, PyObject *out, PyObject **vid) {
         Py_DECREF(fp);
         return 0;
     }
-    PyObject *key = PyLong_FromVoidPtr(v), *objnum = NULL, *new_vid = NULL, *item = NULL, *row = NULL,
-             *alive = NULL;
-    int rc = -1;
-    if (key == NULL) { goto done; }
-    PyObject *entry = PyDict_GetItemWithError(h->objs, key);
-    if (entry == NULL && PyErr_Occurred()) { goto done; }
-    if (entry != NULL && PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 5 &&
-        PyTuple_GET_ITEM(entry, 3) == (PyObject *)Py_TYPE(v)) {
-        objnum = Py_NewRef(PyTuple_GET_ITEM(entry, 2));  /* a new snapshot of the same object */
-    } else if ((objnum = PyIter_Next(h->objnums)) == NULL) {
-        goto done;
-    }
-    if ((new_vid = PyIter_Next(h->vids)) == NULL) { goto done; }
-    item = PyTuple_Pack(7, s_tag_v, new_vid, objnum, PyTuple_GET_ITEM(shown, 0), PyTuple_GET_ITEM(shown, 1),
-                        PyTuple_GET_ITEM(shown, 2), PyTuple_GET_ITEM(shown, 3));
     /* values.kept_alive: the scalars the fingerprint names keep their addresses */
     Py_ssize_t k = PyTuple_GET_SIZE(fp) - 1;
-    alive = item ? (PyList_Check(v) ? PyList_GetSlice(v, 0, k) : PyTuple_GetSlice(v, 0, k)) : NULL;
+    PyObject *key = PyLong_FromVoidPtr(v);
+    PyObject *alive = key ? (PyList_Check(v) ? PyList_GetSlice(v, 0, k) : PyTuple_GetSlice(v, 0, k)) : NULL;
     if (alive != NULL && PyList_Check(alive)) { Py_SETREF(alive, PyList_AsTuple(alive)); }
-    row = alive ? PyTuple_Pack(5, fp, new_vid, objnum, (PyObject *)Py_TYPE(v), alive) : NULL;
-    if (row == NULL || PyList_Append(out, item) < 0 || PyDict_SetItem(h->objs, key, row) < 0) { goto done; }
-    forget_row(row);
-    *vid = Py_NewRef(new_vid);
-    rc = 1;
-done:
-    Py_XDECREF(key); Py_XDECREF(objnum); Py_XDECREF(new_vid); Py_XDECREF(item); Py_XDECREF(row);
+    int rc = alive != NULL && take_snapshot(h, v, key, objs_row(h, key, v), fp, alive, shown, out, vid) == 0
+             ? 1 : -1;
+    Py_XDECREF(key);
     Py_XDECREF(alive);
     Py_DECREF(shown);
     Py_DECREF(fp);
@@ -1742,7 +1759,7 @@ static int exception_here(Hot *h, PyObject *exc, PyObject *out, PyObject **vid) 
     }
     int rc = -1;
     PyObject *kinds = PyTuple_New(n), *cls_id = PyLong_FromVoidPtr(cls), *key = NULL, *obj_key = NULL,
-             *objnum = NULL, *new_vid = NULL, *item = NULL, *row = NULL, *fp = PyTuple_New(n + 2);
+             *fp = PyTuple_New(n + 2);
     if (kinds == NULL || cls_id == NULL || fp == NULL) { goto done; }
     /* values.fingerprint: an empty __dict__, then the args by id */
     PyTuple_SET_ITEM(fp, 0, Py_NewRef(zero));
@@ -1766,10 +1783,8 @@ static int exception_here(Hot *h, PyObject *exc, PyObject *out, PyObject **vid) 
         goto done;
     }
     if ((obj_key = PyLong_FromVoidPtr(exc)) == NULL) { goto done; }
-    PyObject *entry = PyDict_GetItemWithError(h->objs, obj_key);
-    if (entry == NULL && PyErr_Occurred()) { goto done; }
-    if (entry != NULL && PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 5 &&
-        PyTuple_GET_ITEM(entry, 3) == (PyObject *)cls) {
+    PyObject *entry = objs_row(h, obj_key, exc);
+    if (entry != NULL) {
         PyObject *was = PyTuple_GET_ITEM(entry, 0);
         int same = PyTuple_CheckExact(was) ? PyObject_RichCompareBool(was, fp, Py_EQ) : 0;
         if (same < 0) { goto done; }
@@ -1778,22 +1793,11 @@ static int exception_here(Hot *h, PyObject *exc, PyObject *out, PyObject **vid) 
             rc = 1;
             goto done;
         }
-        objnum = Py_NewRef(PyTuple_GET_ITEM(entry, 2));
-    } else if ((objnum = PyIter_Next(h->objnums)) == NULL) {
-        goto done;
     }
-    if ((new_vid = PyIter_Next(h->vids)) == NULL) { goto done; }
-    item = PyTuple_Pack(7, s_tag_v, new_vid, objnum, PyTuple_GET_ITEM(shown, 0), PyTuple_GET_ITEM(shown, 1),
-                        PyTuple_GET_ITEM(shown, 2), PyTuple_GET_ITEM(shown, 3));
     /* the args, all scalars here, are what values.kept_alive keeps */
-    row = item ? PyTuple_Pack(5, fp, new_vid, objnum, (PyObject *)cls, eargs) : NULL;
-    if (row == NULL || PyList_Append(out, item) < 0 || PyDict_SetItem(h->objs, obj_key, row) < 0) { goto done; }
-    forget_row(row);
-    *vid = Py_NewRef(new_vid);
-    rc = 1;
+    rc = take_snapshot(h, exc, obj_key, entry, fp, eargs, shown, out, vid) == 0 ? 1 : -1;
 done:
     Py_XDECREF(kinds); Py_XDECREF(cls_id); Py_XDECREF(key); Py_XDECREF(obj_key); Py_XDECREF(fp);
-    Py_XDECREF(objnum); Py_XDECREF(new_vid); Py_XDECREF(item); Py_XDECREF(row);
     return rc;
 }
 
