@@ -18,7 +18,6 @@ import hashlib
 import os
 import re
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +161,3 @@ class RunDir:
 
     def recording_path(self, test_id: str) -> Path:
         return self.tests_dir / f"{safe_name(test_id)}.sqlite"
-
-
-def now_ns() -> int:
-    return time.time_ns()

@@ -29,7 +29,6 @@ _EXCLUDED_PARTS = {"site-packages", "dist-packages", ".tox", ".nox", ".venv", "v
                    "build", "dist", ".git", "__pypackages__", ".eggs", ".escope"}
 
 _GEN_FLAGS = 0x20 | 0x100 | 0x200 | 0x80  # GENERATOR, COROUTINE, ITERABLE_COROUTINE, ASYNC_GENERATOR
-_CORO_FLAGS = 0x100 | 0x200 | 0x80 | 0x20  # anything an event loop resumes
 
 
 def _system_dirs() -> list[str]:
