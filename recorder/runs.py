@@ -1,6 +1,6 @@
 """The escope directory: runs, the run index, safe file names.
 
-Layout (SPEC 3.6)::
+Layout (docs/user-guide.md, "Files")::
 
     .escope/latest                 id of the newest run
     .escope/runs/<run-id>/index.sqlite
@@ -101,8 +101,8 @@ class RunIndex:
             pass
         # Two commits per test: in WAL mode NORMAL syncs at checkpoints only,
         # and a commit still survives the process dying (it is in the WAL);
-        # FULL synced every commit, a quarter of escope's own time between
-        # the tests of a suite of small tests.
+        # FULL would sync every commit, a quarter of escope's own time
+        # between the tests of a suite of small tests.
         self.db.execute("PRAGMA synchronous=NORMAL")
         with self.db:
             self.db.execute(schema.INDEX_SCHEMA)

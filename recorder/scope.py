@@ -190,7 +190,11 @@ class Scope:
         return False
 
     def wants_path(self, filename: str) -> bool:
-        """The scope rule of SPEC 3.2, on one file name."""
+        """Whether code from this file is filmed.  escope's own code and
+        directory never are; then --escope-exclude, then --escope-include
+        patterns decide; otherwise only files under the rootdir and outside
+        the interpreter's and virtualenvs' directories and build, VCS and
+        tool directories (docs/user-guide.md, "What is filmed (scope)")."""
         if not filename or filename.startswith("<"):
             return False
         abspath = os.path.realpath(filename)
