@@ -32,7 +32,6 @@ _EXCLUDED_PARTS = {"site-packages", "dist-packages", ".tox", ".nox", ".venv", "v
                    "build", "dist", ".git", "__pypackages__", ".eggs", ".escope"}
 
 _GEN_FLAGS = 0x20 | 0x100 | 0x200 | 0x80  # GENERATOR, COROUTINE, ITERABLE_COROUTINE, ASYNC_GENERATOR
-_CORO_FLAGS = 0x100 | 0x200 | 0x80 | 0x20  # anything an event loop resumes
 
 
 def _system_dirs() -> list[str]:
@@ -217,7 +216,11 @@ class Scope:
         return False
 
     def wants_path(self, filename: str) -> bool:
-        """The scope rule of SPEC 3.2, on one file name."""
+        """Whether code from this file is filmed.  escope's own code and
+        directory never are; then --escope-exclude, then --escope-include
+        patterns decide; otherwise only files under the rootdir and outside
+        the interpreter's and virtualenvs' directories and build, VCS and
+        tool directories (docs/user-guide.md, "What is filmed (scope)")."""
         if not filename or filename.startswith("<"):
             return False
         abspath = os.path.realpath(filename)

@@ -9,7 +9,6 @@ piped session reads like the terminal one (docs/replay.md has one).
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from typing import IO, Callable
 
@@ -362,10 +361,3 @@ class Session:
 
     def do_q(self, arg: str) -> bool:
         return False
-
-
-def split_args(text: str) -> list[str]:
-    try:
-        return shlex.split(text)
-    except ValueError:
-        return text.split()

@@ -3,8 +3,8 @@
 ``resolve_run`` is the one place that turns what the user typed after
 ``--run`` (a run id, a run directory, an archive) into a run directory;
 archive support plugs in here through ``replay.archive.extract_run`` so
-every command gets it at once.  ``resolve_test`` implements SPEC 4's TEST
-rule: a recording path, a full node id, a unique part of one, or nothing
+every command gets it at once.  ``resolve_test`` implements the TEST rule
+(docs/replay.md, "Choosing what to open"): a recording path, a full node id, a unique part of one, or nothing
 (the first failed test of the latest run).
 """
 
@@ -260,7 +260,7 @@ def match_tests(run: Run, text: str) -> list[TestEntry]:
 
 def resolve_test(spec: str | os.PathLike[str] | None, run_spec: str | None = None,
                  escope_dir: Path | None = None) -> tuple[Path, TestEntry | None]:
-    """The recording file for TEST (SPEC 4), plus its index row when known."""
+    """The recording file for TEST (the rule above), plus its index row when known."""
     if spec is not None:
         path = Path(spec).expanduser()
         if path.is_file() and (path.suffix == ".sqlite" or _looks_like_sqlite(path)):
