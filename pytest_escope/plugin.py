@@ -349,7 +349,7 @@ class EscopePlugin:
         state: dict[str, Any] = {"phases": {}, "failure": None, "failure_step": None, "exc": None}
         item.stash[STATE_KEY] = state
         rec = None
-        if cfg is not None and self.stopped is None and not self._over_budget():
+        if cfg is not None and self.stopped is None and not self.recorder.forked and not self._over_budget():
             path = self.run.recording_path(item.nodeid)
             meta = {"test_id": item.nodeid, "run_id": self.run.run_id, "worker": self.worker, "kind": "test"}
             indexed = False
@@ -399,6 +399,11 @@ class EscopePlugin:
             self._fault(f"could not start recording: {exc}", nodeid)
 
     def _finish(self, item: pytest.Item, rec: Recording, state: dict[str, Any]) -> None:
+        if rec.forgotten:
+            # a forked child that went on running pytest: the recording,
+            # the index and their connections are the parent's
+            item.stash[RECORDING_KEY] = None
+            return
         rec.stop()
         phases = state["phases"]
         stopped_by = state.get("interrupted")
@@ -542,6 +547,8 @@ class EscopePlugin:
     # -- end of session -----------------------------------------------------------
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.recorder.forked:
+            return  # the run index belongs to the parent
         self.recorder.close()
         if not self.is_controller:
             self.index.close()

@@ -14,6 +14,7 @@ import platform
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +45,20 @@ class Recorder:
         #: that part of the recorder raise on purpose, so the tests can prove a
         #: recorder fault is counted, warned once and never changes an outcome.
         self.test_fault = os.environ.get("ESCOPE_TEST_FAULT", "")
+        #: the process this recorder films; a forked child is another one
+        self.pid = os.getpid()
+        _recorders.add(self)
+
+    @property
+    def forked(self) -> bool:
+        """True in a child forked while this recorder existed: it films nothing."""
+        return self.pid != os.getpid()
+
+    def _after_fork_in_child(self) -> None:
+        rec = self.current
+        self.current = None
+        if rec is not None:
+            rec._forget_in_child()
 
     def close(self) -> None:
         """No more recordings in this session: the interpreter is left as it
@@ -90,6 +105,8 @@ class Recording:
         self.stopped_at: int | None = None
         #: why the file could not be written (set by ``finish``), or None
         self.write_error: BaseException | None = None
+        #: set in a forked child: this object belongs to the parent's film
+        self.forgotten = False
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -123,6 +140,8 @@ class Recording:
     def start(self) -> None:
         if self.test_fault == "start":
             raise RuntimeError("injected fault (ESCOPE_TEST_FAULT=start)")
+        if self.recorder.forked:
+            raise RuntimeError("a forked child records nothing")
         self.recorder.scope.refresh()
         self.backend.start()
         self.running = True
@@ -153,6 +172,8 @@ class Recording:
 
     def finish(self, final_meta: dict[str, str]) -> int:
         """Write everything left and close the file; returns its size."""
+        if self.forgotten:
+            return 0
         self.stop()
         col = self.collector
         col.spill()
@@ -186,11 +207,33 @@ class Recording:
 
     def discard(self) -> None:
         """A passing test under --escope-keep=failed: leave nothing behind."""
+        if self.forgotten:
+            return
         self.stop()
         if self.writer is not None:
             self.writer.abandon()
             self._unlink()
         self.collector.clear()
+
+    def _forget_in_child(self) -> None:
+        """Runs in a child just forked from a filming process (``os.fork``,
+        multiprocessing's ``fork`` context).  The file, the writer and its
+        SQLite connection are the parent's: the child must not create, write,
+        close or unlink any of them (its writer would create the file first
+        and the parent's ``O_EXCL`` open would fail).  The writer thread does
+        not exist in the child (fork copies only the calling thread), so
+        nothing may be handed to it.  The tracer is switched off, so the
+        child runs unfilmed."""
+        self.forgotten = True
+        self.running = False
+        col = self.collector
+        col.active = False
+        col.sink = _drop_chunk
+        self.writer = None
+        try:
+            self.backend.stop()
+        except Exception:
+            pass
 
     def _unlink(self) -> None:
         for suffix in ("", "-journal"):
@@ -198,6 +241,26 @@ class Recording:
                 os.unlink(str(self.path) + suffix)
             except OSError:
                 pass
+
+
+def _drop_chunk(chunk: dict[str, Any]) -> None:
+    pass
+
+
+#: every Recorder of this process, for the fork handler below
+_recorders: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for recorder in list(_recorders):
+        try:
+            recorder._after_fork_in_child()
+        except Exception:
+            pass
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _injected_write(db: Any, chunk: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project
+from conftest import BACKENDS, Project, Rec
 from reliability import (cli, cli_json, count, escope_warnings, integrity_ok, meta, quiet_env, replays, run_both,
                          summary)
 
@@ -580,3 +580,86 @@ def test_interrupted_test_is_not_passed(project: Project) -> None:
     run = project.latest()
     assert run.tests()["test_int.py::test_3_interrupted"]["outcome"] != "passed"
     assert meta(run.recording("test_3_interrupted").path)["outcome"] != "passed"
+
+
+#: Forked children that run filmed code: multiprocessing's ``fork`` context
+#: and a bare ``os.fork()``.  Each child films more than a chunk's worth of
+#: events (100,000), so a child that still recorded would spill to the
+#: parent's file; the second test's parent has spilled a chunk before it
+#: forks, so its writer is running when the child is made.
+FORKING = '''
+import multiprocessing, os
+
+
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def in_child():
+    work(60_000)
+
+
+def test_1_mp_fork_fails():
+    p = multiprocessing.get_context("fork").Process(target=in_child)
+    p.start()
+    p.join()
+    assert p.exitcode == 0
+    assert work(10) == 0
+
+
+def test_2_bare_fork_fails():
+    work(60_000)
+    pid = os.fork()
+    if pid == 0:
+        in_child()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert work(10) == 0
+
+
+def test_3_later_fails():
+    assert work(5) == 0
+
+
+def test_4_passes():
+    assert work(5) == 10
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_forked_child_records_nothing(backend: str, project: Project) -> None:
+    """A forked child films nothing and leaves the parent's recording and
+    the rest of the session as they would be without the fork."""
+    project.write("test_forking.py", FORKING)
+    plain = project.run("-rA", "-W", "ignore::DeprecationWarning", env=quiet_env())
+    rec = project.run("-rA", "-W", "ignore::DeprecationWarning", "--escope", f"--escope-backend={backend}",
+                      env=quiet_env())
+    assert rec.returncode == plain.returncode == 1, rec.out[-3000:]
+    assert summary(rec.stdout) == summary(plain.stdout) == "3 failed, 1 passed"
+    assert escope_warnings(rec.stdout) == [], rec.stdout[-3000:]
+    run = project.latest()
+    tests = run.tests()
+    for part in ("test_1_mp_fork_fails", "test_2_bare_fork_fails", "test_3_later_fails"):
+        row = tests[f"test_forking.py::{part}"]
+        assert row["outcome"] == "failed" and row["recording"], row
+        path = run.path / row["recording"]
+        assert meta(path)["complete"] == "1", part
+        assert integrity_ok(path) and not Path(str(path) + "-journal").exists()
+        recording = Rec(path)
+        try:
+            # the parent's own code is there; nothing the child ran is
+            assert recording.frames(part), part
+            assert recording.frames("in_child") == [], part
+            assert int(meta(path)["event_count"]) == row["events"] > 0
+        finally:
+            recording.close()
+    assert tests["test_forking.py::test_4_passes"]["outcome"] == "passed"
+    listed = {t["test"]: t["outcome"] for t in cli_json("list", cwd=project.path)["runs"][0]["tests"]}
+    assert list(listed.values()).count("failed") == 3
+    stats = cli_json("stats", str(run.path / tests["test_forking.py::test_2_bare_fork_fails"]["recording"]),
+                     cwd=project.path)
+    assert stats["outcome"] == "failed" and stats["complete"] is True
