@@ -527,13 +527,36 @@ class EscopePlugin:
                     report.user_properties.append(prop)
         return report
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_exception_interact(self, node: Any, call: Any, report: Any) -> None:
-        # --pdb is about to take over: stop filming so the debugger's own
-        # evaluation is not recorded and its trace function is not ours.
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_exception_interact(self, node: Any, call: Any, report: Any) -> Generator[None, Any, Any]:
+        # pytest calls this hook for every failure, not only under --pdb:
+        # filming goes on (the test's teardown, the code after a fixture's
+        # ``yield``, runs next and belongs in the film).  Only a debugger
+        # (--pdb registers "pdbinvoke") takes over here: its own evaluation
+        # is not filmed, and filming goes on when it hands back.
         rec = node.stash.get(RECORDING_KEY, None) if hasattr(node, "stash") else None
-        if rec is not None:
+        debugger = (rec is not None and rec.running
+                    and node.config.pluginmanager.get_plugin("pdbinvoke") is not None)
+        # sys.monitoring is not the debugger's mechanism (pdb uses
+        # sys.settrace), so a pause keeps every code object's local events,
+        # a suspended fixture's resume included; the settrace backend must
+        # stop, since pdb replaces the thread's trace function and clears it
+        # when it continues, and start again afterwards.
+        restart = debugger and rec.backend_name != "monitoring"
+        if restart:
             rec.stop()
+        elif debugger:
+            rec.pause()
+        try:
+            return (yield)
+        finally:
+            if restart and not rec.forgotten:
+                try:
+                    rec.start()
+                except Exception as exc:
+                    self._fault(f"could not resume recording after the debugger: {exc}", node.nodeid)
+            elif debugger:
+                rec.resume()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.is_controller or not report.failed:

@@ -143,6 +143,7 @@ class Recording:
         if self.recorder.forked:
             raise RuntimeError("a forked child records nothing")
         self.recorder.scope.refresh()
+        self.collector.active = True  # ``stop`` cleared it: a recording may start again
         self.backend.start()
         self.running = True
         self.recorder.current = self
