@@ -104,8 +104,38 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if not _enabled(config):
         return
-    plugin = EscopePlugin(config)
+    try:
+        plugin: Any = EscopePlugin(config)
+    except EscopeUnavailable as exc:
+        if not exc.message:  # an xdist worker of a controller that records nothing
+            return
+        plugin = Unrecorded(exc.message)
     config.pluginmanager.register(plugin, "escope-session")
+
+
+class EscopeUnavailable(Exception):
+    """The escope dir cannot be written at the start of the session."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unrecorded:
+    """Registered instead of ``EscopePlugin`` when the escope dir cannot be
+    written at the start: the session runs as without escope, after one
+    warning.  A read-only or full disk is no reason to stop the tests."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(f"escope warning: {self.message}", yellow=True)
+        else:
+            warnings.warn(EscopeWarning(self.message), stacklevel=2)
 
 
 def _opt(config: pytest.Config, name: str, ini: str) -> Any:
@@ -191,27 +221,33 @@ class EscopePlugin:
         self.worker = workerinput.get("workerid", "main") if workerinput else "main"
         self.is_controller = workerinput is None
         run_id = workerinput.get("escope_run_id") if workerinput else None
+        if workerinput is not None and not run_id:
+            raise EscopeUnavailable("")  # the controller could not start a run: it has warned
         try:
             if run_id:
                 self.run = RunDir(escope_dir, run_id)
             else:
                 self.run = RunDir.create(escope_dir)
             self.index = RunIndex(self.run.index_path)
-        except OSError as exc:
-            raise pytest.UsageError(f"escope: cannot create {escope_dir}: {exc.strerror or exc}; "
-                                    f"pick another place with --escope-dir") from None
-        if self.is_controller:
-            self.index.set_run({
-                "run_id": self.run.run_id,
-                "python": sys.version.split()[0],
-                "platform": sys.platform,
-                "args": shlex.join(config.invocation_params.args),
-                "rootdir": str(rootdir),
-                "started_unix_ns": str(time.time_ns()),
-                "git_commit": _git_commit(rootdir),
-                "strategy": strategy,
-                "backend": self.rec_config.backend or "",
-            })
+            if self.is_controller:
+                self.index.set_run({
+                    "run_id": self.run.run_id,
+                    "python": sys.version.split()[0],
+                    "platform": sys.platform,
+                    "args": shlex.join(config.invocation_params.args),
+                    "rootdir": str(rootdir),
+                    "started_unix_ns": str(time.time_ns()),
+                    "git_commit": _git_commit(rootdir),
+                    "strategy": strategy,
+                    "backend": self.rec_config.backend or "",
+                })
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+            raise EscopeUnavailable(
+                f"cannot write to {escope_dir} ({reason}); the tests run unrecorded. "
+                f"Make it writable or pick another place, then: pytest --escope --escope-dir=DIR") from None
         self.recorder = Recorder(self.rec_config, self.run.cache_dir)
         hook = config.pluginmanager.hook
         if hook.pytest_escope_render.get_hookimpls():

@@ -663,3 +663,31 @@ def test_forked_child_records_nothing(backend: str, project: Project) -> None:
     stats = cli_json("stats", str(run.path / tests["test_forking.py::test_2_bare_fork_fails"]["recording"]),
                      cwd=project.path)
     assert stats["outcome"] == "failed" and stats["complete"] is True
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("chattr") is None, reason="root without chattr")
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_escope_dir_read_only_at_start(workers: list[str], breaker, tmp_path: Path) -> None:
+    """An escope dir that cannot be written before the first test: one
+    warning, every test runs (unrecorded), pytest's own exit status."""
+    project, frozen = breaker
+    escope_dir = tmp_path / "esc"
+    escope_dir.mkdir()
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(escope_dir)], check=True)
+    else:
+        os.chmod(escope_dir, 0o500)
+    frozen.append(escope_dir)
+    # test_4 breaks nothing here: it freezes a scratch dir of its own
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    frozen.append(scratch)
+    env = quiet_env(BREAK="read-only", TARGET=str(scratch))
+    plain = project.run("-rA", *workers, env=env)
+    rec = project.run("-rA", *workers, "--escope", f"--escope-dir={escope_dir}", env=env)
+    assert rec.returncode == plain.returncode == 1, rec.out[-3000:]
+    assert summary(rec.stdout) == summary(plain.stdout) == "3 failed, 3 passed, 1 error"
+    assert "INTERNALERROR" not in rec.out and "Traceback" not in rec.stderr
+    warned = [ln for ln in rec.out.splitlines() if "escope warning" in ln.lower()]
+    assert len(warned) == 1 and str(escope_dir) in warned[0] and "unrecorded" in warned[0], warned
+    assert list(escope_dir.iterdir()) == []
