@@ -240,6 +240,8 @@ class EscopePlugin:
                     "git_commit": _git_commit(rootdir),
                     "strategy": strategy,
                     "backend": self.rec_config.backend or "",
+                    # a reader settles the rows of a run whose controller is gone
+                    "pid": str(os.getpid()),
                 })
         except Exception as exc:
             if not is_storage_error(exc):
@@ -316,6 +318,8 @@ class EscopePlugin:
         """
         if self.stopped is not None:
             return
+        from .recorder.runs import storage_error_of
+        exc = storage_error_of(exc) or exc
         if isinstance(exc, OSError):
             reason = exc.strerror or str(exc)
         else:

@@ -81,7 +81,22 @@ def is_storage_error(exc: BaseException) -> bool:
     Such a failure repeats for every later test, so the caller stops
     recording instead of retrying (docs/reliability.md, "Faults").
     """
-    return isinstance(exc, _STORAGE_ERRORS)
+    return storage_error_of(exc) is not None
+
+
+def storage_error_of(exc: BaseException) -> BaseException | None:
+    """The refused write behind ``exc``, or None.  A refused commit can
+    surface as the error of the rollback that followed it ("cannot rollback
+    - no transaction is active", with the refusal as its context), so the
+    chain of causes and contexts is looked at too."""
+    cur: BaseException | None = exc
+    for _ in range(8):
+        if cur is None:
+            break
+        if isinstance(cur, _STORAGE_ERRORS):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 class RunIndex:

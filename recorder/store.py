@@ -358,9 +358,12 @@ class RecordingWriter:
                                (start_step, outcome, duration, name))
             for message, count in chunk.get("faults", ()):
                 db.execute("INSERT OR REPLACE INTO faults VALUES (?, ?)", (message, count))
-            self.events_written = step
             if self.max_events and step > self.max_events:
                 self._drop_oldest(db, step - self.max_events)
+        # counted once committed: a commit refused by a full disk leaves
+        # none of this chunk in the file, and a recording with no event on
+        # disk is removed (Recording.finish)
+        self.events_written = step
 
     def _payload(self, rows: _ChunkRows, db: apsw.Connection, step: int, value: Any, payload: Any) -> Any:
         """The rows an event's payload adds; returns the event's value (a

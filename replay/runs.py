@@ -183,7 +183,10 @@ def read_run(path: Path) -> Run:
         rec = path / r[10] if r[10] else None
         tests.append(TestEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] or 0, r[8] or 0, r[9] or 0,
                                rec, r[11], r[12]))
-    _settle_running(tests, finished="finished_unix_ns" in facts)
+    _settle_running(tests, finished="finished_unix_ns" in facts or _pid_gone(facts.get("pid", "")))
+    for t in tests:
+        if t.outcome in ("running", "crashed"):
+            _from_disk(t)
     return Run(facts.get("run_id", path.name), path, facts, tests)
 
 
@@ -193,8 +196,9 @@ def _settle_running(tests: list[TestEntry], *, finished: bool) -> None:
     The controller marks such rows at session end, but a process that dies
     (``os._exit``, SIGKILL, a segfault, pytest-timeout's thread method)
     never gets there.  A row is settled as ``crashed`` when the run has
-    finished, when its worker started a later test, or when its recording
-    is incomplete and the process that wrote it no longer exists here.
+    finished or its controller process no longer exists here, when its
+    worker started a later test, or when its recording is incomplete and
+    the process that wrote it no longer exists here.
     """
     last_start: dict[str, int] = {}
     for t in tests:
@@ -227,6 +231,15 @@ def _writer_gone(recording: Path | None) -> bool:
         pid = int(facts.get("pid", ""))
     except (apsw.Error, ValueError, OSError):
         return False
+    return _pid_gone(pid)
+
+
+def _pid_gone(pid: int | str) -> bool:
+    """True when ``pid`` names no process here (False when unknown)."""
+    try:
+        pid = int(pid)
+    except ValueError:
+        return False
     if pid <= 0:
         return False
     try:
@@ -236,6 +249,60 @@ def _writer_gone(recording: Path | None) -> bool:
     except OSError:
         return False
     return False
+
+
+def _from_disk(t: TestEntry) -> None:
+    """A row the index never finished (its process died, or the disk filled
+    before the last write) holds the numbers of the test's start: take the
+    events and bytes from the recording as it is on disk, and no recording
+    when there is no file."""
+    rec = t.recording
+    if rec is None:
+        return
+    try:
+        t.bytes = rec.stat().st_size
+    except OSError:
+        t.recording = None
+        t.bytes = 0
+        return
+    events = _events_on_disk(rec)
+    if events is not None:
+        t.events = events
+
+
+def _events_on_disk(path: Path) -> int | None:
+    """How many steps the file holds, as a reader of it would find them (a
+    hot journal of a half-written chunk is rolled back in a private copy,
+    never in the original)."""
+    journal = _hot_journal(path)
+    tmp = None
+    try:
+        if journal is None:
+            conn = connect_readonly(path)
+        else:
+            import shutil
+            import tempfile
+            tmp = tempfile.mkdtemp(prefix="escope-list-")
+            copy = Path(tmp) / path.name
+            shutil.copyfile(path, copy)
+            shutil.copyfile(journal, Path(str(copy) + "-journal"))
+            conn = apsw.Connection(str(copy))  # a writer rolls the journal back
+            conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
+            conn.execute("PRAGMA trusted_schema=OFF")
+        try:
+            packed = conn.execute("SELECT coalesce(sum(steps), 0) FROM chunks").fetchone()[0]
+            unpacked = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        finally:
+            conn.close()
+        if type(packed) is not int or type(unpacked) is not int or packed < 0:
+            return None
+        return packed + unpacked
+    except (apsw.Error, OSError):
+        return None
+    finally:
+        if tmp is not None:
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _looks_like_sqlite(path: Path) -> bool:

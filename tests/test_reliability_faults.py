@@ -99,6 +99,11 @@ def _check_crashed_run(project: Project, full: bool = True) -> None:
     assert "test_crash.py::test_after" not in tests
     assert tests["test_crash.py::test_before"]["outcome"] == "passed"
     assert tests["test_crash.py::test_dies"]["outcome"] == "crashed"
+    # the index never got the dying test's last row: the listing says what
+    # the file holds, as `escope stats` does
+    listed = tests["test_crash.py::test_dies"]
+    assert listed["events"] == out["stats"]["events"] >= 100_000, (listed, out["stats"]["events"])
+    assert listed["bytes"] == dies.stat().st_size and listed["recording"]
 
 
 @pytest.mark.parametrize("how", ["exit", "segv"])
@@ -324,9 +329,10 @@ def _assert_one_warning_same_outcomes(plain, rec) -> None:
     assert len(warned) == 1, warned
 
 
-def test_disk_full_mid_run(breaker) -> None:
+@pytest.mark.parametrize("keep", ["failed", "all"])
+def test_disk_full_mid_run(keep: str, breaker) -> None:
     project, _ = breaker
-    plain, rec = run_both(project, env=quiet_env(BREAK="disk-full"))
+    plain, rec = run_both(project, f"--escope-keep={keep}", env=quiet_env(BREAK="disk-full"))
     _assert_one_warning_same_outcomes(plain, rec)
     run = project.latest()
     assert meta(run.recording("test_2_fail").path)["complete"] == "1"
@@ -691,3 +697,53 @@ def test_escope_dir_read_only_at_start(workers: list[str], breaker, tmp_path: Pa
     warned = [ln for ln in rec.out.splitlines() if "escope warning" in ln.lower()]
     assert len(warned) == 1 and str(escope_dir) in warned[0] and "unrecorded" in warned[0], warned
     assert list(escope_dir.iterdir()) == []
+
+
+#: The disk fills after the second test's recording was created (its
+#: schema, 22 kB, is within the limit) and before its first chunk is
+#: committed (the chunk takes it past the limit).
+FILLS_AFTER_OPEN = '''
+import os, resource, signal
+
+
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def test_1_fails():
+    assert work(2000) == -1
+
+
+def test_2_disk_fills():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, hard))
+    assert work(2000) == -1
+
+
+def test_3_fails():
+    assert work(10) == -1
+'''
+
+
+def test_disk_full_leaves_no_empty_recording(project: Project) -> None:
+    """A recording whose first chunk the full disk refused is removed, not
+    left behind with no event (which replays as a test that ran no code)."""
+    project.write("test_fills.py", FILLS_AFTER_OPEN)
+    plain, rec = run_both(project)
+    assert rec.returncode == plain.returncode == 1, rec.out[-3000:]
+    assert summary(rec.stdout) == summary(plain.stdout) == "3 failed"
+    assert len(escope_warnings(rec.stdout)) == 1, rec.stdout[-3000:]
+    run = project.latest()
+    kept = sorted((run.path / "tests").iterdir())
+    assert [p.name.split("-")[0] for p in kept] == ["test_fills.py_test_1_fails"], kept
+    assert count(kept[0], "events") > 2000 and meta(kept[0])["complete"] == "1"
+    listed = {t["test"]: t for t in cli_json("list", cwd=project.path)["runs"][0]["tests"]}
+    assert listed["test_fills.py::test_1_fails"]["recording"]
+    filled = listed["test_fills.py::test_2_disk_fills"]
+    assert filled["recording"] is None and filled["bytes"] == 0, filled
+    res = cli("replay", "test_fills.py::test_2_disk_fills", cwd=project.path)
+    assert res.returncode != 0 and "ran no recorded code" not in res.stdout + res.stderr, res.stderr
