@@ -156,16 +156,44 @@ def open_ro(path: Path) -> sqlite3.Connection:
         db.close()
     import shutil
     import tempfile
+    import weakref
     from pytest_escope.recorder import schema
     tmp = Path(tempfile.mkdtemp(prefix="escope-test-ro-"))
-    shutil.copy2(path, tmp / path.name)
-    if hot:
-        shutil.copy2(journal, tmp / journal.name)
-    db = sqlite3.connect(str(tmp / path.name))
+    try:
+        shutil.copy2(path, tmp / path.name)
+        if hot:
+            shutil.copy2(journal, tmp / journal.name)
+        db = sqlite3.connect(str(tmp / path.name), factory=_CopyConnection)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # removed when the connection is closed, or (for a caller that never
+    # closes it) when it is collected, or at the latest at exit
+    db._remove_copy = weakref.finalize(db, shutil.rmtree, str(tmp), True)
     if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks'").fetchone():
         schema.unpack_chunks(db)
         db.commit()
     return db
+
+
+class _CopyConnection(sqlite3.Connection):
+    """A connection to a private copy made by ``open_ro``: closing it, or
+    leaving its ``with`` block, removes the copy."""
+
+    _remove_copy: Any = None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._remove_copy is not None:
+                self._remove_copy()
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self.close()
 
 
 class Run:

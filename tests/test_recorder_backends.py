@@ -424,13 +424,14 @@ def test_another_user_of_code_extra_slots(tmp_path) -> None:
 
 
 BETWEEN_RECORDINGS = r'''
-import sys, tempfile
+import atexit, shutil, sys, tempfile
 from pathlib import Path
 from pytest_escope.recorder import monitoring
 from pytest_escope.recorder.config import RecorderConfig
 from pytest_escope.recorder.session import Recorder
 
 d = Path(tempfile.mkdtemp())
+atexit.register(shutil.rmtree, d, True)
 recorder = Recorder(RecorderConfig(rootdir=d, backend="monitoring"), d / "cache")
 seen = []
 for i in range(3):

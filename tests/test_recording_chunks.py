@@ -183,7 +183,7 @@ def test_the_cache_keeps_the_most_recently_used(tmp_path: Path, monkeypatch: pyt
 #: and optionally max_events) and keeps the chunks the collector spills in
 #: ``chunks``.  No spill by time: what the counts do is what is tested.
 CHUNKS_OF_WORK = r'''
-import gc, hashlib, json, sys, tempfile, threading
+import atexit, gc, hashlib, json, shutil, sys, tempfile, threading
 from pathlib import Path
 from pytest_escope.recorder.config import RecorderConfig
 from pytest_escope.recorder.session import Recorder
@@ -192,6 +192,7 @@ sys.path.insert(0, sys.argv[1])
 import work
 
 d = Path(tempfile.mkdtemp())
+atexit.register(shutil.rmtree, d, True)
 cfg = RecorderConfig(rootdir=Path(sys.argv[1]), strategy=sys.argv[2], spill_events=int(sys.argv[3]),
                      max_events=int(sys.argv[4]) if len(sys.argv) > 4 else 0, spill_seconds=3600.0)
 r = Recorder(cfg, d / "cache").recording(d / "unused.sqlite", {"nodeid": "x"}, keep_in_memory=True)

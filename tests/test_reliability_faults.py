@@ -181,17 +181,23 @@ def test_writer_killed_mid_chunk_is_listed_crashed(tmp_path: Path) -> None:
     assert rec.read_bytes() == before and Path(str(rec) + "-journal").exists()
 
 
-#: spin() hangs for good but films about a thousand steps a second: a busy
-#: loop would film millions, which every replay command would then unpack.
+#: hang() films a fixed number of steps, then blocks in C for good: the
+#: film's size is set by events, not by how long the timeout takes to fire
+#: (a loop that kept filming until the timeout grew with the machine's speed).
 HANGING_SIMPLE = '''
 import time
 
 
-def spin():
+def spin(n):
     k = 0
-    while True:
+    for _ in range(n):
         k += 1
-        time.sleep(0.001)
+    return k
+
+
+def hang():
+    spin(2_000)
+    time.sleep(3600)
 
 
 def test_ok():
@@ -199,18 +205,23 @@ def test_ok():
 
 
 def test_hangs():
-    spin()
+    hang()
 '''
 
 #: The hanging test first films > 100,000 events and waits until that chunk
 #: is on disk (a busy traced thread can starve the writer thread of the GIL
-#: past any timeout), then hangs for good, filming little (as above).
+#: past any timeout), then hangs for good as above.
 HANGING = DYING.split("def test_before")[0] + '''
-def spin():
+def spin(n):
     k = 0
-    while True:
+    for _ in range(n):
         k += 1
-        time.sleep(0.001)
+    return k
+
+
+def hang():
+    spin(2_000)
+    time.sleep(3600)
 
 
 def test_ok():
@@ -221,7 +232,7 @@ def test_hangs(escope):
     if escope.enabled:
         work(60_000)
         wait_flushed(escope.path)
-    spin()
+    hang()
 '''
 
 
@@ -233,7 +244,9 @@ def test_timeout_thread_method_kills_the_process(project: Project) -> None:
     assert res.returncode != 0 and "Timeout" in res.out, res.out[-3000:]
     run = project.latest()
     hangs = run.recording("::test_hangs").path
-    assert meta(hangs)["complete"] == "0" and count(hangs, "events") >= 100_000
+    # sized by events: the 60,000 iterations of work() and the polling of
+    # wait_flushed(), never by how long the hang lasted
+    assert meta(hangs)["complete"] == "0" and 100_000 <= count(hangs, "events") < 400_000
     out = replays(hangs, project.path, full=False)
     assert out["stats"]["outcome"] == "crashed"
     assert out["state"]["stack"][0]["function"] == "test_hangs"
