@@ -27,6 +27,7 @@ import itertools
 import json
 import pathlib
 import re
+import threading
 import types
 import uuid
 from typing import Any, Iterable
@@ -153,6 +154,12 @@ class _TypeInfo:
                     break
 
 
+#: What is left of the text budget of the rendering under way on this
+#: thread (``max_size`` characters at the start): once the scalars rendered
+#: so far fill it, nested containers and objects are shown as ``<Type…>``.
+_spent = threading.local()
+_spent.left = 0
+
 _OPAQUE_MODULES = ("pytest_escope", "_pytest", "pluggy", "xdist", "execnet")
 
 _SAFE_REPR_MODULES = frozenset({
@@ -272,6 +279,9 @@ class Renderer:
     def render_form(self, value: Any) -> tuple[str, str, dict | None, int]:
         """Render ``value``, leaving the structured form as a dict: turning
         it into JSON is left to the writer thread, off the test's path."""
+        spent = _spent
+        outer = getattr(spent, "left", None)  # a hook's renderer may nest a rendering
+        spent.left = self.max_size
         try:
             if self.inject_fault:
                 raise RuntimeError("injected fault (ESCOPE_TEST_FAULT=render)")
@@ -281,6 +291,8 @@ class Renderer:
         except Exception:  # never let a hostile object break the recorder
             self.faults += 1
             return (self._type_name(type(value)), "<unrenderable>", None, FLAG_UNRENDERABLE)
+        finally:
+            spent.left = outer
         text = form["repr"]
         flags = 0
         if form.pop("_trunc", False):
@@ -334,7 +346,9 @@ class Renderer:
     def _form(self, value: Any, depth: int) -> dict[str, Any]:
         cls = type(value)
         if id(cls) in IMMUTABLE_IDS:
-            return {"type": self._type_name(cls), "repr": self._scalar_text(value, cls)}
+            text = self._scalar_text(value, cls)
+            _spent.left -= len(text)
+            return {"type": self._type_name(cls), "repr": text}
         if self.custom is not None:
             custom_text = self.custom(value)
             if custom_text is not None:
@@ -372,9 +386,15 @@ class Renderer:
     def _child(self, value: Any, depth: int, key: Any = None) -> dict[str, Any]:
         if key is not None and type(key) is str and self.redact is not None and self.redact.search(key):
             return {"type": self._type_name(type(value)), "repr": REDACTED, "_redacted": True}
-        if depth >= self.max_depth and id(type(value)) not in IMMUTABLE_IDS:
-            cls = type(value)
-            return {"type": self._type_name(cls), "repr": f"<{self._type_name(cls)}…>", "_trunc": True}
+        spent = _spent
+        spent.left -= 2  # the separator before it in its parent's text
+        if id(type(value)) not in IMMUTABLE_IDS and (depth >= self.max_depth or spent.left <= 0):
+            # past the depth limit, or past what the text can show: a value
+            # costs what its rendering shows, never a walk over a big graph
+            name = self._type_name(type(value))
+            stub = f"<{name}…>"
+            spent.left -= len(stub)
+            return {"type": name, "repr": stub, "_trunc": True}
         return self._form(value, depth)
 
     def _container(self, value: Any, cls: type, name: str, info: _TypeInfo, depth: int) -> dict[str, Any]:
@@ -541,6 +561,31 @@ def fingerprint(value: Any, renderer: "Renderer") -> Any:
     of a rendering.  The tracer re-renders only when it changes.
     """
     cls = type(value)
+    if id(cls) not in _PLAIN_CONTAINER_IDS and issubclass(cls, _CONTAINERS):
+        # a container subclass shows its instance fields too (a list subclass
+        # that keeps its items in a field of its own shows nothing else)
+        fields = _fields_print(value, cls, renderer)
+        if fields is not None:
+            return (_container_print(value, cls, renderer), fields)
+    return _container_print(value, cls, renderer)
+
+
+#: by id: hashing a class could run a metaclass's ``__hash__``
+_PLAIN_CONTAINER_IDS = frozenset(map(id, (list, tuple, dict, set, frozenset)))
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _fields_print(value: Any, cls: type, renderer: "Renderer") -> Any:
+    info = renderer._info(cls)
+    ns = _instance_dict(info, value)
+    if ns is None:
+        return None
+    vals = list(_islice(dict.values(ns), _SHALLOW_LIMIT))
+    return (dict.__len__(ns), *map(id, _islice(dict.keys(ns), _SHALLOW_LIMIT)), *map(id, vals),
+            *[_nested_print(v, renderer) for v in vals])
+
+
+def _container_print(value: Any, cls: type, renderer: "Renderer") -> Any:
     if issubclass(cls, list):
         items = list.__getitem__(value, slice(0, _SHALLOW_LIMIT))
         if _all_scalars(items):  # the common case: nothing inside can change
@@ -603,6 +648,15 @@ def kept_alive(value: Any, renderer: "Renderer") -> tuple:
     and change what the test does.
     """
     cls = type(value)
+    if id(cls) not in _PLAIN_CONTAINER_IDS and issubclass(cls, _CONTAINERS):
+        ns = _instance_dict(renderer._info(cls), value)
+        if ns is not None:
+            fields = [*_islice(dict.keys(ns), _SHALLOW_LIMIT), *_islice(dict.values(ns), _SHALLOW_LIMIT)]
+            return _kept_items(value, cls, renderer) + tuple(v for v in fields if id(type(v)) in IMMUTABLE_IDS)
+    return _kept_items(value, cls, renderer)
+
+
+def _kept_items(value: Any, cls: type, renderer: "Renderer") -> tuple:
     if issubclass(cls, list):
         items: Iterable = list.__getitem__(value, slice(0, _SHALLOW_LIMIT))
     elif issubclass(cls, tuple):

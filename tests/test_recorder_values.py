@@ -496,6 +496,8 @@ def test_the_compiled_fingerprint_is_the_python_one() -> None:
     from pytest_escope.recorder.values import Renderer, fingerprint
 
     class SubList(list):
+        __slots__ = ()  # no instance fields: the compiled check answers for it
+
         def __len__(self):  # user code: neither version may call it
             raise RuntimeError("len called")
 
@@ -620,3 +622,44 @@ def test_an_exception_rendered_before_is_rendered_alike() -> None:
     hooked.render(ValueError("x"))
     hooked.render(ValueError("x"))
     assert len(asked) >= 2 and not hooked._exceptions
+
+
+def test_a_container_subclass_keeps_its_fields_in_its_fingerprint() -> None:
+    """A list subclass that keeps its items in a field of its own (a list of
+    lists, as boltons' BarrelList does) changes only there: the change must
+    still be seen, by the compiled check and the Python one alike."""
+    from pytest_escope.recorder.values import Renderer, fingerprint
+
+    class Barrel(list):
+        def __init__(self) -> None:
+            self.lists = [[1, 2]]
+
+    renderer = Renderer()
+    barrel = Barrel()
+    before = fingerprint(barrel, renderer)
+    barrel.lists = [[1, 2], [3]]
+    assert fingerprint(barrel, renderer) != before
+    try:
+        from pytest_escope.recorder._hotpath import scalar_fingerprint
+    except ImportError:
+        return
+    assert scalar_fingerprint(barrel) is None  # handed to the Python twin
+    assert scalar_fingerprint([1, 2]) == fingerprint([1, 2], renderer)
+
+
+def test_a_big_nested_value_renders_what_its_text_shows() -> None:
+    """Thirty lists of thirty items hold 900 scalars; the text shows about
+    a thousand characters of them, and the structured form stops where the
+    text does: later lists are shown as ``<list…>``, with the real lengths."""
+    from pytest_escope.recorder.values import Renderer
+    import json
+
+    value = [list(range(i * 1000, i * 1000 + 100)) for i in range(30)]
+    type_name, text, detail, flags = Renderer().render(value)
+    form = json.loads(detail)
+    assert type_name == "list" and form["len"] == 30 and flags & 1
+    shown = [item for item in form["items"] if "items" in item]
+    stubs = [item for item in form["items"] if item["repr"] == "<list…>"]
+    assert 1 <= len(shown) < 10 and len(shown) + len(stubs) == 30
+    assert all(item["len"] == 100 and len(item["items"]) == 30 for item in shown)
+    assert len(text) <= 1000
