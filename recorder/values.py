@@ -16,7 +16,7 @@ from __future__ import annotations
 # Bound at import: a test that monkeypatches builtins must not reach the recorder.
 from builtins import (
     any, bool, bytes, complex, dict, enumerate, float, frozenset, id, int, isinstance, issubclass,
-    len, list, map, range, repr, set, slice, str, tuple, type,
+    len, list, map, range, repr, set, slice, str, tuple, type, zip,
 )  # noqa: A004
 
 import datetime
@@ -158,6 +158,10 @@ class _TypeInfo:
 #: thread (``max_size`` characters at the start): once the scalars rendered
 #: so far fill it, nested containers and objects are shown as ``<Type…>``.
 _spent = threading.local()
+#: children whose forms a Renderer remembers (all are forgotten when full)
+_MEMO_SIZE = 512
+#: values whose form is made of parts (items, entries, fields, args)
+_SHOWN_WITH_PARTS = (list, tuple, dict, set, frozenset, BaseException)
 _spent.left = 0
 
 _OPAQUE_MODULES = ("pytest_escope", "_pytest", "pluggy", "xdist", "execnet")
@@ -206,6 +210,9 @@ class Renderer:
         self.compiled_sequence: Any = None
         self._types: dict[int, tuple[type, _TypeInfo]] = {}
         self._exceptions: dict[tuple, tuple[type, tuple[str, str, str | None, int]]] = {}
+        #: id(child) -> (class, fingerprint, budget before, budget after, form,
+        #: the scalars kept alive): see ``_remembered_child``
+        self._memo: dict[int, tuple] = {}
         self.faults = 0
         self.inject_fault = False  # ESCOPE_TEST_FAULT=render (session.py)
 
@@ -388,14 +395,120 @@ class Renderer:
             return {"type": self._type_name(type(value)), "repr": REDACTED, "_redacted": True}
         spent = _spent
         spent.left -= 2  # the separator before it in its parent's text
-        if id(type(value)) not in IMMUTABLE_IDS and (depth >= self.max_depth or spent.left <= 0):
+        if id(type(value)) in IMMUTABLE_IDS:
+            return self._form(value, depth)
+        if depth >= self.max_depth or spent.left <= 0:
             # past the depth limit, or past what the text can show: a value
             # costs what its rendering shows, never a walk over a big graph
             name = self._type_name(type(value))
             stub = f"<{name}…>"
             spent.left -= len(stub)
             return {"type": name, "repr": stub, "_trunc": True}
+        if depth == 1 and self.custom is None:
+            return self._remembered_child(value, depth)
         return self._form(value, depth)
+
+    def _remembered_child(self, value: Any, depth: int) -> dict[str, Any]:
+        """A mutable child of the value being rendered, rendered again only
+        if what its form shows changed.  An object whose one field changed
+        (``self.hits += 1`` on a cache of a thousand entries) is rendered at
+        every change; its unchanged children cost a walk over the ids their
+        forms show, not a rendering.  A child's form is reused when the
+        child is the same object showing the same objects, rendered from the
+        same place in the text budget: the result equals a fresh rendering."""
+        spent = _spent
+        left = spent.left
+        cls = type(value)
+        alive: list = []
+        try:
+            shown = self._shown(value, self.max_depth - depth, alive)
+        except Exception:
+            return self._form(value, depth)
+        memo = self._memo
+        known = memo.get(id(value))
+        if known is not None and known[0] is cls and known[2] == left and known[1] == shown:
+            spent.left = known[3]
+            return dict(known[4])  # the parent pops its flags: a copy of the top level
+        form = self._form(value, depth)
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        # the scalars it shows are kept alive: their ids stay theirs
+        memo[id(value)] = (cls, shown, left, spent.left, dict(form), tuple(alive))
+        return form
+
+    def _shown(self, value: Any, levels: int, alive: list) -> Any:
+        """The ids of everything ``_form`` reads to render ``value`` with
+        ``levels`` levels below it: equal results, equal forms.  C-level
+        reads only, as ``_form`` does (no user code)."""
+        cls = type(value)
+        if id(cls) in IMMUTABLE_IDS:
+            alive.append(value)
+            return id(value)
+        if levels <= 0:
+            return id(cls)  # shown as <Type…>: its type alone
+        if cls is list or cls is tuple:
+            items = value[:self.max_items]
+            if _all_scalars(items):  # the common case, without a call per item
+                alive.extend(items)
+                return (id(cls), len(value), *map(id, items))
+        info = self._info(cls)
+        if info.opaque or info.safe_repr or not issubclass(cls, _SHOWN_WITH_PARTS) and (
+                issubclass(cls, type) or cls is types.FunctionType or cls is types.BuiltinFunctionType
+                or cls is types.MethodType or cls is types.ModuleType or cls is types.GeneratorType
+                or cls is types.CoroutineType or cls is types.AsyncGeneratorType):
+            return (id(cls), id(value))
+        limit = self.max_items
+        below = levels - 1
+        out: list = [id(cls)]
+        if issubclass(cls, dict):
+            out.append(dict.__len__(value))
+            keys = list(_islice(dict.keys(value), limit))
+            vals = list(_islice(dict.values(value), limit))
+            if _all_scalars(keys) and _all_scalars(vals):
+                alive.extend(keys)
+                alive.extend(vals)
+                out.extend(map(id, keys))
+                out.extend(map(id, vals))
+            else:
+                for k, v in zip(keys, vals):
+                    out.append(self._shown(k, below, alive))
+                    out.append(self._shown(v, below, alive))
+        elif issubclass(cls, list):
+            out.append(list.__len__(value))
+            out.extend([self._shown(v, below, alive) for v in list.__getitem__(value, slice(0, limit))])
+        elif issubclass(cls, tuple):
+            out.append(tuple.__len__(value))
+            out.extend([self._shown(v, below, alive) for v in tuple.__getitem__(value, slice(0, limit))])
+        elif issubclass(cls, (set, frozenset)):
+            base = set if issubclass(cls, set) else frozenset
+            out.append(base.__len__(value))
+            out.extend([self._shown(v, below, alive) for v in _islice(base.__iter__(value), limit)])
+        elif issubclass(cls, BaseException):
+            args = _exc_args(value)
+            if type(args) is tuple:
+                out.extend([self._shown(a, below, alive) for a in tuple.__getitem__(args, slice(0, 5))])
+        ns = _instance_dict(info, value)
+        if ns is not None and id(cls) not in _PLAIN_CONTAINER_IDS:
+            out.append(dict.__len__(ns))
+            for k, v in _islice(dict.items(ns), limit):
+                if type(k) is str:
+                    alive.append(k)
+                    out.append(id(k))
+                    out.append(self._shown(v, below, alive))
+        for _slot, getter in info.slot_getters:
+            try:
+                v = getter(value)
+            except AttributeError:
+                out.append(None)
+                continue
+            if id(type(v)) in IMMUTABLE_IDS:
+                alive.append(v)
+                out.append(id(v))
+            elif below <= 0:
+                out.append(id(type(v)))
+            else:
+                out.append(self._shown(v, below, alive))
+        return tuple(out)
 
     def _container(self, value: Any, cls: type, name: str, info: _TypeInfo, depth: int) -> dict[str, Any]:
         limit = self.max_items

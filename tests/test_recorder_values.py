@@ -663,3 +663,44 @@ def test_a_big_nested_value_renders_what_its_text_shows() -> None:
     assert 1 <= len(shown) < 10 and len(shown) + len(stubs) == 30
     assert all(item["len"] == 100 and len(item["items"]) == 30 for item in shown)
     assert len(text) <= 1000
+
+
+def test_a_rerendering_reuses_unchanged_children_and_equals_a_fresh_one() -> None:
+    """Re-rendering a big object whose one field changed reuses the forms of
+    its unchanged children; whatever changed, anywhere a form shows it (a
+    slot of a node inside a dict, an item of a nested list, the text budget
+    moving), the result equals what a fresh renderer makes."""
+    import random
+
+    from pytest_escope.recorder.values import Renderer
+
+    class Node:
+        __slots__ = ("key", "count", "next")
+
+        def __init__(self, key: int) -> None:
+            self.key, self.count, self.next = key, 0, None
+
+    class Cache:
+        def __init__(self) -> None:
+            self.data = {i: i * 2 for i in range(100)}
+            self.links = {i: Node(i) for i in range(100)}
+            self.lists = [list(range(i, i + 40)) for i in range(0, 400, 40)]
+            self.hits = 0
+
+    rnd = random.Random(5)
+    cache = Cache()
+    kept = Renderer()
+    changes = [
+        lambda: setattr(cache, "hits", cache.hits + 1),
+        lambda: setattr(cache, "hits", cache.hits + 10 ** rnd.randrange(1, 30)),  # the text grows
+        lambda: setattr(cache.links[rnd.randrange(3)], "count", rnd.randrange(10 ** 6)),
+        lambda: setattr(cache.links[rnd.randrange(3)], "next", cache.links[rnd.randrange(9)]),
+        lambda: cache.data.__setitem__(rnd.randrange(5), rnd.randrange(10 ** 9)),
+        lambda: cache.lists[1].__setitem__(rnd.randrange(30), -rnd.randrange(10 ** 9)),
+        lambda: cache.lists[2].pop() if len(cache.lists[2]) > 1 else cache.lists[2].append(1),
+        lambda: cache.lists.insert(3, [rnd.randrange(9)]),
+    ]
+    for _ in range(300):
+        rnd.choice(changes)()
+        assert kept.render(cache) == Renderer().render(cache)
+    assert len(kept._memo) > 0
