@@ -25,6 +25,7 @@ import enum
 import functools
 import itertools
 import json
+import os
 import pathlib
 import re
 import types
@@ -38,6 +39,8 @@ DEFAULT_REDACT = (
     "authorization", "cookie", "session", "private_key",
 )
 REDACTED = "<redacted>"
+#: What ``os.environ`` / ``os.environb`` (any ``os._Environ``) is recorded as.
+ENVIRON_MARK = "<os._Environ: not recorded>"
 
 #: Types whose values never change: a reference to one can be kept in the
 #: event buffer and rendered later, off the hot path.
@@ -103,7 +106,7 @@ def detail_json(form: dict | None) -> str | None:
 class _TypeInfo:
     """What is safe to read from instances of one type, decided once."""
 
-    __slots__ = ("name", "dict_getter", "slot_getters", "safe_repr", "opaque")
+    __slots__ = ("name", "dict_getter", "slot_getters", "safe_repr", "opaque", "secret")
 
     def __init__(self, cls: type) -> None:
         try:
@@ -121,6 +124,11 @@ class _TypeInfo:
             module = ""
         self.opaque = isinstance(module, str) and module.startswith(_OPAQUE_MODULES)
         mro = type.__dict__["__mro__"].__get__(cls)
+        # os.environ and os.environb hold the process's secrets under names
+        # (AWS_SECRET_ACCESS_KEY...) and as bytes in ``_data``: never read.
+        # By identity: issubclass would ask ABCMeta, which reads the class's
+        # __mro__ through its metaclass (user code).
+        self.secret = any(klass is os._Environ for klass in mro)
         seen_dict = False
         for klass in mro:
             ns = _type_dict(klass)
@@ -341,6 +349,8 @@ class Renderer:
                 return {"type": self._type_name(cls), "repr": str(custom_text)}
         info = self._info(cls)
         name = info.name
+        if info.secret:
+            return {"type": name, "repr": ENVIRON_MARK, "_redacted": True}
         if info.opaque:
             return {"type": name, "repr": f"<{name}>"}
         if issubclass(cls, (list, tuple, set, frozenset, dict)):
@@ -370,12 +380,27 @@ class Renderer:
         return self._object(value, name, info, depth)
 
     def _child(self, value: Any, depth: int, key: Any = None) -> dict[str, Any]:
-        if key is not None and type(key) is str and self.redact is not None and self.redact.search(key):
+        if key is not None and self.redact is not None and self._secret_key(key):
             return {"type": self._type_name(type(value)), "repr": REDACTED, "_redacted": True}
         if depth >= self.max_depth and id(type(value)) not in IMMUTABLE_IDS:
             cls = type(value)
             return {"type": self._type_name(cls), "repr": f"<{self._type_name(cls)}…>", "_trunc": True}
         return self._form(value, depth)
+
+    def _secret_key(self, key: Any) -> bool:
+        """A str or bytes key (``{b"password": ...}``, ``os.environ._data``)
+        that matches a redaction pattern.  Bytes are matched as latin-1,
+        which maps each byte to one character, so an ASCII pattern matches
+        whatever the encoding; read through the base type, never a user
+        method of a subclass."""
+        cls = type(key)
+        if cls is str or issubclass(cls, str):
+            text = str.__str__(key)
+        elif cls is bytes or issubclass(cls, bytes):
+            text = bytes.decode(key, "latin-1")
+        else:
+            return False
+        return self.redact.search(text) is not None
 
     def _container(self, value: Any, cls: type, name: str, info: _TypeInfo, depth: int) -> dict[str, Any]:
         limit = self.max_items
