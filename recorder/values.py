@@ -425,7 +425,8 @@ class Renderer:
         return self._object(value, name, info, depth)
 
     def _child(self, value: Any, depth: int, key: Any = None) -> dict[str, Any]:
-        if key is not None and self.redact is not None and self._secret_key(key):
+        if key is not None and self.redact is not None and (
+                self.redact.search(key) is not None if type(key) is str else self._secret_key(key)):
             return {"type": self._type_name(type(value)), "repr": REDACTED, "_redacted": True}
         if depth >= self.max_depth and id(type(value)) not in IMMUTABLE_IDS:
             cls = type(value)

@@ -149,6 +149,7 @@ def test_environ_in_locals():
     envb = os.environb
     data = os.environ._data
     raw = {b"password": os.environb[b"S_BYTES_PASSWORD"], b"plain": 1}
+    copied = dict(os.environ)
     holder = look(env, envb, data, raw, Holder(env))
     n = len(holder.env)
     assert n == 0
