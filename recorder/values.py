@@ -183,6 +183,10 @@ _TRUSTED_REPR_IDS = frozenset(id(t) for t in (
     pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath,
     pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath,
 ))
+#: A compiled pattern keeps its source as given, and its repr calls the
+#: source's repr: a str subclass's own, unless the source is a plain str or bytes.
+_pattern_source = _type_dict(re.Pattern)["pattern"].__get__
+_PLAIN_PATTERN_IDS = frozenset((id(str), id(bytes)))
 _AWARE_IDS = frozenset((id(datetime.datetime), id(datetime.time)))
 _ZONE_IDS = frozenset((id(datetime.timezone), id(zoneinfo.ZoneInfo)))
 _datetime_tzinfo = {id(t): _type_dict(t)["tzinfo"].__get__ for t in (datetime.datetime, datetime.time)}
@@ -413,7 +417,7 @@ class Renderer:
             return {"type": name, "repr": f"<{name} {value.__qualname__}>"}
         if issubclass(cls, BaseException):
             return self._exception(value, name, info, depth)
-        if info.safe_repr:
+        if info.safe_repr and (cls is not re.Pattern or id(type(_pattern_source(value))) in _PLAIN_PATTERN_IDS):
             text = repr(value)
             return {"type": name, "repr": text}
         if info.aware:

@@ -628,6 +628,7 @@ TRUSTED_REPR_SUITE = '''
 import datetime
 import enum
 import pathlib
+import re
 import uuid
 
 CALLS = []
@@ -654,6 +655,12 @@ class MyPath(pathlib.PurePosixPath):
     def __str__(self):
         CALLS.append("PurePath subclass __str__")
         return super().__str__()
+
+
+class Source(str):
+    def __repr__(self):
+        CALLS.append("pattern source __repr__")
+        return str.__repr__(self)
 
 
 class Names:
@@ -692,7 +699,8 @@ def test_no_user_code():
     slotted.a = 1
     when = datetime.datetime(2020, 1, 2, 3, 4, tzinfo=Zone())
     utc = datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc)
-    kept = keep(color, ident, path, slotted, when)
+    pattern = re.compile(Source("a+b"))
+    kept = keep(color, ident, path, slotted, when, pattern)
     print("CALLS", CALLS)
     assert CALLS == []
 '''
@@ -703,7 +711,8 @@ def test_no_user_code():
 def test_stdlib_value_types_run_no_user_code(backend: str, strategy: str, tmp_path: Path) -> None:
     """An Enum member whose value has a ``__repr__``, a UUID and a PurePath
     subclass with ``__str__``, ``__slots__`` that is a user iterable, a
-    datetime with a user tzinfo: the plain run and the recorded run call
+    datetime with a user tzinfo, a pattern compiled from a str subclass:
+    the plain run and the recorded run call
     the same user code (none), and the film still shows each value."""
     project = Project(tmp_path / "proj")
     project.write("test_trusted.py", TRUSTED_REPR_SUITE)
@@ -721,7 +730,8 @@ def test_stdlib_value_types_run_no_user_code(backend: str, strategy: str, tmp_pa
     finally:
         rec.close()
     text = "\n".join(r for _, r in shown)
-    for part in ("<Color.RED: ", "MyId(int=5", "MyPath(", "Slotted(a=1)", "datetime.datetime(2020, 1, 2, 3, 4"):
+    for part in ("<Color.RED: ", "MyId(int=5", "MyPath(", "Slotted(a=1)", "datetime.datetime(2020, 1, 2, 3, 4",
+                 "<Pattern object>"):
         assert part in text, (part, shown)
     if strategy != "minimal":
         assert ("Color", "<Color.RED: Shown()>") in shown, shown
