@@ -101,7 +101,7 @@ def detail_json(form: dict | None) -> str | None:
 class _TypeInfo:
     """What is safe to read from instances of one type, decided once."""
 
-    __slots__ = ("name", "dict_getter", "slot_getters", "safe_repr", "aware", "zone", "enum", "opaque", "secret")
+    __slots__ = ("name", "dict_getter", "slot_getters", "safe_repr", "aware", "zone", "path", "enum", "opaque", "secret")
 
     def __init__(self, cls: type) -> None:
         try:
@@ -153,6 +153,7 @@ class _TypeInfo:
         # datetime and time: their repr calls repr(tzinfo), user code unless
         # the tzinfo is one of the stdlib's own (Renderer._aware_text).
         self.aware = id(cls) in _AWARE_IDS
+        self.path = id(cls) in _PATH_IDS
         self.zone = id(cls) in _ZONE_IDS
         # Enum.__repr__ calls the repr of the member's value, and the enum is
         # a user class anyway: a member is shown from its instance fields.
@@ -187,6 +188,31 @@ _TRUSTED_REPR_IDS = frozenset(id(t) for t in (
 #: source's repr: a str subclass's own, unless the source is a plain str or bytes.
 _pattern_source = _type_dict(re.Pattern)["pattern"].__get__
 _PLAIN_PATTERN_IDS = frozenset((id(str), id(bytes)))
+_PATH_IDS = frozenset(id(t) for t in (pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath,
+                                      pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath))
+_path_str = getattr(pathlib.PurePath, "_str", None)
+_path_raw = getattr(pathlib.PurePath, "_raw_paths", None)
+
+
+def _plain_path(value: Any) -> bool:
+    """A path whose repr runs no user code.  A path keeps the str subclass it
+    was made from (3.12+: ``_raw_paths``), and its first str() slices and
+    splits it through that subclass's methods; once made (``_str``), or
+    when every part is a plain str, that cannot happen."""
+    for getter in (_path_str, _path_raw):
+        if type(getter) is not types.MemberDescriptorType:
+            return getter is _path_raw  # 3.11 parses the parts into plain strs when the path is made
+        try:
+            got = getter.__get__(value)
+        except AttributeError:
+            continue
+        if type(got) is str:
+            return True
+        if type(got) is list:
+            return all(type(part) is str for part in got)
+    return False
+
+
 _AWARE_IDS = frozenset((id(datetime.datetime), id(datetime.time)))
 _ZONE_IDS = frozenset((id(datetime.timezone), id(zoneinfo.ZoneInfo)))
 _datetime_tzinfo = {id(t): _type_dict(t)["tzinfo"].__get__ for t in (datetime.datetime, datetime.time)}
@@ -417,7 +443,8 @@ class Renderer:
             return {"type": name, "repr": f"<{name} {value.__qualname__}>"}
         if issubclass(cls, BaseException):
             return self._exception(value, name, info, depth)
-        if info.safe_repr and (cls is not re.Pattern or id(type(_pattern_source(value))) in _PLAIN_PATTERN_IDS):
+        if info.safe_repr and (cls is not re.Pattern or id(type(_pattern_source(value))) in _PLAIN_PATTERN_IDS) \
+                and (not info.path or _plain_path(value)):
             text = repr(value)
             return {"type": name, "repr": text}
         if info.aware:

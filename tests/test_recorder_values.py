@@ -663,6 +663,12 @@ class Source(str):
         return str.__repr__(self)
 
 
+class Part(str):
+    def split(self, *args):
+        CALLS.append("path part split")
+        return str.split(self, *args)
+
+
 class Names:
     def __iter__(self):
         CALLS.append("__slots__ __iter__")
@@ -700,7 +706,8 @@ def test_no_user_code():
     when = datetime.datetime(2020, 1, 2, 3, 4, tzinfo=Zone())
     utc = datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc)
     pattern = re.compile(Source("a+b"))
-    kept = keep(color, ident, path, slotted, when, pattern)
+    from_part = pathlib.PurePosixPath(Part("c/d"))
+    kept = keep(color, ident, path, slotted, when, pattern, from_part)
     print("CALLS", CALLS)
     assert CALLS == []
 '''
@@ -711,8 +718,8 @@ def test_no_user_code():
 def test_stdlib_value_types_run_no_user_code(backend: str, strategy: str, tmp_path: Path) -> None:
     """An Enum member whose value has a ``__repr__``, a UUID and a PurePath
     subclass with ``__str__``, ``__slots__`` that is a user iterable, a
-    datetime with a user tzinfo, a pattern compiled from a str subclass:
-    the plain run and the recorded run call
+    datetime with a user tzinfo, a pattern and a path made from a str
+    subclass: the plain run and the recorded run call
     the same user code (none), and the film still shows each value."""
     project = Project(tmp_path / "proj")
     project.write("test_trusted.py", TRUSTED_REPR_SUITE)
