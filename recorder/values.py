@@ -101,7 +101,8 @@ def detail_json(form: dict | None) -> str | None:
 class _TypeInfo:
     """What is safe to read from instances of one type, decided once."""
 
-    __slots__ = ("name", "dict_getter", "slot_getters", "safe_repr", "aware", "zone", "path", "enum", "opaque", "secret")
+    __slots__ = ("name", "dict_getter", "slot_getters", "safe_repr", "aware", "zone", "path", "enum", "opaque",
+                 "secret")
 
     def __init__(self, cls: type) -> None:
         try:

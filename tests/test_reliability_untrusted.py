@@ -493,7 +493,8 @@ def test_an_archive_whose_index_has_another_schema_is_refused(case: str, good, t
                                            "WITHOUT ROWID", "key"),
         "view": [f"CREATE VIEW v AS SELECT {_BOMB} AS x"],
         "without_rowid_tests": ["CREATE TABLE t2 AS SELECT * FROM tests", "DROP TABLE tests",
-                                "CREATE TABLE tests (test_id TEXT NOT NULL, worker TEXT NOT NULL, outcome TEXT NOT NULL, "
+                                "CREATE TABLE tests (test_id TEXT NOT NULL, worker TEXT NOT NULL, "
+                                "outcome TEXT NOT NULL, "
                                 "setup TEXT, call TEXT, teardown TEXT, duration_ns INTEGER, "
                                 "events INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT NULL DEFAULT 0, "
                                 "bytes INTEGER NOT NULL DEFAULT 0, recording TEXT, failure TEXT, started_ns INTEGER, "
