@@ -475,6 +475,17 @@ def test_a_recording_with_another_schema_is_refused(case: str, good, tmp_path: P
     assert not (tmp_path / "film.html").exists()
 
 
+def test_a_hot_journal_does_not_skip_the_schema_check(good, tmp_path: Path) -> None:
+    """A recording with a hot journal is rolled back in a private copy
+    first: the copy is checked before a row of it is read."""
+    project, _ = good
+    path = crafted(good, tmp_path, "journal", *SCHEMA_MUTATIONS["generated_meta_value"])
+    Path(str(path) + "-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504))
+    for args in (["stats", str(path)], ["replay", str(path), "--print"]):
+        rc, err, rss = capped_cli(*args, cwd=project.path)
+        _assert_refused(rc, err, rss, args[0])
+
+
 @pytest.mark.parametrize("case", ["generated_value", "view", "without_rowid_tests"])
 def test_an_archive_whose_index_has_another_schema_is_refused(case: str, good, tmp_path: Path) -> None:
     """The same for a run index, in a run dir and in an archive whose
