@@ -19,6 +19,7 @@ import apsw
 
 from .errors import AmbiguousTestError, RecordingError, RunError, UnknownTestError
 from .opening import _hot_journal, connect_readonly
+from .schema_check import FIX, schema_problem
 
 ESCOPE_DIR_ENV = "ESCOPE_DIR"
 _RECORD_FIRST = "record a run with: pytest --escope"
@@ -164,11 +165,17 @@ def read_run(path: Path) -> Run:
     try:
         try:
             conn = connect_readonly(index)
-            facts = dict(conn.execute("SELECT key, value FROM run").fetchall())
+            problem = schema_problem(conn, index=True)
         except apsw.Error:
             # A live run keeps its index in WAL mode; read the file as it is.
+            if conn is not None:
+                conn.close()
             conn = connect_readonly(index, immutable=True)
-            facts = dict(conn.execute("SELECT key, value FROM run").fetchall())
+            problem = schema_problem(conn, index=True)
+        if problem is not None:
+            # before any row is read: a generated column computes whatever it says
+            raise RunError(f"the run index {index} is not escope's ({problem})", fix=FIX)
+        facts = dict(conn.execute("SELECT key, value FROM run").fetchall())
         rows = conn.execute(
             "SELECT test_id, worker, outcome, setup, call, teardown, duration_ns, events, dropped, bytes, "
             "recording, failure, started_ns FROM tests ORDER BY coalesce(started_ns, 0), rowid").fetchall()
@@ -219,6 +226,8 @@ def _writer_gone(recording: Path | None) -> bool:
     try:
         conn = connect_readonly(recording, immutable=hot)
         try:
+            if schema_problem(conn) is not None:
+                return False  # replaying it says what is wrong
             facts = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('complete', 'pid')").fetchall())
         finally:
             conn.close()

@@ -704,3 +704,129 @@ def test_a_rerendering_reuses_unchanged_children_and_equals_a_fresh_one() -> Non
         rnd.choice(changes)()
         assert kept.render(cache) == Renderer().render(cache)
     assert len(kept._memo) > 0
+
+# -- stdlib value types whose repr would reach user code -------------------------------
+
+TRUSTED_REPR_SUITE = '''
+import datetime
+import enum
+import pathlib
+import re
+import uuid
+
+CALLS = []
+
+
+class Shown:
+    def __repr__(self):
+        CALLS.append("enum value __repr__")
+        return "Shown()"
+
+
+class Color(enum.Enum):
+    RED = Shown()
+    BLUE = 2
+
+
+class MyId(uuid.UUID):
+    def __str__(self):
+        CALLS.append("UUID subclass __str__")
+        return uuid.UUID.__str__(self)
+
+
+class MyPath(pathlib.PurePosixPath):
+    def __str__(self):
+        CALLS.append("PurePath subclass __str__")
+        return super().__str__()
+
+
+class Source(str):
+    def __repr__(self):
+        CALLS.append("pattern source __repr__")
+        return str.__repr__(self)
+
+
+class Part(str):
+    def split(self, *args):
+        CALLS.append("path part split")
+        return str.split(self, *args)
+
+
+class Names:
+    def __iter__(self):
+        CALLS.append("__slots__ __iter__")
+        return iter(("a",))
+
+
+class Slotted:
+    __slots__ = Names()
+
+
+class Zone(datetime.tzinfo):
+    def __repr__(self):
+        CALLS.append("tzinfo __repr__")
+        return "Zone()"
+
+    def utcoffset(self, dt):
+        CALLS.append("tzinfo utcoffset")
+        return datetime.timedelta(0)
+
+
+def keep(*values):
+    return values
+
+
+def test_no_user_code():
+    del CALLS[:]  # class creation iterated Names() once, as it does without escope
+    color = Color.RED
+    blue = Color.BLUE
+    ident = MyId(int=5)
+    exact_id = uuid.UUID(int=6)
+    path = MyPath("a", "b")
+    exact_path = pathlib.PurePosixPath("a", "b")
+    slotted = Slotted()
+    slotted.a = 1
+    when = datetime.datetime(2020, 1, 2, 3, 4, tzinfo=Zone())
+    utc = datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc)
+    pattern = re.compile(Source("a+b"))
+    from_part = pathlib.PurePosixPath(Part("c/d"))
+    kept = keep(color, ident, path, slotted, when, pattern, from_part)
+    print("CALLS", CALLS)
+    assert CALLS == []
+'''
+
+
+@pytest.mark.parametrize("strategy", ["minimal", "balanced", "full_trace"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stdlib_value_types_run_no_user_code(backend: str, strategy: str, tmp_path: Path) -> None:
+    """An Enum member whose value has a ``__repr__``, a UUID and a PurePath
+    subclass with ``__str__``, ``__slots__`` that is a user iterable, a
+    datetime with a user tzinfo, a pattern and a path made from a str
+    subclass: the plain run and the recorded run call
+    the same user code (none), and the film still shows each value."""
+    project = Project(tmp_path / "proj")
+    project.write("test_trusted.py", TRUSTED_REPR_SUITE)
+    plain = project.run("-rA", "-s", env=clean_env())
+    recorded = project.run("-rA", "-s", "--escope", "--escope-keep=all", f"--escope-backend={backend}",
+                           f"--escope-strategy={strategy}", env=clean_env())
+    assert outcomes(plain.stdout) == {"test_trusted.py::test_no_user_code": "PASSED"}, plain.out[-3000:]
+    calls = [re.findall(r"CALLS \[.*\]$", res.stdout, re.M) for res in (plain, recorded)]
+    assert calls[1] == calls[0] == ["CALLS []"], recorded.out[-3000:]
+    assert outcomes(recorded.stdout) == outcomes(plain.stdout), recorded.out[-3000:]
+    rec = project.latest().recording("test_no_user_code")
+    try:
+        shown = {(t, r) for t, r in rec.q("SELECT type, repr FROM vals")}
+        assert rec.meta["recorder_faults"] == "0"
+    finally:
+        rec.close()
+    text = "\n".join(r for _, r in shown)
+    for part in ("<Color.RED: ", "MyId(int=5", "MyPath(", "Slotted(a=1)", "datetime.datetime(2020, 1, 2, 3, 4",
+                 "<Pattern object>"):
+        assert part in text, (part, shown)
+    if strategy != "minimal":
+        assert ("Color", "<Color.RED: Shown()>") in shown, shown
+        assert ("Color", "<Color.BLUE: 2>") in shown, shown
+        assert ("UUID", "UUID('00000000-0000-0000-0000-000000000006')") in shown, shown
+        assert ("PurePosixPath", "PurePosixPath('a/b')") in shown, shown
+        assert ("datetime", "datetime.datetime(2020, 1, 2, 0, 0, tzinfo=datetime.timezone.utc)") in shown, shown
+        assert ("datetime", "datetime.datetime(2020, 1, 2, 3, 4, tzinfo=Zone())") in shown, shown
