@@ -23,7 +23,7 @@ from .errors import AmbiguousTestError, EscopeError, UsageError
 from .history import PAGE as HISTORY_PAGE
 from .recording import Recording
 from .render import (Style, event_lines, flow_lines, history_lines, run_lines, stats_lines, stop_display,
-                     use_colour)
+                     term_width, use_colour)
 from .runs import NOT_PASSED, find_escope_dir, list_run_ids, read_run, resolve_run
 from .state import JSON_SCHEMA_VERSION
 from .values import parse_path
@@ -45,16 +45,17 @@ class Context:
     def __init__(self, args: argparse.Namespace, out: IO[str]) -> None:
         self.args = args
         self.out = out
-        self.st = Style(use_colour(out) and not getattr(args, "no_color", False))
+        self.st = Style(use_colour(out) and not getattr(args, "no_color", False), term_width(out))
 
     def say(self, *lines: str) -> None:
         for line in lines:
             self.out.write(line + "\n")
 
     def hint(self, label: str, command: str) -> None:
-        """The next command to run: one line when it fits 80 columns, else two."""
+        """The next command to run: one line when it fits the width, else two
+        (the command itself is never cut: it must work when pasted)."""
         line = f"{label}: {command}"
-        self.say(line if len(line) <= 80 else f"{label}:\n  {command}")
+        self.say(line if len(line) <= self.st.width else f"{label}:\n  {command}")
 
     def json(self, data: Any) -> None:
         self.out.write(json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable) + "\n")

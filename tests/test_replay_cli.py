@@ -214,7 +214,7 @@ def test_interactive_session_through_stdin(proj: Project) -> None:
     after_rn = int(step.search(by_cmd["rn"]).group(1))
     after_rs = int(step.search(by_cmd["rs"]).group(1))
     assert after_n > at_start and after_rn == at_start and after_rs == at_start - 1
-    assert "*** oldest frame" in by_cmd["u"] or "frame" in by_cmd["u"]
+    assert "*** oldest frame" in by_cmd["u"]
     assert "breakpoint 1: function Invoice.late_fee" in by_cmd["b Invoice.late_fee"]
     assert "stopped: breakpoint" in by_cmd["rc"] and "Invoice.late_fee" in by_cmd["rc"]
     assert "Invoice" in by_cmd["pp self"] and ".fees = " in by_cmd["pp self"]
@@ -229,7 +229,8 @@ def test_interactive_session_through_stdin(proj: Project) -> None:
     assert "def test_late_fee():" in by_cmd["ll"] and "token = " in by_cmd["ll"]
     assert "->" in by_cmd["events 4"]
     assert "*** unknown command 'zap'" in by_cmd["zap"]
-    assert "rn: previous step in this frame" in by_cmd["help"]
+    assert "rn: previous step in the selected frame" in by_cmd["help"]
+    assert "json: the state at this step as JSON" in by_cmd["help"]
 
 
 def test_reverse_watch_and_step_symmetry(proj: Project) -> None:
