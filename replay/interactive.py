@@ -18,6 +18,7 @@ from __future__ import annotations
 import cmd
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import IO, Any, Callable, TypeVar
@@ -37,6 +38,8 @@ PROMPT = "(escope) "
 #: Where the session keeps its command history between runs (``$ESCOPE_HISTORY`` moves it).
 HISTORY_FILE = "~/.escope_history"
 HISTORY_LENGTH = 1000
+
+_IDENT = re.compile(r"[^\W\d]\w*")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -146,11 +149,8 @@ class Session(cmd.Cmd):
 
     def default(self, line: str) -> bool:
         """A bare local name or path prints its value, as pdb does."""
-        try:
-            root = parse_path(line).root
-        except UnknownNameError:
-            root = None
-        if root is not None and root in self.frame.locals:
+        root = _IDENT.match(line)
+        if root is not None and root.group(0) in self.frame.locals:
             self.do_p(line)
             return False
         name = line.split()[0] if line.split() else line
@@ -474,7 +474,7 @@ class Session(cmd.Cmd):
         f = self.frame
         head = f"*** {root} is not a local of {f.function} (frame {f.frame})"
         if not owners:
-            self.say(f"{head}; no frame of this recording has a local {root}")
+            self.say(head, f"    no frame of this recording has a local {root}")
             return
         shown = list(owners.items())[:20]
         where_ = ", ".join(f"{fn} (frame {n})" for n, fn in shown) + (", …" if len(owners) > 20 else "")
@@ -485,7 +485,7 @@ class Session(cmd.Cmd):
         else:
             how = f"goto {self.rec.q1('SELECT min(step) FROM bindings WHERE frame = ?', (shown[0][0],))[0]} " \
                   f"reaches {shown[0][1]}"
-        self.say(f"{head}; it is one in: {where_}", f"    {how}")
+        self.say(head, f"    it is one in: {where_}", f"    {how}")
 
     def do_events(self, arg: str) -> None:
         """events [N]: the N steps around this one (default 10)"""

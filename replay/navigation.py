@@ -124,9 +124,9 @@ def check_line(rec: "Recording", codes: frozenset[int], line: int) -> None:
 def make_breakpoint(rec: "Recording", number: int, spec: str, current_code: int) -> Breakpoint:
     spec, comma, cond_text = spec.partition(",")
     spec = spec.strip()
-    condition = Condition(cond_text) if comma else None
     if comma and not cond_text.strip():
         raise UsageError("a comma needs a condition after it", fix="e.g. b 36, rate > 5")
+    condition = Condition(cond_text) if comma else None
     file, _, line = spec.rpartition(":")
     if not file and spec.isdigit():
         file, line = rec.file_of(current_code), spec
