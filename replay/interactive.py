@@ -296,7 +296,7 @@ class Session(cmd.Cmd):
             self.goto(step)
 
     def do_j(self, arg: str) -> None:
-        """j(ump) LINE: to the next step at LINE of this file (the previous one if none follows)
+        """j(ump) LINE: to the next step at LINE in this file (else the last one before)
 
         pdb's j sets the next line to run; here the film already holds every
         step, so j goes to the next time LINE ran in the selected frame's
@@ -319,11 +319,12 @@ class Session(cmd.Cmd):
     # -- breakpoints and watches ---------------------------------------------------
 
     def do_b(self, arg: str) -> None:
-        """b(reak) [FILE:LINE | LINE | FUNCTION][, CONDITION]: set a breakpoint; b alone lists them
+        """b [FILE:LINE | LINE | FUNCTION][, CONDITION]: set a breakpoint; b lists them
 
-        CONDITION compares recorded values: locals and paths (a.b, a[0]),
-        numbers, strings, True, False, None, with == != < <= > >= and
-        and/or/not, e.g. b 36, rate > 5.  Nothing is evaluated by Python."""
+        b(reak) FUNCTION stops where it is called.  CONDITION compares
+        recorded values: locals and paths (a.b, a[0]), numbers, strings,
+        True, False, None, with == != < <= > >= and and/or/not, e.g.
+        b 36, rate > 5.  Nothing is evaluated by Python."""
         if not arg:
             if not self.breakpoints:
                 self.say("no breakpoints; set one with: b FILE:LINE, b LINE or b FUNCTION")
@@ -423,7 +424,9 @@ class Session(cmd.Cmd):
         self.say(*source_window(self.rec, f.code, f.line, 0, 0, self.st, first, max(last, f.line)))
 
     def do_p(self, arg: str) -> None:
-        """p [NAME | a.b | a[0] | a['k']]: a recorded value; p alone prints all locals (a bare NAME works too)"""
+        """p [NAME | a.b | a[0] | a['k']]: a recorded value; p alone: every local
+
+        A bare NAME (or path) prints it too, unless it is a command's name."""
         if not arg:
             self.say(*locals_lines(self.frame, self.st))
             return
@@ -437,7 +440,9 @@ class Session(cmd.Cmd):
         self.say(*pretty(lookup(self.frame, arg), self.st))
 
     def do_history(self, arg: str) -> None:
-        """history NAME [STEP]: every value NAME took in the selected frame (from STEP on), a page at a time"""
+        """history NAME [STEP]: the values NAME took in this frame (from STEP on)
+
+        A page at a time; the hint under it shows the next page."""
         if not arg:
             self.say("*** history takes a name: history NAME [STEP]")
             return
