@@ -151,6 +151,9 @@ def cmd_list(ctx: Context) -> int:
         return 0
     for r in reversed(runs):
         ctx.say(*run_lines(r, ctx.st, failed_only=a.failed))
+    if not a.all and runs[0].newer_empty:
+        ctx.say(ctx.st(ctx.st.cut(f"newer runs without tests, passed over: {', '.join(runs[0].newer_empty)}"),
+                       "dim"))
     # the newest run's first failure; a run that is not the latest is named
     failed = [(r, t) for r in reversed(runs) for t in r.failed() if t.recording]
     if failed:
