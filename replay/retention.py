@@ -73,7 +73,7 @@ def cmd_gc(ctx: "Context") -> int:
     from .render import size_text
     verb = "would delete" if a.dry_run else "deleted"
     ctx.say(f"{verb} {len(doomed)} run(s), {size_text(freed)}; kept {len(kept)} in {base / 'runs'}")
-    ctx.hint("see what is left", "escope list --all")
+    ctx.hint("see what is left", f"escope list --all{ctx.carry()}")
     return 0
 
 

@@ -45,7 +45,7 @@ def escope(*args: str, cwd: Path, stdin: str = "q\n") -> subprocess.CompletedPro
                           capture_output=True, text=True, env=clean_env(), timeout=120)
 
 
-def hint_of(stdout: str) -> str:
+def hint_of(stdout: str, program: str = "escope") -> str:
     """The command on the last line (``label: command``, or the command
     alone on the line under ``label:``)."""
     lines = stdout.rstrip("\n").splitlines()
@@ -53,7 +53,7 @@ def hint_of(stdout: str) -> str:
         command = lines[-1].strip()
     else:
         command = lines[-1].split(": ", 1)[1]
-    assert command.startswith("escope "), lines[-1]
+    assert command.startswith(program + " "), lines[-1]
     return command
 
 
@@ -111,6 +111,25 @@ def test_hints_keep_run_and_escope_dir(proj: Project, tmp_path: Path) -> None:
         command = hint_of(res.stdout)
         assert "--escope-dir" in command or "--run" in command, (cmd, command)
         paste(command, elsewhere)
+
+
+def test_pack_gc_and_export_hints(proj: Project, tmp_path: Path) -> None:
+    d = str(proj.escope_dir)
+    out = tmp_path / "with space" / "Y.tar.gz"
+    out.parent.mkdir()
+    packed = escope("pack", "--escope-dir", d, "-o", str(out), cwd=tmp_path)
+    assert packed.returncode == 0, packed.stderr
+    assert "escope replay of test_hints.py::test_walk" in paste(hint_of(packed.stdout), tmp_path).stdout
+    gc = escope("gc", "--dry-run", "--escope-dir", d, cwd=tmp_path)
+    assert gc.returncode == 0, gc.stderr
+    assert "failed   test_hints.py::test_walk" in paste(hint_of(gc.stdout), tmp_path).stdout
+    page = tmp_path / "with space" / "film.html"
+    exported = escope("export", "test_walk", "--html", "-o", str(page), "--escope-dir", d, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert "open it in any browser (it needs no network):" in exported.stdout
+    opener = {"darwin": "open", "win32": "start"}.get(sys.platform, "xdg-open")
+    # one command and one path: nothing after it that a shell would choke on
+    assert shlex.split(hint_of(exported.stdout, opener)) == [opener, str(page)] and page.is_file()
 
 
 def test_history_more_keeps_limit_and_frame(proj: Project) -> None:
