@@ -265,7 +265,7 @@ def cmd_history(ctx: Context) -> int:
                                f"all: --limit 0"))
             ctx.hint("more", f"{again} --since {entries[-1].step + 1}")
         else:
-            ctx.hint(f"{len(entries)} values; see one",
+            ctx.hint(f"{len(entries)} value{'s' if len(entries) != 1 else ''}; see one",
                      f"escope replay {ctx.test_ref(rec, test)} --step {entries[-1].step}{ctx.carry()}")
     return 0
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, TypeVar
 
 from . import navigation as nav
-from .errors import EscopeError, UnknownNameError
+from .errors import EscopeError
 from .history import PAGE as HISTORY_PAGE
 from .history import history
 from .recording import Recording
@@ -465,7 +465,7 @@ class Session(cmd.Cmd):
         if more:
             self.say(self.st(f"{len(entries)} values shown; more: history {name} {entries[-1].step + 1}", "dim"))
         else:
-            self.say(self.st(f"{len(entries)} values; goto STEP to see one", "dim"))
+            self.say(self.st(f"{len(entries)} value{'s' if len(entries) != 1 else ''}; goto STEP to see one", "dim"))
 
     def _frames_with(self, root: str) -> dict[int, str]:
         """The frames (number -> function) that ever bound ``root``."""
