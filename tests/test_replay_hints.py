@@ -223,3 +223,7 @@ def test_a_run_with_no_tests_does_not_hide_the_failures(tmp_path: Path) -> None:
     assert "failed   test_hints.py::test_walk" in listed.stdout
     assert f"newer runs without tests, passed over: {project.run_dirs()[1].name}" in listed.stdout
     paste(hint_of(listed.stdout), project.path)
+    # every run: the failure is in a run that is not the latest, so the hint names it
+    every = hint_of(escope("list", "--all", cwd=project.path).stdout)
+    assert every == f"escope replay test_hints.py::test_walk --run {project.run_dirs()[0].name}"
+    paste(every, project.path)
