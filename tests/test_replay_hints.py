@@ -227,3 +227,7 @@ def test_a_run_with_no_tests_does_not_hide_the_failures(tmp_path: Path) -> None:
     every = hint_of(escope("list", "--all", cwd=project.path).stdout)
     assert every == f"escope replay test_hints.py::test_walk --run {project.run_dirs()[0].name}"
     paste(every, project.path)
+    # and gc keeps the run a bare escope replay opens, however few it is told to keep
+    assert escope("gc", "--keep-last", "1", cwd=project.path).returncode == 0
+    assert len(project.run_dirs()) == 2
+    assert json.loads(escope("replay", "--json", cwd=project.path).stdout)["test"] == "test_hints.py::test_walk"
