@@ -469,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             MemoryError, apsw.Error) as exc:
         # A well-formed recording never gets here; a crafted or damaged one
         # (text in an integer column, a blob for a line number) can reach
-        # any query.  One line, never a traceback (SPEC 4); ESCOPE_DEBUG=1
+        # any query.  One line, never a traceback; ESCOPE_DEBUG=1
         # re-raises for whoever is debugging the replayer itself.
         if os.environ.get("ESCOPE_DEBUG"):
             raise

@@ -3,9 +3,10 @@
 ``resolve_run`` is the one place that turns what the user typed after
 ``--run`` (a run id, a run directory, an archive) into a run directory;
 archive support plugs in here through ``replay.archive.extract_run`` so
-every command gets it at once.  ``resolve_test`` implements SPEC 4's TEST
-rule: a recording path, a full node id, a unique part of one, or nothing
-(the first failed test of the latest run).
+every command gets it at once.  ``resolve_test`` implements the TEST
+rule (docs/replay.md, "Choosing what to open"; ``escope help test``): a
+recording path, a full node id, a unique part of one, or nothing (the
+first failed test of the latest run that has tests).
 """
 
 from __future__ import annotations
@@ -290,7 +291,7 @@ def _exact_test(text: str, run_spec: str | None, escope_dir: Path | None) -> boo
 
 def resolve_test(spec: str | os.PathLike[str] | None, run_spec: str | None = None,
                  escope_dir: Path | None = None) -> tuple[Path, TestEntry | None]:
-    """The recording file for TEST (SPEC 4), plus its index row when known."""
+    """The recording file for TEST, plus its index row when known."""
     listing = "escope list" + (f" --run {shlex.quote(str(run_spec))}" if run_spec else "")
     if spec is not None:
         path = Path(spec).expanduser()
