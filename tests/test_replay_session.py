@@ -257,11 +257,34 @@ class Terminal:
         self.read_until(lambda t: False, deadline=60)
         rc = self.proc.wait(timeout=60)
         os.close(self.master)
+        self.master = -1
         return rc
 
+    def kill(self) -> None:
+        """After a failed assertion: no session or descriptor is left behind."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=60)
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
 
-def test_line_editing_history_completion_and_ctrl_c(proj: Project, tmp_path: Path) -> None:
-    term = Terminal(proj, tmp_path)
+
+@pytest.fixture
+def terminal(proj: Project):  # type: ignore[no-untyped-def]
+    opened: list[Terminal] = []
+
+    def start(home: Path, columns: int = 80) -> Terminal:
+        opened.append(Terminal(proj, home, columns))
+        return opened[-1]
+
+    yield start
+    for term in opened:
+        term.kill()
+
+
+def test_line_editing_history_completion_and_ctrl_c(terminal, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    term = terminal(tmp_path)
     term.type("j 11\n")
     assert "\n0\n" in term.type("p rate\n")
     again = term.type("\x1b[A\n")  # Up: the previous line, run again
@@ -278,7 +301,7 @@ def test_line_editing_history_completion_and_ctrl_c(proj: Project, tmp_path: Pat
     assert "p rate" in saved and "j 11" in saved and "garbage" not in saved
 
     # a second session finds the first one's commands with Up
-    term = Terminal(proj, tmp_path)
+    term = terminal(tmp_path)
     term.type("j 11\n")
     # Up past this session's j 11 and the first session's q: its p day
     back = term.type("\x1b[A\x1b[A\x1b[A\n")
@@ -286,26 +309,26 @@ def test_line_editing_history_completion_and_ctrl_c(proj: Project, tmp_path: Pat
     assert term.close() == 0
 
 
-def test_history_file_that_cannot_be_written_is_silent(proj: Project, tmp_path: Path) -> None:
+def test_history_file_that_cannot_be_written_is_silent(terminal, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     home = tmp_path / "ro"
     home.mkdir()
     (home / ".escope_history").mkdir()  # a directory where the file should be: both read and write fail
-    term = Terminal(proj, home)
+    term = terminal(home)
     term.type("j 18\n")
     out = term.type("p note\n")
     assert term.close() == 0
     assert "Error" not in term.text and "Traceback" not in term.text and "nnn" in out
 
 
-def test_output_uses_the_terminal_width(proj: Project, tmp_path: Path) -> None:
-    term = Terminal(proj, tmp_path, columns=200)
+def test_output_uses_the_terminal_width(terminal, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    term = terminal(tmp_path, columns=200)
     term.type("j 20\n")
     out = term.type("p note\n")
     assert "'" + "n" * 150 + "'" in out
     every = term.type("p\n")  # the locals table too
     assert term.close() == 0
     assert any(len(line) > 80 and line.endswith("'") for line in every.splitlines())
-    narrow = Terminal(proj, tmp_path, columns=80)
+    narrow = terminal(tmp_path, columns=80)
     narrow.type("j 20\n")
     cut = narrow.type("p note\n")
     assert narrow.close() == 0
