@@ -1,6 +1,6 @@
 """One more-itertools workload recorded in this process, without pytest:
 where the recorder's CPU goes, per thread, and what the garbage collector
-costs (docs/performance.md, "Fifth pass").
+costs (docs/performance.md, "Method").
 
 The suite benchmark (recording.py) says how much slower a run is; this
 says why, fast enough to try a change in a minute.  Each run times the

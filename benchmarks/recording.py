@@ -15,7 +15,7 @@ load average (kept per run in the JSON) is above the number of CPUs.
     python benchmarks/recording.py --suites toolz --configs plain,balanced/all --rounds 1
 
 A configuration that crashes or times out is reported, never fatal.  Test
-outcomes that differ from plain pytest are recorder bugs (SPEC 3.8): they
+outcomes that differ from plain pytest are recorder bugs (docs/reliability.md): they
 are printed loudly with the test ids that differ.
 """
 

@@ -130,11 +130,11 @@ enum { FS_FRAME_ID, FS_ACT, FS_INFO, FS_CODE, FS_WATCH, FS_PREV, FS_DEPTH,
 
 /* -- the film in memory: EventLog ----------------------------------------------- */
 
-/* One event in 48 bytes, in an array: what used to be a 4- or 6-tuple of
-   Python objects per event (a tuple, an int for the time, a list slot).
-   The tuples cost both threads: the test thread allocated them, the
-   garbage collector walked them, the writer dereferenced each int object
-   again for each column and freed them all.  Here the four integers are
+/* One event in 48 bytes, in an array, not a 4- or 6-tuple of Python
+   objects per event (a tuple, an int for the time, a list slot): tuples
+   would cost both threads, the test thread allocating them, the garbage
+   collector walking them, the writer dereferencing each int object again
+   for each column and freeing them all.  Here the four integers are
    stored as integers, and only a value or payload is an object.  Two
    payloads of the compiled callbacks have a form of their own, with no
    object made for them: the immutable scalar a generator yields or a
@@ -144,9 +144,9 @@ enum { FS_FRAME_ID, FS_ACT, FS_INFO, FS_CODE, FS_WATCH, FS_PREV, FS_DEPTH,
    (FORM_CALL: its ("F", frame, code) and ("A", ...) items from a row of
    ``rows`` and the code id in ``value``, the argument items, if any, as
    ``payload``).  tolist() and the writer give them back as the tuples they
-   stand for.  Before FORM_CALL, the two tuples of every call, alive until
-   the test's film was written or dropped, were most of what set off the
-   garbage collector's young collections under ``minimal``.
+   stand for.  Calls have a form of their own because as two tuples, alive
+   until the test's film is written or dropped, they would be most of what
+   sets off the garbage collector's young collections under ``minimal``.
 
    A log is not tracked by the garbage collector.  A payload holds ints,
    strings, tuples of those and immutable scalars of the test (``values.
@@ -1009,9 +1009,9 @@ static PyObject *cached_vid(Hot *h, PyObject *v) {
 /* A row of Collector.objs, (fingerprint, vid, objnum, class, scalars kept
    alive), leaves the garbage collector's lists: it refers to no object that
    could refer back to it (ints, tuples of ints and scalars, a class), so it
-   is never part of a cycle, and the young collections a test's thousands
-   of rows survived promoted them into the old generation, which set off
-   extra full collections (9 against plain pytest's 4 on more-itertools). */
+   is never part of a cycle.  Tracked, a test's thousands of rows would
+   survive young collections into the old generation and set off extra
+   full collections (9 against plain pytest's 4 on more-itertools). */
 static void forget_row(PyObject *row) {
     if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != 5) { return; }
     for (int i = 0; i < 5; i += 4) {  /* the fingerprint and the scalars: ints and scalars only */
@@ -1033,8 +1033,8 @@ static PyObject *render_scalar_sequence(PyObject *module, PyObject *const *args,
 
 /* Collector.capture for what C answers alone: a cache hit (cached_vid), or
    an exact list or tuple of scalars, fingerprinted, rendered and numbered
-   as capture does it (a generator yielding fresh tuples went through
-   Python at every item).  1: *vid is set (new reference) and the
+   as capture does it (so a generator yielding fresh tuples does not go
+   through Python at every item).  1: *vid is set (new reference) and the
    snapshot, if one was taken, appended to ``out``; 0: Python decides, and
    nothing changed; -1: an error. */
 static int capture_here(Hot *h, PyObject *v, PyObject *out, PyObject **vid) {
@@ -2353,10 +2353,10 @@ static PyObject *event_columns(PyObject *module, PyObject *const *args, Py_ssize
    the same in Python; both write byte-identical chunks (the tests hold
    them together).
 
-   Before, these were Python lists of tuples and dicts of int objects:
-   about a dozen objects made and freed per generator step, on the writer
-   thread but under the GIL, so the test thread waited for every one of
-   them.  Here a generator step makes no object, and the JSON text of the
+   As Python lists of tuples and dicts of int objects (store._FilmTables)
+   they make and free about a dozen objects per generator step, on the
+   writer thread but under the GIL, so the test thread waits for every one
+   of them.  Here a generator step makes no object, and the JSON text of the
    columns is written with the GIL released. */
 
 /* -- int64 -> int64, open addressing (two key values are reserved) -- */
@@ -2795,7 +2795,7 @@ static Py_UCS4 tag_of(PyObject *tag) {
 /* The value id of a scalar the writer rendered before (by_value knows it,
    keyed as store._KEYED_BY_VALUE): 1 and *vid, 0 (not known), -1 error.
    An int's answer is remembered in C: the key tuple and the dict lookup
-   were most of the writer's cost per generator step. */
+   would be most of the writer's cost per generator step. */
 static int known_scalar_vid(FilmTables *ft, PyObject *scalar, PyObject *by_value, int64_t *vid) {
     PyTypeObject *cls = Py_TYPE(scalar);
     if (cls != &PyLong_Type && cls != &PyUnicode_Type && cls != &PyBool_Type &&

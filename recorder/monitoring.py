@@ -69,10 +69,6 @@ def release() -> None:
         mon.set_events(_tool, 0)
 
 
-def available() -> bool:
-    return hasattr(sys, "monitoring")
-
-
 class MonitoringBackend:
     """Registers callbacks under a free tool id for the length of a recording."""
 

@@ -1,6 +1,6 @@
 """The escope directory: runs, the run index, safe file names.
 
-Layout (SPEC 3.6)::
+Layout (docs/user-guide.md, "Files")::
 
     .escope/latest                 id of the newest run
     .escope/runs/<run-id>/index.sqlite
@@ -18,7 +18,6 @@ import hashlib
 import os
 import re
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +101,8 @@ class RunIndex:
             pass
         # Two commits per test: in WAL mode NORMAL syncs at checkpoints only,
         # and a commit still survives the process dying (it is in the WAL);
-        # FULL synced every commit, a quarter of escope's own time between
-        # the tests of a suite of small tests.
+        # FULL would sync every commit, a quarter of escope's own time
+        # between the tests of a suite of small tests.
         self.db.execute("PRAGMA synchronous=NORMAL")
         with self.db:
             self.db.execute(schema.INDEX_SCHEMA)
@@ -162,7 +161,3 @@ class RunDir:
 
     def recording_path(self, test_id: str) -> Path:
         return self.tests_dir / f"{safe_name(test_id)}.sqlite"
-
-
-def now_ns() -> int:
-    return time.time_ns()

@@ -15,21 +15,23 @@ from builtins import (
 
 import dis
 import fnmatch
+import hashlib
 import os
 import site
 import sys
 import sysconfig
+import threading
 from pathlib import Path
 from types import CodeType
 
 from .config import RecorderConfig
+from .line_effects import line_effects
 from .nodes import FileIndex, NodeIndexCache
 
 _EXCLUDED_PARTS = {"site-packages", "dist-packages", ".tox", ".nox", ".venv", "venv",
                    "build", "dist", ".git", "__pypackages__", ".eggs", ".escope"}
 
 _GEN_FLAGS = 0x20 | 0x100 | 0x200 | 0x80  # GENERATOR, COROUTINE, ITERABLE_COROUTINE, ASYNC_GENERATOR
-_CORO_FLAGS = 0x100 | 0x200 | 0x80 | 0x20  # anything an event loop resumes
 
 
 def _system_dirs() -> list[str]:
@@ -66,17 +68,40 @@ def _own_package_dirs() -> list[str]:
 
 
 class SourceFile:
-    """One in-scope file: its text, its node index and its per-line watch map."""
+    """One in-scope file: its text, its per-line watch map, and (built only
+    when asked) its node index.
 
-    __slots__ = ("abspath", "relpath", "source", "index", "watch", "stat")
+    Filming needs the watch map before the file's first line step; Python's
+    own parser gives it in milliseconds.  The node index (libcst, about a
+    third of a millisecond per line when not cached) names the statements of
+    a recording that is kept, so the writer asks for it when the recording
+    is finished, never while the test runs.
+    """
 
-    def __init__(self, abspath: str, relpath: str, source: str, index: FileIndex, stat: tuple[float, int]) -> None:
+    __slots__ = ("abspath", "relpath", "source", "sha256", "watch", "stat", "_cache", "_index", "_lock")
+
+    def __init__(self, abspath: str, relpath: str, source: str, cache: NodeIndexCache, stat: tuple[float, int]) -> None:
         self.abspath = abspath
         self.relpath = relpath
         self.source = source
-        self.index = index
-        self.watch = index.watch
+        self.sha256 = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+        self.watch = line_effects(source)
         self.stat = stat
+        self._cache = cache
+        self._index: FileIndex | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def index(self) -> FileIndex:
+        """The node index, from the cache or libcst; built once, by whichever
+        writer thread asks first."""
+        index = self._index
+        if index is None:
+            with self._lock:
+                index = self._index
+                if index is None:
+                    index = self._index = self._cache.get(self.source, self.relpath)
+        return index
 
 
 class CodeInfo:
@@ -191,7 +216,11 @@ class Scope:
         return False
 
     def wants_path(self, filename: str) -> bool:
-        """The scope rule of SPEC 3.2, on one file name."""
+        """Whether code from this file is filmed.  escope's own code and
+        directory never are; then --escope-exclude, then --escope-include
+        patterns decide; otherwise only files under the rootdir and outside
+        the interpreter's and virtualenvs' directories and build, VCS and
+        tool directories (docs/user-guide.md, "What is filmed (scope)")."""
         if not filename or filename.startswith("<"):
             return False
         abspath = os.path.realpath(filename)
@@ -231,8 +260,7 @@ class Scope:
                 inside = abspath.startswith(os.path.join(self.rootdir, ""))
                 rel = os.path.relpath(abspath, self.rootdir) if inside else abspath
                 rel = rel.replace(os.sep, "/")
-                index = self.cache.get(source, rel)
-                result = SourceFile(abspath, rel, source, index, (st.st_mtime, st.st_size))
+                result = SourceFile(abspath, rel, source, self.cache, (st.st_mtime, st.st_size))
         self._files[filename] = result
         return result
 

@@ -196,6 +196,8 @@ class RecordingWriter:
         self.code_file: dict[int, int] = {}
         self.seen_lines: set[tuple[int, int]] = set()
         self.lines_done: set[tuple[int, int]] = set()
+        #: (file, line) pairs filmed but not yet in ``lines``: see _write_chunk
+        self.pending_lines: list[tuple[int, int]] = []
         self.node_pks: dict[tuple[int, int], int] = {}
         self.db: apsw.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="escope-writer", daemon=True)
@@ -263,7 +265,9 @@ class RecordingWriter:
                 if self.db is None:
                     self.db = self._open()
                 if isinstance(item, tuple) and item[0] == "meta":
+                    pending, self.pending_lines = self.pending_lines, []
                     with self.db:
+                        self._write_lines(self.db, pending)
                         self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(item[1].items()))
                         for key, value in item[1].items():
                             if key.startswith("outcome_"):
@@ -333,8 +337,11 @@ class RecordingWriter:
                     continue
                 self.files_done[file_id] = sf
                 db.execute("INSERT INTO files VALUES (?, ?, ?, ?)",
-                           (file_id, sf.relpath, sf.index.sha256, schema.encode_source(sf.source)))
-            self._write_lines(db, new_lines)
+                           (file_id, sf.relpath, sf.sha256, schema.encode_source(sf.source)))
+            # which statement each line belongs to is written when the
+            # recording is finished: a recording that is discarded (a passing
+            # test under keep=failed) never pays for the node index
+            self.pending_lines.extend(new_lines)
             if chunk.get("codes"):
                 db.executemany("INSERT OR REPLACE INTO codes VALUES (?, ?, ?, ?, ?, ?)", chunk["codes"])
             if chunk.get("threads"):

@@ -596,8 +596,9 @@ def kept_alive(value: Any, renderer: "Renderer") -> tuple:
     the object is freed, a new one can take it.  A generator yielding
     ``(1000 + i,)`` frees each tuple and each int before the next, and the
     next tuple, at the same address and holding an int at the same address,
-    matched the old fingerprint: the film showed ``(1000,)`` five times.  An
-    entry holding the scalars it names keeps their addresses theirs.
+    would match the old fingerprint: the film would show ``(1000,)`` again
+    and again.  An entry holding the scalars it names keeps their addresses
+    theirs.
     Scalars only: keeping any other object alive could delay its finalizer
     and change what the test does.
     """

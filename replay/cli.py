@@ -469,7 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             MemoryError, apsw.Error) as exc:
         # A well-formed recording never gets here; a crafted or damaged one
         # (text in an integer column, a blob for a line number) can reach
-        # any query.  One line, never a traceback; ESCOPE_DEBUG=1
+        # any query.  One line and exit status 2, never a traceback, as for
+        # every error the replayer reports; ESCOPE_DEBUG=1
         # re-raises for whoever is debugging the replayer itself.
         if os.environ.get("ESCOPE_DEBUG"):
             raise

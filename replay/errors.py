@@ -1,7 +1,7 @@
 """Errors the replayer reports to people: each names the problem and the fix.
 
 The CLI turns every ``EscopeError`` into one line on stderr and exit status
-2, so a message must stand on its own: what is wrong, with which
+2, never a traceback, so a message must stand on its own: what is wrong, with which
 file, and the command or action that gets the user going again.  SQLite's
 own errors never reach the user raw; ``opening`` and ``recording`` wrap them
 with the file name.

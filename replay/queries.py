@@ -235,14 +235,6 @@ def _event(rec: "Recording", step: int, k: int, a: Any, line: int, t: int, args:
     return ev
 
 
-def make_event(rec: "Recording", step: int, k: int, a: Any, line: int, t: int, vid: int | None) -> Event:
-    """One event from its row (``events`` builds them in bulk)."""
-    ev = _event(rec, step, k, a, line, t)
-    if vid is not None:
-        ev.value = rec.value(vid, step)
-    return ev
-
-
 # -- flow and stats ----------------------------------------------------------------------
 
 def flow(rec: "Recording") -> dict[str, Any]:

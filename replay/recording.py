@@ -79,7 +79,8 @@ class Recording:
     @classmethod
     def open(cls, path_or_test: str | os.PathLike[str] | None = None, run: str | None = None,
              escope_dir: str | os.PathLike[str] | None = None) -> "Recording":
-        """Open a recording file, or the recording of a test (SPEC 4's TEST rule).
+        """Open a recording file, or the recording of a test (the TEST rule of
+        docs/replay.md, "Choosing what to open").
 
         ``path_or_test`` is a path to a ``.sqlite`` recording, a full test
         node id, a unique part of one, or None for the first failed test of

@@ -291,7 +291,7 @@ def _exact_test(text: str, run_spec: str | None, escope_dir: Path | None) -> boo
 
 def resolve_test(spec: str | os.PathLike[str] | None, run_spec: str | None = None,
                  escope_dir: Path | None = None) -> tuple[Path, TestEntry | None]:
-    """The recording file for TEST, plus its index row when known."""
+    """The recording file for TEST (the rule above), plus its index row when known."""
     listing = "escope list" + (f" --run {shlex.quote(str(run_spec))}" if run_spec else "")
     if spec is not None:
         path = Path(spec).expanduser()

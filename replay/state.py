@@ -1,6 +1,7 @@
 """Reconstructing the program state at one step.
 
-The state at step N (SPEC 4) is rebuilt from indexed lookups only:
+The state at step N (docs/replay.md, "What a state is") is rebuilt from
+indexed lookups only:
 
 * the stack is the step's activation and its parent chain (a parent stays
   fixed while its child lives); an outer frame's current line is the line

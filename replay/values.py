@@ -87,7 +87,7 @@ class Value:
         return self._parsed
 
     def to_json(self) -> dict[str, Any]:
-        """The value form of SPEC 4: ``{"type", "repr", ...detail, flags}``."""
+        """The value form (docs/json.md): ``{"type", "repr", ...detail, flags}``."""
         form: dict[str, Any] = {"type": self.type, "repr": self.repr}
         form.update(self.detail())
         if self.truncated:

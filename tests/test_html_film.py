@@ -158,6 +158,16 @@ def test_page_is_self_contained(film: dict[str, Any]) -> None:
     assert json.loads(data)["test"].endswith("test_overdraft")
 
 
+def test_redacted_value_never_reaches_the_page(film: dict[str, Any]) -> None:
+    text = film["html"].read_text(encoding="utf-8")
+    data = json.loads(text.split('id="film-data">', 1)[1].split("</script>", 1)[0])
+    b, v = data["bindings"], data["vals"]
+    token = data["names"].index("token")
+    shown = [b["value"][i] for i in range(len(b["name"])) if b["name"][i] == token]
+    assert shown and all(v["repr"][i] == "<redacted>" and v["flags"][i] & 2 for i in shown)
+    assert not any("hunter2" in r for r in v["repr"])  # the secret is only in the embedded source
+
+
 @needs_chromium
 def test_keyboard_steps_show_the_replayed_state(film: dict[str, Any], browser: Browser, tmp_path: Path) -> None:
     b = browser
@@ -232,7 +242,9 @@ def test_recorded_text_never_becomes_markup(film: dict[str, Any], browser: Brows
     assert b.eval("typeof window.pwned") == "undefined"
     texts = b.eval("[...document.querySelectorAll('#locals td.repr')].map((td) => td.textContent)")
     assert any("<img src=x" in t for t in texts)
-    assert any(t.startswith("<redacted>") or "redacted" in t for t in texts)  # token never reached the file
+    token = b.eval("document.querySelector('#locals tr[data-name=token] td.repr').textContent")
+    assert token == "<redacted>  (redacted)"  # the page shows the redacted value, never the secret
+    assert not any("hunter2" in t for t in texts)
 
 
 @needs_chromium

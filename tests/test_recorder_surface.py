@@ -23,7 +23,7 @@ def _no_lines(rec: Rec) -> bool:
 
 
 SCOPE_FILES = {
-    "build/helper_build.py": "def twice(x):\n    y = x * 2\n    return y\n",
+    "build/helper_build.py": "def twice(x, pin_code):\n    y = x * 2\n    return y\n",
     "helpers.py": "def check(pin_code):\n    ok = len(pin_code) == 4\n    return ok\n",
 }
 
@@ -42,7 +42,7 @@ def _scope_project(pytester: pytest.Pytester) -> None:
 
         def test_scope():
             pin_code = "1234"
-            assert check(pin_code) and twice(2) == 5
+            assert check(pin_code) and twice(2, pin_code) == 5
     ''')
 
 
@@ -70,9 +70,10 @@ def test_ini_keys(pytester: pytest.Pytester) -> None:
     assert {"call", "return", "exception", "unwind"} <= kinds
     paths = {r[0] for r in rec.q("SELECT path FROM files")}
     assert paths == {"test_scope.py", "build/helper_build.py"}  # helpers.py excluded, build/ included
-    # minimal still records call arguments, redacted by the extra pattern
+    # minimal still records call arguments; escope_redact's "pin" (not a
+    # default pattern) redacts pin_code and leaves x alone
     args = {(fn, name): r for fn, name, _, r in rec.bindings()}
-    assert args[("twice", "x")] == "2"
+    assert args == {("twice", "x"): "2", ("twice", "pin_code"): "<redacted>"}
 
 
 def test_scope_defaults_skip_build_dirs_and_cli_options_win(pytester: pytest.Pytester) -> None:

@@ -176,11 +176,17 @@ def test_writer_killed_mid_chunk_is_listed_crashed(tmp_path: Path) -> None:
     assert rec.read_bytes() == before and Path(str(rec) + "-journal").exists()
 
 
+#: spin() hangs for good but films about a thousand steps a second: a busy
+#: loop would film millions, which every replay command would then unpack.
 HANGING_SIMPLE = '''
+import time
+
+
 def spin():
     k = 0
     while True:
         k += 1
+        time.sleep(0.001)
 
 
 def test_ok():
@@ -192,13 +198,14 @@ def test_hangs():
 '''
 
 #: The hanging test first films > 100,000 events and waits until that chunk
-#: is on disk (a spinning traced thread can starve the writer thread of the
-#: GIL past any timeout), then hangs for good.
+#: is on disk (a busy traced thread can starve the writer thread of the GIL
+#: past any timeout), then hangs for good, filming little (as above).
 HANGING = DYING.split("def test_before")[0] + '''
 def spin():
     k = 0
     while True:
         k += 1
+        time.sleep(0.001)
 
 
 def test_ok():

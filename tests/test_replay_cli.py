@@ -217,7 +217,7 @@ def test_interactive_session_through_stdin(proj: Project) -> None:
     after_rn = int(step.search(by_cmd["rn"]).group(1))
     after_rs = int(step.search(by_cmd["rs"]).group(1))
     assert after_n > at_start and after_rn == at_start and after_rs == at_start - 1
-    assert "*** oldest frame" in by_cmd["u"]
+    assert by_cmd["u"] == "u\n*** oldest frame\n"  # the test's frame is the outermost one filmed
     assert "breakpoint 1: function Invoice.late_fee" in by_cmd["b Invoice.late_fee"]
     assert "stopped: breakpoint" in by_cmd["rc"] and "Invoice.late_fee" in by_cmd["rc"]
     assert "Invoice" in by_cmd["pp self"] and ".fees = " in by_cmd["pp self"]
