@@ -29,7 +29,7 @@ from .history import PAGE as HISTORY_PAGE
 from .history import history
 from .recording import Recording
 from .render import (Style, event_lines, history_lines, locals_lines, lookup, pretty, source_window,
-                     stop_display, value_text, where)
+                     stop_display, term_width, value_text, where)
 from .state import State
 from .values import parse_path
 
@@ -131,6 +131,7 @@ class Session(cmd.Cmd):
     def precmd(self, line: str) -> str:
         if not self.use_rawinput:
             self.say("" if line == "EOF" else line)
+        self.st.width = term_width(self.out)  # the terminal may have been resized since
         return line.strip()
 
     def onecmd(self, line: str) -> bool:

@@ -351,6 +351,8 @@ def test_output_uses_the_terminal_width(terminal, tmp_path: Path) -> None:  # ty
     narrow = terminal(tmp_path, columns=80)
     narrow.type("j 20\n")
     cut = narrow.type("p note\n")
-    assert narrow.close() == 0
     assert "'" + "n" * 150 not in cut and "…" in cut
     assert all(len(line) <= 80 for line in cut.splitlines())
+    fcntl.ioctl(narrow.master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))  # the user widens it
+    assert "'" + "n" * 150 + "'" in narrow.type("p note\n")
+    assert narrow.close() == 0
