@@ -17,9 +17,10 @@ TEST: which recording a command opens
   (nothing)          the first failed test of the latest run that has tests
   a full node id     test_invoice.py::test_late_fee
   a unique part      late_fee  (several matches: they are listed, pick one)
-  a recording path   a path ending in .sqlite, or any file that exists
-                     (a file that is not a recording is refused, never
-                     taken for a test name)
+  a recording path   a path ending in .sqlite, or any path that exists
+                     (one that is not a recording is refused, never taken
+                     for a part of a test id; only an exact test id wins,
+                     as for the scripts escope run records)
 
   --run RUN          look in another run: a run id (or a unique prefix of
                      one), a run directory, or an archive from escope pack
