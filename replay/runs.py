@@ -155,7 +155,8 @@ def resolve_run(spec: str | os.PathLike[str] | None = None, escope_dir: Path | N
     text = str(spec)
     matches = [i for i in ids if i == text] or [i for i in ids if i.startswith(text)]
     if not matches:
-        raise RunError(f"no run {text!r} in {base}", fix="see the runs with: escope list --all")
+        where = f" --escope-dir {shlex.quote(str(escope_dir))}" if escope_dir else ""
+        raise RunError(f"no run {text!r} in {base}", fix=f"see the runs with: escope list --all{where}")
     if len(matches) > 1:
         raise RunError(f"run {text!r} is ambiguous ({', '.join(matches[:5])})", fix="give more of the run id")
     return read_run(base / "runs" / matches[0])
@@ -292,7 +293,8 @@ def _exact_test(text: str, run_spec: str | None, escope_dir: Path | None) -> boo
 def resolve_test(spec: str | os.PathLike[str] | None, run_spec: str | None = None,
                  escope_dir: Path | None = None) -> tuple[Path, TestEntry | None]:
     """The recording file for TEST (the rule above), plus its index row when known."""
-    listing = "escope list" + (f" --run {shlex.quote(str(run_spec))}" if run_spec else "")
+    listing = "escope list" + (f" --run {shlex.quote(str(run_spec))}" if run_spec else "") + (
+        f" --escope-dir {shlex.quote(str(escope_dir))}" if escope_dir else "")
     if spec is not None:
         path = Path(spec).expanduser()
         if path.is_file() and (path.suffix == ".sqlite" or _looks_like_sqlite(path)):

@@ -155,6 +155,20 @@ def test_a_recording_path_stays_a_path_in_hints(proj: Project) -> None:
         paste(command, proj.path)
 
 
+def test_error_fixes_keep_run_and_escope_dir(proj: Project, tmp_path: Path) -> None:
+    d = str(proj.escope_dir)
+    run = proj.run_dirs()[0].name
+    for cmd, fix in ((["stats", "nosuch", "--escope-dir", d], f"see the tests with: escope list --escope-dir {d}"),
+                     (["stats", "nosuch", "--run", run, "--escope-dir", d],
+                      f"see the tests with: escope list --run {run} --escope-dir {d}"),
+                     (["stats", "--run", "nope", "--escope-dir", d],
+                      f"see the runs with: escope list --all --escope-dir {d}")):
+        res = escope(*cmd, cwd=tmp_path)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert res.stderr.rstrip().endswith(fix), res.stderr
+        paste(fix.split(": ", 1)[1], tmp_path)
+
+
 def test_flow_hint_names_a_real_function(proj: Project) -> None:
     command = hint_of(escope("flow", "test_walk", cwd=proj.path).stdout)
     assert "FUNCTION" not in command
