@@ -3163,6 +3163,11 @@ static PyObject *scalar_fingerprint(PyObject *module, PyObject *value) {
     PyObject **items;
     Py_ssize_t n;
     if (!sequence_items(value, &items, &n)) { Py_RETURN_NONE; }
+    /* a subclass with instance fields: they are part of what is shown, and
+       values.fingerprint covers them */
+    if (!PyList_CheckExact(value) && !PyTuple_CheckExact(value) && Py_TYPE(value)->tp_dictoffset != 0) {
+        Py_RETURN_NONE;
+    }
     Py_ssize_t k = n < SHALLOW_LIMIT ? n : SHALLOW_LIMIT;
     for (Py_ssize_t i = 0; i < k; i++) {
         if (!is_scalar_type(items[i])) { Py_RETURN_NONE; }

@@ -54,7 +54,7 @@ _BORING_LOCAL_PREFIXES = ("@", ".")
 #: tuples is itself untracked, so a segment is never visited again.
 SEGMENT_EVENTS = 2048
 #: the most events a chunk grows to (memory: a few hundred bytes each)
-SPILL_CAP = 400_000
+SPILL_CAP = 100_000
 
 
 class FrameState:

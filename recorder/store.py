@@ -37,6 +37,10 @@ _STOP = object()
 #: Scalars whose equal values always render alike, so a value seen before
 #: needs no rendering (not float: 0.0 == -0.0; not complex, for the same).
 _KEYED_BY_VALUE = frozenset({int, str, bool, bytes, type(None)})
+#: how many distinct scalars the writer remembers to write each once: the
+#: common ones come first; a test making millions of distinct values must
+#: not grow this past a few megabytes (docs/performance.md, "Memory")
+SCALAR_MEMO = 50_000
 
 
 class _ChunkRows:
@@ -185,7 +189,7 @@ class RecordingWriter:
         self.renderer = renderer
         self.max_events = max_events
         self.meta = dict(meta)
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
         self.events_written = 0
         self.names: dict[str, int] = {}
@@ -393,7 +397,7 @@ class RecordingWriter:
                         remap = {}
                     remap[item[1]] = known
                 else:
-                    if detail is None and len(self.scalar_vids) < 200_000:
+                    if detail is None and len(self.scalar_vids) < SCALAR_MEMO:
                         self.scalar_vids[key] = item[1]
                     rows.val_rows.append((item[1], None, step, tname, text, detail, flags))
             elif tag == "v":
@@ -424,10 +428,10 @@ class RecordingWriter:
         if vid is None:
             vid = self.next_vid
             self.next_vid += 2
-            if len(scalars) < 200_000:
+            if len(scalars) < SCALAR_MEMO:
                 scalars[key] = vid
             rows.val_rows.append((vid, None, step, tname, text, detail, flags))
-        if vkey is not None and len(by_value) < 200_000:
+        if vkey is not None and len(by_value) < SCALAR_MEMO:
             by_value[vkey] = vid
         return vid
 

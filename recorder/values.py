@@ -16,7 +16,7 @@ from __future__ import annotations
 # Bound at import: a test that monkeypatches builtins must not reach the recorder.
 from builtins import (
     any, bool, bytes, complex, dict, enumerate, float, frozenset, id, int, isinstance, issubclass,
-    len, list, map, range, repr, set, slice, str, tuple, type,
+    len, list, map, range, repr, set, slice, str, tuple, type, zip,
 )  # noqa: A004
 
 import datetime
@@ -25,10 +25,13 @@ import enum
 import functools
 import itertools
 import json
+import os
 import pathlib
 import re
+import threading
 import types
 import uuid
+import zoneinfo
 from typing import Any, Iterable
 
 from .schema import FLAG_REDACTED, FLAG_TRUNCATED, FLAG_UNRENDERABLE
@@ -38,6 +41,8 @@ DEFAULT_REDACT = (
     "authorization", "cookie", "session", "private_key",
 )
 REDACTED = "<redacted>"
+#: What ``os.environ`` / ``os.environb`` (any ``os._Environ``) is recorded as.
+ENVIRON_MARK = "<os._Environ: not recorded>"
 
 #: Types whose values never change: a reference to one can be kept in the
 #: event buffer and rendered later, off the hot path.
@@ -53,12 +58,6 @@ _type_qualname = type.__dict__["__qualname__"].__get__
 _type_module = type.__dict__["__module__"].__get__
 _type_dict = type.__dict__["__dict__"].__get__
 _exc_args = BaseException.__dict__["args"].__get__
-
-_SAFE_REPR_TYPES = (
-    datetime.date, datetime.time, datetime.timedelta, datetime.timezone,
-    decimal.Decimal, uuid.UUID, pathlib.PurePath, range, re.Pattern,
-)
-
 
 def compile_redaction(patterns: Iterable[str]) -> re.Pattern[str] | None:
     """One case-insensitive regex matching any name that holds a secret."""
@@ -103,11 +102,13 @@ def detail_json(form: dict | None) -> str | None:
 class _TypeInfo:
     """What is safe to read from instances of one type, decided once."""
 
-    __slots__ = ("name", "dict_getter", "slot_getters", "safe_repr", "opaque")
+    __slots__ = ("name", "dict_getter", "slot_getters", "safe_repr", "aware", "zone", "path", "enum", "opaque",
+                 "secret")
 
     def __init__(self, cls: type) -> None:
         try:
-            self.name = _type_qualname(cls)
+            # exact str: a str subclass's __format__ would run in every f-string
+            self.name = str.__str__(_type_qualname(cls))
         except Exception:
             self.name = "?"
         self.dict_getter = None
@@ -119,8 +120,13 @@ class _TypeInfo:
             module = _type_module(cls)
         except Exception:
             module = ""
-        self.opaque = isinstance(module, str) and module.startswith(_OPAQUE_MODULES)
+        self.opaque = isinstance(module, str) and str.startswith(module, _OPAQUE_MODULES)
         mro = type.__dict__["__mro__"].__get__(cls)
+        # os.environ and os.environb hold the process's secrets under names
+        # (AWS_SECRET_ACCESS_KEY...) and as bytes in ``_data``: never read.
+        # By identity: issubclass would ask ABCMeta, which reads the class's
+        # __mro__ through its metaclass (user code).
+        self.secret = any(klass is os._Environ for klass in mro)
         seen_dict = False
         for klass in mro:
             ns = _type_dict(klass)
@@ -133,32 +139,115 @@ class _TypeInfo:
                     self.dict_getter = attr.__get__
             slots = ns.get("__slots__")
             if slots is not None:
-                if isinstance(slots, str):
-                    slots = (slots,)
                 try:
-                    slot_names = [s for s in slots if type(s) is str]
+                    slot_names = _slot_names(slots, ns, klass)
                 except Exception:
                     slot_names = []
                 for slot in slot_names:
                     desc = ns.get(slot)
                     if type(desc) is types.MemberDescriptorType:
                         self.slot_getters.append((slot, desc.__get__))
-        # repr() is trusted only when the class that defines __repr__ is
-        # one of the stdlib's own value types (or Enum) and not user code.
-        if issubclass(cls, _SAFE_REPR_TYPES) or issubclass(cls, enum.Enum):
-            for klass in mro:
-                ns = _type_dict(klass)
-                if "__repr__" in ns:
-                    self.safe_repr = _type_module(klass) in _SAFE_REPR_MODULES
-                    break
+        # repr() is trusted for the exact stdlib value types only: a subclass
+        # may override what their repr calls (UUID.__repr__ calls str(self),
+        # PurePath.__repr__ calls as_posix and so str(self)).  Compared by
+        # id: hashing a class could run its metaclass's __hash__.
+        self.safe_repr = id(cls) in _TRUSTED_REPR_IDS
+        # datetime and time: their repr calls repr(tzinfo), user code unless
+        # the tzinfo is one of the stdlib's own (Renderer._aware_text).
+        self.aware = id(cls) in _AWARE_IDS
+        self.path = id(cls) in _PATH_IDS
+        self.zone = id(cls) in _ZONE_IDS
+        # Enum.__repr__ calls the repr of the member's value, and the enum is
+        # a user class anyway: a member is shown from its instance fields.
+        self.enum = any(klass is enum.Enum for klass in mro)
 
+
+def _slot_names(slots: Any, ns: Any, klass: type) -> list[str]:
+    """The names of a class's ``__slots__``, read without running user code.
+    The class statement accepts any iterable and keeps it as it was given;
+    iterating a user one would call its ``__iter__``.  Exact str, tuple,
+    list and dict are read through their own type; anything else gives the
+    names of the class's own slot descriptors (``__objclass__`` is the
+    class), which the interpreter created from the names it iterated."""
+    kind = type(slots)
+    if kind is str:
+        return [slots]
+    if kind is tuple or kind is list or kind is dict:
+        return [s for s in (dict.keys(slots) if kind is dict else slots) if type(s) is str]
+    names = []
+    for key, desc in dict.items(dict(ns)):
+        if type(key) is str and type(desc) is types.MemberDescriptorType and desc.__objclass__ is klass:
+            names.append(key)
+    return names
+
+
+_TRUSTED_REPR_IDS = frozenset(id(t) for t in (
+    datetime.date, datetime.timedelta, decimal.Decimal, uuid.UUID, range, re.Pattern,
+    pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath,
+    pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath,
+))
+#: A compiled pattern keeps its source as given, and its repr calls the
+#: source's repr: a str subclass's own, unless the source is a plain str or bytes.
+_pattern_source = _type_dict(re.Pattern)["pattern"].__get__
+_PLAIN_PATTERN_IDS = frozenset((id(str), id(bytes)))
+_PATH_IDS = frozenset(id(t) for t in (pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath,
+                                      pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath))
+_path_str = getattr(pathlib.PurePath, "_str", None)
+_path_raw = getattr(pathlib.PurePath, "_raw_paths", None)
+
+
+def _plain_path(value: Any) -> bool:
+    """A path whose repr runs no user code.  A path keeps the str subclass it
+    was made from (3.12+: ``_raw_paths``), and its first str() slices and
+    splits it through that subclass's methods; once made (``_str``), or
+    when every part is a plain str, that cannot happen."""
+    for getter in (_path_str, _path_raw):
+        if type(getter) is not types.MemberDescriptorType:
+            return getter is _path_raw  # 3.11 parses the parts into plain strs when the path is made
+        try:
+            got = getter.__get__(value)
+        except AttributeError:
+            continue
+        if type(got) is str:
+            return True
+        if type(got) is list:
+            return all(type(part) is str for part in got)
+    return False
+
+
+_AWARE_IDS = frozenset((id(datetime.datetime), id(datetime.time)))
+_ZONE_IDS = frozenset((id(datetime.timezone), id(zoneinfo.ZoneInfo)))
+_datetime_tzinfo = {id(t): _type_dict(t)["tzinfo"].__get__ for t in (datetime.datetime, datetime.time)}
+_zoneinfo_key = _type_dict(zoneinfo.ZoneInfo)["key"].__get__
+
+
+def _trusted_tzinfo(tz: Any) -> bool:
+    """A tzinfo whose repr runs no user code: none, an exact
+    ``datetime.timezone`` with an exact timedelta offset and str name, or
+    an exact ``zoneinfo.ZoneInfo`` with an exact str key (or none)."""
+    kind = type(tz)
+    if tz is None:
+        return True
+    if kind is datetime.timezone:
+        return (type(datetime.timezone.utcoffset(tz, None)) is datetime.timedelta
+                and type(datetime.timezone.tzname(tz, None)) is str)
+    if kind is zoneinfo.ZoneInfo:
+        key = _zoneinfo_key(tz, zoneinfo.ZoneInfo)
+        return key is None or type(key) is str
+    return False
+
+
+#: What is left of the text budget of the rendering under way on this
+#: thread (``max_size`` characters at the start): once the scalars rendered
+#: so far fill it, nested containers and objects are shown as ``<Type…>``.
+_spent = threading.local()
+#: children whose forms a Renderer remembers (all are forgotten when full)
+_MEMO_SIZE = 512
+#: values whose form is made of parts (items, entries, fields, args)
+_SHOWN_WITH_PARTS = (list, tuple, dict, set, frozenset, BaseException)
+_spent.left = 0
 
 _OPAQUE_MODULES = ("pytest_escope", "_pytest", "pluggy", "xdist", "execnet")
-
-_SAFE_REPR_MODULES = frozenset({
-    "datetime", "decimal", "_decimal", "uuid", "pathlib", "pathlib._local",
-    "builtins", "re", "enum", "_pydatetime", "_pydecimal",
-})
 
 
 def _instance_dict(info: "_TypeInfo", value: Any) -> dict | None:
@@ -199,6 +288,9 @@ class Renderer:
         self.compiled_sequence: Any = None
         self._types: dict[int, tuple[type, _TypeInfo]] = {}
         self._exceptions: dict[tuple, tuple[type, tuple[str, str, str | None, int]]] = {}
+        #: id(child) -> (class, fingerprint, budget before, budget after, form,
+        #: the scalars kept alive): see ``_remembered_child``
+        self._memo: dict[int, tuple] = {}
         self.faults = 0
         self.inject_fault = False  # ESCOPE_TEST_FAULT=render (session.py)
 
@@ -272,6 +364,9 @@ class Renderer:
     def render_form(self, value: Any) -> tuple[str, str, dict | None, int]:
         """Render ``value``, leaving the structured form as a dict: turning
         it into JSON is left to the writer thread, off the test's path."""
+        spent = _spent
+        outer = getattr(spent, "left", None)  # a hook's renderer may nest a rendering
+        spent.left = self.max_size
         try:
             if self.inject_fault:
                 raise RuntimeError("injected fault (ESCOPE_TEST_FAULT=render)")
@@ -281,6 +376,8 @@ class Renderer:
         except Exception:  # never let a hostile object break the recorder
             self.faults += 1
             return (self._type_name(type(value)), "<unrenderable>", None, FLAG_UNRENDERABLE)
+        finally:
+            spent.left = outer
         text = form["repr"]
         flags = 0
         if form.pop("_trunc", False):
@@ -334,13 +431,17 @@ class Renderer:
     def _form(self, value: Any, depth: int) -> dict[str, Any]:
         cls = type(value)
         if id(cls) in IMMUTABLE_IDS:
-            return {"type": self._type_name(cls), "repr": self._scalar_text(value, cls)}
+            text = self._scalar_text(value, cls)
+            _spent.left -= len(text)
+            return {"type": self._type_name(cls), "repr": text}
         if self.custom is not None:
             custom_text = self.custom(value)
             if custom_text is not None:
                 return {"type": self._type_name(cls), "repr": str(custom_text)}
         info = self._info(cls)
         name = info.name
+        if info.secret:
+            return {"type": name, "repr": ENVIRON_MARK, "_redacted": True}
         if info.opaque:
             return {"type": name, "repr": f"<{name}>"}
         if issubclass(cls, (list, tuple, set, frozenset, dict)):
@@ -364,18 +465,153 @@ class Renderer:
             return {"type": name, "repr": f"<{name} {value.__qualname__}>"}
         if issubclass(cls, BaseException):
             return self._exception(value, name, info, depth)
-        if info.safe_repr:
+        if info.safe_repr and (cls is not re.Pattern or id(type(_pattern_source(value))) in _PLAIN_PATTERN_IDS) \
+                and (not info.path or _plain_path(value)):
             text = repr(value)
             return {"type": name, "repr": text}
+        if info.aware:
+            return {"type": name, "repr": self._aware_text(value, cls, depth)}
+        if info.zone and _trusted_tzinfo(value):
+            return {"type": name, "repr": repr(value)}
+        if info.enum:
+            return self._enum(value, name, info, depth)
         return self._object(value, name, info, depth)
 
     def _child(self, value: Any, depth: int, key: Any = None) -> dict[str, Any]:
-        if key is not None and type(key) is str and self.redact is not None and self.redact.search(key):
+        if key is not None and self.redact is not None and (
+                self.redact.search(key) is not None if type(key) is str else self._secret_key(key)):
             return {"type": self._type_name(type(value)), "repr": REDACTED, "_redacted": True}
-        if depth >= self.max_depth and id(type(value)) not in IMMUTABLE_IDS:
-            cls = type(value)
-            return {"type": self._type_name(cls), "repr": f"<{self._type_name(cls)}…>", "_trunc": True}
+        spent = _spent
+        spent.left -= 2  # the separator before it in its parent's text
+        if id(type(value)) in IMMUTABLE_IDS:
+            return self._form(value, depth)
+        if depth >= self.max_depth or spent.left <= 0:
+            # past the depth limit, or past what the text can show: a value
+            # costs what its rendering shows, never a walk over a big graph
+            name = self._type_name(type(value))
+            stub = f"<{name}…>"
+            spent.left -= len(stub)
+            return {"type": name, "repr": stub, "_trunc": True}
+        if depth == 1 and self.custom is None:
+            return self._remembered_child(value, depth)
         return self._form(value, depth)
+
+    def _remembered_child(self, value: Any, depth: int) -> dict[str, Any]:
+        """A mutable child of the value being rendered, rendered again only
+        if what its form shows changed.  An object whose one field changed
+        (``self.hits += 1`` on a cache of a thousand entries) is rendered at
+        every change; its unchanged children cost a walk over the ids their
+        forms show, not a rendering.  A child's form is reused when the
+        child is the same object showing the same objects, rendered from the
+        same place in the text budget: the result equals a fresh rendering."""
+        spent = _spent
+        left = spent.left
+        cls = type(value)
+        alive: list = []
+        try:
+            shown = self._shown(value, self.max_depth - depth, alive)
+        except Exception:
+            return self._form(value, depth)
+        memo = self._memo
+        known = memo.get(id(value))
+        if known is not None and known[0] is cls and known[2] == left and known[1] == shown:
+            spent.left = known[3]
+            return dict(known[4])  # the parent pops its flags: a copy of the top level
+        form = self._form(value, depth)
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        # the scalars it shows are kept alive: their ids stay theirs
+        memo[id(value)] = (cls, shown, left, spent.left, dict(form), tuple(alive))
+        return form
+
+    def _shown(self, value: Any, levels: int, alive: list) -> Any:
+        """The ids of everything ``_form`` reads to render ``value`` with
+        ``levels`` levels below it: equal results, equal forms.  C-level
+        reads only, as ``_form`` does (no user code)."""
+        cls = type(value)
+        if id(cls) in IMMUTABLE_IDS:
+            alive.append(value)
+            return id(value)
+        if levels <= 0:
+            return id(cls)  # shown as <Type…>: its type alone
+        if cls is list or cls is tuple:
+            items = value[:self.max_items]
+            if _all_scalars(items):  # the common case, without a call per item
+                alive.extend(items)
+                return (id(cls), len(value), *map(id, items))
+        info = self._info(cls)
+        if info.opaque or info.safe_repr or info.secret or not issubclass(cls, _SHOWN_WITH_PARTS) and (
+                issubclass(cls, type) or cls is types.FunctionType or cls is types.BuiltinFunctionType
+                or cls is types.MethodType or cls is types.ModuleType or cls is types.GeneratorType
+                or cls is types.CoroutineType or cls is types.AsyncGeneratorType):
+            return (id(cls), id(value))
+        limit = self.max_items
+        below = levels - 1
+        out: list = [id(cls)]
+        if issubclass(cls, dict):
+            out.append(dict.__len__(value))
+            keys = list(_islice(dict.keys(value), limit))
+            vals = list(_islice(dict.values(value), limit))
+            if _all_scalars(keys) and _all_scalars(vals):
+                alive.extend(keys)
+                alive.extend(vals)
+                out.extend(map(id, keys))
+                out.extend(map(id, vals))
+            else:
+                for k, v in zip(keys, vals):
+                    out.append(self._shown(k, below, alive))
+                    out.append(self._shown(v, below, alive))
+        elif issubclass(cls, list):
+            out.append(list.__len__(value))
+            out.extend([self._shown(v, below, alive) for v in list.__getitem__(value, slice(0, limit))])
+        elif issubclass(cls, tuple):
+            out.append(tuple.__len__(value))
+            out.extend([self._shown(v, below, alive) for v in tuple.__getitem__(value, slice(0, limit))])
+        elif issubclass(cls, (set, frozenset)):
+            base = set if issubclass(cls, set) else frozenset
+            out.append(base.__len__(value))
+            out.extend([self._shown(v, below, alive) for v in _islice(base.__iter__(value), limit)])
+        elif issubclass(cls, BaseException):
+            args = _exc_args(value)
+            if type(args) is tuple:
+                out.extend([self._shown(a, below, alive) for a in tuple.__getitem__(args, slice(0, 5))])
+        ns = _instance_dict(info, value)
+        if ns is not None and id(cls) not in _PLAIN_CONTAINER_IDS:
+            out.append(dict.__len__(ns))
+            for k, v in _islice(dict.items(ns), limit):
+                if type(k) is str:
+                    alive.append(k)
+                    out.append(id(k))
+                    out.append(self._shown(v, below, alive))
+        for _slot, getter in info.slot_getters:
+            try:
+                v = getter(value)
+            except AttributeError:
+                out.append(None)
+                continue
+            if id(type(v)) in IMMUTABLE_IDS:
+                alive.append(v)
+                out.append(id(v))
+            elif below <= 0:
+                out.append(id(type(v)))
+            else:
+                out.append(self._shown(v, below, alive))
+        return tuple(out)
+
+    def _secret_key(self, key: Any) -> bool:
+        """A str or bytes key (``{b"password": ...}``, ``os.environ._data``)
+        that matches a redaction pattern.  Bytes are matched as latin-1,
+        which maps each byte to one character, so an ASCII pattern matches
+        whatever the encoding; read through the base type, never a user
+        method of a subclass."""
+        cls = type(key)
+        if cls is str or issubclass(cls, str):
+            text = str.__str__(key)
+        elif cls is bytes or issubclass(cls, bytes):
+            text = bytes.decode(key, "latin-1")
+        else:
+            return False
+        return self.redact.search(text) is not None
 
     def _container(self, value: Any, cls: type, name: str, info: _TypeInfo, depth: int) -> dict[str, Any]:
         limit = self.max_items
@@ -470,6 +706,31 @@ class Renderer:
             form["_redacted"] = True
         return form
 
+    def _aware_text(self, value: Any, cls: type, depth: int) -> str:
+        """A datetime's or time's repr, with a tzinfo that is not the
+        stdlib's own shown by the renderer instead of by its own repr."""
+        tz = _datetime_tzinfo[id(cls)](value)
+        if _trusted_tzinfo(tz):
+            return repr(value)
+        naive = repr(cls.replace(value, tzinfo=None))
+        return f"{naive[:-1]}, tzinfo={self._child(tz, depth + 1)['repr']})"
+
+    def _enum(self, value: Any, name: str, info: _TypeInfo, depth: int) -> dict[str, Any]:
+        """``<Color.RED: 1>`` from the member's ``_name_`` and ``_value_``,
+        the value rendered like any other."""
+        ns = _instance_dict(info, value)
+        if ns is None or "_value_" not in ns:
+            return {"type": name, "repr": f"<{name}>"}
+        member = ns.get("_name_")
+        inner = self._child(ns["_value_"], depth + 1)
+        head = f"{name}.{member}" if type(member) is str else name
+        form: dict[str, Any] = {"type": name, "repr": f"<{head}: {inner['repr']}>", "fields": {"value": inner}}
+        if inner.pop("_trunc", False):
+            form["_trunc"] = True
+        if inner.pop("_redacted", False):
+            form["_redacted"] = True
+        return form
+
     def _exception(self, value: BaseException, name: str, info: _TypeInfo, depth: int) -> dict[str, Any]:
         try:
             args = _exc_args(value)
@@ -541,6 +802,31 @@ def fingerprint(value: Any, renderer: "Renderer") -> Any:
     of a rendering.  The tracer re-renders only when it changes.
     """
     cls = type(value)
+    if id(cls) not in _PLAIN_CONTAINER_IDS and issubclass(cls, _CONTAINERS):
+        # a container subclass shows its instance fields too (a list subclass
+        # that keeps its items in a field of its own shows nothing else)
+        fields = _fields_print(value, cls, renderer)
+        if fields is not None:
+            return (_container_print(value, cls, renderer), fields)
+    return _container_print(value, cls, renderer)
+
+
+#: by id: hashing a class could run a metaclass's ``__hash__``
+_PLAIN_CONTAINER_IDS = frozenset(map(id, (list, tuple, dict, set, frozenset)))
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _fields_print(value: Any, cls: type, renderer: "Renderer") -> Any:
+    info = renderer._info(cls)
+    ns = _instance_dict(info, value)
+    if ns is None:
+        return None
+    vals = list(_islice(dict.values(ns), _SHALLOW_LIMIT))
+    return (dict.__len__(ns), *map(id, _islice(dict.keys(ns), _SHALLOW_LIMIT)), *map(id, vals),
+            *[_nested_print(v, renderer) for v in vals])
+
+
+def _container_print(value: Any, cls: type, renderer: "Renderer") -> Any:
     if issubclass(cls, list):
         items = list.__getitem__(value, slice(0, _SHALLOW_LIMIT))
         if _all_scalars(items):  # the common case: nothing inside can change
@@ -603,6 +889,15 @@ def kept_alive(value: Any, renderer: "Renderer") -> tuple:
     and change what the test does.
     """
     cls = type(value)
+    if id(cls) not in _PLAIN_CONTAINER_IDS and issubclass(cls, _CONTAINERS):
+        ns = _instance_dict(renderer._info(cls), value)
+        if ns is not None:
+            fields = [*_islice(dict.keys(ns), _SHALLOW_LIMIT), *_islice(dict.values(ns), _SHALLOW_LIMIT)]
+            return _kept_items(value, cls, renderer) + tuple(v for v in fields if id(type(v)) in IMMUTABLE_IDS)
+    return _kept_items(value, cls, renderer)
+
+
+def _kept_items(value: Any, cls: type, renderer: "Renderer") -> tuple:
     if issubclass(cls, list):
         items: Iterable = list.__getitem__(value, slice(0, _SHALLOW_LIMIT))
     elif issubclass(cls, tuple):

@@ -29,6 +29,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import tarfile
 import tempfile
@@ -457,8 +458,8 @@ def cmd_pack(ctx: "Context") -> int:
     desc = pack_run(run.path, out, include_all=a.all, html=a.html)
     ctx.say(f"packed {desc}")
     if not tests and not a.all:
-        ctx.say(f"no failed test with a recording in run {run.run_id}; every test: escope pack --all")
-    ctx.hint("replay it anywhere", f"escope replay --run {out}")
+        ctx.say(f"no failed test with a recording in run {run.run_id}; every test: escope pack --all{ctx.carry()}")
+    ctx.hint("replay it anywhere", f"escope replay --run {shlex.quote(str(out))}")
     return 0
 
 

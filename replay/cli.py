@@ -23,12 +23,15 @@ from .errors import AmbiguousTestError, EscopeError, UsageError
 from .history import PAGE as HISTORY_PAGE
 from .recording import Recording
 from .render import (Style, event_lines, flow_lines, history_lines, run_lines, stats_lines, stop_display,
-                     use_colour)
+                     term_width, use_colour)
 from .runs import NOT_PASSED, find_escope_dir, list_run_ids, read_run, resolve_run
 from .state import JSON_SCHEMA_VERSION
 from .values import parse_path
 
 EXIT_ERROR = 2
+
+#: Events ``escope events`` prints as text when no --limit is given.
+EVENTS_PAGE = 50
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,16 +48,34 @@ class Context:
     def __init__(self, args: argparse.Namespace, out: IO[str]) -> None:
         self.args = args
         self.out = out
-        self.st = Style(use_colour(out) and not getattr(args, "no_color", False))
+        self.st = Style(use_colour(out) and not getattr(args, "no_color", False), term_width(out))
 
     def say(self, *lines: str) -> None:
         for line in lines:
             self.out.write(line + "\n")
 
     def hint(self, label: str, command: str) -> None:
-        """The next command to run: one line when it fits 80 columns, else two."""
+        """The next command to run: one line when it fits the width, else two
+        (the command itself is never cut: it must work when pasted)."""
         line = f"{label}: {command}"
-        self.say(line if len(line) <= 80 else f"{label}:\n  {command}")
+        self.say(line if len(line) <= self.st.width else f"{label}:\n  {command}")
+
+    def carry(self) -> str:
+        """``--run`` and ``--escope-dir`` as the user gave them, for a hint:
+        the next command must open the same run."""
+        out = ""
+        for flag, attr in (("--run", "run"), ("--escope-dir", "escope_dir")):
+            value = getattr(self.args, attr, None)
+            if value:
+                out += f" {flag} {shlex.quote(str(value))}"
+        return out
+
+    def test_ref(self, rec: Recording, typed: str | None = None) -> str:
+        """How a hint names the test: the recording path the user typed (a
+        test id could resolve to another run's recording), else its id."""
+        if typed is not None and rec.entry is None:
+            return shlex.quote(typed)
+        return shlex.quote(rec.test_id)
 
     def json(self, data: Any) -> None:
         self.out.write(json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
@@ -105,7 +126,7 @@ def _common(p: argparse.ArgumentParser, *, test: bool = True, json_opt: bool = T
     p.add_argument("--run", default=argparse.SUPPRESS, metavar="RUN", help="run id, run directory or archive")
     p.add_argument("--escope-dir", default=argparse.SUPPRESS, metavar="DIR", help="escope directory")
     if json_opt:
-        p.add_argument("--json", action="store_true", help="print JSON (docs/json.md)")
+        p.add_argument("--json", action="store_true", help="print JSON (see: escope help json)")
     p.add_argument("--no-color", action="store_true", default=argparse.SUPPRESS, help="never use colour")
 
 
@@ -130,11 +151,18 @@ def cmd_list(ctx: Context) -> int:
         return 0
     for r in reversed(runs):
         ctx.say(*run_lines(r, ctx.st, failed_only=a.failed))
-    failed = [t for r in runs for t in r.failed() if t.recording]
+    if not a.all and runs[0].newer_empty:
+        ctx.say(ctx.st(ctx.st.cut(f"newer runs without tests, passed over: {', '.join(runs[0].newer_empty)}"),
+                       "dim"))
+    # the newest run's first failure; a run that is not the latest is named
+    failed = [(r, t) for r in reversed(runs) for t in r.failed() if t.recording]
     if failed:
-        ctx.hint("replay a failure", f"escope replay {failed[0].test_id}")
+        run, test = failed[0]
+        pick = ctx.carry() if not a.all or getattr(a, "run", None) else \
+            (f" --run {run.run_id}" if run.run_id != runs[-1].run_id else "") + ctx.carry()
+        ctx.hint("replay a failure", f"escope replay {shlex.quote(test.test_id)}{pick}")
     elif not a.all:
-        ctx.say("no failed test recorded; older runs: escope list --all")
+        ctx.say(f"no failed test recorded; older runs: escope list --all{ctx.carry()}")
     return 0
 
 
@@ -165,7 +193,7 @@ def cmd_replay(ctx: Context) -> int:
             return 0
         if a.print_state:
             ctx.say(*stop_display(rec, rec.state_at(step), ctx.st, None, fstep))
-            ctx.hint("explore it", f"escope replay {rec.test_id} --step {step}")
+            ctx.hint("explore it", f"escope replay {ctx.test_ref(rec, a.test)} --step {step}{ctx.carry()}")
             return 0
         from .interactive import Session
         return Session(rec, step, ctx.out, ctx.st, fstep).run(sys.stdin)
@@ -174,11 +202,12 @@ def cmd_replay(ctx: Context) -> int:
 def cmd_events(ctx: Context) -> int:
     a = ctx.args
     with ctx.open(a.test) as rec:
-        limit = a.limit
+        if a.limit is not None and a.limit < 0:
+            raise UsageError("--limit must be 0 or more", fix="0 lists every event")
+        # 0 is every event; text shows a page of 50 unless told otherwise
+        limit = a.limit if a.limit is not None else (0 if a.json else EVENTS_PAGE)
         evs = rec.events(kind=a.kind, frame=a.frame, thread=a.thread, task=a.task, node=a.node,
-                         since=a.since, until=a.until, limit=None if limit == 0 and a.json else
-                         (limit if limit is not None else (None if a.json else 50)),
-                         function=a.function)
+                         since=a.since, until=a.until, limit=limit or None, function=a.function)
         if a.json:
             ctx.json_list(e.to_json() for e in evs)
             return 0
@@ -186,11 +215,15 @@ def cmd_events(ctx: Context) -> int:
             ctx.say("no events match; loosen the filters (see: escope events --help)")
             return 0
         ctx.say(*event_lines(evs, ctx.st))
-        shown_limit = limit if limit is not None else 50
-        if shown_limit and len(evs) >= shown_limit:
-            ctx.hint("more", f"escope events {rec.test_id} --since {evs[-1].step + 1}")
+        test = ctx.test_ref(rec, a.test)
+        if limit and len(evs) >= limit:
+            filters = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in (
+                ("--kind", a.kind), ("--frame", a.frame), ("--function", a.function), ("--thread", a.thread),
+                ("--task", a.task), ("--node", a.node), ("--until", a.until), ("--limit", a.limit))
+                if value is not None)
+            ctx.hint("more", f"escope events {test}{filters} --since {evs[-1].step + 1}{ctx.carry()}")
         else:
-            ctx.hint("see a step", f"escope replay {rec.test_id} --step {evs[-1].step}")
+            ctx.hint("see a step", f"escope replay {test} --step {evs[-1].step}{ctx.carry()}")
     return 0
 
 
@@ -211,8 +244,9 @@ def cmd_history(ctx: Context) -> int:
             entries, more = list(hist), False
         else:
             entries, more = hist.page(limit)
-        again = f"escope history {rec.test_id} {shlex.quote(name)}" + (
-            f" --frame {a.frame}" if a.frame is not None else "")
+        again = f"escope history {ctx.test_ref(rec, test)} {shlex.quote(name)}" + (
+            f" --frame {a.frame}" if a.frame is not None else "") + (
+            f" --limit {a.limit}" if a.limit else "") + ctx.carry()
         if a.json:
             ctx.json_list(e.to_json() for e in entries)
             if more:
@@ -231,7 +265,8 @@ def cmd_history(ctx: Context) -> int:
                                f"all: --limit 0"))
             ctx.hint("more", f"{again} --since {entries[-1].step + 1}")
         else:
-            ctx.hint(f"{len(entries)} values; see one", f"escope replay {rec.test_id} --step {entries[-1].step}")
+            ctx.hint(f"{len(entries)} value{'s' if len(entries) != 1 else ''}; see one",
+                     f"escope replay {ctx.test_ref(rec, test)} --step {entries[-1].step}{ctx.carry()}")
     return 0
 
 
@@ -242,7 +277,10 @@ def cmd_flow(ctx: Context) -> int:
             ctx.json(data)
             return 0
         ctx.say(*flow_lines(data, ctx.st))
-        ctx.hint("one function's events", f"escope events {rec.test_id} --frame FUNCTION")
+        if data["calls"]:
+            callee = shlex.quote(data["calls"][0]["callee"])
+            ctx.hint("one function's events",
+                     f"escope events {ctx.test_ref(rec, ctx.args.test)} --frame {callee}{ctx.carry()}")
     return 0
 
 
@@ -253,8 +291,27 @@ def cmd_stats(ctx: Context) -> int:
             ctx.json(data)
             return 0
         ctx.say(*stats_lines(data, ctx.st))
-        ctx.hint("replay it", f"escope replay {rec.test_id}")
+        ctx.hint("replay it", f"escope replay {ctx.test_ref(rec, ctx.args.test)}{ctx.carry()}")
     return 0
+
+
+def cmd_help(ctx: Context) -> int:
+    from .topics import SUMMARY, TOPICS
+    topic = ctx.args.topic
+    if topic is None:
+        ctx.say("escope help TOPIC:")
+        for name, what in SUMMARY.items():
+            ctx.say(f"  {name:<10} {what}")
+        ctx.say("escope help COMMAND (the same as escope COMMAND --help):")
+        ctx.say("  " + " ".join(n for n in COMMANDS if n != "help"))
+        return 0
+    if topic in TOPICS:
+        ctx.say(TOPICS[topic]())
+        return 0
+    if topic in COMMANDS:
+        build_parser().parse_args([topic, "--help"])  # prints it and exits 0
+    raise UsageError(f"no help topic {topic!r}",
+                     fix=f"topics: {', '.join(TOPICS)}; or a command: {', '.join(n for n in COMMANDS if n != 'help')}")
 
 
 def cmd_run(ctx: Context) -> int:
@@ -299,7 +356,7 @@ def _add_events(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--node", metavar="N", help="node id (or a unique part of one)")
     p.add_argument("--since", type=_int, metavar="S", help="first step")
     p.add_argument("--until", type=_int, metavar="S", help="last step")
-    p.add_argument("--limit", type=_int, metavar="N", help="at most N events (text default 50; 0 = all)")
+    p.add_argument("--limit", type=_int, metavar="N", help=f"at most N events (text default {EVENTS_PAGE}; 0 = all)")
     return p
 
 
@@ -325,6 +382,12 @@ def _add_stats(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def _add_help(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("help", help="a help topic (test, session, json) or a command's --help")
+    p.add_argument("topic", nargs="?", metavar="TOPIC")
+    return p
+
+
 def _add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="record a plain Python program")
     p.add_argument("--escope-dir", default=argparse.SUPPRESS, metavar="DIR", help="escope directory")
@@ -336,8 +399,19 @@ def _add_run(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 COMMANDS.update({
     "list": (_add_list, cmd_list), "replay": (_add_replay, cmd_replay), "events": (_add_events, cmd_events),
     "history": (_add_history, cmd_history), "flow": (_add_flow, cmd_flow), "stats": (_add_stats, cmd_stats),
-    "run": (_add_run, cmd_run),
+    "run": (_add_run, cmd_run), "help": (_add_help, cmd_help),
 })
+
+#: What every --help ends with: docs/ is not installed with the package.
+EPILOG = "more: escope help TOPIC (test, session, json), escope help COMMAND"
+
+
+def version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+        return dist_version("pytest-escope")
+    except (ImportError, PackageNotFoundError):
+        return "unknown (not installed)"
 
 
 def _load_extensions() -> None:
@@ -351,14 +425,17 @@ def _load_extensions() -> None:
 def build_parser() -> argparse.ArgumentParser:
     _load_extensions()
     parser = _Parser(prog="escope", description="Replay pytest-escope recordings forward and backward.",
-                     epilog="docs: docs/replay.md")
+                     epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"escope (pytest-escope) {version()}")
     parser.add_argument("--escope-dir", metavar="DIR", help="escope directory (default: .escope here or above, "
                                                             "or $ESCOPE_DIR)")
     parser.add_argument("--run", metavar="RUN", help="run id, run directory or archive (default: latest)")
     parser.add_argument("--no-color", action="store_true", help="never use colour")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (add, _run) in COMMANDS.items():
-        add(sub)
+        p = add(sub)
+        if p.epilog is None:
+            p.epilog = EPILOG
     return parser
 
 

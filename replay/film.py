@@ -32,6 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -277,7 +279,8 @@ def cmd_export(ctx: "Context") -> int:
     if (facts["lo"], facts["hi"]) != (facts["first"], facts["last"]):
         span += f" of {facts['first']}-{facts['last']} (a window around the failure)"
     ctx.say(f"wrote {facts['path']} ({size_text(facts['bytes'])}, {span})")
-    ctx.hint("open it", f"xdg-open {facts['path']}  (or any browser; it needs no network)")
+    opener = {"darwin": "open", "win32": "start"}.get(sys.platform, "xdg-open")
+    ctx.hint("open it in any browser (it needs no network)", f"{opener} {shlex.quote(str(facts['path']))}")
     return 0
 
 

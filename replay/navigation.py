@@ -13,6 +13,10 @@ Semantics (documented in docs/replay.md):
   the caller's previous one.
 * ``r`` / ``rr``: to the current activation's return (yield, unwind), or
   back to its call (resume).  At that point already, the caller's.
+* ``n``, ``rn``, ``r`` and ``rr`` act on the frame selected with ``u`` /
+  ``d`` (``act``), as pdb's do.
+* ``j LINE``: the next step at that line of the selected frame's file, or
+  the latest one before when none follows.
 * ``c`` / ``rc``: to the next / previous breakpoint hit or change of a
   watched name; the end / start of the film when there is none.
 """
@@ -23,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..recorder import schema
-from .errors import UnknownNameError
+from .conditions import Condition
+from .errors import UnknownNameError, UsageError
 from .values import Path, Value, parse_path, walk
 
 if TYPE_CHECKING:
@@ -51,18 +56,23 @@ def _act_step(rec: "Recording", act: int, step: int, forward: bool) -> int | Non
     return row[0] if row else None
 
 
-def over(rec: "Recording", step: int, forward: bool) -> int | None:
-    """``n`` (forward) and ``rn`` (backward)."""
-    for a in rec.callers(rec.event_row(step)[1]):
+def _start(rec: "Recording", step: int, act: int | None) -> int:
+    return rec.event_row(step)[1] if act is None else act
+
+
+def over(rec: "Recording", step: int, forward: bool, act: int | None = None) -> int | None:
+    """``n`` (forward) and ``rn`` (backward), in activation ``act`` (default:
+    the step's own)."""
+    for a in rec.callers(_start(rec, step, act)):
         s = _act_step(rec, a.act, step, forward)
         if s is not None:
             return s
     return thread_step(rec, step, forward)
 
 
-def to_return(rec: "Recording", step: int) -> int | None:
-    """``r``: the step at which the current activation ends."""
-    for a in rec.callers(rec.event_row(step)[1]):
+def to_return(rec: "Recording", step: int, act: int | None = None) -> int | None:
+    """``r``: the step at which activation ``act`` (default: the step's) ends."""
+    for a in rec.callers(_start(rec, step, act)):
         if a.end is None:
             return None
         if a.end > step:
@@ -70,9 +80,9 @@ def to_return(rec: "Recording", step: int) -> int | None:
     return None
 
 
-def to_call(rec: "Recording", step: int) -> int | None:
-    """``rr``: the step at which the current activation began."""
-    for a in rec.callers(rec.event_row(step)[1]):
+def to_call(rec: "Recording", step: int, act: int | None = None) -> int | None:
+    """``rr``: the step at which activation ``act`` (default: the step's) began."""
+    for a in rec.callers(_start(rec, step, act)):
         if a.start < step:
             return a.start
     return None
@@ -82,36 +92,68 @@ def to_call(rec: "Recording", step: int) -> int | None:
 
 @dataclass
 class Breakpoint:
-    """``b FILE:LINE``, ``b LINE`` (current file) or ``b FUNCTION``."""
+    """``b FILE:LINE``, ``b LINE`` (current file) or ``b FUNCTION``, each
+    with an optional ``, CONDITION``."""
 
     number: int
     file: str | None = None
     line: int | None = None
     function: str | None = None
     codes: frozenset[int] = frozenset()
+    condition: Condition | None = None
 
     def __str__(self) -> str:
-        if self.function:
-            return f"{self.number}: function {self.function}"
-        return f"{self.number}: {self.file}:{self.line}"
+        where = f"function {self.function}" if self.function else f"{self.file}:{self.line}"
+        return f"{self.number}: {where}" + (f" if {self.condition}" if self.condition else "")
+
+
+def file_codes(rec: "Recording", file: str) -> frozenset[int]:
+    """The codes of a recorded file, named in full or by a tail of its path."""
+    return frozenset(c for c, v in rec.codes.items() if rec.files.get(v[0]) == file
+                     or rec.files.get(v[0], "").endswith("/" + file))
+
+
+def check_line(rec: "Recording", codes: frozenset[int], line: int) -> None:
+    """Refuse a line the file does not have, as pdb does ("End of file")."""
+    lines = rec.source_lines(next(iter(codes)))
+    if line < 1 or (lines and line > len(lines)):
+        name = rec.file_of(next(iter(codes)))
+        raise UsageError(f"line {line} is not in {name}", fix=f"it has lines 1-{len(lines)}" if lines else None)
 
 
 def make_breakpoint(rec: "Recording", number: int, spec: str, current_code: int) -> Breakpoint:
+    spec, comma, cond_text = spec.partition(",")
     spec = spec.strip()
+    if comma and not cond_text.strip():
+        raise UsageError("a comma needs a condition after it", fix="e.g. b 36, rate > 5")
+    condition = Condition(cond_text) if comma else None
     file, _, line = spec.rpartition(":")
     if not file and spec.isdigit():
         file, line = rec.file_of(current_code), spec
     if line.isdigit() and file:
-        codes = frozenset(c for c, v in rec.codes.items() if rec.files.get(v[0]) == file
-                          or rec.files.get(v[0], "").endswith("/" + file))
+        codes = file_codes(rec, file)
         if not codes:
             raise UnknownNameError(f"no recorded file {file!r}", fix="files: " + ", ".join(sorted(rec.files.values())))
-        return Breakpoint(number, file=rec.file_of(next(iter(codes))), line=int(line), codes=codes)
+        check_line(rec, codes, int(line))
+        return Breakpoint(number, file=rec.file_of(next(iter(codes))), line=int(line), codes=codes,
+                          condition=condition)
     codes = frozenset(c for c, v in rec.codes.items() if spec in (v[1], v[2]))
     if not codes:
         raise UnknownNameError(f"no function {spec!r} ran in this recording",
-                               fix="use b FILE:LINE, b LINE or a function name (see: escope flow TEST)")
-    return Breakpoint(number, function=spec, codes=codes)
+                               fix="use b FILE:LINE, b LINE or a function name (see the functions with: w, or "
+                                   "escope flow)")
+    return Breakpoint(number, function=spec, codes=codes, condition=condition)
+
+
+def line_step(rec: "Recording", codes: frozenset[int], line: int, step: int) -> int | None:
+    """``j LINE``: the next line step at ``line`` in ``codes`` after ``step``,
+    else the latest one before it."""
+    for op, order in ((">", ""), ("<", " DESC")):
+        sql = f"SELECT step, act FROM events WHERE step {op} ? AND kind = ? AND line = ? ORDER BY step{order}"
+        for s, act in rec.iterate(sql, (step, schema.LINE, line)):
+            if rec.act(act).code in codes:
+                return s
+    return None
 
 
 @dataclass
@@ -221,8 +263,8 @@ def breakpoint_hit(rec: "Recording", bps: list[Breakpoint], step: int, forward: 
         for b in bps:
             if code not in b.codes:
                 continue
-            if b.function and kind == schema.CALL:
-                return s, b
-            if b.line is not None and kind == schema.LINE and line == b.line:
-                return s, b
+            if (b.function and kind == schema.CALL) or (b.line is not None and kind == schema.LINE
+                                                        and line == b.line):
+                if b.condition is None or b.condition.holds(rec.state_at(s).stack[-1].locals):
+                    return s, b
     return None

@@ -41,6 +41,7 @@ import apsw
 
 from ..recorder import schema
 from .errors import RecordingError, SchemaTooNewError
+from .schema_check import bound, check_schema, schema_problem
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -158,6 +159,7 @@ def _rebuild(copy: Path, target: Path, original: Path, *, progress: Callable[[in
         try:
             conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
             conn.execute("PRAGMA trusted_schema=OFF")
+            bound(conn)
             try:
                 conn.enable_load_extension(False)
             except (AttributeError, apsw.Error):
@@ -167,6 +169,7 @@ def _rebuild(copy: Path, target: Path, original: Path, *, progress: Callable[[in
             # the copy is writable and private: attaching it lets SQLite roll
             # back a half-written chunk from its hot journal
             conn.execute("ATTACH DATABASE ? AS src", (str(copy),))
+            check_schema(conn, original, db="src")
             kinds = dict(conn.execute("SELECT name, type FROM src.sqlite_schema").fetchall())
             with conn:
                 for table in schema.TABLES:
@@ -335,6 +338,7 @@ def connect_readonly(path: Path, *, immutable: bool = False) -> apsw.Connection:
     conn = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
     conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
     conn.execute("PRAGMA trusted_schema=OFF")
+    bound(conn)
     conn.execute("PRAGMA cache_size=-65536")  # 64 MB: big films revisit the same index pages
     try:
         conn.enable_load_extension(False)
@@ -366,6 +370,9 @@ def open_recording(path: Path) -> tuple[apsw.Connection, dict[str, str]]:
     if kinds.get("meta") != "table":
         raise RecordingError("not an escope recording (no meta table)", path=path,
                              fix="pass a .sqlite file from .escope/runs/*/tests/")
+    # before any row is read: a generated column computes whatever it says.
+    # meta first, so a newer recording is told apart by its version
+    check_schema(conn, path, tables=("meta",))
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     except apsw.Error as exc:
@@ -384,6 +391,7 @@ def open_recording(path: Path) -> tuple[apsw.Connection, dict[str, str]]:
             path=path, fix="upgrade: pip install -U pytest-escope")
     if version < 1:
         raise RecordingError(f"unknown schema_version {version}", path=path, fix=_REINSTALL)
+    check_schema(conn, path)
     required = REQUIRED_TABLES if version >= 2 else REQUIRED_TABLES - {"chunks"}
     missing = sorted(t for t in required if kinds.get(t) != "table")
     if missing:
@@ -412,6 +420,8 @@ def _steps_ignoring_journal(path: Path) -> int:
     try:
         conn = connect_readonly(path, immutable=True)
         try:
+            if schema_problem(conn) is not None:
+                return 0  # the private copy's check (_rebuild) says what is wrong
             row = conn.execute("SELECT coalesce(sum(steps), 0) FROM chunks").fetchone()
         finally:
             conn.close()

@@ -1,14 +1,18 @@
-"""Text output for people: 80 columns, colour only on a terminal.
+"""Text output for people: the terminal's width, colour only on a terminal.
 
 Colour follows https://no-color.org: never when ``NO_COLOR`` is set (to
 anything non-empty), never when the stream is not a TTY.  Every line is cut
 to the width with an ellipsis rather than wrapped, so tables stay tables.
+The width is the terminal's (``shutil.get_terminal_size``, which honours
+``$COLUMNS``) and 80 when the output is not a terminal, so piped output and
+logs read the same everywhere.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import shutil
 import textwrap
 from typing import IO, TYPE_CHECKING, Any, Iterable
 
@@ -22,7 +26,19 @@ if TYPE_CHECKING:
     from .runs import Run
     from .state import Frame, State
 
+#: Width of output that does not go to a terminal.
 WIDTH = 80
+
+
+def term_width(stream: IO[str]) -> int:
+    """The terminal's width when ``stream`` is one, else ``WIDTH``."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        return WIDTH
+    return max(40, shutil.get_terminal_size((WIDTH, 24)).columns)
 
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
           "magenta": "35", "cyan": "36"}
@@ -85,10 +101,12 @@ def source_window(rec: "Recording", code: int, line: int, before: int, after: in
     return out
 
 
-def header(state: "State", frame: "Frame", st: Style) -> list[str]:
+def header(state: "State", frame: "Frame", st: Style, innermost: bool = True) -> list[str]:
     where = f"{frame.file}:{frame.line}"
     first = f"step {state.step}/{state.last_step}  {frame.function}  {where}"
-    if state.kind not in ("line",):
+    # the step's kind (a return, a call) belongs to the innermost frame; an
+    # outer frame selected with u sits at its line, as in pdb
+    if innermost and state.kind not in ("line",):
         first += f"  [{state.kind}]"
     if state.thread != "MainThread":
         first += f"  thread {state.thread}"
@@ -105,15 +123,16 @@ def stop_display(rec: "Recording", state: "State", st: Style, frame_index: int |
     """What the interactive session prints at each stop."""
     idx = len(state.stack) - 1 if frame_index is None else frame_index
     frame = state.stack[idx]
-    out = header(state, frame, st)
-    if idx != len(state.stack) - 1:
+    innermost = idx == len(state.stack) - 1
+    out = header(state, frame, st, innermost)
+    if not innermost:
         out.append(st(f"(frame {idx + 1} of {len(state.stack)}, selected with u/d)", "dim"))
     if state.exception is not None:
         exc = state.exception
         out.append(st(st.cut(f"exception {value_text(exc.value)}  (raised at step {exc.step})"), "red"))
-    if state.value is not None and state.kind in ("return", "yield"):
+    if innermost and state.value is not None and state.kind in ("return", "yield"):
         out.append(st.cut(f"{state.kind} value: {value_text(state.value)}"))
-    if state.value is not None and state.kind == "checkpoint":
+    if innermost and state.value is not None and state.kind == "checkpoint":
         out.append(st.cut(f"checkpoint: {value_text(state.value)}"))
     out += source_window(rec, frame.code, frame.line, 2, 2, st)
     if failure_step is not None and state.step == failure_step:
@@ -265,11 +284,20 @@ def event_lines(events: Iterable["Event"], st: Style, current: int | None = None
 
 
 def history_lines(entries: list["HistoryEntry"], st: Style) -> list[str]:
+    """Step, function and value, then where; a frame column when one function
+    owns the name in several frames (recursion), so the values of each call
+    can be told apart."""
+    frames: dict[str, set[int]] = {}
+    for h in entries:
+        frames.setdefault(h.function, set()).add(h.frame)
+    recursive = any(len(f) > 1 for f in frames.values())
     out = []
     for h in entries:
         where = h.node or "?"
-        out.append(st.cut(f"{h.step:>8}  {fit(h.function, 18):<18} {value_text(h.value)}"))
-        out.append(st(st.cut(f"{'':>8}  {'':<18} at {where}"), "dim"))
+        frame = f"{'frame ' + str(h.frame):<11}" if recursive else ""
+        pad = " " * len(frame)
+        out.append(st.cut(f"{h.step:>8}  {fit(h.function, 18):<18} {frame}{value_text(h.value)}"))
+        out.append(st(st.cut(f"{'':>8}  {'':<18} {pad}at {where}"), "dim"))
     return out
 
 
@@ -333,14 +361,16 @@ def run_lines(run: "Run", st: Style, failed_only: bool = False) -> list[str]:
     facts = run.facts
     out = [st(st.cut(f"run {run.run_id}  python {facts.get('python', '?')}  {len(run.tests)} tests"), "bold"),
            st(st.cut(f"  {_rel(run.path)}"), "dim")]
-    # "interrupted" is wider than the other outcomes: the test id gives way
+    # "interrupted" is wider than the other outcomes: the test id gives way;
+    # a terminal wider than 80 columns gives the test id the room
     wide = max([8] + [len(t.outcome) for t in run.tests]) - 8
+    id_width = 46 - wide + max(0, st.width - WIDTH)
     for t in run.tests:
         if failed_only and t.outcome not in NOT_PASSED:
             continue
         colour = {"failed": "red", "error": "red", "crashed": "red", "passed": "green",
                   "skipped": "yellow", "interrupted": "yellow"}.get(t.outcome, "")
-        line = (f"  {t.outcome:<{8 + wide}} {fit(t.test_id, 46 - wide):<{46 - wide}} {t.events:>9} ev "
+        line = (f"  {t.outcome:<{8 + wide}} {fit(t.test_id, id_width):<{id_width}} {t.events:>9} ev "
                 f"{size_text(t.bytes):>7}")
         out.append(st(st.cut(line), colour) if colour else st.cut(line))
         if t.recording:

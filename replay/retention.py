@@ -1,7 +1,9 @@
 """``escope gc``: delete old runs so ``.escope`` does not grow without end.
 
 Runs are ordered by id (ids start with the UTC time).  The newest N are
-kept, and so are the run ``latest`` names and any run whose index is still
+kept, and so are the run ``latest`` names, the run a bare ``escope
+replay`` opens (the newest with a test, when ``latest`` has none), and any
+run whose index is still
 in WAL mode (a ``-wal`` file beside it): a pytest session is writing it
 right now, and the plugin switches the index back to a single file when
 the session ends.  Nothing outside ``<escope dir>/runs`` is touched, and a
@@ -15,8 +17,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UsageError
-from .runs import find_escope_dir, list_run_ids
+from .errors import EscopeError, UsageError
+from .runs import find_escope_dir, list_run_ids, resolve_run
 
 if TYPE_CHECKING:
     from .cli import Context
@@ -43,12 +45,16 @@ def plan_gc(escope_dir: Path, keep_last: int) -> tuple[list[Path], list[Path]]:
         latest = (escope_dir / "latest").read_text(encoding="utf-8").strip()
     except OSError:
         latest = ""
+    try:
+        opened = resolve_run(None, escope_dir).run_id
+    except EscopeError:
+        opened = latest
     cut = len(ids) - keep_last if keep_last > 0 else len(ids)
     doomed, kept = [], []
     for i, run_id in enumerate(ids):
         path = runs_dir / run_id
         live = (path / "index.sqlite-wal").exists()
-        if i < cut and run_id != latest and not live:
+        if i < cut and run_id not in (latest, opened) and not live:
             doomed.append(path)
         else:
             kept.append(path)
@@ -73,7 +79,7 @@ def cmd_gc(ctx: "Context") -> int:
     from .render import size_text
     verb = "would delete" if a.dry_run else "deleted"
     ctx.say(f"{verb} {len(doomed)} run(s), {size_text(freed)}; kept {len(kept)} in {base / 'runs'}")
-    ctx.hint("see what is left", "escope list --all")
+    ctx.hint("see what is left", f"escope list --all{ctx.carry()}")
     return 0
 
 

@@ -3,14 +3,16 @@
 ``resolve_run`` is the one place that turns what the user typed after
 ``--run`` (a run id, a run directory, an archive) into a run directory;
 archive support plugs in here through ``replay.archive.extract_run`` so
-every command gets it at once.  ``resolve_test`` implements the TEST rule
-(docs/replay.md, "Choosing what to open"): a recording path, a full node id, a unique part of one, or nothing
-(the first failed test of the latest run).
+every command gets it at once.  ``resolve_test`` implements the TEST
+rule (docs/replay.md, "Choosing what to open"; ``escope help test``): a
+recording path, a full node id, a unique part of one, or nothing (the
+first failed test of the latest run that has tests).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import apsw
 
 from .errors import AmbiguousTestError, RecordingError, RunError, UnknownTestError
 from .opening import _hot_journal, connect_readonly
+from .schema_check import FIX, bound, schema_problem
 
 ESCOPE_DIR_ENV = "ESCOPE_DIR"
 _RECORD_FIRST = "record a run with: pytest --escope"
@@ -66,6 +69,8 @@ class Run:
     path: Path
     facts: dict[str, str] = field(default_factory=dict)
     tests: list[TestEntry] = field(default_factory=list)
+    #: Newer runs passed over because they hold no test (see ``resolve_run``).
+    newer_empty: list[str] = field(default_factory=list)
 
     def failed(self) -> list[TestEntry]:
         return [t for t in self.tests if t.outcome in NOT_PASSED]
@@ -147,14 +152,32 @@ def resolve_run(spec: str | os.PathLike[str] | None = None, escope_dir: Path | N
             if not ids:
                 raise RunError(f"no runs in {base}", fix=_RECORD_FIRST)
             run_id = ids[-1]
-        return read_run(base / "runs" / run_id)
+        return _latest_with_tests(base, ids, run_id)
     text = str(spec)
     matches = [i for i in ids if i == text] or [i for i in ids if i.startswith(text)]
     if not matches:
-        raise RunError(f"no run {text!r} in {base}", fix="see the runs with: escope list --all")
+        where = f" --escope-dir {shlex.quote(str(escope_dir))}" if escope_dir else ""
+        raise RunError(f"no run {text!r} in {base}", fix=f"see the runs with: escope list --all{where}")
     if len(matches) > 1:
         raise RunError(f"run {text!r} is ambiguous ({', '.join(matches[:5])})", fix="give more of the run id")
     return read_run(base / "runs" / matches[0])
+
+
+def _latest_with_tests(base: Path, ids: list[str], run_id: str) -> Run:
+    """The run ``latest`` names, or, when it holds no test (``-k`` matched
+    nothing, collection failed), the newest older run that does: an empty
+    run must not hide the failures a bare ``escope replay`` looks for."""
+    run = read_run(base / "runs" / run_id)
+    if run.tests:
+        return run
+    empty = [run_id]
+    for older in reversed(ids[:ids.index(run_id)] if run_id in ids else ids):
+        candidate = read_run(base / "runs" / older)
+        if candidate.tests:
+            candidate.newer_empty = empty
+            return candidate
+        empty.append(older)
+    return run
 
 
 def read_run(path: Path) -> Run:
@@ -164,11 +187,17 @@ def read_run(path: Path) -> Run:
     try:
         try:
             conn = connect_readonly(index)
-            facts = dict(conn.execute("SELECT key, value FROM run").fetchall())
+            problem = schema_problem(conn, index=True)
         except apsw.Error:
             # A live run keeps its index in WAL mode; read the file as it is.
+            if conn is not None:
+                conn.close()
             conn = connect_readonly(index, immutable=True)
-            facts = dict(conn.execute("SELECT key, value FROM run").fetchall())
+            problem = schema_problem(conn, index=True)
+        if problem is not None:
+            # before any row is read: a generated column computes whatever it says
+            raise RunError(f"the run index {index} is not escope's ({problem})", fix=FIX)
+        facts = dict(conn.execute("SELECT key, value FROM run").fetchall())
         rows = conn.execute(
             "SELECT test_id, worker, outcome, setup, call, teardown, duration_ns, events, dropped, bytes, "
             "recording, failure, started_ns FROM tests ORDER BY coalesce(started_ns, 0), rowid").fetchall()
@@ -223,6 +252,8 @@ def _writer_gone(recording: Path | None) -> bool:
     try:
         conn = connect_readonly(recording, immutable=hot)
         try:
+            if schema_problem(conn) is not None:
+                return False  # replaying it says what is wrong
             facts = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('complete', 'pid')").fetchall())
         finally:
             conn.close()
@@ -289,7 +320,11 @@ def _events_on_disk(path: Path) -> int | None:
             conn = apsw.Connection(str(copy))  # a writer rolls the journal back
             conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
             conn.execute("PRAGMA trusted_schema=OFF")
+            bound(conn)
         try:
+            # before any row is read: a generated column computes whatever it says
+            if schema_problem(conn, tables=("chunks", "events")) is not None:
+                return None
             packed = conn.execute("SELECT coalesce(sum(steps), 0) FROM chunks").fetchone()[0]
             unpacked = conn.execute("SELECT count(*) FROM events").fetchone()[0]
         finally:
@@ -325,30 +360,47 @@ def match_tests(run: Run, text: str) -> list[TestEntry]:
     return list(found.values())
 
 
+def _exact_test(text: str, run_spec: str | None, escope_dir: Path | None) -> bool:
+    """Whether a test of the run has exactly this id."""
+    try:
+        run = resolve_run(run_spec, escope_dir) if find_escope_dir(escope_dir, required=False) or run_spec \
+            else None
+    except RunError:
+        return False
+    return run is not None and any(t.test_id == text for t in run.tests)
+
+
 def resolve_test(spec: str | os.PathLike[str] | None, run_spec: str | None = None,
                  escope_dir: Path | None = None) -> tuple[Path, TestEntry | None]:
     """The recording file for TEST (the rule above), plus its index row when known."""
+    listing = "escope list" + (f" --run {shlex.quote(str(run_spec))}" if run_spec else "") + (
+        f" --escope-dir {shlex.quote(str(escope_dir))}" if escope_dir else "")
     if spec is not None:
         path = Path(spec).expanduser()
         if path.is_file() and (path.suffix == ".sqlite" or _looks_like_sqlite(path)):
             return path, None
-        if path.suffix == ".sqlite" or (path.is_file() and find_escope_dir(escope_dir, required=False) is None):
-            if path.is_file():
-                return path, None  # let opening say what is wrong with it
+        if path.suffix == ".sqlite" and not path.exists():
             raise RecordingError("no such recording", path=path,
-                                 fix="check the path, or list recordings with: escope list")
+                                 fix=f"check the path, or list recordings with: {listing}")
+        if path.exists() and not _exact_test(str(spec), run_spec, escope_dir):
+            # a path that exists is a path, never a part of a test id; only
+            # an exact test id wins (``escope run`` names a script's
+            # recording after the script)
+            what = "a directory" if path.is_dir() else "not an SQLite file"
+            raise RecordingError(f"{what}, so not a recording", path=path,
+                                 fix=f"pass a .sqlite recording or a test id (see: {listing})")
     run = resolve_run(run_spec, escope_dir)
     if spec is None:
         failed = [t for t in run.failed() if t.recording is not None]
         if not failed:
             raise UnknownTestError(f"no failed test with a recording in run {run.run_id}",
-                                   fix="name one: escope replay TEST (see: escope list)")
+                                   fix=f"name one: escope replay TEST (see: {listing})")
         entry = failed[0]
     else:
         matches = match_tests(run, str(spec))
         if not matches:
             raise UnknownTestError(f"no test matching {str(spec)!r} in run {run.run_id}",
-                                   fix="see the tests with: escope list")
+                                   fix=f"see the tests with: {listing}")
         if len(matches) > 1:
             raise AmbiguousTestError(f"{str(spec)!r} matches {len(matches)} tests in run {run.run_id}",
                                      [t.test_id for t in matches], fix="name one of them")

@@ -35,7 +35,10 @@ def step_at_time(rec: "Recording", ns: int) -> int:
     lo, hi = rec.first_step, rec.last_step
     if hi < lo:
         raise BadStepError("the recording holds no events", path=rec.path)
-    first = rec.event_row(lo)[3]
+    # A call's time stamp can be later than the line step after it (the
+    # recorder stamps a call once its frame is set up), so the film starts
+    # at the earlier of its first two stamps.
+    first = min(rec.event_row(s)[3] for s in range(lo, min(lo + 1, hi) + 1))
     if ns < first:
         raise BadStepError(f"the recording starts at {first} ns, after {ns} ns", path=rec.path,
                            fix=f"pick a time from {first} to {rec.event_row(hi)[3]} ns")

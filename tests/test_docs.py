@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from pytest_escope.recorder import schema
 
@@ -59,6 +62,51 @@ def test_documents_linked_from_the_readme_exist() -> None:
     readme = (ROOT / "README.md").read_text()
     for link in re.findall(r"\]\((docs/[^)]+)\)", readme):
         assert (ROOT / link).is_file(), f"README links to missing {link}"
+
+
+def _install_block(doc: str, name: str) -> list[str]:
+    block = doc.split(f"<!-- install: {name} -->\n```console\n", 1)[1].split("\n```", 1)[0]
+    return block.splitlines()
+
+
+def test_ci_install_lines_name_no_index_but_the_marked_one() -> None:
+    doc = (ROOT / "docs" / "ci.md").read_text()
+    assert _install_block(doc, "index (not published yet)") == ["python -m pip install pytest-escope"]
+    index_line = doc.split("<!-- install: index (not published yet) -->", 1)[1].split("\n```\n", 1)[0]
+    for line in doc.replace(index_line, "").splitlines():
+        code = line.split("#", 1)[0]
+        if "pip install" in code and not code.startswith("escope: error:"):  # an error text quoted
+            assert "./pytest-escope" in code or "wheels/pytest_escope-*.whl" in code, line
+
+
+@pytest.mark.slow
+def test_ci_install_lines_work(tmp_path: Path) -> None:
+    """docs/ci.md's install lines, run as written in a fresh venv: from the
+    checkout, and from a wheel built from it."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import clean_env
+
+    doc = (ROOT / "docs" / "ci.md").read_text()
+    shutil.copytree(ROOT, tmp_path / "pytest-escope", ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", ".escope", "*.egg-info", "__pycache__", ".venv*", ".pytest_cache", "*.so"))
+    for name in ("checkout", "wheel"):
+        venv = tmp_path / f"venv-{name}"
+        env = clean_env()
+        env.pop("PYTHONPATH", None)
+        env.pop("VIRTUAL_ENV", None)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env, timeout=300)
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+        for line in _install_block(doc, name):
+            res = subprocess.run(line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
+                                 timeout=900)
+            assert res.returncode == 0, f"{line}\n{res.stdout}\n{res.stderr}"
+        res = subprocess.run([str(venv / "bin" / "escope"), "--version"], capture_output=True, text=True,
+                             env=env, timeout=120)
+        assert res.returncode == 0 and res.stdout.startswith("escope (pytest-escope) "), res.stderr
+        shutil.rmtree(venv)
 
 
 def test_import_graph_in_architecture_is_what_the_script_prints_now() -> None:

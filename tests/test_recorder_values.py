@@ -496,6 +496,8 @@ def test_the_compiled_fingerprint_is_the_python_one() -> None:
     from pytest_escope.recorder.values import Renderer, fingerprint
 
     class SubList(list):
+        __slots__ = ()  # no instance fields: the compiled check answers for it
+
         def __len__(self):  # user code: neither version may call it
             raise RuntimeError("len called")
 
@@ -620,3 +622,211 @@ def test_an_exception_rendered_before_is_rendered_alike() -> None:
     hooked.render(ValueError("x"))
     hooked.render(ValueError("x"))
     assert len(asked) >= 2 and not hooked._exceptions
+
+
+def test_a_container_subclass_keeps_its_fields_in_its_fingerprint() -> None:
+    """A list subclass that keeps its items in a field of its own (a list of
+    lists, as boltons' BarrelList does) changes only there: the change must
+    still be seen, by the compiled check and the Python one alike."""
+    from pytest_escope.recorder.values import Renderer, fingerprint
+
+    class Barrel(list):
+        def __init__(self) -> None:
+            self.lists = [[1, 2]]
+
+    renderer = Renderer()
+    barrel = Barrel()
+    before = fingerprint(barrel, renderer)
+    barrel.lists = [[1, 2], [3]]
+    assert fingerprint(barrel, renderer) != before
+    try:
+        from pytest_escope.recorder._hotpath import scalar_fingerprint
+    except ImportError:
+        return
+    assert scalar_fingerprint(barrel) is None  # handed to the Python twin
+    assert scalar_fingerprint([1, 2]) == fingerprint([1, 2], renderer)
+
+
+def test_a_big_nested_value_renders_what_its_text_shows() -> None:
+    """Thirty lists of thirty items hold 900 scalars; the text shows about
+    a thousand characters of them, and the structured form stops where the
+    text does: later lists are shown as ``<list…>``, with the real lengths."""
+    from pytest_escope.recorder.values import Renderer
+    import json
+
+    value = [list(range(i * 1000, i * 1000 + 100)) for i in range(30)]
+    type_name, text, detail, flags = Renderer().render(value)
+    form = json.loads(detail)
+    assert type_name == "list" and form["len"] == 30 and flags & 1
+    shown = [item for item in form["items"] if "items" in item]
+    stubs = [item for item in form["items"] if item["repr"] == "<list…>"]
+    assert 1 <= len(shown) < 10 and len(shown) + len(stubs) == 30
+    assert all(item["len"] == 100 and len(item["items"]) == 30 for item in shown)
+    assert len(text) <= 1000
+
+
+def test_a_rerendering_reuses_unchanged_children_and_equals_a_fresh_one() -> None:
+    """Re-rendering a big object whose one field changed reuses the forms of
+    its unchanged children; whatever changed, anywhere a form shows it (a
+    slot of a node inside a dict, an item of a nested list, the text budget
+    moving), the result equals what a fresh renderer makes."""
+    import random
+
+    from pytest_escope.recorder.values import Renderer
+
+    class Node:
+        __slots__ = ("key", "count", "next")
+
+        def __init__(self, key: int) -> None:
+            self.key, self.count, self.next = key, 0, None
+
+    class Cache:
+        def __init__(self) -> None:
+            self.data = {i: i * 2 for i in range(100)}
+            self.links = {i: Node(i) for i in range(100)}
+            self.lists = [list(range(i, i + 40)) for i in range(0, 400, 40)]
+            self.hits = 0
+
+    rnd = random.Random(5)
+    cache = Cache()
+    kept = Renderer()
+    changes = [
+        lambda: setattr(cache, "hits", cache.hits + 1),
+        lambda: setattr(cache, "hits", cache.hits + 10 ** rnd.randrange(1, 30)),  # the text grows
+        lambda: setattr(cache.links[rnd.randrange(3)], "count", rnd.randrange(10 ** 6)),
+        lambda: setattr(cache.links[rnd.randrange(3)], "next", cache.links[rnd.randrange(9)]),
+        lambda: cache.data.__setitem__(rnd.randrange(5), rnd.randrange(10 ** 9)),
+        lambda: cache.lists[1].__setitem__(rnd.randrange(30), -rnd.randrange(10 ** 9)),
+        lambda: cache.lists[2].pop() if len(cache.lists[2]) > 1 else cache.lists[2].append(1),
+        lambda: cache.lists.insert(3, [rnd.randrange(9)]),
+    ]
+    for _ in range(300):
+        rnd.choice(changes)()
+        assert kept.render(cache) == Renderer().render(cache)
+    assert len(kept._memo) > 0
+
+# -- stdlib value types whose repr would reach user code -------------------------------
+
+TRUSTED_REPR_SUITE = '''
+import datetime
+import enum
+import pathlib
+import re
+import uuid
+
+CALLS = []
+
+
+class Shown:
+    def __repr__(self):
+        CALLS.append("enum value __repr__")
+        return "Shown()"
+
+
+class Color(enum.Enum):
+    RED = Shown()
+    BLUE = 2
+
+
+class MyId(uuid.UUID):
+    def __str__(self):
+        CALLS.append("UUID subclass __str__")
+        return uuid.UUID.__str__(self)
+
+
+class MyPath(pathlib.PurePosixPath):
+    def __str__(self):
+        CALLS.append("PurePath subclass __str__")
+        return super().__str__()
+
+
+class Source(str):
+    def __repr__(self):
+        CALLS.append("pattern source __repr__")
+        return str.__repr__(self)
+
+
+class Part(str):
+    def split(self, *args):
+        CALLS.append("path part split")
+        return str.split(self, *args)
+
+
+class Names:
+    def __iter__(self):
+        CALLS.append("__slots__ __iter__")
+        return iter(("a",))
+
+
+class Slotted:
+    __slots__ = Names()
+
+
+class Zone(datetime.tzinfo):
+    def __repr__(self):
+        CALLS.append("tzinfo __repr__")
+        return "Zone()"
+
+    def utcoffset(self, dt):
+        CALLS.append("tzinfo utcoffset")
+        return datetime.timedelta(0)
+
+
+def keep(*values):
+    return values
+
+
+def test_no_user_code():
+    del CALLS[:]  # class creation iterated Names() once, as it does without escope
+    color = Color.RED
+    blue = Color.BLUE
+    ident = MyId(int=5)
+    exact_id = uuid.UUID(int=6)
+    path = MyPath("a", "b")
+    exact_path = pathlib.PurePosixPath("a", "b")
+    slotted = Slotted()
+    slotted.a = 1
+    when = datetime.datetime(2020, 1, 2, 3, 4, tzinfo=Zone())
+    utc = datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc)
+    pattern = re.compile(Source("a+b"))
+    from_part = pathlib.PurePosixPath(Part("c/d"))
+    kept = keep(color, ident, path, slotted, when, pattern, from_part)
+    print("CALLS", CALLS)
+    assert CALLS == []
+'''
+
+
+@pytest.mark.parametrize("strategy", ["minimal", "balanced", "full_trace"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stdlib_value_types_run_no_user_code(backend: str, strategy: str, tmp_path: Path) -> None:
+    """An Enum member whose value has a ``__repr__``, a UUID and a PurePath
+    subclass with ``__str__``, ``__slots__`` that is a user iterable, a
+    datetime with a user tzinfo, a pattern and a path made from a str
+    subclass: the plain run and the recorded run call
+    the same user code (none), and the film still shows each value."""
+    project = Project(tmp_path / "proj")
+    project.write("test_trusted.py", TRUSTED_REPR_SUITE)
+    plain = project.run("-rA", "-s", env=clean_env())
+    recorded = project.run("-rA", "-s", "--escope", "--escope-keep=all", f"--escope-backend={backend}",
+                           f"--escope-strategy={strategy}", env=clean_env())
+    assert outcomes(plain.stdout) == {"test_trusted.py::test_no_user_code": "PASSED"}, plain.out[-3000:]
+    calls = [re.findall(r"CALLS \[.*\]$", res.stdout, re.M) for res in (plain, recorded)]
+    assert calls[1] == calls[0] == ["CALLS []"], recorded.out[-3000:]
+    assert outcomes(recorded.stdout) == outcomes(plain.stdout), recorded.out[-3000:]
+    rec = project.latest().recording("test_no_user_code")
+    try:
+        shown = {(t, r) for t, r in rec.q("SELECT type, repr FROM vals")}
+        assert rec.meta["recorder_faults"] == "0"
+    finally:
+        rec.close()
+    text = "\n".join(r for _, r in shown)
+    for part in ("<Color.RED: ", "MyId(int=5", "MyPath(", "Slotted(a=1)", "datetime.datetime(2020, 1, 2, 3, 4",
+                 "<Pattern object>"):
+        assert part in text, (part, shown)
+    if strategy != "minimal":
+        assert ("Color", "<Color.RED: Shown()>") in shown, shown
+        assert ("Color", "<Color.BLUE: 2>") in shown, shown
+        assert ("UUID", "UUID('00000000-0000-0000-0000-000000000006')") in shown, shown
+        assert ("PurePosixPath", "PurePosixPath('a/b')") in shown, shown
+        assert ("datetime", "datetime.datetime(2020, 1, 2, 0, 0, tzinfo=datetime.timezone.utc)") in shown, shown
+        assert ("datetime", "datetime.datetime(2020, 1, 2, 3, 4, tzinfo=Zone())") in shown, shown

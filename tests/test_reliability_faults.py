@@ -144,13 +144,15 @@ def test_sigkill_from_outside(project: Project) -> None:
 #: pages were already spilled into the file).
 KILLED_MID_CHUNK = '''
 import os, sys, apsw
+from pytest_escope.recorder import schema
 db = apsw.Connection(sys.argv[1])
-db.execute("PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF")
+db.execute("PRAGMA page_size=1024; PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF")
 with db:
-    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); CREATE TABLE events (x)")
-    db.executemany("INSERT INTO meta VALUES (?, ?)", [("complete", "0"), ("pid", str(os.getpid()))])
+    db.execute(schema.TABLES_SCHEMA)
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [("format", schema.FORMAT_NAME),
+                   ("schema_version", str(schema.SCHEMA_VERSION)), ("complete", "0"), ("pid", str(os.getpid()))])
 db.execute("BEGIN")
-db.execute("INSERT INTO events SELECT randomblob(1000) FROM (WITH RECURSIVE c(i) AS "
+db.execute("INSERT INTO chunks (first_step, steps, data) SELECT i, 1, randomblob(1000) FROM (WITH RECURSIVE c(i) AS "
            "(SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000) SELECT i FROM c)")
 os._exit(9)
 '''

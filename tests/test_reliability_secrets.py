@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project, module_project
+from conftest import BACKENDS, Project, module_project
 from reliability import cli, mode, quiet_env
 
 SECRETS = {
@@ -121,3 +121,104 @@ def test_run_dir_is_owner_only(secret_run) -> None:
     run = project.latest()
     for path in (project.escope_dir, run.path.parent, run.path):
         assert mode(path) & 0o077 == 0, (path, oct(mode(path)))
+
+
+# -- secrets in bytes and in os.environ ------------------------------------------
+
+ENV_SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "aws-4f1c9a27-eeee",
+    "GITHUB_TOKEN": "ghp-b83d5e01-ffff",
+    "S_BYTES_PASSWORD": "bpw-61a0c7d3-gggg",
+}
+
+ENV_SUITE = '''
+import os
+
+
+class Holder:
+    def __init__(self, env):
+        self.env = env
+
+
+def look(env, envb, data, raw, holder):
+    return holder
+
+
+def test_environ_in_locals():
+    env = os.environ
+    envb = os.environb
+    data = os.environ._data
+    raw = {b"password": os.environb[b"S_BYTES_PASSWORD"], b"plain": 1}
+    copied = dict(os.environ)
+    holder = look(env, envb, data, raw, Holder(env))
+    n = len(holder.env)
+    assert n == 0
+'''
+
+
+def _no_needle_anywhere(root: Path, needles: list[bytes]) -> list[str]:
+    """Where any needle occurs under ``root``: in the raw bytes of every file,
+    and in every row of every table of every SQLite file once its chunks
+    are unpacked (the film is compressed on disk)."""
+    import shutil
+    import sqlite3
+    import tempfile
+    from pytest_escope.recorder import schema
+    found = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        found += [f"{path}: {n!r}" for n in needles if n in data]
+        if not data.startswith(b"SQLite format 3"):
+            continue
+        tmp = Path(tempfile.mkdtemp(prefix="escope-test-secrets-"))
+        try:
+            shutil.copy2(path, tmp / "copy.sqlite")
+            db = sqlite3.connect(str(tmp / "copy.sqlite"))
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks'").fetchone():
+                schema.unpack_chunks(db)
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            text = "\n".join(repr(row) for t in tables for row in db.execute(f'SELECT * FROM "{t}"'))
+            db.close()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        found += [f"{path} (unpacked): {n!r}" for n in needles if n.decode() in text]
+    return found
+
+
+@pytest.mark.parametrize("strategy", ["minimal", "balanced", "full_trace"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_environ_and_bytes_keys_never_reach_disk(backend: str, strategy: str, tmp_path: Path) -> None:
+    """``os.environ`` (its ``_data`` has bytes keys) and a dict with bytes
+    keys, bound to locals, passed as arguments, held in a field: no secret
+    value of the environment reaches the recording, the archive or the
+    HTML film."""
+    project = Project(tmp_path / "proj")
+    project.write("test_env.py", ENV_SUITE)
+    res = project.run("--escope", "--escope-keep=all", f"--escope-backend={backend}",
+                      f"--escope-strategy={strategy}", env=quiet_env(**ENV_SECRETS))
+    assert res.returncode == 1, res.out[-3000:]
+    assert "1 failed" in res.out, res.out[-3000:]
+    archive_dir = tmp_path / "unpacked"
+    archive = tmp_path / "out.tar.gz"
+    packed = cli("pack", "--all", "--html", "-o", str(archive), cwd=project.path)
+    assert packed.returncode == 0, packed.stderr
+    html = tmp_path / "film.html"
+    exported = cli("export", "test_environ_in_locals", "--html", "-o", str(html), cwd=project.path)
+    assert exported.returncode == 0, exported.stderr
+    import tarfile
+    with tarfile.open(archive) as tar:
+        tar.extractall(archive_dir, filter="data")
+    assert any(p.suffix == ".html" for p in archive_dir.rglob("*")), "the archive holds no HTML film"
+    needles = [v.encode() for v in ENV_SECRETS.values()]
+    found = [*_no_needle_anywhere(project.escope_dir, needles), *_no_needle_anywhere(archive_dir, needles)]
+    found += [f"{html}: {n!r}" for n in needles if n in html.read_bytes()]
+    assert not found, found
+    # what is recorded instead: os.environ as one redacted marker, the bytes key's value redacted
+    rec = project.latest().recording("test_environ_in_locals")
+    try:
+        shown = dict(rec.q("SELECT v.repr, v.flags FROM vals v WHERE v.type IN ('_Environ', 'dict')"))
+    finally:
+        rec.close()
+    assert "<os._Environ: not recorded>" in shown, shown
+    raw = [r for r in shown if r.startswith("{b'password'")]
+    assert raw == ["{b'password': <redacted>, b'plain': 1}"], shown

@@ -362,3 +362,178 @@ def test_fuzz_mutated_recordings(good, tmp_path: Path) -> None:
                          capture_output=True, text=True, env=quiet_env(), timeout=1200)
     assert res.returncode == 0, (res.stdout[-8000:], res.stderr[-3000:])
     assert "fuzzed" in res.stdout
+
+
+# -- schema-level mutations: a file's schema must be escope's own -------------------
+
+#: A column or table SQLite would compute on read: 400 MB per row.
+_BOMB = "zeroblob(400000000)"
+
+
+def _rebuilt(table: str, create: str, columns: str) -> list[str]:
+    """SQL replacing ``table`` by ``create`` (of ``{table}_new``), keeping
+    the rows of ``columns``."""
+    return [create, f"INSERT INTO {table}_new ({columns}) SELECT {columns} FROM {table}",
+            f"DROP TABLE {table}", f"ALTER TABLE {table}_new RENAME TO {table}"]
+
+
+#: Recordings whose schema is not escope's.  Each must be refused with one
+#: line naming the schema, before a row is read.
+SCHEMA_MUTATIONS = {
+    "generated_meta_value": _rebuilt(
+        "meta", f"CREATE TABLE meta_new (key TEXT PRIMARY KEY, value TEXT AS ({_BOMB})) WITHOUT ROWID", "key"),
+    "generated_lines_node": _rebuilt(
+        "lines", "CREATE TABLE lines_new (file INTEGER NOT NULL, line INTEGER NOT NULL, "
+                 f"node INTEGER AS ({_BOMB}), PRIMARY KEY (file, line)) WITHOUT ROWID", "file, line"),
+    "generated_vals_repr": _rebuilt(
+        "vals", "CREATE TABLE vals_new (value INTEGER PRIMARY KEY, obj INTEGER, step INTEGER NOT NULL, "
+                f"type TEXT NOT NULL, repr TEXT AS ({_BOMB}), detail TEXT, flags INTEGER NOT NULL DEFAULT 0)",
+        "value, obj, step, type, detail, flags"),
+    "view": [f"CREATE VIEW v AS SELECT {_BOMB} AS x FROM events"],
+    "trigger": ["CREATE TABLE log (x)",
+                f"CREATE TRIGGER t AFTER INSERT ON events BEGIN INSERT INTO log VALUES ({_BOMB}); END"],
+    "huge_declared_type": _rebuilt(
+        "names", "CREATE TABLE names_new (name INTEGER PRIMARY KEY, text " + "T" * 200_000 + " NOT NULL UNIQUE)",
+        "name, text"),
+    "without_rowid_events": _rebuilt(
+        "events", "CREATE TABLE events_new (step INTEGER PRIMARY KEY, kind INTEGER NOT NULL, act INTEGER NOT NULL, "
+                  "line INTEGER NOT NULL, time_ns INTEGER NOT NULL, value INTEGER) WITHOUT ROWID",
+        "step, kind, act, line, time_ns, value"),
+    "rowid_meta": _rebuilt("meta", "CREATE TABLE meta_new (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                           "key, value"),
+    "extra_column": ["ALTER TABLE vals ADD COLUMN extra TEXT"],
+}
+
+#: The CLI, in a child whose address space is capped: a bomb that gets
+#: through dies of it, and its peak resident size is measured either way.
+_CAPPED_CLI = r'''
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from pytest_escope.replay import cli
+sys.exit(cli.main(sys.argv[1:]))
+'''
+
+
+def capped_cli(*args: str, cwd: Path) -> tuple[int, str, int]:
+    """(exit status, stderr, peak resident size in kB) of one escope command."""
+    import os
+    import tempfile
+    import threading
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen([sys.executable, "-c", _CAPPED_CLI, *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, env=quiet_env())
+        watchdog = threading.Timer(120, proc.kill)  # a hang is a failure, not a stuck suite
+        watchdog.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            watchdog.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return proc.returncode, err.read(), usage.ru_maxrss
+
+
+def _archive_with_index(good_archive: Path, index: Path, out: Path) -> None:
+    """``good_archive`` with its run index replaced by ``index``, the
+    manifest's size and sha256 made to match (a crafted archive, not a
+    damaged one)."""
+    import io
+    import tarfile
+    with tarfile.open(good_archive) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    manifest = json.loads(members[0][1])
+    data = index.read_bytes()
+    (name,) = [n for n in manifest["files"] if n.endswith("/index.sqlite")]
+    manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    with tarfile.open(out, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for member, blob in members:
+            blob = json.dumps(manifest).encode() if member.name.endswith("MANIFEST.json") else \
+                data if member.name == name else blob
+            member.size = len(blob)
+            tar.addfile(member, io.BytesIO(blob))
+
+
+def _assert_refused(rc: int, err: str, rss_kb: int, what: str) -> None:
+    lines = err.splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("escope: error: "), (rc, err[-2000:])
+    assert "not escope's" in lines[0], lines[0]
+    assert rss_kb < 300_000, (what, rss_kb)
+
+
+@pytest.mark.parametrize("case", sorted(SCHEMA_MUTATIONS))
+def test_a_recording_with_another_schema_is_refused(case: str, good, tmp_path: Path) -> None:
+    """Generated columns, views, triggers, huge declared types, WITHOUT
+    ROWID where escope makes rowid tables and back, extra columns: one line
+    and exit status 2 from every command, in bounded memory, before a row
+    is read (a generated column would compute 400 MB per row)."""
+    project, _ = good
+    path = crafted(good, tmp_path, case, *SCHEMA_MUTATIONS[case])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    for args in (["stats", str(path)], ["replay", str(path), "--print"], ["events", str(path), "--limit", "5"],
+                 ["export", str(path), "--html", "-o", str(tmp_path / "film.html")]):
+        rc, err, rss = capped_cli(*args, cwd=project.path)
+        _assert_refused(rc, err, rss, args[0])
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert not (tmp_path / "film.html").exists()
+
+
+def test_a_hot_journal_does_not_skip_the_schema_check(good, tmp_path: Path) -> None:
+    """A recording with a hot journal is rolled back in a private copy
+    first: the copy is checked before a row of it is read."""
+    project, _ = good
+    path = crafted(good, tmp_path, "journal", *SCHEMA_MUTATIONS["generated_meta_value"])
+    Path(str(path) + "-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504))
+    for args in (["stats", str(path)], ["replay", str(path), "--print"]):
+        rc, err, rss = capped_cli(*args, cwd=project.path)
+        _assert_refused(rc, err, rss, args[0])
+
+
+@pytest.mark.parametrize("case", ["generated_value", "view", "without_rowid_tests"])
+def test_an_archive_whose_index_has_another_schema_is_refused(case: str, good, tmp_path: Path) -> None:
+    """The same for a run index, in a run dir and in an archive whose
+    manifest matches it."""
+    project, _ = good
+    archive = tmp_path / "good.tar.gz"
+    packed = subprocess.run([sys.executable, "-m", "pytest_escope.replay.cli", "pack", "--all", "-o", str(archive)],
+                            cwd=project.path, capture_output=True, text=True, env=quiet_env(), timeout=120)
+    assert packed.returncode == 0, packed.stderr
+    run_dir = tmp_path / "run"
+    shutil.copytree(next(project.escope_dir.glob("runs/*")), run_dir)
+    index = run_dir / "index.sqlite"
+    db = sqlite3.connect(index)
+    db.executescript(";\n".join({
+        "generated_value": _rebuilt("run", f"CREATE TABLE run_new (key TEXT PRIMARY KEY, value TEXT AS ({_BOMB})) "
+                                           "WITHOUT ROWID", "key"),
+        "view": [f"CREATE VIEW v AS SELECT {_BOMB} AS x"],
+        "without_rowid_tests": ["CREATE TABLE t2 AS SELECT * FROM tests", "DROP TABLE tests",
+                                "CREATE TABLE tests (test_id TEXT NOT NULL, worker TEXT NOT NULL, "
+                                "outcome TEXT NOT NULL, "
+                                "setup TEXT, call TEXT, teardown TEXT, duration_ns INTEGER, "
+                                "events INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT NULL DEFAULT 0, "
+                                "bytes INTEGER NOT NULL DEFAULT 0, recording TEXT, failure TEXT, started_ns INTEGER, "
+                                "PRIMARY KEY (test_id, worker)) WITHOUT ROWID",
+                                "INSERT INTO tests SELECT * FROM t2", "DROP TABLE t2"],
+    }[case]))
+    db.commit()
+    db.close()
+    crafted_archive = tmp_path / "crafted.tar.gz"
+    _archive_with_index(archive, index, crafted_archive)
+    for args in (["list", "--run", str(run_dir)], ["stats", "--run", str(run_dir)],
+                 ["list", "--run", str(crafted_archive)], ["replay", "--run", str(crafted_archive), "--print"]):
+        rc, err, rss = capped_cli(*args, cwd=project.path)
+        _assert_refused(rc, err, rss, " ".join(args[:1]))
+
+
+def test_lengths_are_bounded_on_every_connection(good) -> None:
+    """What the schema check cannot see (a huge value in a plain column) is
+    bounded by SQLITE_LIMIT_LENGTH on every connection to a file."""
+    from pytest_escope.replay.opening import connect_readonly
+    from pytest_escope.replay.schema_check import MAX_LENGTH
+    _, path = good
+    conn = connect_readonly(path)
+    try:
+        assert conn.limit(apsw.SQLITE_LIMIT_LENGTH, -1) == MAX_LENGTH
+        with pytest.raises(apsw.TooBigError):
+            conn.execute(f"SELECT zeroblob({MAX_LENGTH + 1})").fetchall()
+    finally:
+        conn.close()

@@ -142,7 +142,10 @@ def test_events_filters_combine(proj: Project) -> None:
                             "--thread", "MainThread", "--json", cwd=proj.path))
     assert [e["step"] for e in window] == [lines[1]["step"]]
     text = escope("events", "test_late_fee", "--kind", "line", "--limit", "5", cwd=proj.path)
-    assert text.returncode == 0 and len(text.stdout.splitlines()) == 6 and "--since" in text.stdout
+    assert text.returncode == 0 and len(text.stdout.splitlines()) == 7  # the hint is wider than 80: two lines
+    assert text.stdout.splitlines()[-2:] == [
+        "more:", f"  escope events test_invoice.py::test_late_fee --kind line --limit 5 --since "
+                 f"{int(text.stdout.splitlines()[4].split()[0]) + 1}"]
     assert_fits(text.stdout)
 
 
@@ -229,7 +232,8 @@ def test_interactive_session_through_stdin(proj: Project) -> None:
     assert "def test_late_fee():" in by_cmd["ll"] and "token = " in by_cmd["ll"]
     assert "->" in by_cmd["events 4"]
     assert "*** unknown command 'zap'" in by_cmd["zap"]
-    assert "rn: previous step in this frame" in by_cmd["help"]
+    assert "rn: previous step in the selected frame" in by_cmd["help"]
+    assert "json: the state at this step as JSON" in by_cmd["help"]
 
 
 def test_reverse_watch_and_step_symmetry(proj: Project) -> None:

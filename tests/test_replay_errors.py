@@ -120,10 +120,18 @@ def test_text_file_is_not_a_recording(proj: Project, tmp_path: Path) -> None:
 def test_foreign_sqlite_file(proj: Project, tmp_path: Path) -> None:
     other = tmp_path / "other.sqlite"
     with sqlite3.connect(other) as db:
-        db.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
         db.execute("INSERT INTO meta VALUES ('format', 'something else')")
     db.close()
     assert_one_line_error(escope("stats", str(other), cwd=proj.path), "not an escope recording", "wrong format")
+    # a meta table of another shape is refused before a row of it is read
+    loose = tmp_path / "loose.sqlite"
+    with sqlite3.connect(loose) as db:
+        db.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+        db.execute("INSERT INTO meta VALUES ('format', 'something else')")
+    db.close()
+    assert_one_line_error(escope("stats", str(loose), cwd=proj.path), "not an escope recording",
+                          "meta is not WITHOUT ROWID")
 
 
 def test_view_posing_as_a_table_is_refused(proj: Project, good: Path) -> None:
@@ -131,7 +139,7 @@ def test_view_posing_as_a_table_is_refused(proj: Project, good: Path) -> None:
         db.execute("DROP TABLE faults")
         db.execute("CREATE VIEW faults AS SELECT 'x' AS message, 1 AS count")
     db.close()
-    assert_one_line_error(escope("stats", str(good), cwd=proj.path), "lacks table(s) faults")
+    assert_one_line_error(escope("stats", str(good), cwd=proj.path), "not an escope recording", "it has a view")
 
 
 def test_newer_schema(proj: Project, good: Path) -> None:
