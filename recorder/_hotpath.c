@@ -1793,6 +1793,9 @@ static int exception_here(Hot *h, PyObject *exc, PyObject *out, PyObject **vid) 
             rc = 1;
             goto done;
         }
+        /* other args at the address of the last one: a new exception
+           (Collector.capture's rule), whatever the allocator reused */
+        entry = NULL;
     }
     /* the args, all scalars here, are what values.kept_alive keeps */
     rc = take_snapshot(h, exc, obj_key, entry, fp, eargs, shown, out, vid) == 0 ? 1 : -1;

@@ -19,7 +19,7 @@ show a later state).  ``spill`` hands full chunks to the background writer.
 from __future__ import annotations
 
 # Bound at import: a test that monkeypatches builtins must not reach the recorder.
-from builtins import bool, dict, id, int, len, list, max, min, next, reversed, str, tuple, type  # noqa: A004
+from builtins import bool, dict, id, int, issubclass, len, list, max, min, next, reversed, str, tuple, type  # noqa: A004
 
 import itertools
 import sys
@@ -244,7 +244,10 @@ class Collector:
         if entry is not None and entry[3] is cls:
             if fp is not None and entry[0] == fp:
                 return entry[1]
-            objnum = entry[2]
+            # An exception whose args changed is a new exception that took a
+            # freed one's address (code rarely reassigns ``args``): which
+            # objects the allocator reuses must not decide what is one object
+            objnum = next(self.objnums) if issubclass(cls, BaseException) else entry[2]
         else:
             objnum = next(self.objnums)
         # JSON now, not in the writer: a form is a tree of dicts and lists the
