@@ -241,18 +241,21 @@ class Collector:
                 fp = fingerprint(value, self.renderer)
         except Exception:
             fp = None
+        again = False
         if entry is not None and entry[3] is cls:
             if fp is not None and entry[0] == fp:
                 return entry[1]
             # An exception whose args changed is a new exception that took a
             # freed one's address (code rarely reassigns ``args``): which
             # objects the allocator reuses must not decide what is one object
-            objnum = next(self.objnums) if issubclass(cls, BaseException) else entry[2]
+            again = not issubclass(cls, BaseException)
+            objnum = entry[2] if again else next(self.objnums)
         else:
             objnum = next(self.objnums)
         # JSON now, not in the writer: a form is a tree of dicts and lists the
         # garbage collector would walk at every full collection while it waits
-        tname, text, detail, flags = self.renderer.render(value)
+        renderer = self.renderer
+        tname, text, detail, flags = renderer.render_again(value) if again else renderer.render(value)
         vid = next(self.vids)
         out.append(("v", vid, objnum, tname, text, detail, flags))
         try:

@@ -25,7 +25,6 @@ from pathlib import Path
 from types import CodeType
 
 from .config import RecorderConfig
-from .line_effects import line_effects
 from .nodes import FileIndex, NodeIndexCache
 
 _EXCLUDED_PARTS = {"site-packages", "dist-packages", ".tox", ".nox", ".venv", "venv",
@@ -85,7 +84,7 @@ class SourceFile:
         self.relpath = relpath
         self.source = source
         self.sha256 = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
-        self.watch = line_effects(source)
+        self.watch = cache.watch_map(source, self.sha256)
         self.stat = stat
         self._cache = cache
         self._index: FileIndex | None = None

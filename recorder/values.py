@@ -237,15 +237,35 @@ def _trusted_tzinfo(tz: Any) -> bool:
     return False
 
 
-#: What is left of the text budget of the rendering under way on this
-#: thread (``max_size`` characters at the start): once the scalars rendered
-#: so far fill it, nested containers and objects are shown as ``<Type…>``.
-_spent = threading.local()
+def _big_scalar_container(value: Any, limit: int) -> bool:
+    """A list, tuple or dict of more than a few items whose shown items are
+    all scalars: telling that it is unchanged costs a tenth of rendering it.
+    For anything else the check costs about what a rendering does."""
+    cls = type(value)
+    if cls is list or cls is tuple:
+        return len(value) > 8 and _all_scalars(value[:limit])
+    if cls is dict:
+        return (dict.__len__(value) > 8 and _all_scalars(_islice(dict.keys(value), limit))
+                and _all_scalars(_islice(dict.values(value), limit)))
+    return False
+
+
+class _RenderState(threading.local):
+    """The rendering under way on this thread.  ``left``: what is left of its
+    text budget (``max_size`` characters at the start): once the scalars
+    rendered so far fill it, nested containers and objects are shown as
+    ``<Type…>``.  ``again``: the value was rendered before, so children may
+    be reused.  Class attributes are each new thread's defaults."""
+
+    left = 0
+    again = False
+
+
+_spent = _RenderState()
 #: children whose forms a Renderer remembers (all are forgotten when full)
 _MEMO_SIZE = 512
 #: values whose form is made of parts (items, entries, fields, args)
 _SHOWN_WITH_PARTS = (list, tuple, dict, set, frozenset, BaseException)
-_spent.left = 0
 
 _OPAQUE_MODULES = ("pytest_escope", "_pytest", "pluggy", "xdist", "execnet")
 
@@ -299,6 +319,18 @@ class Renderer:
 
     def redacted(self, value: Any) -> tuple[str, str, None, int]:
         return (self._type_name(type(value)), REDACTED, None, FLAG_REDACTED)
+
+    def render_again(self, value: Any) -> tuple[str, str, str | None, int]:
+        """``render`` for a value rendered before that changed: its direct
+        children that show the same objects as then are not rendered again
+        (``_remembered_child``).  A first rendering does without that
+        bookkeeping, which costs more than it saves on small values."""
+        spent = _spent
+        spent.again = True
+        try:
+            return self.render(value)
+        finally:
+            spent.again = False
 
     def render(self, value: Any) -> tuple[str, str, str | None, int]:
         """Render ``value``; ``detail`` comes back as JSON text or None."""
@@ -492,7 +524,7 @@ class Renderer:
             stub = f"<{name}…>"
             spent.left -= len(stub)
             return {"type": name, "repr": stub, "_trunc": True}
-        if depth == 1 and self.custom is None:
+        if depth == 1 and spent.again and self.custom is None and _big_scalar_container(value, self.max_items):
             return self._remembered_child(value, depth)
         return self._form(value, depth)
 

@@ -702,7 +702,7 @@ def test_a_rerendering_reuses_unchanged_children_and_equals_a_fresh_one() -> Non
     ]
     for _ in range(300):
         rnd.choice(changes)()
-        assert kept.render(cache) == Renderer().render(cache)
+        assert kept.render_again(cache) == Renderer().render(cache)
     assert len(kept._memo) > 0
 
 # -- stdlib value types whose repr would reach user code -------------------------------
