@@ -99,6 +99,10 @@ SUITES: dict[str, Suite] = {
         Suite("attrs", "attrs", "25.3.0", "tests", pythonpath="src", exclude={
             "tests/test_packaging.py": "reads attrs' installed distribution metadata "
                                        "(importlib.metadata); run from the unpacked sdist it is not installed",
+        }, deselect={
+            "tests/test_converters.py::TestPipe::test_wrapped_annotation":
+                "fails with plain pytest on Python 3.12.1 (also with attrs 24.2.0): "
+                "get_return_type() of a wrapped pipe converter is None, the test expects bool",
         }),
         # Exception-heavy parsing: pyparsing backtracks by raising ParseException, with
         # and without packrat memoisation; the examples/ grammars (SQL, Lucene, ...).
