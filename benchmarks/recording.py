@@ -169,7 +169,10 @@ _COMMIT = """
 import os, subprocess, pytest_escope
 root = os.path.dirname(os.path.dirname(os.path.abspath(pytest_escope.__file__)))
 try:
-    head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    # the last commit that changed what is measured: commits to benchmarks/ or docs/ made
+    # while a benchmark runs do not change it
+    head = subprocess.run(["git", "-C", root, "log", "-1", "--format=%h", "--", "recorder", "pytest_escope",
+                           "setup.py", "pyproject.toml"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "recorder", "pytest_escope"],
                            capture_output=True, text=True).stdout.strip()
     print(head + ("+dirty" if dirty else ""))
@@ -180,7 +183,9 @@ except OSError:
 
 def escope_commit(python: str) -> str:
     """Which escope a run measures: an editable install follows its checkout,
-    so a commit landing mid-benchmark changes what later runs import."""
+    so a commit landing mid-benchmark changes what later runs import.  The
+    last commit that touched the recorder or the plugin (+dirty if they have
+    uncommitted changes)."""
     proc = subprocess.run([python, "-c", _COMMIT], capture_output=True, text=True)
     return proc.stdout.strip() or "unknown"
 
