@@ -209,6 +209,11 @@ def _controlling_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+#: a prompt at the start of the text or of a line, after any bracketed-paste
+#: switch readline writes before it
+_PROMPT = re.compile(r"(?:\A|\n)(?:\x1b\[\?2004[hl])*\(escope\) ")
+
+
 class Terminal:
     """``escope replay`` on a pseudo-terminal of a given size."""
 
@@ -244,13 +249,20 @@ class Terminal:
                 self.text += data.decode("utf-8", "replace")
         return True
 
+    @staticmethod
+    def prompts(text: str) -> int:
+        """How many prompts the session printed.  Only a prompt at the start
+        of a line counts: readline redraws the line it is editing (``\r``,
+        erase, prompt again) when it sees fit, and a redraw is no answer."""
+        return len(_PROMPT.findall(text))
+
     def wait_prompt(self, count: int) -> None:
-        self.read_until(lambda t: t.count("(escope) ") >= count)
+        self.read_until(lambda t: self.prompts(t) >= count)
 
     def type(self, keys: str, prompts: int | None = None) -> str:
         """Send keys; wait for the session's next prompt; what it printed."""
         before = len(self.text)
-        count = self.text.count("(escope) ") + (1 if prompts is None else prompts)
+        count = self.prompts(self.text) + (1 if prompts is None else prompts)
         os.write(self.master, keys.encode())
         self.wait_prompt(count)
         return self.text[before:].replace("\r\n", "\n")
@@ -262,12 +274,12 @@ class Terminal:
         previous key waits for the next one: the test presses Ctrl-C again
         in that case, as a person would."""
         before = len(self.text)
-        count = self.text.count("(escope) ") + 1
+        count = self.prompts(self.text) + 1
         os.write(self.master, typed.encode())
         self.read_until(lambda t: t.endswith(typed))
         for _ in range(10):
             os.write(self.master, b"\x03")
-            if self.read_until(lambda t: t.count("(escope) ") >= count, deadline=5, must=False):
+            if self.read_until(lambda t: self.prompts(t) >= count, deadline=5, must=False):
                 break
         self.wait_prompt(count)
         return self.text[before:].replace("\r\n", "\n")
