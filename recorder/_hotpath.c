@@ -473,6 +473,7 @@ typedef struct {
     PyObject *code_ids;     /* col.code_ids: id(code) -> (code, code_id) */
     PyObject *disable;      /* sys.monitoring.DISABLE */
     PyObject *check_watch, *spill, *overflow, *fault, *with_self;
+    PyObject *owned;        /* interrupts.owned_by_test: an exception the test must get */
     PyObject *bind_changed, *recheck_mutable;  /* Collector methods check_watch calls */
     PyObject *objs;         /* col.objs: id(object) -> (fingerprint, vid, objnum, type) */
     PyObject *objnums;      /* col.objnums: itertools.count of object numbers */
@@ -534,14 +535,45 @@ static int slot_offsets(PyTypeObject *type, const char **names, Py_ssize_t *out)
     return 0;
 }
 
+/* 1 when the exception being raised belongs to the test: a signal handler
+   raised it inside Python code the recorder called (interrupts.py says how
+   that is told).  The exception stays set either way; 0 when unsure. */
+static int owned_by_test(Hot *h) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL) { PyException_SetTraceback(value, tb); }
+    PyObject *exc = value;
+#endif
+    int owned = 0;
+    if (exc != NULL && h->owned != NULL) {
+        PyObject *r = PyObject_CallOneArg(h->owned, exc);
+        owned = r != NULL && r == Py_True;
+        if (r == NULL) { PyErr_Clear(); }
+        Py_XDECREF(r);
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(type, value, tb);
+#endif
+    return owned;
+}
+
 /* A recorder error becomes a fault on the collector, never an exception in
    the test.  An exception that is not an Exception (KeyboardInterrupt,
    SystemExit, pytest's outcomes raised by a signal handler that ran during
    a call we made) belongs to the test: it propagates, as it does from the
    Python callbacks' ``except Exception``. */
+static int owned_by_test(Hot *h);
+
 static PyObject *failed(Hot *h, PyObject *message) {
     PyObject *exc = PyErr_Occurred();
     if (exc != NULL && !PyErr_GivenExceptionMatches(exc, PyExc_Exception)) { return NULL; }
+    if (exc != NULL && owned_by_test(h)) { return NULL; }
     PyErr_Clear();
     PyObject *r = PyObject_CallOneArg(h->fault, message);
     if (r == NULL) {
@@ -1932,6 +1964,7 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     h->spill = PyObject_GetAttrString(col, "spill");
     h->overflow = PyObject_GetAttrString(col, "overflow");
     h->fault = PyObject_GetAttrString(col, "fault");
+    h->owned = PyObject_GetAttrString(col, "owned_by_test");
     h->bind_changed = PyObject_GetAttrString(col, "bind_changed");
     h->recheck_mutable = PyObject_GetAttrString(col, "recheck_mutable");
     h->objs = PyObject_GetAttrString(col, "objs");
@@ -1965,7 +1998,7 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     Py_DECREF(it);
     if (PyErr_Occurred()) { return -1; }
     if (!h->events || !h->threads || !h->suspended || !h->act_ids || !h->secret_names ||
-        !h->check_watch || !h->spill || !h->overflow || !h->fault) {
+        !h->check_watch || !h->spill || !h->overflow || !h->fault || !h->owned) {
         return -1;
     }
     if (!Py_IS_TYPE(h->events, &EventLogType) || !PyDict_CheckExact(h->threads) ||
@@ -1997,7 +2030,7 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     X(fs_type) X(ts_type) X(py_line) X(py_resume) X(py_yield) X(py_return) X(py_jump) X(disable) \
     X(py_start) X(py_call) X(vids) X(frame_ids) X(code_ids) \
     X(check_watch) \
-    X(spill) X(overflow) X(fault) X(bind_changed) X(recheck_mutable) X(objs) X(objnums) X(max_size) X(max_items) X(exception) X(exc_log) X(exc_shown) X(with_self) X(last_ts)
+    X(spill) X(overflow) X(fault) X(owned) X(bind_changed) X(recheck_mutable) X(objs) X(objnums) X(max_size) X(max_items) X(exception) X(exc_log) X(exc_shown) X(with_self) X(last_ts)
 
 static int Hot_traverse(Hot *h, visitproc visit, void *arg) {
 #define VISIT_FIELD(name) Py_VISIT(h->name);

@@ -28,6 +28,7 @@ import time
 from typing import Any, Callable
 
 from . import schema
+from .interrupts import owned_by_test
 from .config import RecorderConfig, pure_python_requested
 from .scope import CodeInfo, Scope, SourceFile
 from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint, kept_alive
@@ -158,7 +159,9 @@ class Collector:
             thread_id = len(self.threads) + 1
             try:
                 name = threading.current_thread().name
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 name = f"thread-{ident}"
             ts = ThreadState(thread_id)
             self.threads[ident] = ts
@@ -191,7 +194,9 @@ class Collector:
             if loop is None:
                 return None
             task = asyncio.current_task(loop)
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             return None
         if task is None:
             return None
@@ -201,7 +206,9 @@ class Collector:
         tid = len(self.task_ids) + 1
         try:
             name = str(task.get_name())
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             name = f"task-{tid}"
         self.task_ids[id(task)] = (task, tid)
         self.task_rows.append((tid, name))
@@ -239,7 +246,9 @@ class Collector:
             fp = self._scalar_fingerprint(value) if self._scalar_fingerprint is not None else None
             if fp is None:
                 fp = fingerprint(value, self.renderer)
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             fp = None
         again = False
         if entry is not None and entry[3] is cls:
@@ -260,7 +269,9 @@ class Collector:
         out.append(("v", vid, objnum, tname, text, detail, flags))
         try:
             alive = kept_alive(value, self.renderer) if fp is not None else ()
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             fp = alive = None  # never matched again: the next look takes a new snapshot
         row = self.objs[key] = (fp, vid, objnum, cls, alive)
         if self._forget_row is not None:
@@ -277,7 +288,9 @@ class Collector:
         bound, mutated = entry
         try:
             loc = frame.f_locals
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             return None
         out: list = []
         last = fs.last
@@ -368,7 +381,9 @@ class Collector:
         try:
             loc = frame.f_locals
             items = list(loc.items())
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             return
         last = fs.last
         fid = fs.frame_id
@@ -502,7 +517,9 @@ class Collector:
         if kind == schema.EXCEPTION:
             try:
                 tname = self.renderer._type_name(type(exc))
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 tname = "?"
             self.exc_log.append((step, id(exc), tname))
         self.events.append((kind, fs.act, line, time.perf_counter_ns() - self.t0, vid, tuple(out)))
@@ -525,6 +542,10 @@ class Collector:
     def phase(self, name: str, start: bool, outcome: str | None = None, duration_ns: int | None = None) -> None:
         step = self.step_count()
         self.phase_rows.append((name, step, start, outcome, duration_ns))
+
+    #: read by the compiled callbacks (``_hotpath.Hot``): an exception met
+    #: inside the recorder that the test must get
+    owned_by_test = staticmethod(owned_by_test)
 
     def fault(self, message: str) -> None:
         self.faults[message] = self.faults.get(message, 0) + 1
@@ -591,9 +612,13 @@ class Collector:
             if not self.events and not self.segments:
                 return
             self.spilled = True
-            self.sink(self.take_chunk())
-            grown = max(self.spill_events, min(self.base // 2, SPILL_CAP))
-            self.spill_limit = min(grown, self.max_events) if self.max_events else grown
+            try:
+                self.sink(self.take_chunk())
+            finally:
+                # a signal handler's exception raised on by the sink (the
+                # chunk is queued all the same) leaves the limits right
+                grown = max(self.spill_events, min(self.base // 2, SPILL_CAP))
+                self.spill_limit = min(grown, self.max_events) if self.max_events else grown
 
     def clear(self) -> None:
         """Forget every event still in memory (the recording is discarded)."""
@@ -609,7 +634,9 @@ class Collector:
         key = id(exc)
         try:
             tname = self.renderer._type_name(type(exc))
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             tname = "?"
         found = None
         for step, eid, etype in reversed(self.exc_log):

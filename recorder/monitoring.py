@@ -26,6 +26,7 @@ from types import CodeType
 from typing import Any
 
 from . import schema
+from .interrupts import owned_by_test
 from .collector import Collector, FrameState, ThreadState
 from .config import pure_python_requested
 from .values import IMMUTABLE_SCALARS
@@ -136,7 +137,9 @@ class MonitoringBackend:
             if info is None:
                 try:
                     info = scope.code_info(code)
-                except Exception:
+                except Exception as recorder_err:
+                    if owned_by_test(recorder_err):
+                        raise
                     col.fault("scope decision failed")
                     return DISABLE
                 if info is None:
@@ -148,7 +151,9 @@ class MonitoringBackend:
             ts = col.thread_state(get_ident())
             try:
                 col.enter(ts, info, getframe(1), CALL, code.co_firstlineno)
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 col.fault("recorder error at a call")
             return None
 
@@ -160,7 +165,9 @@ class MonitoringBackend:
             frame = getframe(1)
             try:
                 col.enter(ts, info, frame, RESUME, frame.f_lineno)
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 col.fault("recorder error at a resume")
             return None
 
@@ -195,7 +202,9 @@ class MonitoringBackend:
                 if len(events) >= limit:
                     col.overflow()
                 return None
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 col.fault("recorder error at a line step")
             return None
 
@@ -209,7 +218,9 @@ class MonitoringBackend:
                 to_line = info.line_of_offset(dest)
                 if to_line is None or to_line != info.line_of_offset(src):
                     return DISABLE
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 col.fault("recorder error at a jump")
                 return DISABLE
             return on_line(code, to_line, 2)
@@ -221,7 +232,9 @@ class MonitoringBackend:
             frame = getframe(1)
             try:
                 col.leave(ts, fs, frame, RETURN, frame.f_lineno, retval)
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 col.fault("recorder error at a return")
             return None
 
@@ -232,7 +245,9 @@ class MonitoringBackend:
             frame = getframe(1)
             try:
                 col.leave(ts, fs, frame, YIELD, frame.f_lineno, retval)
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 col.fault("recorder error at a yield")
             return None
 
@@ -245,7 +260,9 @@ class MonitoringBackend:
             frame = getframe(1)
             try:
                 col.leave(ts, fs, frame, UNWIND, frame.f_lineno, None)
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 col.fault("recorder error at an unwind")
             return None
 
@@ -262,7 +279,9 @@ class MonitoringBackend:
                 tb = _traceback_of(exc)
                 if tb is None or tb.tb_next is None:
                     col.exception(fs, EXCEPTION, getframe(1).f_lineno, exc)
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 col.fault("recorder error at an exception")
             return None
 
@@ -276,7 +295,9 @@ class MonitoringBackend:
             try:
                 # the RAISE that follows films the exception itself
                 col.enter(ts, info, frame, RESUME, frame.f_lineno)
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 col.fault("recorder error at a throw")
             return None
 
@@ -290,7 +311,9 @@ class MonitoringBackend:
                     # called before its first PY_START: the scope decides
                     try:
                         inside = type(target) is CodeType and scope.code_info(target) is not None
-                    except Exception:
+                    except Exception as recorder_err:
+                        if owned_by_test(recorder_err):
+                            raise
                         inside = False
                     if inside:
                         return None
@@ -304,7 +327,9 @@ class MonitoringBackend:
                 vid = col.capture(name, out)
                 frame = getframe(1)
                 events.append((schema.EXTERNAL_CALL, fs.act, frame.f_lineno, perf() - t0, vid, out))
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 col.fault("recorder error at an external call")
             return None
 
@@ -388,7 +413,9 @@ _tb_getter = BaseException.__dict__["__traceback__"].__get__
 def _traceback_of(exc: Any) -> Any:
     try:
         return _tb_getter(exc)
-    except Exception:
+    except Exception as recorder_err:
+        if owned_by_test(recorder_err):
+            raise
         return None
 
 
@@ -405,11 +432,15 @@ def _callable_name(obj: Any) -> str:
     if cls.__name__ in ("function", "builtin_function_or_method", "method", "method_descriptor", "wrapper_descriptor"):
         try:
             qual = obj.__qualname__
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             qual = None
     if qual is None:
         try:
             qual = type.__dict__["__qualname__"].__get__(cls)
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             qual = "?"
     return qual

@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from types import CodeType
 
+from .interrupts import owned_by_test
 from .config import RecorderConfig
 from .nodes import FileIndex, NodeIndexCache
 
@@ -253,7 +254,9 @@ class Scope:
                 with open(abspath, "rb") as fh:
                     raw = fh.read()
                 source = raw.decode("utf-8", "surrogateescape")
-            except (OSError, ValueError):
+            except (OSError, ValueError) as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 source = None
             if source is not None:
                 inside = abspath.startswith(os.path.join(self.rootdir, ""))
@@ -270,7 +273,9 @@ class Scope:
                 continue
             try:
                 st = os.stat(sf.abspath)
-            except OSError:
+            except OSError as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 continue
             if (st.st_mtime, st.st_size) != sf.stat:
                 del self._files[name]

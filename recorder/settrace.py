@@ -22,12 +22,24 @@ import time
 from typing import Any
 
 from . import schema
+from .interrupts import owned_by_test
 from .collector import Collector, FrameState, ThreadState
 
 _YIELD_VALUE = dis.opmap.get("YIELD_VALUE")
 CALL, LINE, RETURN, EXCEPTION, HANDLED, UNWIND, YIELD, RESUME = (
     schema.CALL, schema.LINE, schema.RETURN, schema.EXCEPTION, schema.HANDLED,
     schema.UNWIND, schema.YIELD, schema.RESUME)
+
+
+#: The fault a recording gets when a signal handler's exception went through
+#: the trace function: CPython unsets a trace function an exception leaves,
+#: so this thread's film ends there (sys.monitoring keeps filming).
+SIGNAL_STOPPED = "a signal handler raised inside the trace function; sys.settrace stopped filming this thread there"
+
+
+#: The fault a recording gets when our trace function was gone at its end.
+TRACER_REMOVED = ("the trace function was removed during the test (a signal handler raised inside it, or "
+                  "other code called sys.settrace); the film of the test's thread ends where that happened")
 
 
 class _Local:
@@ -45,13 +57,15 @@ class _Local:
         self.limit = col.hot_limit
 
     def __call__(self, frame: Any, event: str, arg: Any) -> Any:
-        chained = self.chained
-        if chained is not None:
-            try:
-                self.chained = chained(frame, event, arg)
-            except Exception:
-                self.chained = None
         try:
+            chained = self.chained
+            if chained is not None:
+                try:
+                    self.chained = chained(frame, event, arg)
+                except Exception as recorder_err:
+                    if owned_by_test(recorder_err):
+                        raise
+                    self.chained = None
             fs = self.fs
             col = self.col
             if not col.active:
@@ -99,7 +113,10 @@ class _Local:
                 fs.exc_pending = True
                 return self
             return self
-        except Exception:  # never into the test: counted and warned once
+        except BaseException as recorder_err:  # never into the test: counted and warned once
+            if owned_by_test(recorder_err):
+                self.col.fault(SIGNAL_STOPPED)
+                raise
             self.col.fault("recorder error at a traced step")
             return self
 
@@ -110,7 +127,9 @@ def _call_chained(fn: Any, frame: Any, event: str, arg: Any) -> Any:
         return None
     try:
         return fn(frame, event, arg)
-    except Exception:
+    except Exception as recorder_err:
+        if owned_by_test(recorder_err):
+            raise
         return None
 
 
@@ -127,7 +146,9 @@ _RETURNS = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST") if n
 def _at_return(frame: Any) -> bool:
     try:
         return frame.f_code.co_code[frame.f_lasti] in _RETURNS
-    except Exception:
+    except Exception as recorder_err:
+        if owned_by_test(recorder_err):
+            raise
         return True
 
 
@@ -139,7 +160,9 @@ def _is_yield(frame: Any) -> bool:
             return True
         # 3.13 reports a yield with f_lasti already on the RESUME after it
         return code[lasti] == _RESUME and lasti >= 2 and code[lasti - 2] == _YIELD_VALUE
-    except Exception:
+    except Exception as recorder_err:
+        if owned_by_test(recorder_err):
+            raise
         return False
 
 
@@ -176,38 +199,49 @@ class SettraceBackend:
         return self._global(frame, event, arg, _chained_done=result)
 
     def _global(self, frame: Any, event: str, arg: Any, _chained_done: Any = None) -> Any:
-        prev = getattr(self._tl, "prev", self.prev_trace)
-        if _chained_done is not None:
-            prev = None
-        chained = _chained_done if prev is None else _call_chained(prev, frame, event, arg)
-        if event != "call":
-            return chained
-        if prev is not None and sys.gettrace() is not self._global_fn:
-            # coverage's CTracer, called on a call event, installs itself
-            # again as the thread's C-level tracer: put ours back on top
-            sys.settrace(self._global_fn)
-        col = self.col
-        if not col.active:
-            return chained
         try:
-            info = self.scope.code_info(frame.f_code)
-        except Exception:
-            col.fault("scope decision failed")
-            return chained
-        if info is None:
-            if col.full:
-                self._external(frame)
-            return chained
-        ts = col.thread_state(threading.get_ident())
-        kind = CALL
-        if info.is_gen and frame.f_lasti >= 0 and _resumed(frame):
-            kind = RESUME
-        try:
-            fs = col.enter(ts, info, frame, kind, frame.f_lineno)
-        except Exception:
-            col.fault("recorder error at a call")
-            return chained
-        return _Local(col, ts, fs, chained)
+            prev = getattr(self._tl, "prev", self.prev_trace)
+            if _chained_done is not None:
+                prev = None
+            chained = _chained_done if prev is None else _call_chained(prev, frame, event, arg)
+            if event != "call":
+                return chained
+            if prev is not None and sys.gettrace() is not self._global_fn:
+                # coverage's CTracer, called on a call event, installs itself
+                # again as the thread's C-level tracer: put ours back on top
+                sys.settrace(self._global_fn)
+            col = self.col
+            if not col.active:
+                return chained
+            try:
+                info = self.scope.code_info(frame.f_code)
+            except BaseException as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
+                col.fault("scope decision failed")
+                return chained
+            if info is None:
+                if col.full:
+                    self._external(frame)
+                return chained
+            ts = col.thread_state(threading.get_ident())
+            kind = CALL
+            if info.is_gen and frame.f_lasti >= 0 and _resumed(frame):
+                kind = RESUME
+            try:
+                fs = col.enter(ts, info, frame, kind, frame.f_lineno)
+            except BaseException as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
+                col.fault("recorder error at a call")
+                return chained
+            return _Local(col, ts, fs, chained)
+        except BaseException as recorder_err:
+            # what a signal handler raised anywhere in here is the test's;
+            # the sites above turn every other error into a fault
+            if owned_by_test(recorder_err):
+                self.col.fault(SIGNAL_STOPPED)
+            raise
 
     def _external(self, frame: Any) -> None:
         """full_trace: a call from filmed code into code out of scope."""
@@ -233,6 +267,11 @@ class SettraceBackend:
     def stop(self) -> None:
         if sys.gettrace() is self._global_fn:
             sys.settrace(self.prev_trace)
+        elif sys.gettrace() is None:
+            # CPython unsets a trace function that raised; a signal handler
+            # that runs as the tracer starts (before any line of ours can
+            # catch it) leaves no other trace than this
+            self.col.fault(TRACER_REMOVED)
         threading.settrace(self.prev_thread_trace)  # type: ignore[arg-type]
 
 
@@ -246,5 +285,7 @@ def _resumed(frame: Any) -> bool:
         # a first run is at or before that RESUME.
         first_resume = next((i for i in range(0, len(code), 2) if code[i] == dis.opmap["RESUME"]), 0)
         return lasti > first_resume
-    except Exception:
+    except Exception as recorder_err:
+        if owned_by_test(recorder_err):
+            raise
         return False

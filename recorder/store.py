@@ -219,16 +219,41 @@ class RecordingWriter:
         if not self._started:
             self._started = True
             self._thread.start()
-        self.queue.put(chunk)
+        self._enqueue(chunk)
+
+    def _enqueue(self, item: Any) -> None:
+        """``queue.put``, finished even when a signal handler raises while
+        the test thread waits for the writer: the chunk is never lost, and
+        the handler's exception is raised on once it is queued (it is the
+        test's, ``interrupts.owned_by_test``)."""
+        self._finish(functools.partial(self.queue.put, item))
+
+    @staticmethod
+    def _finish(wait: Any) -> None:
+        """Run ``wait`` to its end, then raise what a signal handler raised
+        while it waited (a blocking wait runs handlers in the main thread)."""
+        pending: BaseException | None = None
+        while True:
+            try:
+                wait()
+                break
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                if pending is None:
+                    pending = exc
+        if pending is not None:
+            try:
+                raise pending
+            finally:
+                pending = None
 
     def close(self, final_meta: dict[str, str]) -> None:
         """Write the last facts and close the file; waits for the writer."""
         if not self._started:
             self._started = True
             self._thread.start()
-        self.queue.put(("meta", final_meta))
-        self.queue.put(_STOP)
-        self._thread.join()
+        self._enqueue(("meta", final_meta))
+        self._enqueue(_STOP)
+        self._finish(self._thread.join)
 
     def abandon(self) -> None:
         """Stop without writing what is still queued (the file is about to be

@@ -34,6 +34,7 @@ import uuid
 import zoneinfo
 from typing import Any, Iterable
 
+from .interrupts import owned_by_test
 from .schema import FLAG_REDACTED, FLAG_TRUNCATED, FLAG_UNRENDERABLE
 
 DEFAULT_REDACT = (
@@ -109,7 +110,9 @@ class _TypeInfo:
         try:
             # exact str: a str subclass's __format__ would run in every f-string
             self.name = str.__str__(_type_qualname(cls))
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             self.name = "?"
         self.dict_getter = None
         self.slot_getters: list[tuple[str, Any]] = []
@@ -118,7 +121,9 @@ class _TypeInfo:
         # by name only: their insides are noise in a user's film.
         try:
             module = _type_module(cls)
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             module = ""
         self.opaque = isinstance(module, str) and str.startswith(module, _OPAQUE_MODULES)
         mro = type.__dict__["__mro__"].__get__(cls)
@@ -141,7 +146,9 @@ class _TypeInfo:
             if slots is not None:
                 try:
                     slot_names = _slot_names(slots, ns, klass)
-                except Exception:
+                except Exception as recorder_err:
+                    if owned_by_test(recorder_err):
+                        raise
                     slot_names = []
                 for slot in slot_names:
                     desc = ns.get(slot)
@@ -277,7 +284,9 @@ def _instance_dict(info: "_TypeInfo", value: Any) -> dict | None:
         return None
     try:
         ns = info.dict_getter(value)
-    except Exception:
+    except Exception as recorder_err:
+        if owned_by_test(recorder_err):
+            raise
         return None
     return ns if type(ns) is dict else None
 
@@ -359,7 +368,9 @@ class Renderer:
             return None
         try:
             args = _exc_args(value)
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             return None
         if type(args) is not tuple or len(args) > 5:
             return None
@@ -373,7 +384,9 @@ class Renderer:
         if compiled is not None and self.custom is None and not self.inject_fault:
             try:
                 done = compiled(value, self.max_size, self.max_items)
-            except Exception:
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
                 done = None
             if done is not None:
                 return done
@@ -386,7 +399,9 @@ class Renderer:
         cls = type(value)
         try:
             text = self._scalar_text(value, cls)
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             self.faults += 1
             return (self._type_name(cls), "<unrenderable>", None, FLAG_UNRENDERABLE)
         if len(text) > self.max_size:
@@ -405,7 +420,9 @@ class Renderer:
             form = self._form(value, 0)
         except RecursionError:
             return (self._type_name(type(value)), "<too deep>", None, FLAG_UNRENDERABLE)
-        except Exception:  # never let a hostile object break the recorder
+        except Exception as recorder_err:  # never let a hostile object break the recorder
+            if owned_by_test(recorder_err):
+                raise
             self.faults += 1
             return (self._type_name(type(value)), "<unrenderable>", None, FLAG_UNRENDERABLE)
         finally:
@@ -435,7 +452,9 @@ class Renderer:
     def _type_name(self, cls: type) -> str:
         try:
             return self._info(cls).name
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             return "?"
 
     def _scalar_text(self, value: Any, cls: type) -> str:
@@ -542,7 +561,9 @@ class Renderer:
         alive: list = []
         try:
             shown = self._shown(value, self.max_depth - depth, alive)
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             return self._form(value, depth)
         memo = self._memo
         known = memo.get(id(value))
@@ -766,7 +787,9 @@ class Renderer:
     def _exception(self, value: BaseException, name: str, info: _TypeInfo, depth: int) -> dict[str, Any]:
         try:
             args = _exc_args(value)
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             args = ()
         arg_forms = [self._child(a, depth + 1) for a in tuple.__getitem__(args, slice(0, 5))] if type(args) is tuple else []
         if len(arg_forms) == 1:
@@ -784,7 +807,9 @@ class Renderer:
         type_name, text, _detail, _flags = self.render(exc)
         try:
             args = _exc_args(exc)
-        except Exception:
+        except Exception as recorder_err:
+            if owned_by_test(recorder_err):
+                raise
             args = ()
         if type(args) is tuple and len(args) == 1 and type(args[0]) is str:
             msg = args[0]
