@@ -12,6 +12,7 @@ the next ``Content-Length:`` it sees, even in the middle of a line.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import IO, Any
 
@@ -23,6 +24,7 @@ __all__ = ["BadMessage", "MessageReader", "MessageWriter", "MAX_BODY"]
 MAX_BODY = 16 * 1024 * 1024
 
 _HEADER = b"content-length:"
+_HEADER_LINE = re.compile(rb"^[A-Za-z][A-Za-z0-9-]*:")
 
 
 class BadMessage(Exception):
@@ -61,9 +63,9 @@ class MessageReader:
             at = line.lower().find(_HEADER)
             if at > 0:
                 lines = [line[at:]]
-            elif at == 0 or lines:
+            elif at == 0 or lines or _HEADER_LINE.match(line):
                 lines.append(line)
-            # else: bytes before any header: skipped until one comes
+            # else: bytes that are no header (a body's tail): skipped
 
     def read(self) -> dict[str, Any] | None:
         """The next message, None at the end of the stream; ``BadMessage``

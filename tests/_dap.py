@@ -106,6 +106,7 @@ class DapPeer:
         self.seq = 0
         self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
+        self._stderr: str | None = None
         assert self.proc.stdout is not None
         threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
 
@@ -177,12 +178,16 @@ class DapPeer:
         return self.event("stopped")
 
     def stderr(self) -> str:
+        """What the server wrote to stderr (once it has exited)."""
         if self.proc.poll() is None:
             return ""
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read().decode(errors="replace")
+        if self._stderr is None:
+            assert self.proc.stderr is not None
+            self._stderr = self.proc.stderr.read().decode(errors="replace")
+        return self._stderr
 
     def close(self) -> int:
+        """Disconnect, wait for the server to exit; its exit status."""
         if self.proc.poll() is None:
             try:
                 self.send("disconnect")
@@ -193,6 +198,7 @@ class DapPeer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.stderr()
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
