@@ -5,12 +5,15 @@ reach; TCP mode; bad command lines."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlencode
 
 import pytest
 
@@ -246,3 +249,41 @@ def test_end_of_input_ends_the_server_cleanly(recorded: tuple[Project, Path]) ->
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(b"Content-Length: ") and b'"success": true' in res.stdout
     assert res.stderr == b""
+
+
+# -- editors --------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_vscode_terminal_summary_links_each_failure(tmp_path: Path) -> None:
+    project = Project(tmp_path / "proj")
+    project.write("test_f.py", "def test_one():\n    assert 1 == 2\n")
+    res = project.run("--escope", env=clean_env(TERM_PROGRAM="vscode"))
+    assert "1 failed" in res.stdout, res.out
+    link = "vscode://pytest-escope.escope/replay?" + urlencode({"test": "test_f.py::test_one",
+                                                                 "cwd": str(project.path)})
+    assert [line for line in res.stdout.splitlines() if "VS Code:" in line] == \
+        [f"  VS Code:   code --open-url '{link}'"]
+    res = project.run("--escope")
+    assert "1 failed" in res.stdout and "VS Code:" not in res.stdout
+
+
+def test_vscode_extension_declares_what_the_server_reads() -> None:
+    ext_dir = ROOT / "editors" / "vscode"
+    pkg = json.loads((ext_dir / "package.json").read_text())
+    assert f"{pkg['publisher']}.{pkg['name']}" == "pytest-escope.escope"  # the terminal summary's link
+    debugger = pkg["contributes"]["debuggers"][0]
+    assert debugger["type"] == "escope"
+    launch_keys = set(debugger["configurationAttributes"]["launch"]["properties"]) - {"escopePath"}
+    handlers = (ROOT / "replay" / "dap_session.py").read_text()
+    assert launch_keys == {"test", "recording", "run", "cwd", "stopAt"}
+    for key in launch_keys:
+        assert f'args.get("{key}"' in handlers, key
+    script = (ext_dir / "extension.js").read_text()
+    assert "registerDebugAdapterDescriptorFactory('escope'" in script and "['dap']" in script
+    assert pkg["main"] == "./extension.js"
+    if shutil.which("node"):
+        check = subprocess.run(["node", "--check", str(ext_dir / "extension.js")], capture_output=True, text=True,
+                               timeout=120)
+        assert check.returncode == 0, check.stderr
