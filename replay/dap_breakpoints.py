@@ -27,7 +27,7 @@ from ..recorder import schema
 from . import navigation as nav
 from .conditions import Condition
 from .errors import EscopeError, UsageError
-from .state import exception_in_flight
+from .state import exception_in_flight, frame_values
 
 if TYPE_CHECKING:
     from .recording import Recording
@@ -124,19 +124,23 @@ class Breakpoints:
 
     def _all_hits(self, b: nav.Breakpoint) -> list[int]:
         """Every step of the film where ``b`` matches and its condition holds,
-        found once per breakpoint (one pass over the film)."""
+        found once per breakpoint: one pass over the film's line (call)
+        events, joined to their code by SQLite rather than one lookup per
+        activation."""
         found = self._hits.get(b.number)
         if found is None:
-            if b.function:
-                sql, args = "SELECT step, act FROM events WHERE kind = ? ORDER BY step", (schema.CALL,)
-            else:
-                sql, args = ("SELECT step, act FROM events WHERE kind = ? AND line = ? ORDER BY step",
-                             (schema.LINE, b.line))
-            found = []
-            for step, act in self.rec.iterate(sql, args):
-                if self.rec.act(act).code in b.codes and (
-                        b.condition is None or b.condition.holds(self.rec.state_at(step).stack[-1].locals)):
-                    found.append(step)
+            codes = sorted(b.codes)
+            # events_kind is a partial index (WHERE kind != LINE): SQLite uses
+            # it only when the query holds that very term
+            where = (f"e.kind = {schema.CALL} AND e.kind != {schema.LINE}" if b.function
+                     else f"e.kind = {schema.LINE} AND e.line = ?")
+            sql = (f"SELECT e.step, a.frame FROM events e JOIN activations a ON a.act = e.act "
+                   f"JOIN frames f ON f.frame = a.frame WHERE {where} "
+                   f"AND f.code IN ({','.join('?' * len(codes))}) ORDER BY e.step")
+            args = tuple(codes) if b.function else (b.line, *codes)
+            cond = b.condition
+            found = [step for step, frame in self.rec.iterate(sql, args)
+                     if cond is None or cond.holds(frame_values(self.rec, frame, step, cond.names))]
             self._hits[b.number] = found
         return found
 
@@ -212,8 +216,11 @@ class Breakpoints:
                 best = f.step
         if "raised" in self.filters:
             op, order = (">", "") if forward else ("<", " DESC")
-            sql = f"SELECT step, act FROM events WHERE kind = ? AND step {op} ? ORDER BY step{order}"
-            for s, act in rec.iterate(sql, (schema.EXCEPTION, step)):
+            # "kind != LINE" repeats the partial index's own WHERE: without it
+            # SQLite does not use events_kind and walks the film by step
+            sql = (f"SELECT step, act FROM events WHERE kind = {schema.EXCEPTION} AND kind != {schema.LINE} "
+                   f"AND step {op} ? ORDER BY step{order}")
+            for s, act in rec.iterate(sql, (step,)):
                 if best is not None and (s >= best if forward else s <= best):
                     break
                 exc = exception_in_flight(rec, s, rec.act(act).thread)

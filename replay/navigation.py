@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..recorder import schema
 from .conditions import Condition
 from .errors import UnknownNameError, UsageError
+from .state import frame_values
 from .values import Path, Value, parse_path, walk
 
 if TYPE_CHECKING:
@@ -293,7 +294,8 @@ def breakpoint_hit(rec: "Recording", bps: list[Breakpoint], step: int, forward: 
                 continue
             if (b.function and kind == schema.CALL) or (b.line is not None and kind == schema.LINE
                                                         and line == b.line):
-                if (b.condition is None or b.condition.holds(rec.state_at(s).stack[-1].locals)) \
+                if (b.condition is None or b.condition.holds(
+                        frame_values(rec, rec.act(act).frame, s, b.condition.names))) \
                         and (b.also is None or b.also(s)):
                     return s, b
     return None
