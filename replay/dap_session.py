@@ -18,6 +18,8 @@ the end of its history.
 from __future__ import annotations
 
 import os
+import sys
+import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..recorder import schema
@@ -98,6 +100,12 @@ class DapSession:
             # damaged recording: an error for this request, never the end
             # of the session
             self.out.error(seq, command, f"cannot answer {command}: {type(exc).__name__}: {exc}"[:300])
+            return
+        except Exception as exc:  # a server outlives any one request; ESCOPE_DEBUG=1 shows where it broke
+            if os.environ.get("ESCOPE_DEBUG"):
+                traceback.print_exc(file=sys.stderr)
+            self.out.error(seq, command, f"escope dap could not answer {command} ({type(exc).__name__}: {exc}); "
+                                         f"ESCOPE_DEBUG=1 prints the traceback on stderr"[:300])
             return
         self.out.response(seq, command, body)
         for name, event_body in self.events:
