@@ -73,7 +73,10 @@ def cmd_dap(ctx: "Context") -> int:
     a = ctx.args
     escope_dir = getattr(a, "escope_dir", None)
     if a.port is None:
-        serve(sys.stdin.buffer, sys.stdout.buffer, escope_dir)
+        # stdout carries the protocol: a stray print anywhere would corrupt
+        # it, so text written to sys.stdout goes to stderr while serving
+        protocol, sys.stdout = sys.stdout.buffer, sys.stderr
+        serve(sys.stdin.buffer, protocol, escope_dir)
         return 0
     if not 0 <= a.port <= 65535:
         raise UsageError(f"--port {a.port} is not a port number", fix="use 0-65535, e.g. escope dap --port 4711")
