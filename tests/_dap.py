@@ -2,8 +2,8 @@
 
 The suite fails, with a loop (``total``), a call into another file
 (``helper_mod.scale``, deleted after recording so that only the embedded
-source is left), a container and an object local, and an exception raised
-and caught on the way.  ``DapPeer`` speaks DAP to ``escope dap`` over a
+source is left), container and object locals (one list longer than the
+recorder keeps), and an exception raised and caught on the way.  ``DapPeer`` speaks DAP to ``escope dap`` over a
 pipe byte for byte, so the tests can also send what no client library
 would (a bad ``Content-Length``, a body that is not JSON).
 """
@@ -55,6 +55,7 @@ def test_basket():
     basket = Basket([3, 4, 5])
     prices = scale(basket.items, 2)
     inventory = {"apples": 3, "pears": 4}
+    big = list(range(500))
     t = total(prices)  # L:call
     try:
         check(t)  # L:check

@@ -201,6 +201,16 @@ def test_scopes_hold_the_exception_in_flight(peer: DapPeer, recorded: tuple[Proj
     assert exc[0]["name"] == "AssertionError" and "assert 24 == 99" in exc[0]["value"]
     local = _locals(peer, top["id"])
     assert local["caught"]["value"] == "'too big: 24'"
+    big = local["big"]
+    assert big["value"].endswith("(truncated)"), big
+    items = peer.ok("variables", variablesReference=big["variablesReference"])["variables"]
+    assert items[0] == {"name": "[0]", "value": "0", "type": "int", "variablesReference": 0,
+                        "presentationHint": {"attributes": ["readOnly"]}, "evaluateName": "big[0]"}
+    kept = len(items) - 1
+    assert 0 < kept < 500
+    assert items[-1]["name"] == "…" and items[-1]["value"] == f"{500 - kept} more not recorded (truncated)"
+    paged = peer.ok("variables", variablesReference=big["variablesReference"], start=2, count=3)["variables"]
+    assert [v["name"] for v in paged] == ["[2]", "[3]", "[4]"]
     assert local["t"]["variablesReference"] == 0
     threads = peer.ok("threads")["threads"]
     assert [t["name"] for t in threads] == ["MainThread"]
