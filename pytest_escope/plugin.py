@@ -657,6 +657,8 @@ class EscopePlugin:
                 tr.write_line(f"  {failure[:200]}")
             tr.write_line(f"  recording: {_rel(Path(path), rootdir)}")
             tr.write_line(f"  replay:    escope replay {shlex.quote(nodeid)}")
+            if os.environ.get("TERM_PROGRAM") == "vscode":
+                tr.write_line(f"  VS Code:   code --open-url {shlex.quote(_vscode_link(nodeid, rootdir))}")
         if getattr(self, "packed", None):
             tr.write_line(f"packed: {self.packed}")
         elif os.environ.get("CI"):
@@ -702,6 +704,13 @@ def _overall(phases: dict[str, str]) -> str:
     if not phases:
         return "crashed"
     return "passed"
+
+
+def _vscode_link(nodeid: str, rootdir: Path) -> str:
+    """The link that replays a failure in VS Code's debugger (the escope
+    extension's URI handler, docs/editors.md)."""
+    from urllib.parse import urlencode
+    return "vscode://pytest-escope.escope/replay?" + urlencode({"test": nodeid, "cwd": str(rootdir)})
 
 
 def _rel(path: Path, base: Path) -> str:

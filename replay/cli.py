@@ -415,11 +415,12 @@ def version() -> str:
 
 
 def _load_extensions() -> None:
-    """Commands that live in modules of their own: pack, export, gc."""
-    from . import archive, film, retention
+    """Commands that live in modules of their own: pack, export, gc, dap."""
+    from . import archive, dap_server, film, retention
     COMMANDS.setdefault("pack", (archive.add_pack, archive.cmd_pack))
     COMMANDS.setdefault("export", (film.add_export, film.cmd_export))
     COMMANDS.setdefault("gc", (retention.add_gc, retention.cmd_gc))
+    COMMANDS.setdefault("dap", (dap_server.add_dap, dap_server.cmd_dap))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,6 +52,11 @@ class Condition:
             raise UsageError(f"cannot read the condition {self.text!r}", fix=_HOW) from None
         self.tree = tree.body
         self._check(self.tree)
+        #: The local names the condition reads: a search reads only these
+        #: at each candidate step, not the whole frame.
+        self.names: frozenset[str] = frozenset(
+            parse_path(self._source(n)).root for n in ast.walk(self.tree)
+            if isinstance(n, (ast.Name, ast.Attribute, ast.Subscript)) and self._source(n))
 
     def __str__(self) -> str:
         return self.text

@@ -24,11 +24,12 @@ Semantics (documented in docs/replay.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..recorder import schema
 from .conditions import Condition
 from .errors import UnknownNameError, UsageError
+from .state import frame_values
 from .values import Path, Value, parse_path, walk
 
 if TYPE_CHECKING:
@@ -101,6 +102,9 @@ class Breakpoint:
     function: str | None = None
     codes: frozenset[int] = frozenset()
     condition: Condition | None = None
+    #: One more test at a step where the breakpoint matched and its
+    #: condition held (``escope dap``'s hit counts); None: always stops.
+    also: Callable[[int], bool] | None = None
 
     def __str__(self) -> str:
         where = f"function {self.function}" if self.function else f"{self.file}:{self.line}"
@@ -145,15 +149,40 @@ def make_breakpoint(rec: "Recording", number: int, spec: str, current_code: int)
     return Breakpoint(number, function=spec, codes=codes, condition=condition)
 
 
+def _line_scan(rec: "Recording", codes: frozenset[int], line: int, step: int, forward: bool,
+               bound: int | None = None) -> int | None:
+    """The first line step at ``line`` in ``codes`` after (before) ``step``,
+    not past ``bound`` when given."""
+    op, order = (">", "") if forward else ("<", " DESC")
+    sql = f"SELECT step, act FROM events WHERE step {op} ? AND kind = ? AND line = ?"
+    args: tuple = (step, schema.LINE, line)
+    if bound is not None:
+        sql += f" AND step {'<=' if forward else '>='} ?"
+        args += (bound,)
+    for s, act in rec.iterate(sql + f" ORDER BY step{order}", args):
+        if rec.act(act).code in codes:
+            return s
+    return None
+
+
 def line_step(rec: "Recording", codes: frozenset[int], line: int, step: int) -> int | None:
     """``j LINE``: the next line step at ``line`` in ``codes`` after ``step``,
     else the latest one before it."""
-    for op, order in ((">", ""), ("<", " DESC")):
-        sql = f"SELECT step, act FROM events WHERE step {op} ? AND kind = ? AND line = ? ORDER BY step{order}"
-        for s, act in rec.iterate(sql, (step, schema.LINE, line)):
-            if rec.act(act).code in codes:
-                return s
-    return None
+    found = _line_scan(rec, codes, line, step, True)
+    return found if found is not None else _line_scan(rec, codes, line, step, False)
+
+
+def nearest_line_steps(rec: "Recording", codes: frozenset[int], line: int, step: int) -> list[int]:
+    """``goto``'s targets: the line step at ``line`` in ``codes`` just after
+    ``step`` and the one just before it when that is not farther, the
+    nearer first.  The backward scan stops at the forward one's distance,
+    so a line that runs again just ahead costs no long walk back."""
+    after = _line_scan(rec, codes, line, step, True)
+    bound = step - (after - step) if after is not None else None
+    before = _line_scan(rec, codes, line, step, False, bound)
+    found = [s for s in (after, before) if s is not None]
+    found.sort(key=lambda s: (abs(s - step), s < step))
+    return found
 
 
 @dataclass
@@ -265,6 +294,8 @@ def breakpoint_hit(rec: "Recording", bps: list[Breakpoint], step: int, forward: 
                 continue
             if (b.function and kind == schema.CALL) or (b.line is not None and kind == schema.LINE
                                                         and line == b.line):
-                if b.condition is None or b.condition.holds(rec.state_at(s).stack[-1].locals):
+                if (b.condition is None or b.condition.holds(
+                        frame_values(rec, rec.act(act).frame, s, b.condition.names))) \
+                        and (b.also is None or b.also(s)):
                     return s, b
     return None

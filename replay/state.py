@@ -144,6 +144,25 @@ def frame_locals(rec: "Recording", frame: int, step: int) -> dict[str, Value]:
     return out
 
 
+def frame_values(rec: "Recording", frame: int, step: int, names: frozenset[str]) -> dict[str, Value]:
+    """Only ``names`` of ``frame``'s locals as of ``step`` (the unbound ones
+    left out): what a breakpoint condition reads at each candidate step,
+    one indexed lookup per name instead of the whole frame."""
+    ids = rec.name_ids()
+    out: dict[str, Value] = {}
+    for name in names:
+        nid = ids.get(name)
+        if nid is None:
+            continue
+        row = rec.q1("SELECT value FROM bindings INDEXED BY bindings_frame WHERE frame = ? AND name = ? "
+                     "AND step <= ? ORDER BY step DESC LIMIT 1", (frame, nid, step))
+        if row and row[0]:
+            value = rec.value(row[0], step)
+            if value is not None:
+                out[name] = value
+    return out
+
+
 def frame_line(rec: "Recording", act: "Act", step: int) -> int:
     row = rec.q1("SELECT line FROM events WHERE act = ? AND step <= ? ORDER BY step DESC LIMIT 1", (act.act, step))
     return row[0] if row else 0

@@ -31,7 +31,7 @@ BACKENDS = ["settrace", "monitoring"] if PY312 else ["settrace"]
 #: session does; every inner session starts without them.
 _SCRUB = ("PYTEST_ESCOPE", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
           "COV_CORE_SOURCE", "COV_CORE_CONFIG", "COV_CORE_DATAFILE", "COVERAGE_PROCESS_START",
-          "COVERAGE_CORE", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "CI")
+          "COVERAGE_CORE", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "CI", "TERM_PROGRAM")
 
 
 #: Inner sessions run their tests in file order: several assertions (pdb
