@@ -415,11 +415,12 @@ def version() -> str:
 
 
 def _load_extensions() -> None:
-    """Commands that live in modules of their own: pack, export, gc."""
-    from . import archive, film, retention
+    """Commands that live in modules of their own: pack, export, gc, diff."""
+    from . import archive, diff, film, retention
     COMMANDS.setdefault("pack", (archive.add_pack, archive.cmd_pack))
     COMMANDS.setdefault("export", (film.add_export, film.cmd_export))
     COMMANDS.setdefault("gc", (retention.add_gc, retention.cmd_gc))
+    COMMANDS.setdefault("diff", (diff.add_diff, diff.cmd_diff))
 
 
 def build_parser() -> argparse.ArgumentParser:
