@@ -37,6 +37,11 @@ from .values import Value
 
 #: ``ADDRESS`` of film_reader, for text.
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,16}")
+#: A user-space address printed in decimal (x86-64 and arm64 put them in
+#: [2**46, 2**47)): ``Thread._ident`` is one.
+_DECIMAL_ADDRESS = re.compile(r"(?<![\d.])\d{14,15}(?![\d.])")
+#: The operating system's id of a thread: new on every run.
+_NATIVE_ID = re.compile(r'(_native_id[^0-9]{0,40}?)\d+')
 #: Events that close a frame's activation.
 _END_KINDS = frozenset({schema.RETURN, schema.UNWIND, schema.YIELD})
 #: How many events of one thread a re-synchronisation looks ahead.
@@ -111,13 +116,25 @@ def _form_key(row: tuple | None) -> Any:
         try:
             items = json.loads(detail).get("items")
             if isinstance(items, list):
-                return (type_, tuple(sorted(_ADDRESS.sub("0x", json.dumps(i, sort_keys=True)) for i in items)),
-                        flags)
+                return (type_, tuple(sorted(_steady(json.dumps(i, sort_keys=True)) for i in items)), flags)
         except (ValueError, AttributeError, RecursionError):
             pass
-    text = _ADDRESS.sub("0x", text) if isinstance(text, str) else text
-    detail = _ADDRESS.sub("0x", detail) if isinstance(detail, str) else detail
-    return (type_, text, detail, flags)
+    return (type_, _steady(text), _steady(detail), flags)
+
+
+def _address(m: re.Match[str]) -> str:
+    return "<address>" if 1 << 46 <= int(m.group()) < 1 << 47 else m.group()
+
+
+def _steady(text: Any) -> Any:
+    """``text`` without what is new on every run: addresses (in hex, or a
+    thread's ident in decimal) and thread native ids."""
+    if not isinstance(text, str):
+        return text
+    text = _ADDRESS.sub("0x", text)
+    if "_native_id" in text:
+        text = _NATIVE_ID.sub(r"\g<1>0", text)
+    return _DECIMAL_ADDRESS.sub(_address, text)
 
 
 def _as_time(row: tuple | None, started: float | None) -> bool:
@@ -512,8 +529,8 @@ def _form_key_of_form(form: dict[str, Any] | None) -> Any:
     if form is None:
         return None
     if form.get("type") in ("set", "frozenset") and isinstance(form.get("items"), list):
-        return (form["type"], sorted(_ADDRESS.sub("0x", json.dumps(i, sort_keys=True)) for i in form["items"]))
-    return _ADDRESS.sub("0x", json.dumps(form, sort_keys=True))
+        return (form["type"], sorted(_steady(json.dumps(i, sort_keys=True)) for i in form["items"]))
+    return _steady(json.dumps(form, sort_keys=True))
 
 
 def diff(a: FilmReader, b: FilmReader) -> DiffResult:
