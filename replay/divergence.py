@@ -48,6 +48,8 @@ _END_KINDS = frozenset({schema.RETURN, schema.UNWIND, schema.YIELD})
 RESYNC_WINDOW = 20_000
 #: A number within this many seconds of the run's start reads as a time.
 _TIME_SLACK_S = 7 * 86400
+#: Types whose text holds no address: compared as recorded.
+_SCALARS = frozenset({"int", "float", "bool", "NoneType", "complex"})
 #: Names of the values an event carries, by kind.
 _EVENT_VALUE = {schema.RETURN: "<return>", schema.YIELD: "<yield>", schema.EXCEPTION: "<exception>",
                 schema.UNWIND: "<exception>", schema.HANDLED: "<exception>", schema.CHECKPOINT: "<checkpoint>"}
@@ -112,6 +114,10 @@ def _form_key(row: tuple | None) -> Any:
     if row is None:
         return None
     _obj, _step, type_, text, detail, flags = row
+    if type_ in _SCALARS:
+        # nothing in a number's text is an address (a number that happens to
+        # hold one is compared as it is)
+        return (type_, text, detail, flags)
     if type_ in ("set", "frozenset") and isinstance(detail, str):
         try:
             items = json.loads(detail).get("items")
@@ -131,10 +137,13 @@ def _steady(text: Any) -> Any:
     thread's ident in decimal) and thread native ids."""
     if not isinstance(text, str):
         return text
-    text = _ADDRESS.sub("0x", text)
+    if "0x" in text:
+        text = _ADDRESS.sub("0x", text)
     if "_native_id" in text:
         text = _NATIVE_ID.sub(r"\g<1>0", text)
-    return _DECIMAL_ADDRESS.sub(_address, text)
+    if "_ident" in text:
+        text = _DECIMAL_ADDRESS.sub(_address, text)
+    return text
 
 
 def _as_time(row: tuple | None, started: float | None) -> bool:
@@ -162,20 +171,24 @@ class _Film:
         self.sig_of: dict[int, tuple[int, int]] = {}  # act -> (canonical code, depth)
         self.threads: dict[int, list[int]] = {}
         acts = self.acts
-        for i in range(self.start - self.first, len(acts)):
-            act = acts[i]
-            t = thread_of.get(act)
-            if t is None:
-                info = reader.act(act)
-                t = thread_of[act] = info[2] if info else -1
-                code = reader.code_of_act(act)
-                c = reader.codes.get(code)
-                key = (reader.files.get(c[0]), c[2], c[3]) if c else ("?", act)
-                self.sig_of[act] = (codes.setdefault(key, len(codes)), info[3] if info else -1)
-            lst = self.threads.get(t)
-            if lst is None:
-                lst = self.threads[t] = []
-            lst.append(self.first + i)
+        lo = self.start - self.first
+        for act in set(acts[lo:]):
+            info = reader.act(act)
+            thread_of[act] = info[2] if info else -1
+            code = reader.code_of_act(act)
+            c = reader.codes.get(code)
+            key = (reader.files.get(c[0]), c[2], c[3]) if c else ("?", act)
+            self.sig_of[act] = (codes.setdefault(key, len(codes)), info[3] if info else -1)
+        if len(set(thread_of.values())) <= 1:
+            if thread_of:
+                self.threads[next(iter(thread_of.values()))] = list(range(self.start, end))
+        else:
+            for i in range(lo, len(acts)):
+                t = thread_of[acts[i]]
+                lst = self.threads.get(t)
+                if lst is None:
+                    lst = self.threads[t] = []
+                lst.append(self.first + i)
         self.bindings: dict[int, list[tuple[int, int, int | None]]] = {}
         for frame, name, step, vid in reader.bindings_between(self.start, end):
             self.bindings.setdefault(step, []).append((frame, name, vid))
@@ -315,6 +328,11 @@ class _Walk:
         if a.values[sa - a.first] is None and b.values[sb - b.first] is None \
                 and sa not in a.bindings and sb not in b.bindings \
                 and sa not in a.snapshots and sb not in b.snapshots:
+            return []
+        # the common case first: the same values in the same order
+        ka = [(label, a.key(vid)) for label, vid, _obj in a.items(sa)]
+        kb = [(label, b.key(vid)) for label, vid, _obj in b.items(sb)]
+        if ka == kb:
             return []
         ia: dict[str, list] = {}
         for label, vid, obj in a.items(sa):

@@ -23,6 +23,7 @@ import itertools
 import json
 import re
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -192,10 +193,15 @@ class FilmReader:
         return conn, meta, False
 
     def _load_chunks(self) -> None:
-        for base, steps, data in self.conn.execute("SELECT first_step, steps, data FROM chunks ORDER BY chunk"):
+        rows = self.conn.execute("SELECT first_step, steps, data FROM chunks ORDER BY chunk").fetchall()
+        # zlib lets go of the GIL while it inflates: two threads halve the
+        # wait on a film of many chunks
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            texts = list(pool.map(lambda row: _decode(row[2], self.path), rows))
+        for (base, steps, _data), text in zip(rows, texts):
             if type(base) is not int or type(steps) is not int:
                 raise ValueError("a chunk without its steps")
-            chunk = _Chunk(base, steps, _decode(data, self.path))
+            chunk = _Chunk(base, steps, text)
             self.chunks.append(chunk)
             spans = chunk.spans = chunk._offsets()
             ends = chunk.section("act_ends", spans)
