@@ -192,8 +192,26 @@ def _place_line(p: Place) -> str:
     return f"{p.file}:{p.line} in {p.function}" + (f": {p.source}" if p.source else "")
 
 
+def _parted_after(film: FilmReader, place: Place | None) -> str:
+    """The statement both runs ran last before a control divergence (the
+    previous event of the frame A went on in), as ``file:line: source``."""
+    if place is None:
+        return ""
+    event = film.event(place.step)
+    if event is None:
+        return ""
+    act = event[1]
+    prev = film.last_event_of(act, place.step)
+    if prev is None:
+        return ""
+    code = film.code_of_act(act)
+    source = film.source_line(code, prev[1])
+    return f"{place.file}:{prev[1]}" + (f": {source}" if source else "")
+
+
 def _stack_text(p: Place) -> str:
-    return " > ".join(f"{fn} ({Path(f).name}:{ln})" for fn, f, ln in p.stack)
+    # line 0: the caller's line lies in steps --escope-max-events dropped
+    return " > ".join(f"{fn} ({Path(f).name}:{ln})" if ln else f"{fn} ({Path(f).name})" for fn, f, ln in p.stack)
 
 
 def text_lines(ctx: "Context", fa: FilmReader, fb: FilmReader, a: Side, b: Side, result: DiffResult) -> list[str]:
@@ -202,9 +220,10 @@ def text_lines(ctx: "Context", fa: FilmReader, fb: FilmReader, a: Side, b: Side,
     out = []
     for label, film, side, place in (("A", fa, a, first.a if first else None),
                                      ("B", fb, b, first.b if first else None)):
-        where = f" (step {place.step})" if place else ""
-        out.append(f"{label}: {st(film.outcome, 'green' if film.outcome == 'passed' else 'red')} "
-                   + st.cut(f"{side.ref}{where}", max(20, st.width - len(film.outcome) - 4)))
+        where = f", step {place.step}" if place else ""
+        head = f"{label}: {film.outcome}{where}: "
+        out.append(f"{label}: {st(film.outcome, 'green' if film.outcome == 'passed' else 'red')}{where}: "
+                   + st.cut(side.ref, max(20, st.width - len(head))))
     if first is None:
         out.append(st.cut(f"no divergence: the two films of {fa.test_id} ran the same statements with the same values"))
         return out
@@ -214,6 +233,9 @@ def text_lines(ctx: "Context", fa: FilmReader, fb: FilmReader, a: Side, b: Side,
     if first.kind == "value" and first.a is not None:
         out.append(st.cut(f"  at {_place_line(first.a)}"))
     else:
+        parted = _parted_after(fa, first.a)
+        if parted:
+            out.append(st.cut(f"  both ran {parted}, then"))
         for label, p in (("A", first.a), ("B", first.b)):
             out.append(st.cut(f"  {label} ran {_place_line(p)}" if p else f"  {label} ended here"))
     if first.names:

@@ -83,7 +83,32 @@ def test_order_victim():
     assert leftover == 0
 
 
+MODE = os.environ.get("FLAKY_MODE", "x")
+
+
+def helper(n):
+    return n * 2
+
+
+def test_branches():
+    if MODE == "x":
+        label = "ex"
+    else:
+        label = "why"
+    steps = 0
+    for i in range(3):
+        steps += helper(i)
+    total = len(label) + steps
+    assert total == 9
+
+
+class Thing:
+    pass
+
+
 def test_steady():
+    marker = Thing()  # its default repr holds its address, new on every run
+    seen = {marker: "x"}
     total = 0
     for i in range(10):
         total += i
@@ -148,12 +173,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     # run A: every test, so the polluter runs before its victim; the failing side of each cause
     res = project.run("--escope", "--escope-keep=all", "test_flaky.py",
                       env=clean_env(FLAKY_SEED="5", PYTHONHASHSEED=hash_a, FLAKY_DEADLINE="0",
-                                    FLAKY_RACE_FIRST="b"))
+                                    FLAKY_RACE_FIRST="b", FLAKY_MODE="x"))
     assert "failed" in res.stdout, res.out
     # run B: the polluter left out; the passing side of each cause
     res = project.run("--escope", "--escope-keep=all", "test_flaky.py", "-k", "not polluter",
                       env=clean_env(FLAKY_SEED="1", PYTHONHASHSEED=hash_b, FLAKY_DEADLINE="1e12",
-                                    FLAKY_RACE_FIRST="a"))
+                                    FLAKY_RACE_FIRST="a", FLAKY_MODE="y"))
     assert res.returncode == 0, res.out
     a, b = [p.name for p in project.run_dirs()]
     return Runs(project, a, b)
@@ -188,6 +213,7 @@ CASES = {
     "test_time": ("control", "test_time", line_of('status = "late"'), line_of('status = "early"'), "now"),
     "test_race": ("value", "worker", line_of("order.append(name)"), None, "order"),
     "test_order_victim": ("value", "test_order_victim", line_of("leftover = len(REGISTRY)"), None, "leftover"),
+    "test_branches": ("control", "test_branches", line_of('label = "ex"'), line_of('label = "why"'), None),
 }
 
 
@@ -201,9 +227,10 @@ def test_first_divergence_is_the_real_cause(runs: Runs, test: str) -> None:
     assert first["a"]["line"] == line_a, first
     assert first["b"]["line"] == (line_b or line_a), first
     assert first["a"]["file"] == "test_flaky.py" and first["a"]["node"].startswith(f"test_flaky.py:{function}:")
-    assert name in first["names"], first["names"]
-    pair = first["names"][name]
-    assert pair["a"] != pair["b"]
+    if name is not None:
+        assert name in first["names"], first["names"]
+        pair = first["names"][name]
+        assert pair["a"] != pair["b"]
     assert out["a"]["outcome"] == "failed" and out["b"]["outcome"] == "passed"
     assert out["divergences"] >= 1
     assert set(out) == {"schema_version", "a", "b", "first_divergence", "divergences"}
@@ -222,7 +249,28 @@ def test_values_are_the_recorded_ones(runs: Runs) -> None:
     assert "words" not in words["first_divergence"]["names"]
 
 
+def test_the_walk_picks_up_again_after_a_branch(runs: Runs) -> None:
+    """After the if/else the runs meet again at ``steps = 0``: the loop
+    agrees, and the later divergences are the label that was bound, the
+    total computed from it, and the assertion that fails in one run only."""
+    out = runs.diff_json("test_flaky.py::test_branches", "--run", runs.a, "--run", runs.b)
+    assert out["first_divergence"]["kind"] == "control"
+    assert out["first_divergence"]["names"] == {}  # nothing bound differs yet where the if parts
+    res = runs.escope("diff", "test_flaky.py::test_branches", "--run", runs.a, "--run", runs.b)
+    later = res.stdout.split("more divergence", 1)[1].split("open A", 1)[0]
+    places = {" ".join(ln.split()[1:3]) for ln in later.splitlines()[1:] if ln.strip()}
+    label_line, total_line = line_of('label = "ex"'), line_of("total = len(label) + steps")
+    assert f"value test_flaky.py:{label_line}" in places, res.stdout  # the label bound in the branch
+    assert f"value test_flaky.py:{total_line}" in places, res.stdout  # the total computed from it
+    # the loop agrees: nothing there, nor in helper
+    loop_line = line_of("steps += helper(i)")
+    assert not any(p.endswith(f":{loop_line}") or "helper" in p for p in places), places
+    assert out["divergences"] >= 3
+
+
 def test_identical_runs_do_not_diverge(runs: Runs) -> None:
+    """test_steady binds objects whose reprs hold their addresses: those
+    differ between the runs, and must not count."""
     out = runs.diff_json("test_flaky.py::test_steady", "--run", runs.a, "--run", runs.b)
     assert out["first_divergence"] == {"kind": "none", "a": None, "b": None, "names": {}}
     assert out["divergences"] == 0
@@ -298,3 +346,43 @@ def test_errors_are_one_line_with_the_fix(runs: Runs, tmp_path: Path) -> None:
     assert "no failing and passing recording" in err and "--run R1 --run R2" in err
     err = _error(runs, "a", "b", "c")
     assert "one or two" in err
+
+
+LOOP = """
+import os
+
+MOD = int(os.environ.get("LOOP_MOD", "7"))
+
+
+def work(i):
+    return i % MOD
+
+
+def test_loop():
+    total = 0
+    for i in range(3000):
+        total += work(i)
+    assert total > 0
+"""
+
+
+def test_recordings_cut_by_max_events(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """--escope-max-events keeps the film's newest steps in the tables, not
+    in chunks: diff reads those through the unpacked copy, same answers."""
+    project = module_project(tmp_path_factory, "diffmax")
+    project.write("test_loop.py", LOOP)
+    for mod in ("7", "5"):
+        res = project.run("--escope", "--escope-keep=all", "--escope-max-events=5000", "test_loop.py",
+                          env=clean_env(LOOP_MOD=mod))
+        assert res.returncode == 0, res.out
+    a, b = [next((run / "tests").glob("*.sqlite")) for run in project.run_dirs()]
+    runs = Runs(project, "", "")
+    out = runs.diff_json(str(a), str(b))
+    first = out["first_divergence"]
+    line = [n for n, text in enumerate(LOOP.lstrip("\n").splitlines(), 1) if "return i % MOD" in text][0]
+    assert first["kind"] == "value" and first["a"]["function"] == "work" and first["a"]["line"] == line
+    assert set(first["names"]) == {"<return>"}
+    assert first["a"]["step"] >= 10_000  # the dropped steps are not walked
+    res = runs.escope("diff", str(a), str(b))
+    assert res.returncode == 0
+    _check_commands_open_steps(runs, res.stdout, [first["a"]["step"], first["b"]["step"]])
