@@ -243,7 +243,7 @@ def text_lines(ctx: "Context", fa: FilmReader, fb: FilmReader, a: Side, b: Side,
         out.append(label)
         width = max(len(n) for n in first.names)
         for name, pair in first.names.items():
-            note = " (a time of the run)" if name in first.volatile else ""
+            note = " (differs on every run)" if name in first.volatile else ""
             out.append(st.cut(f"    {name:<{width}}  A {value_text(pair['a']) if pair['a'] else '<unbound>'}{note}"))
             out.append(st.cut(f"    {'':<{width}}  B {value_text(pair['b']) if pair['b'] else '<unbound>'}"))
     for label, p in (("A", first.a), ("B", first.b)):

@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ..recorder import schema
-from .film_reader import FilmReader, common_prefix
+from .film_reader import FilmReader, common_prefix, common_rows
 from .values import Value
 
 #: ``ADDRESS`` of film_reader, for text.
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,16}")
 #: A user-space address printed in decimal (x86-64 and arm64 put them in
-#: [2**46, 2**47)): ``Thread._ident`` is one.
+#: [2**46, 2**47)): ``id(x)`` and ``Thread._ident`` are ones.
 _DECIMAL_ADDRESS = re.compile(r"(?<![\d.])\d{14,15}(?![\d.])")
 #: The operating system's id of a thread: new on every run.
 _NATIVE_ID = re.compile(r'(_native_id[^0-9]{0,40}?)\d+')
@@ -133,17 +133,32 @@ def _address(m: re.Match[str]) -> str:
 
 
 def _steady(text: Any) -> Any:
-    """``text`` without what is new on every run: addresses (in hex, or a
-    thread's ident in decimal) and thread native ids."""
+    """``text`` without what is new on every run: addresses (in hex, or in
+    decimal as ``id()`` and a thread's ident give them) and thread native ids."""
     if not isinstance(text, str):
         return text
     if "0x" in text:
         text = _ADDRESS.sub("0x", text)
     if "_native_id" in text:
         text = _NATIVE_ID.sub(r"\g<1>0", text)
-    if "_ident" in text:
-        text = _DECIMAL_ADDRESS.sub(_address, text)
-    return text
+    return _DECIMAL_ADDRESS.sub(_address, text)
+
+
+def _as_address(row: tuple | None) -> bool:
+    """Whether the value is an int in the range of user-space addresses
+    (what ``id()`` returns, and a thread's ident)."""
+    if row is None or row[2] != "int" or not isinstance(row[3], str) or not 14 <= len(row[3]) <= 15:
+        return False
+    try:
+        return 1 << 46 <= int(row[3]) < 1 << 47
+    except ValueError:
+        return False
+
+
+def _every_run(ra: tuple | None, sa: float | None, rb: tuple | None, sb: float | None) -> bool:
+    """Whether two differing values are what differs on every run: both
+    times of their run, or both addresses."""
+    return (_as_time(ra, sa) and _as_time(rb, sb)) or (_as_address(ra) and _as_address(rb))
 
 
 def _as_time(row: tuple | None, started: float | None) -> bool:
@@ -269,7 +284,7 @@ class _Walk:
 
     def __init__(self, a: FilmReader, b: FilmReader) -> None:
         self.ra, self.rb = a, b
-        self.agreed = common_prefix(a, b)
+        self.agreed = common_rows(a, b, common_prefix(a, b))
         codes: dict[tuple, int] = {}
         self.a = _Film(a, self.agreed, codes)
         self.b = _Film(b, self.agreed, codes)
@@ -356,7 +371,7 @@ class _Walk:
             if ka == kb or (type(ka) is not type(kb) or len(ka or ()) == 2 or len(kb or ()) == 2) \
                     and a.full_key(va) == b.full_key(vb):
                 continue
-            if _as_time(self.ra.value(va), self.ra.started_s) and _as_time(self.rb.value(vb), self.rb.started_s):
+            if _every_run(self.ra.value(va), self.ra.started_s, self.rb.value(vb), self.rb.started_s):
                 continue
             out.append((label, va, vb, None, None))
         return out
@@ -477,7 +492,7 @@ class _Walk:
             if _form_key(ra) == _form_key(rb):
                 continue
             out[name] = {"a": value_form(ra), "b": value_form(rb)}
-            if _as_time(ra, self.ra.started_s) and _as_time(rb, self.rb.started_s):
+            if _every_run(ra, self.ra.started_s, rb, self.rb.started_s):
                 volatile.append(name)
         return out, volatile
 

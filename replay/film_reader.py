@@ -525,3 +525,48 @@ def common_prefix(a: FilmReader, b: FilmReader) -> int:
                 break
         agreed = ca.base + ca.steps
     return agreed
+
+
+def _first_difference(x: list, y: list) -> int:
+    """The first index at which two lists differ (``min(len)`` if none)."""
+    n = min(len(x), len(y))
+    if x[:n] == y[:n]:
+        return n
+    lo, hi = 0, n  # the difference lies in x[lo:hi]; halve it with C-speed slice compares
+    while hi - lo > 64:
+        mid = (lo + hi) // 2
+        if x[lo:mid] == y[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    for i in range(lo, hi):
+        if x[i] != y[i]:
+            return i
+    return hi
+
+
+def common_rows(a: FilmReader, b: FilmReader, step: int) -> int:
+    """From ``step`` (where ``common_prefix`` stopped, both films' chunks
+    starting there), the step up to which the two films still hold the same
+    rows: the same events, bindings and values under the same ids.  Ids are
+    handed out in the order things happen, so until the first different row
+    the two films are the same film."""
+    ca, cb = a._chunk_of(step), b._chunk_of(step)
+    if ca is None or cb is None or ca.text is None or cb.text is None or ca.base != step or cb.base != step:
+        return step
+    ea, eb = a._events(ca), b._events(cb)
+    end = min(len(ea[0]), len(eb[0]))
+    for x, y in zip(ea, eb):
+        end = min(end, _first_difference(x, y))
+    limit = step + end
+    ba, bb = a._bindings(ca), b._bindings(cb)
+    i = _first_difference(ba, bb)
+    if i < min(len(ba), len(bb)):
+        limit = min(limit, ba[i][2], bb[i][2])
+    va, vb = list(a._vals(ca).items()), list(b._vals(cb).items())
+    i = _first_difference(va, vb)
+    if i < min(len(va), len(vb)):
+        for row in (va[i][1], vb[i][1]):
+            if type(row[1]) is int:
+                limit = min(limit, row[1])
+    return max(step, limit)

@@ -107,8 +107,10 @@ class Thing:
 
 
 def test_steady():
-    marker = Thing()  # its default repr holds its address, new on every run
-    seen = {marker: "x"}
+    marker = Thing()
+    shown = repr(marker)  # the default repr holds the address, new on every run
+    ident = id(marker)  # so does its id
+    seen = {shown: ident}
     total = 0
     for i in range(10):
         total += i
