@@ -98,12 +98,13 @@ def main() -> int:
     a = record(workdir, args.iterations, "7")
     b = record(workdir, args.iterations, "5")
 
-    times = []
+    times, cpu = [], []
     result: dict[str, Any] = {}
     for _ in range(args.rounds):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = diff_in_process(a, b)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest_escope.replay.cli", "diff", str(a), str(b), "--json"],
                           capture_output=True, text=True, check=False)
@@ -126,6 +127,8 @@ def main() -> int:
         "first_divergence_step": first["a"]["step"] if first["a"] else None,
         "divergences": result["divergences"],
         "diff_in_process_s": {"median": statistics.median(times), "min": min(times), "max": max(times)},
+        "diff_in_process_cpu_s": statistics.median(cpu),
+        "load_average": os.getloadavg()[0],
         "diff_subprocess_s": whole,
         "budget_s": BUDGET_S,
         "answer_right": ok,
