@@ -251,7 +251,8 @@ def text_lines(ctx: "Context", fa: FilmReader, fb: FilmReader, a: Side, b: Side,
             out.append(st(st.cut(f"  stack {label}: {_stack_text(p)}"), "dim"))
     later = result.total - 1
     if later:
-        out.append(st.cut(f"then {later} more divergence{'s' if later != 1 else ''}, by place (film A):"))
+        places = ", by place (film A):" if result.later else "."
+        out.append(st.cut(f"then {later} more divergence{'s' if later != 1 else ''}{places}"))
         for g in result.later[:PLACES_SHOWN]:
             out.append(st.cut(f"  {g.count:>6}  {g.kind:<7} {g.file}:{g.line} in {g.function}"))
         rest = len(result.later) - PLACES_SHOWN

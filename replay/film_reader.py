@@ -311,6 +311,9 @@ class FilmReader:
         if c.events is None:
             try:
                 kinds, acts, lines, deltas, pairs = self._guard(c.section, "events", c.spans)
+                if not len(kinds) == len(acts) == len(lines) == len(deltas) == c.steps or len(pairs) % 2 \
+                        or not set(map(type, kinds)) | set(map(type, lines)) <= {int}:
+                    raise ValueError("event columns of the wrong shape")
                 values: list = [None] * len(kinds)
                 for i in range(0, len(pairs), 2):
                     values[pairs[i]] = pairs[i + 1]

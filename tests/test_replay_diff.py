@@ -388,3 +388,26 @@ def test_recordings_cut_by_max_events(tmp_path_factory: pytest.TempPathFactory) 
     res = runs.escope("diff", str(a), str(b))
     assert res.returncode == 0
     _check_commands_open_steps(runs, res.stdout, [first["a"]["step"], first["b"]["step"]])
+
+
+def test_damaged_chunks_are_one_line(runs: Runs, tmp_path: Path) -> None:
+    """A chunk that does not inflate, or inflates to columns of the wrong
+    shape, is reported as a corrupt recording, never a traceback."""
+    import sqlite3
+    import zlib
+    good = runs.recording(runs.b, "test_time")
+    for name, blob in (("garbage.sqlite", b"\x78\x9c\x0b"),
+                       ("shape.sqlite", zlib.compress(b'{"events":[[1,2],[1],[3],[4],[]],"frames":[[1],[1],[0]]}'))):
+        bad = tmp_path / name
+        bad.write_bytes(good.read_bytes())
+        conn = sqlite3.connect(bad)
+        conn.execute("UPDATE chunks SET data = ?", (blob,))
+        conn.commit()
+        conn.close()
+        err = _error(runs, str(good), str(bad))
+        assert name in err and "corrupt" in err and "re-run the test" in err
+
+
+def test_a_recording_file_with_two_runs_is_a_usage_error(runs: Runs) -> None:
+    err = _error(runs, str(runs.recording(runs.a, "test_time")), "--run", runs.a, "--run", runs.b)
+    assert "recording file" in err and "--run R1 --run R2" in err
