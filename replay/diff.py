@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .divergence import DiffResult, Divergence, Place, diff
-from .errors import RecordingError, UnknownTestError, UsageError
+from .divergence import DiffResult, Place, diff
+from .errors import UnknownTestError, UsageError
 from .film_reader import FilmReader
 from .render import value_text
 from .runs import NOT_PASSED, Run, TestEntry, find_escope_dir, resolve_run, resolve_test
@@ -268,7 +268,8 @@ def cmd_diff(ctx: "Context") -> int:
     runs = list(getattr(args, "runs", None) or [])
     if not runs and getattr(args, "run", None):
         runs = [args.run]
-    a, b = resolve_sides(args.tests, runs, getattr(args, "escope_dir", None))
+    tests = [args.a] + ([args.b] if args.b is not None else [])
+    a, b = resolve_sides(tests, runs, getattr(args, "escope_dir", None))
     fa, fb = _open_pair(a, b)
     try:
         result = diff(fa, fb)
@@ -288,9 +289,9 @@ def cmd_diff(ctx: "Context") -> int:
 
 def add_diff(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("diff", help="the first divergence of two recordings of one test (flaky tests)")
-    p.add_argument("tests", nargs="+", metavar="A [B]",
-                   help="two recordings (.sqlite), a test id with --run R1 --run R2, two test ids, "
-                        "or one test id whose run holds a failing and a passing recording")
+    p.add_argument("a", metavar="A", help="a recording (.sqlite) or a test id (with --run R1 --run R2: that "
+                                         "test in both runs; alone: a flaky test's failing and passing recordings)")
+    p.add_argument("b", nargs="?", metavar="B", help="the other recording or test id")
     p.add_argument("--run", dest="runs", action="append", default=argparse.SUPPRESS, metavar="RUN",
                    help="run id, run directory or archive; give it twice, once per side")
     p.add_argument("--escope-dir", default=argparse.SUPPRESS, metavar="DIR", help="escope directory")

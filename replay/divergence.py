@@ -26,30 +26,18 @@ what lets the later divergences be counted and placed.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ..recorder import schema
-from .film_reader import FilmReader, common_prefix, common_rows
-from .values import Value
+from .film_prefix import common_prefix, common_rows
+from .film_reader import FilmReader
+from .steady import every_run, form_key, form_key_of_form, value_form
 
-#: ``ADDRESS`` of film_reader, for text.
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,16}")
-#: A user-space address printed in decimal (x86-64 and arm64 put them in
-#: [2**46, 2**47)): ``id(x)`` and ``Thread._ident`` are ones.
-_DECIMAL_ADDRESS = re.compile(r"(?<![\d.])\d{14,15}(?![\d.])")
-#: The operating system's id of a thread: new on every run.
-_NATIVE_ID = re.compile(r'(_native_id[^0-9]{0,40}?)\d+')
 #: Events that close a frame's activation.
 _END_KINDS = frozenset({schema.RETURN, schema.UNWIND, schema.YIELD})
 #: How many events of one thread a re-synchronisation looks ahead.
 RESYNC_WINDOW = 20_000
-#: A number within this many seconds of the run's start reads as a time.
-_TIME_SLACK_S = 7 * 86400
-#: Types whose text holds no address: compared as recorded.
-_SCALARS = frozenset({"int", "float", "bool", "NoneType", "complex"})
 #: Names of the values an event carries, by kind.
 _EVENT_VALUE = {schema.RETURN: "<return>", schema.YIELD: "<yield>", schema.EXCEPTION: "<exception>",
                 schema.UNWIND: "<exception>", schema.HANDLED: "<exception>", schema.CHECKPOINT: "<checkpoint>"}
@@ -101,78 +89,6 @@ class DiffResult:
     agreed_steps: int  # steps both films share before the walk began (skipped unread)
 
 
-def value_form(row: tuple | None) -> dict[str, Any] | None:
-    """A ``vals`` row as the value form of docs/json.md."""
-    if row is None:
-        return None
-    return Value(row[2], row[3], row[4], row[5] or 0).to_json()
-
-
-def _form_key(row: tuple | None) -> Any:
-    """What two values are compared by: the recorded form without the parts
-    that differ on every run (addresses; a set's printing order)."""
-    if row is None:
-        return None
-    _obj, _step, type_, text, detail, flags = row
-    if type_ in _SCALARS:
-        # nothing in a number's text is an address (a number that happens to
-        # hold one is compared as it is)
-        return (type_, text, detail, flags)
-    if type_ in ("set", "frozenset") and isinstance(detail, str):
-        try:
-            items = json.loads(detail).get("items")
-            if isinstance(items, list):
-                return (type_, tuple(sorted(_steady(json.dumps(i, sort_keys=True)) for i in items)), flags)
-        except (ValueError, AttributeError, RecursionError):
-            pass
-    return (type_, _steady(text), _steady(detail), flags)
-
-
-def _address(m: re.Match[str]) -> str:
-    return "<address>" if 1 << 46 <= int(m.group()) < 1 << 47 else m.group()
-
-
-def _steady(text: Any) -> Any:
-    """``text`` without what is new on every run: addresses (in hex, or in
-    decimal as ``id()`` and a thread's ident give them) and thread native ids."""
-    if not isinstance(text, str):
-        return text
-    if "0x" in text:
-        text = _ADDRESS.sub("0x", text)
-    if "_native_id" in text:
-        text = _NATIVE_ID.sub(r"\g<1>0", text)
-    return _DECIMAL_ADDRESS.sub(_address, text)
-
-
-def _as_address(row: tuple | None) -> bool:
-    """Whether the value is an int in the range of user-space addresses
-    (what ``id()`` returns, and a thread's ident)."""
-    if row is None or row[2] != "int" or not isinstance(row[3], str) or not 14 <= len(row[3]) <= 15:
-        return False
-    try:
-        return 1 << 46 <= int(row[3]) < 1 << 47
-    except ValueError:
-        return False
-
-
-def _every_run(ra: tuple | None, sa: float | None, rb: tuple | None, sb: float | None) -> bool:
-    """Whether two differing values are what differs on every run: both
-    times of their run, or both addresses."""
-    return (_as_time(ra, sa) and _as_time(rb, sb)) or (_as_address(ra) and _as_address(rb))
-
-
-def _as_time(row: tuple | None, started: float | None) -> bool:
-    """Whether the value is a number that reads as the wall-clock time of the
-    run (seconds, milliseconds, microseconds or nanoseconds since the epoch)."""
-    if row is None or started is None or row[2] not in ("float", "int"):
-        return False
-    try:
-        number = float(row[3])
-    except (TypeError, ValueError):
-        return False
-    return any(abs(number / scale - started) < _TIME_SLACK_S for scale in (1.0, 1e3, 1e6, 1e9))
-
-
 class _Film:
     """One film from the step the walk starts at: columns, per-thread lists
     of steps, and the bindings and snapshots of each step."""
@@ -217,7 +133,7 @@ class _Film:
             self.decoded = set()
             for c in reader.chunks:
                 if c.base + c.steps > self.start and c.text is not None:
-                    self.decoded.update(reader._vals(c))
+                    self.decoded.update(reader.vals_of(c))
 
     def sig(self, step: int) -> tuple:
         i = step - self.first
@@ -235,7 +151,7 @@ class _Film:
             if self.decoded is not None and vid not in self.decoded:
                 k = ("shared", vid)
             else:
-                k = _form_key(self.r.value(vid))
+                k = form_key(self.r.value(vid))
             self._keys[vid] = k
         return k
 
@@ -243,7 +159,7 @@ class _Film:
         """The compared form itself, decoding whatever chunk holds it."""
         k = self.key(vid)
         if type(k) is tuple and len(k) == 2 and k[0] == "shared":
-            k = self._keys[vid] = _form_key(self.r.value(vid))
+            k = self._keys[vid] = form_key(self.r.value(vid))
         return k
 
     def act(self, step: int) -> int:
@@ -371,7 +287,7 @@ class _Walk:
             if ka == kb or (type(ka) is not type(kb) or len(ka or ()) == 2 or len(kb or ()) == 2) \
                     and a.full_key(va) == b.full_key(vb):
                 continue
-            if _every_run(self.ra.value(va), self.ra.started_s, self.rb.value(vb), self.rb.started_s):
+            if every_run(self.ra.value(va), self.ra.started_s, self.rb.value(vb), self.rb.started_s):
                 continue
             out.append((label, va, vb, None, None))
         return out
@@ -489,10 +405,10 @@ class _Walk:
         lb = self.rb.frame_locals((self.rb.act(fb[d]) or [0])[0], sb)
         for name in list(la) + [n for n in lb if n not in la]:
             ra, rb = self.ra.value(la.get(name)), self.rb.value(lb.get(name))
-            if _form_key(ra) == _form_key(rb):
+            if form_key(ra) == form_key(rb):
                 continue
             out[name] = {"a": value_form(ra), "b": value_form(rb)}
-            if _every_run(ra, self.ra.started_s, rb, self.rb.started_s):
+            if every_run(ra, self.ra.started_s, rb, self.rb.started_s):
                 volatile.append(name)
         return out, volatile
 
@@ -517,7 +433,7 @@ class _Walk:
         na = named(self.a, self.ra, sa, xs)
         nb = named(self.b, self.rb, sb, ys)
         for name in list(na) + [n for n in nb if n not in na]:
-            if _form_key_of_form(na.get(name)) != _form_key_of_form(nb.get(name)):
+            if form_key_of_form(na.get(name)) != form_key_of_form(nb.get(name)):
                 yield name, na.get(name), nb.get(name)
 
     def result(self, later_limit: int = 50) -> DiffResult:
@@ -556,14 +472,6 @@ def _previous_line(film: _Film, step: int) -> int | None:
             return film.lines[i]
         i -= 1
     return None
-
-
-def _form_key_of_form(form: dict[str, Any] | None) -> Any:
-    if form is None:
-        return None
-    if form.get("type") in ("set", "frozenset") and isinstance(form.get("items"), list):
-        return (form["type"], sorted(_steady(json.dumps(i, sort_keys=True)) for i in form["items"]))
-    return _steady(json.dumps(form, sort_keys=True))
 
 
 def diff(a: FilmReader, b: FilmReader) -> DiffResult:

@@ -34,9 +34,6 @@ from .errors import RecordingError
 from .opening import _hot_journal, check_header, connect_readonly, open_recording
 from .schema_check import check_schema
 
-#: Object addresses in default reprs (``<Foo object at 0x7f3a...>``): they
-#: differ on every run and say nothing about what the test did.
-ADDRESS = re.compile(rb"0x[0-9a-fA-F]{6,16}")
 _FIX = "copy it again or re-run the test"
 
 #: Row of ``vals``: (obj, step, type, repr, detail, flags).
@@ -300,14 +297,16 @@ class FilmReader:
 
     # -- decoding on demand -----------------------------------------------------
 
-    def _chunk_of(self, step: int) -> _Chunk | None:
+    def chunk_at(self, step: int) -> _Chunk | None:
+        """The chunk holding ``step`` (None outside the film)."""
         i = bisect.bisect_right(self._bases, step) - 1
         if i < 0:
             return None
         c = self.chunks[i]
         return c if step < c.base + max(c.steps, len(c.events[0]) if c.events else 0) else None
 
-    def _events(self, c: _Chunk) -> tuple[list, list, list, list]:
+    def events_of(self, c: _Chunk) -> tuple[list, list, list, list]:
+        """The chunk's events as columns: kind, act, line, value (decoded once)."""
         if c.events is None:
             try:
                 kinds, acts, lines, deltas, pairs = self._guard(c.section, "events", c.spans)
@@ -323,7 +322,8 @@ class FilmReader:
                 raise self._corrupt(exc) from None
         return c.events
 
-    def _bindings(self, c: _Chunk) -> list[tuple[int, int, int, int | None]]:
+    def bindings_of(self, c: _Chunk) -> list[tuple[int, int, int, int | None]]:
+        """The chunk's bindings: (frame, name, step, value), in writing order."""
         if c.bindings is None:
             try:
                 cols = self._guard(c.section, "bindings", c.spans)
@@ -332,7 +332,8 @@ class FilmReader:
                 raise self._corrupt(exc) from None
         return c.bindings
 
-    def _vals(self, c: _Chunk) -> dict[int, ValRow]:
+    def vals_of(self, c: _Chunk) -> dict[int, ValRow]:
+        """The chunk's value rows by id, in writing order."""
         if c.vals is None:
             try:
                 cols = self._guard(c.section, "vals", c.spans)
@@ -362,7 +363,7 @@ class FilmReader:
         values: list = []
         first = self.chunks[i].base if self.chunks else 0
         for c in self.chunks[i:]:
-            k, a, ln, v = self._events(c)
+            k, a, ln, v = self.events_of(c)
             kinds += k
             acts += a
             lines += ln
@@ -371,10 +372,10 @@ class FilmReader:
 
     def event(self, step: int) -> tuple[int, int, int, int | None] | None:
         """``(kind, act, line, value)`` of one step."""
-        c = self._chunk_of(step)
+        c = self.chunk_at(step)
         if c is None:
             return None
-        k, a, ln, v = self._events(c)
+        k, a, ln, v = self.events_of(c)
         i = step - c.base
         return (k[i], a[i], ln[i], v[i]) if 0 <= i < len(k) else None
 
@@ -383,10 +384,10 @@ class FilmReader:
         start = (self.act(act) or [0, 0, 0, 0, 0])[4] or 0
         step = before - 1
         while step >= max(start, self.first_step):
-            c = self._chunk_of(step)
+            c = self.chunk_at(step)
             if c is None:
                 return None
-            _k, a, ln, _v = self._events(c)
+            _k, a, ln, _v = self.events_of(c)
             for i in range(step - c.base, -1, -1):
                 if a[i] == act:
                     return c.base + i, ln[i]
@@ -400,7 +401,7 @@ class FilmReader:
         for c in self.chunks[i:]:
             if c.base >= hi:
                 break
-            for row in self._bindings(c):
+            for row in self.bindings_of(c):
                 if lo <= row[2] < hi:
                     yield row
 
@@ -411,7 +412,7 @@ class FilmReader:
         for c in self.chunks[i:]:
             if c.base >= hi:
                 break
-            for vid, row in self._vals(c).items():
+            for vid, row in self.vals_of(c).items():
                 if row[0] is not None and type(row[1]) is int and lo <= row[1] < hi:
                     yield row[1], row[0], vid
 
@@ -423,7 +424,7 @@ class FilmReader:
             if c.vals is not None and vid in c.vals:
                 return c.vals[vid]
         if len(self.chunks) == 1:
-            return self._vals(self.chunks[0]).get(vid)
+            return self.vals_of(self.chunks[0]).get(vid)
         for n, c in enumerate(self.chunks):
             ids = self._vid_sets.get(n)
             if ids is None:
@@ -432,7 +433,7 @@ class FilmReader:
                 except (ValueError, TypeError, RecursionError) as exc:
                     raise self._corrupt(exc) from None
             if vid in ids:
-                return self._vals(c).get(vid)
+                return self.vals_of(c).get(vid)
         return None
 
     def decoded_value(self, vid: int) -> bool:
@@ -507,69 +508,3 @@ def _holder(firsts: list[int | None], ident: int) -> int | None:
         if first is not None and first <= ident:
             best = n
     return best
-
-
-def common_prefix(a: FilmReader, b: FilmReader) -> int:
-    """The step up to which the two films hold the same chunks (their
-    times and object addresses aside): the diff starts there."""
-    agreed = min(a.first_step, b.first_step)
-    if a.first_step != b.first_step:
-        return agreed
-    for ca, cb in zip(a.chunks, b.chunks):
-        if ca.text is None or cb.text is None or ca.base != cb.base or ca.steps != cb.steps:
-            break
-        try:
-            head_a, tail_a = ca.comparable()
-            head_b, tail_b = cb.comparable()
-        except ValueError:
-            break
-        if (head_a, tail_a) != (head_b, tail_b):
-            if head_a != head_b or ADDRESS.sub(b"0x", tail_a) != ADDRESS.sub(b"0x", tail_b):
-                break
-        agreed = ca.base + ca.steps
-    return agreed
-
-
-def _first_difference(x: list, y: list) -> int:
-    """The first index at which two lists differ (``min(len)`` if none)."""
-    n = min(len(x), len(y))
-    if x[:n] == y[:n]:
-        return n
-    lo, hi = 0, n  # the difference lies in x[lo:hi]; halve it with C-speed slice compares
-    while hi - lo > 64:
-        mid = (lo + hi) // 2
-        if x[lo:mid] == y[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    for i in range(lo, hi):
-        if x[i] != y[i]:
-            return i
-    return hi
-
-
-def common_rows(a: FilmReader, b: FilmReader, step: int) -> int:
-    """From ``step`` (where ``common_prefix`` stopped, both films' chunks
-    starting there), the step up to which the two films still hold the same
-    rows: the same events, bindings and values under the same ids.  Ids are
-    handed out in the order things happen, so until the first different row
-    the two films are the same film."""
-    ca, cb = a._chunk_of(step), b._chunk_of(step)
-    if ca is None or cb is None or ca.text is None or cb.text is None or ca.base != step or cb.base != step:
-        return step
-    ea, eb = a._events(ca), b._events(cb)
-    end = min(len(ea[0]), len(eb[0]))
-    for x, y in zip(ea, eb):
-        end = min(end, _first_difference(x, y))
-    limit = step + end
-    ba, bb = a._bindings(ca), b._bindings(cb)
-    i = _first_difference(ba, bb)
-    if i < min(len(ba), len(bb)):
-        limit = min(limit, ba[i][2], bb[i][2])
-    va, vb = list(a._vals(ca).items()), list(b._vals(cb).items())
-    i = _first_difference(va, vb)
-    if i < min(len(va), len(vb)):
-        for row in (va[i][1], vb[i][1]):
-            if type(row[1]) is int:
-                limit = min(limit, row[1])
-    return max(step, limit)
