@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .divergence import DiffResult, Place, diff
-from .errors import UnknownTestError, UsageError
+from .errors import AmbiguousTestError, UnknownTestError, UsageError
 from .film_reader import FilmReader
 from .render import value_text
-from .runs import NOT_PASSED, Run, TestEntry, find_escope_dir, resolve_run, resolve_test
+from .runs import NOT_PASSED, Run, TestEntry, find_escope_dir, match_tests, resolve_run, resolve_test
 from .state import JSON_SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -88,8 +88,15 @@ def _flaky(test: str, run_spec: str | None, base: Path | None, carry: str) -> tu
     passing one, among the rows of that test in one run (the session's own
     run and its recorded reruns)."""
     run = resolve_run(run_spec, base)
-    _path, entry = resolve_test(test, run_spec, base)
-    assert entry is not None
+    listing = "escope list" + (f" --run {shlex.quote(run_spec)}" if run_spec else "") + carry
+    # not resolve_test: the session's own row of a rerun test has no recording
+    matches = match_tests(run, test)
+    if not matches:
+        raise UnknownTestError(f"no test matching {test!r} in run {run.run_id}", fix=f"see the tests with: {listing}")
+    if len(matches) > 1:
+        raise AmbiguousTestError(f"{test!r} matches {len(matches)} tests in run {run.run_id}",
+                                 [t.test_id for t in matches], fix="name one of them")
+    entry = matches[0]
     attempts = _attempts(run, entry.test_id)
 
     def attempt(t: TestEntry) -> int:
@@ -104,7 +111,6 @@ def _flaky(test: str, run_spec: str | None, base: Path | None, carry: str) -> tu
     rows = sorted((t for t in run.tests if t.test_id == entry.test_id and t.recording is not None), key=attempt)
     failing = [t for t in rows if t.outcome in NOT_PASSED]
     passing = [t for t in rows if t.outcome == "passed"]
-    listing = "escope list" + (f" --run {shlex.quote(run_spec)}" if run_spec else "") + carry
     if not failing or not passing:
         have = ", ".join(sorted({t.outcome for t in rows})) or "none"
         raise UsageError(

@@ -411,3 +411,33 @@ def test_damaged_chunks_are_one_line(runs: Runs, tmp_path: Path) -> None:
 def test_a_recording_file_with_two_runs_is_a_usage_error(runs: Runs) -> None:
     err = _error(runs, str(runs.recording(runs.a, "test_time")), "--run", runs.a, "--run", runs.b)
     assert "recording file" in err and "--run R1 --run R2" in err
+
+
+def test_one_id_whose_run_holds_a_failing_and_a_passing_recording(runs: Runs, tmp_path: Path) -> None:
+    """The flaky form: one test id, and one run holding both a failed and a
+    passed recording of it.  Until reruns write such runs, one is put
+    together from the two real runs: run A's directory, plus run B's
+    recording of test_random under a second worker's row of the index."""
+    import shutil
+    import sqlite3
+    run = tmp_path / "runs" / runs.a
+    shutil.copytree(runs.project.escope_dir / "runs" / runs.a, run)
+    passed = runs.recording(runs.b, "test_random")
+    shutil.copyfile(passed, run / "tests" / ("other-" + passed.name))
+    conn = sqlite3.connect(run / "index.sqlite")
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(tests)")]
+    row = dict(zip(columns, conn.execute("SELECT * FROM tests WHERE test_id = 'test_flaky.py::test_random'")
+                   .fetchone()))
+    row.update(worker="gw1", outcome="passed", call="passed", failure=None,
+               recording=f"tests/other-{passed.name}")
+    conn.execute(f"INSERT INTO tests ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    conn.commit()
+    conn.close()
+    out = runs.diff_json("test_random", "--run", str(run))
+    assert out["a"]["outcome"] == "failed" and out["b"]["outcome"] == "passed"
+    assert out["b"]["recording"].endswith("other-" + passed.name)
+    by_runs = runs.diff_json("test_random", "--run", runs.a, "--run", runs.b)
+    assert out["first_divergence"] == by_runs["first_divergence"]
+    res = runs.escope("diff", "test_random", "--run", str(run))
+    _check_commands_open_steps(runs, res.stdout, [by_runs["first_divergence"]["a"]["step"],
+                                                  by_runs["first_divergence"]["b"]["step"]])
