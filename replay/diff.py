@@ -263,7 +263,7 @@ def text_lines(ctx: "Context", fa: FilmReader, fb: FilmReader, a: Side, b: Side,
             out.append(st.cut(f"  {g.count:>6}  {g.kind:<7} {g.file}:{g.line} in {g.function}"))
         rest = len(result.later) - PLACES_SHOWN
         if rest > 0:
-            out.append(st.cut(f"  and {rest} more place{'s' if rest != 1 else ''} (all: --json)"))
+            out.append(st.cut(f"  and {rest} more place{'s' if rest != 1 else ''}"))
     else:
         out.append("no later divergence")
     return out

@@ -12,16 +12,16 @@ since threads interleave differently from run to run.
   local or argument bound at that step, a mutable object changed at that
   step, the return value, the exception or a checkpoint's payload.
 
-Values are compared by their recorded forms, with what always differs
-between two runs taken out: object addresses in reprs, the iteration order
-of sets (the elements are compared, not the order they print in), and
-numbers that are wall-clock times of the run (their difference is reported
-when it explains a branch, but never counted on its own).
+Values are compared by ``steady.form_key``: their recorded forms without
+what differs on every run (addresses, thread ids, a set's printing order);
+wall-clock times and addresses held as numbers are shown when they explain
+a branch, never counted on their own.
 
 After a control divergence the walk re-synchronises inside the deepest
-frame both runs are still in: on the nearest statement both runs reach
-next in that frame, else at that frame's end, else in its caller.  That is
-what lets the later divergences be counted and placed.
+frame both runs are still in, on the nearest statement both runs reach
+next in that frame (fewest events skipped; its return counts), else in its
+caller, and so on down the stack.  That is what lets the later divergences
+be counted and placed.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ class Place:
 
 @dataclass
 class Divergence:
+    """The first place two films part, as the command reports it."""
+
     kind: str  # "control" or "value"
     a: Place | None
     b: Place | None
@@ -83,6 +85,9 @@ class Later:
 
 @dataclass
 class DiffResult:
+    """What ``diff`` found: the first divergence, how many in all, where the
+    later ones are."""
+
     first: Divergence | None
     total: int
     later: list[Later]
@@ -436,7 +441,7 @@ class _Walk:
             if form_key_of_form(na.get(name)) != form_key_of_form(nb.get(name)):
                 yield name, na.get(name), nb.get(name)
 
-    def result(self, later_limit: int = 50) -> DiffResult:
+    def result(self) -> DiffResult:
         if not self.found:
             return DiffResult(None, 0, [], self.agreed)
         self.found.sort(key=lambda f: (f[1] if f[1] is not None else 1 << 62, f[2] or 0))
@@ -458,7 +463,7 @@ class _Walk:
             groups[where] = groups.get(where, 0) + 1
         later = [Later(k, fn, f, ln, n) for (k, fn, f, ln), n in groups.items()]
         later.sort(key=lambda g: -g.count)
-        return DiffResult(first, len(self.found), later[:later_limit], self.agreed)
+        return DiffResult(first, len(self.found), later, self.agreed)
 
 
 def _previous_line(film: _Film, step: int) -> int | None:
