@@ -314,38 +314,48 @@ class _Walk:
     def _meet(self, la: list[int], i: int, act_a: int, lb: list[int], j: int,
               act_b: int) -> tuple[int, int] | None:
         """The nearest pair of positions from which both runs execute the same
-        statement of the frames ``act_a``/``act_b`` again (fewest events
-        skipped), else their ends when both reach them."""
-        own_a = self._own(self.a, la, i, act_a)
-        own_b = self._own(self.b, lb, j, act_b)
-        first_b: dict[tuple, int] = {}
-        for n, p in enumerate(own_b):
-            first_b.setdefault(self.b.sig(lb[p]), n)
-        best: tuple[int, int, int] | None = None
-        for n, p in enumerate(own_a):
-            if best is not None and n >= best[0]:
-                break
-            m = first_b.get(self.a.sig(la[p]))
-            if m is None or (p == i and own_b[m] == j):
-                continue
-            if best is None or n + m < best[0]:
-                best = (n + m, p, own_b[m])
-        if best is not None:
-            return best[1], best[2]
+        statement of the frames ``act_a``/``act_b`` again.  Both sides are
+        read one own event at a time, in turn, so the cost is the distance
+        to the meeting point, not the length of the frame."""
+        a, b = self.a, self.b
+        own_a, own_b = self._own(a, la, i, act_a), self._own(b, lb, j, act_b)
+        seen_a: dict[tuple, int] = {}
+        seen_b: dict[tuple, int] = {}
+        more_a = more_b = True
+        while more_a or more_b:
+            if more_a:
+                p = next(own_a, None)
+                if p is None:
+                    more_a = False
+                else:
+                    sig = a.sig(la[p])
+                    q = seen_b.get(sig)
+                    if q is not None:
+                        return p, q
+                    seen_a.setdefault(sig, p)
+            if more_b:
+                q = next(own_b, None)
+                if q is None:
+                    more_b = False
+                else:
+                    sig = b.sig(lb[q])
+                    p = seen_a.get(sig)
+                    if p is not None:
+                        return p, q
+                    seen_b.setdefault(sig, q)
         return None
 
     @staticmethod
-    def _own(film: _Film, lst: list[int], i: int, act: int) -> list[int]:
-        """Positions in ``lst`` from ``i`` on of the events of ``act`` itself."""
-        out = []
+    def _own(film: _Film, lst: list[int], i: int, act: int) -> Iterator[int]:
+        """Positions in ``lst`` from ``i`` on of the events of ``act`` itself,
+        up to its end (or ``RESYNC_WINDOW`` events on)."""
         first, acts, kinds = film.first, film.acts, film.kinds
         for p in range(i, min(len(lst), i + RESYNC_WINDOW)):
             k = lst[p] - first
             if acts[k] == act:
-                out.append(p)
+                yield p
                 if kinds[k] in _END_KINDS:
-                    break
-        return out
+                    return
 
     # -- the report ----------------------------------------------------------------
 
