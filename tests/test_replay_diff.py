@@ -102,6 +102,23 @@ def test_branches():
     assert total == 9
 
 
+STRIDE = int(os.environ.get("FLAKY_STRIDE", "2"))
+
+
+def bump(i):
+    return i + 1
+
+
+def test_many_branches():
+    total = 0
+    for i in range(30):
+        if i % STRIDE:
+            total += bump(i)
+        else:
+            total -= 1
+    assert total > 300
+
+
 class Thing:
     pass
 
@@ -175,12 +192,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     # run A: every test, so the polluter runs before its victim; the failing side of each cause
     res = project.run("--escope", "--escope-keep=all", "test_flaky.py",
                       env=clean_env(FLAKY_SEED="5", PYTHONHASHSEED=hash_a, FLAKY_DEADLINE="0",
-                                    FLAKY_RACE_FIRST="b", FLAKY_MODE="x"))
+                                    FLAKY_RACE_FIRST="b", FLAKY_MODE="x", FLAKY_STRIDE="2"))
     assert "failed" in res.stdout, res.out
     # run B: the polluter left out; the passing side of each cause
     res = project.run("--escope", "--escope-keep=all", "test_flaky.py", "-k", "not polluter",
                       env=clean_env(FLAKY_SEED="1", PYTHONHASHSEED=hash_b, FLAKY_DEADLINE="1e12",
-                                    FLAKY_RACE_FIRST="a", FLAKY_MODE="y"))
+                                    FLAKY_RACE_FIRST="a", FLAKY_MODE="y", FLAKY_STRIDE="3"))
     assert res.returncode == 0, res.out
     a, b = [p.name for p in project.run_dirs()]
     return Runs(project, a, b)
@@ -268,6 +285,22 @@ def test_the_walk_picks_up_again_after_a_branch(runs: Runs) -> None:
     loop_line = line_of("steps += helper(i)")
     assert not any(p.endswith(f":{loop_line}") or "helper" in p for p in places), places
     assert out["divergences"] >= 3
+
+
+def test_every_branch_that_went_the_other_way_is_counted(runs: Runs) -> None:
+    """i % 2 against i % 3 for i < 30: the branches differ for the 10 even
+    i that are not multiples of 3 (A took the else) and the 5 odd multiples
+    of 3 (A took the if).  The first is i = 2; the walk must pick up again
+    after each one to count the other 14 where they are."""
+    res = runs.escope("diff", "test_many_branches", "--run", runs.a, "--run", runs.b)
+    assert res.returncode == 0, res.stderr
+    first = runs.diff_json("test_many_branches", "--run", runs.a, "--run", runs.b)["first_divergence"]
+    assert first["kind"] == "control" and first["a"]["line"] == line_of("total -= 1")
+    assert first["b"]["line"] == line_of("total += bump(i)")
+    counts = {" ".join(ln.split()[1:3]): int(ln.split()[0]) for ln in res.stdout.splitlines()
+              if ln.startswith("  ") and ln.split()[0].isdigit()}
+    assert counts[f"control test_flaky.py:{line_of('total -= 1')}"] == 9, res.stdout
+    assert counts[f"control test_flaky.py:{line_of('total += bump(i)')}"] == 5, res.stdout
 
 
 def test_identical_runs_do_not_diverge(runs: Runs) -> None:
