@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import apsw
+
 from .divergence import DiffResult, Place, diff
 from .errors import AmbiguousTestError, UnknownTestError, UsageError
 from .film_reader import FilmReader
+from .opening import connect_readonly
 from .render import value_text
 from .runs import NOT_PASSED, Run, TestEntry, find_escope_dir, match_tests, resolve_run, resolve_test
 from .state import JSON_SCHEMA_VERSION
@@ -56,31 +58,26 @@ def _by_path(path: Path) -> Side:
     return Side(path, None, shlex.quote(_shown_path(path)))
 
 
-def _one(test: str, run: str | None, base: Path | None, carry: str) -> Side:
-    path, entry = resolve_test(test, run, base)
-    if entry is None:
-        return Side(path, None, shlex.quote(test))
-    ref = shlex.quote(entry.test_id) + (f" --run {shlex.quote(run)}" if run else "") + carry
-    return Side(path, entry, ref)
-
-
 def _attempts(run: Run, test_id: str) -> dict[str, int]:
     """Recording (relative path) -> attempt, from the run index's ``attempt``
-    column; an index without the column is attempt 0 everywhere."""
+    column; an index without the column is attempt 0 everywhere.  The index
+    was checked by ``read_run`` before; it is read the same defensive way."""
     index = run.path / "index.sqlite"
-    try:
-        conn = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
+    for immutable in (False, True):  # a live run keeps its index in WAL mode
         try:
-            columns = {r[1] for r in conn.execute("PRAGMA table_info(tests)")}
-            if "attempt" not in columns:
-                return {}
-            rows = conn.execute("SELECT recording, attempt FROM tests WHERE test_id = ? AND recording IS NOT NULL",
-                                (test_id,)).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return {}
-    return {str(r[0]): r[1] for r in rows if isinstance(r[1], int)}
+            conn = connect_readonly(index, immutable=immutable)
+            try:
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(tests)")}
+                if "attempt" not in columns:
+                    return {}
+                rows = conn.execute("SELECT recording, attempt FROM tests WHERE test_id = ? "
+                                    "AND recording IS NOT NULL", (test_id,)).fetchall()
+            finally:
+                conn.close()
+        except apsw.Error:
+            continue
+        return {str(r[0]): r[1] for r in rows if type(r[1]) is int}
+    return {}
 
 
 def _flaky(test: str, run_spec: str | None, base: Path | None, carry: str) -> tuple[Side, Side]:
@@ -139,7 +136,7 @@ def resolve_sides(tests: list[str], runs: list[str], escope_dir: str | None) -> 
                 raise UsageError(f"{t} is a recording file, and --run names a run",
                                  fix="pass a test id with --run R1 --run R2, or two .sqlite files without --run")
             try:
-                sides.append(_one(t, r, base, carry))
+                sides.append(_side(t, r, base, carry))
             except UnknownTestError as exc:
                 exc.problem = f"{label}: {exc.problem}"
                 raise
@@ -157,7 +154,7 @@ def _side(test: str, run: str | None, base: Path | None, carry: str) -> Side:
     path, entry = resolve_test(test, run, base)
     if entry is None:
         return _by_path(path)
-    return _one(test, run, base, carry)
+    return Side(path, entry, shlex.quote(entry.test_id) + (f" --run {shlex.quote(run)}" if run else "") + carry)
 
 
 def _open_pair(a: Side, b: Side) -> tuple[FilmReader, FilmReader]:
