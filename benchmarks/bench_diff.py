@@ -23,6 +23,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,8 @@ def main() -> int:
         "budget_s": BUDGET_S,
         "answer_right": ok,
     }
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(figures, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
