@@ -415,11 +415,12 @@ def version() -> str:
 
 
 def _load_extensions() -> None:
-    """Commands that live in modules of their own: pack, export, gc, dap."""
-    from . import archive, dap_server, film, retention
+    """Commands that live in modules of their own: pack, export, gc, diff, dap."""
+    from . import archive, dap_server, diff, film, retention
     COMMANDS.setdefault("pack", (archive.add_pack, archive.cmd_pack))
     COMMANDS.setdefault("export", (film.add_export, film.cmd_export))
     COMMANDS.setdefault("gc", (retention.add_gc, retention.cmd_gc))
+    COMMANDS.setdefault("diff", (diff.add_diff, diff.cmd_diff))
     COMMANDS.setdefault("dap", (dap_server.add_dap, dap_server.cmd_dap))
 
 

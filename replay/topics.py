@@ -43,6 +43,10 @@ JSON = """\
                               a list of {step, node, function, frame, value}
   escope list/flow/stats --json
                               objects with a schema_version
+  escope diff A B --json      a, b (recording, outcome), first_divergence
+                              (kind control/value/none; a and b: step,
+                              node, function, file, line; names: NAME ->
+                              {a, b} value forms), divergences
 
   Every value is a value form: {"type", "repr"} plus "len", "items",
   "entries", "fields", "args" when it has them, and "truncated",
