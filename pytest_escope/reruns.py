@@ -170,11 +170,14 @@ class Reruns:
         """What every rerun adds to the session's options."""
         config = self.config
         out = ["--escope", f"--escope-dir={self.escope_dir}", f"--escope-rerun-run={self.run.run_id}",
-               f"--rootdir={config.rootpath}", f"--basetemp={self.tmp / 'basetemp'}",
-               "-o", f"cache_dir={self.tmp / 'cache'}"]
+               f"--rootdir={config.rootpath}", f"--basetemp={self.tmp / 'basetemp'}"]
         if config.inipath is not None:
             out.append(f"--config-file={config.inipath}")
         plugins = config.pluginmanager
+        if plugins.has_plugin("cacheprovider"):
+            # an empty cache of its own: the cache fixture works, and what
+            # --lf reads next time stays the session's
+            out += ["-o", f"cache_dir={self.tmp / 'cache'}"]
         if plugins.has_plugin("xdist"):
             out.append("--numprocesses=0")
         if plugins.has_plugin("junitxml"):

@@ -142,11 +142,10 @@ class RunIndex:
 
     def attempt_row(self, test_id: str, attempt: int) -> dict[str, Any] | None:
         """The index row of one recorded rerun, as its pytest process wrote it."""
-        cur = self.db.execute("SELECT * FROM tests WHERE test_id = ? AND attempt = ?", (test_id, attempt))
-        names = [d[0] for d in cur.getdescription()]
-        for row in cur:
-            return dict(zip(names, row))
-        return None
+        names = ("outcome", "recording", "failure")
+        rows = self.db.execute(f"SELECT {', '.join(names)} FROM tests WHERE test_id = ? AND attempt = ?",
+                               (test_id, attempt)).fetchall()
+        return dict(zip(names, rows[0])) if rows else None
 
     def finish(self) -> None:
         """Leave a single-file database behind, so archives need no -wal."""

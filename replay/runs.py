@@ -206,7 +206,7 @@ def read_run(path: Path) -> Run:
         rows = conn.execute(
             "SELECT test_id, worker, outcome, setup, call, teardown, duration_ns, events, dropped, bytes, "
             f"recording, failure, started_ns, {attempt} FROM tests "
-            f"ORDER BY {attempt}, coalesce(started_ns, 0), rowid").fetchall()
+            "ORDER BY coalesce(started_ns, 0), rowid").fetchall()
     except apsw.Error as exc:
         raise RunError(f"cannot read the run index {index} ({str(exc).splitlines()[0][:100]})",
                        fix="the run is damaged; pick another with --run (see: escope list --all)") from None
