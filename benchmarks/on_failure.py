@@ -1,0 +1,157 @@
+"""What ``--escope-on-failure`` costs: an all-green suite, and one failing test.
+
+Two measurements, each plain pytest against ``--escope-on-failure`` on the
+same working copy, alternating (plain, on-failure, plain, ...) round by
+round so a slow minute of a shared machine hits both alike:
+
+* **green**: the suite as it ships (all tests pass).  Budget: on-failure /
+  plain <= 1.02 (wall and CPU of the pytest process, medians of the rounds).
+* **one failure**: the same suite plus one file with a single failing test
+  (``test_escope_bench_fail.py``).  The difference of the medians is what
+  the failing test's recorded rerun costs (a fresh pytest that collects
+  one file and records one test).
+
+    python benchmarks/on_failure.py                        # more-itertools and toolz, 3 rounds
+    python benchmarks/on_failure.py --suites toolz --rounds 5 --json /tmp/onf.json
+
+CPU is user + system time of the pytest process and of its children (the
+reruns), from ``wait4``.  Suites and their
+cache: ``benchmarks/thirdparty.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import thirdparty  # noqa: E402
+
+BUDGET = 1.02
+FAILING_TEST = '''
+def test_escope_bench_fail():
+    values = [n * n for n in range(10)]
+    assert sum(values) == 284
+'''
+
+
+@dataclass
+class Sample:
+    suite: str
+    case: str  # "green" or "one failure"
+    mode: str  # "plain" or "on-failure"
+    round: int
+    wall_s: float
+    cpu_s: float
+    exit_code: int
+    summary: str
+
+
+def _run(python: str, suite: str, project: Path, on_failure: bool, workdir: Path) -> tuple[float, float, int, str]:
+    env = dict(os.environ)
+    for name in ("PYTEST_ESCOPE", "PYTEST_ADDOPTS"):
+        env.pop(name, None)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    cmd = [python, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-q",
+           *thirdparty.pytest_args(suite, project)]
+    if on_failure:
+        cmd += ["--escope-on-failure", f"--escope-dir={workdir / 'escope'}"]
+    out, err = workdir / "out.txt", workdir / "err.txt"
+    with open(out, "wb") as fo, open(err, "wb") as fe:
+        start = _now()
+        proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = _now() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    # wait4's usage is the session's own plus its reaped children's: the reruns
+    cpu = usage.ru_utime + usage.ru_stime
+    lines = [line for line in out.read_text(errors="replace").splitlines() if line.strip()]
+    return wall, cpu, proc.returncode, lines[-1] if lines else ""
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+def measure(python: str, suites: list[str], rounds: int) -> list[Sample]:
+    samples: list[Sample] = []
+    with tempfile.TemporaryDirectory(prefix="escope-onf-bench-") as tmp:
+        copies = {s: thirdparty.working_copy(s, Path(tmp) / s) for s in suites}
+        for rnd in range(rounds):
+            for suite, project in copies.items():
+                for case in ("green", "one failure"):
+                    failing = project / thirdparty.SUITES[suite].tests / "test_escope_bench_fail.py"
+                    if case == "one failure":
+                        failing.write_text(FAILING_TEST)
+                    for mode in ("plain", "on-failure"):
+                        with tempfile.TemporaryDirectory(dir=tmp) as work:
+                            wall, cpu, code, summary = _run(python, suite, project, mode == "on-failure",
+                                                            Path(work))
+                        samples.append(Sample(suite, case, mode, rnd, wall, cpu, code, summary))
+                        print(f"round {rnd + 1}/{rounds}  {suite:15} {case:12} {mode:10} "
+                              f"{wall:7.2f} s wall {cpu:7.2f} s cpu  exit {code}  {summary}", flush=True)
+                    if case == "one failure":
+                        failing.unlink()
+    return samples
+
+
+def report(samples: list[Sample]) -> str:
+    out = [f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+           f"load {os.getloadavg()[0]:.1f}; python {platform.python_version()}", "",
+           "| suite | case | plain wall s | on-failure wall s | ratio | plain CPU s | on-failure CPU s | ratio |",
+           "|---|---|---|---|---|---|---|---|"]
+    for suite in dict.fromkeys(s.suite for s in samples):
+        for case in ("green", "one failure"):
+            pick = {m: [s for s in samples if s.suite == suite and s.case == case and s.mode == m]
+                    for m in ("plain", "on-failure")}
+            if not pick["plain"] or not pick["on-failure"]:
+                continue
+            pw = statistics.median(s.wall_s for s in pick["plain"])
+            ow = statistics.median(s.wall_s for s in pick["on-failure"])
+            pc = statistics.median(s.cpu_s for s in pick["plain"])
+            oc = statistics.median(s.cpu_s for s in pick["on-failure"])
+            ratio = f"{ow / pw:.3f}" if case == "green" else f"+{ow - pw:.2f} s"
+            cratio = f"{oc / pc:.3f}" if case == "green" else f"+{oc - pc:.2f} s"
+            out.append(f"| {suite} | {case} | {pw:.2f} | {ow:.2f} | {ratio} | {pc:.2f} | {oc:.2f} | {cratio} |")
+    out.append("")
+    out.append(f"green: ratio of medians, budget <= {BUDGET}; one failure: what its recorded rerun adds")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--python", default=sys.executable, help="interpreter with pytest-escope installed")
+    ap.add_argument("--suites", default="more-itertools,toolz", help="comma-separated suite names")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="also write every sample here")
+    args = ap.parse_args(argv)
+    suites = [s for s in args.suites.split(",") if s]
+    unknown = [s for s in suites if s not in thirdparty.SUITES]
+    if unknown:
+        print(f"unknown suite(s): {', '.join(unknown)}; pick from {', '.join(thirdparty.SUITES)}", file=sys.stderr)
+        return 2
+    samples = measure(args.python, suites, args.rounds)
+    text = report(samples)
+    print()
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(s) for s in samples], indent=1))
+    wrong = [s for s in samples if (s.exit_code != 0) != (s.case == "one failure")]
+    if wrong:
+        print(f"unexpected exit status in {len(wrong)} run(s): a green suite failed, or the failure passed",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
