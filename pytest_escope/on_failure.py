@@ -17,59 +17,22 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-DEFAULT_RERUNS = 3
-
-
-@dataclass
-class FailedTest:
-    """A test the unrecorded session failed, and what its reruns found."""
-
-    nodeid: str
-    phases: dict[str, str] = field(default_factory=dict)
-    failure: str = ""
-    duration_ns: int = 0
-    #: (attempt, outcome, recording path or None, failure line) per recorded rerun
-    attempts: list[tuple[int, str, Path | None, str]] = field(default_factory=list)
-    #: why the test could not be rerun (the rerun's own error), or ""
-    problem: str = ""
-
-    @property
-    def recorded_failure(self) -> tuple[int, str, Path | None, str] | None:
-        for attempt in self.attempts:
-            if attempt[1] not in ("passed", "skipped"):
-                return attempt
-        return None
-
-
-def phase_outcome(report: pytest.TestReport) -> str:
-    """A phase's outcome as the run index spells it."""
-    if report.passed:
-        return "passed"
-    if report.skipped:
-        return "skipped"
-    return "failed" if report.when == "call" else "error"
-
-
-def overall(phases: dict[str, str]) -> str:
-    if phases.get("setup") == "error" or phases.get("teardown") == "error":
-        return "error"
-    if "failed" in phases.values():
-        return "failed"
-    return "passed"
+from .reruns import FailedTest, phase_outcome
 
 
 class OnFailurePlugin:
     """Registered on the controller when ``--escope-on-failure`` is on."""
 
-    def __init__(self, config: pytest.Config, reruns: int) -> None:
+    def __init__(self, config: pytest.Config, reruns: int, escope_dir: Path, git_commit: str) -> None:
         self.config = config
         self.reruns = reruns
+        self.escope_dir = escope_dir
+        self.git_commit = git_commit
         #: phases of the tests in progress (xdist interleaves the workers' reports)
         self._running: dict[str, dict[str, str]] = {}
         self.failed: dict[str, FailedTest] = {}
@@ -110,14 +73,14 @@ class OnFailurePlugin:
         if exitstatus in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
             self.skipped_why = f"the session ended with exit status {int(exitstatus)}"
             return
-        from .reruns import Reruns, RerunsUnavailable
+        from .reruns import Reruns, RerunsUnavailable  # the recorder's run index, imported only now
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
             tr.write_line("")
             tr.write_line(f"escope: recording {len(self.failed)} failed test(s) again "
                           f"(up to {self.reruns} run(s) each)")
         try:
-            reruns = Reruns(self.config, exitstatus)
+            reruns = Reruns(self.config, exitstatus, self.escope_dir, self.git_commit)
         except RerunsUnavailable as exc:
             self.skipped_why = str(exc)
             return

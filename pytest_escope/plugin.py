@@ -155,7 +155,9 @@ def pytest_configure(config: pytest.Config) -> None:
         reruns = _reruns(config)
         if getattr(config, "workerinput", None) is None:  # the controller sees every worker's reports
             from .on_failure import OnFailurePlugin
-            config.pluginmanager.register(OnFailurePlugin(config, reruns), "escope-on-failure")
+            rootdir = Path(str(config.rootpath))
+            plugin = OnFailurePlugin(config, reruns, _escope_dir(config), _git_commit(rootdir))
+            config.pluginmanager.register(plugin, "escope-on-failure")
         return
     if mode == "off":
         return
@@ -200,6 +202,14 @@ def _opt(config: pytest.Config, name: str, ini: str) -> Any:
     return value
 
 
+def _escope_dir(config: pytest.Config) -> Path:
+    """``--escope-dir`` (relative to the rootdir), else ``<rootdir>/.escope``."""
+    rootdir = Path(str(config.rootpath))
+    dir_opt = _opt(config, "escope_dir", "escope_dir")
+    escope_dir = Path(dir_opt) if dir_opt else rootdir / ".escope"
+    return escope_dir if escope_dir.is_absolute() else rootdir / escope_dir
+
+
 class EscopeFixture:
     """What the ``escope`` fixture gives a test."""
 
@@ -232,11 +242,7 @@ class EscopePlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         rootdir = Path(str(config.rootpath))
-        dir_opt = _opt(config, "escope_dir", "escope_dir")
-        escope_dir = Path(dir_opt) if dir_opt else rootdir / ".escope"
-        if not escope_dir.is_absolute():
-            escope_dir = rootdir / escope_dir
-        self.escope_dir = escope_dir
+        self.escope_dir = escope_dir = _escope_dir(config)
         strategy = _opt(config, "escope_strategy", "escope_strategy") or "balanced"
         if strategy not in STRATEGIES:
             raise pytest.UsageError(f"escope: unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")

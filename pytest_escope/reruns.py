@@ -25,12 +25,50 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .on_failure import FailedTest, overall
+
+@dataclass
+class FailedTest:
+    """A test the unrecorded session failed, and what its reruns found."""
+
+    nodeid: str
+    phases: dict[str, str] = field(default_factory=dict)
+    failure: str = ""
+    duration_ns: int = 0
+    #: (attempt, outcome, recording path or None, failure line) per recorded rerun
+    attempts: list[tuple[int, str, Path | None, str]] = field(default_factory=list)
+    #: why the test could not be rerun (the rerun's own error), or ""
+    problem: str = ""
+
+    @property
+    def recorded_failure(self) -> tuple[int, str, Path | None, str] | None:
+        for attempt in self.attempts:
+            if attempt[1] not in ("passed", "skipped"):
+                return attempt
+        return None
+
+
+def phase_outcome(report: pytest.TestReport) -> str:
+    """A phase's outcome as the run index spells it."""
+    if report.passed:
+        return "passed"
+    if report.skipped:
+        return "skipped"
+    return "failed" if report.when == "call" else "error"
+
+
+def overall(phases: dict[str, str]) -> str:
+    if phases.get("setup") == "error" or phases.get("teardown") == "error":
+        return "error"
+    if "failed" in phases.values():
+        return "failed"
+    return "passed"
+
 
 #: Options a rerun leaves out, with whether each takes a value.
 _DROPPED: dict[str, bool] = {
@@ -128,16 +166,11 @@ def pytest_command() -> list[str]:
 class Reruns:
     """The run the recorded reruns are written to, and how to start one."""
 
-    def __init__(self, config: pytest.Config, exitstatus: int) -> None:
-        from .plugin import _git_commit, _opt, is_storage_error
-        from .recorder.runs import RunDir, RunIndex
+    def __init__(self, config: pytest.Config, exitstatus: int, escope_dir: Path, git_commit: str) -> None:
+        from .recorder.runs import RunDir, RunIndex, is_storage_error
 
         self.config = config
         rootdir = Path(str(config.rootpath))
-        dir_opt = _opt(config, "escope_dir", "escope_dir")
-        escope_dir = Path(dir_opt) if dir_opt else rootdir / ".escope"
-        if not escope_dir.is_absolute():
-            escope_dir = rootdir / escope_dir
         self.escope_dir = escope_dir
         try:
             self.run = RunDir.create(escope_dir)
@@ -149,7 +182,7 @@ class Reruns:
                 "args": _shlex_join(config.invocation_params.args),
                 "rootdir": str(rootdir),
                 "started_unix_ns": str(time.time_ns()),
-                "git_commit": _git_commit(rootdir),
+                "git_commit": git_commit,
                 "mode": "on-failure",
                 "exitstatus": str(int(exitstatus)),
                 "pid": str(os.getpid()),
