@@ -39,6 +39,7 @@ class OnFailurePlugin:
         self.run_path: Path | None = None
         self.skipped_why = ""
         self.interrupted = False
+        self.packed = ""
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         return (f"escope: on failure (tests run unrecorded; each failed test is run again, recorded, "
@@ -93,6 +94,14 @@ class OnFailurePlugin:
             self.interrupted = True
         finally:
             reruns.close()
+        pack = self.config.getoption("escope_pack")
+        if pack:
+            try:
+                from .replay.archive import pack_run
+                # every recording of this run is a failed test's: the passing reruns go too, for escope diff
+                self.packed = pack_run(self.run_path, Path(pack), include_all=True, html=False)
+            except Exception as exc:
+                self.packed = f"--escope-pack failed: {exc}"
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if not self.failed:
@@ -108,6 +117,11 @@ class OnFailurePlugin:
             _summary_lines(tr, entry, rootdir)
         if self.interrupted:
             tr.write_line("reruns interrupted; record the failed tests with: pytest --escope --lf", yellow=True)
+        if self.packed:
+            tr.write_line(f"packed: {self.packed}")
+        elif os.environ.get("CI") and self.run_path is not None:
+            tr.write_line(f"CI: upload the recordings with:  escope pack --all --run {_rel(self.run_path, rootdir)} "
+                          f"-o escope-recordings.tar.gz")
 
 
 def _summary_lines(tr: Any, entry: FailedTest, rootdir: Path) -> None:

@@ -15,6 +15,7 @@ import shlex
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,8 @@ def test_a_deterministic_failure_is_recorded_and_replays(project: Project) -> No
 def test_a_flaky_failure_not_reproduced_keeps_the_passing_recordings(project: Project) -> None:
     project.write("test_flaky.py", FLAKY.format(name="flaky", fail_on="(0,)"))
     project.write("test_other.py", "def test_fine():\n    assert True\n")
-    res = project.run("--escope-on-failure", "--escope-reruns", "2", "--junitxml=report.xml")
+    res = project.run("--escope-on-failure", "--escope-reruns", "2", "--junitxml=report.xml",
+                      "--escope-pack=recordings.tar.gz")
     # the rerun passed: the test still failed, and the session with it
     assert res.returncode == 1, res.out
     assert "1 failed, 1 passed" in res.stdout
@@ -158,6 +160,10 @@ def test_a_flaky_failure_not_reproduced_keeps_the_passing_recordings(project: Pr
     assert rows[1]["recording"].endswith(".rerun1.sqlite") and rows[2]["recording"].endswith(".rerun2.sqlite")
     for row in rows[1:]:
         assert (run_dir(project) / row["recording"]).is_file()
+    # --escope-pack packs the passing reruns too: they are what escope diff compares
+    with tarfile.open(project.path / "recordings.tar.gz") as archive:
+        names = archive.getnames()
+    assert sum(name.endswith((".rerun1.sqlite", ".rerun2.sqlite")) for name in names) == 2, names
     listing = run_cli("escope list", project.path)
     assert listing.returncode == 0, listing.stderr
     assert "2 tests, 2 recorded reruns" not in listing.stdout  # only failed tests are listed
