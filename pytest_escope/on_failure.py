@@ -40,6 +40,7 @@ class OnFailurePlugin:
         self.skipped_why = ""
         self.interrupted = False
         self.packed = ""
+        self.rerun_count, self.rerun_s = 0, 0.0
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         return (f"escope: on failure (tests run unrecorded; each failed test is run again, recorded, "
@@ -86,6 +87,7 @@ class OnFailurePlugin:
             self.skipped_why = str(exc)
             return
         self.run_path = reruns.run.path
+        self.rerun_count, self.rerun_s = 0, 0.0
         try:
             for entry in self.failed.values():
                 reruns.rerun(entry, self.reruns)
@@ -93,6 +95,7 @@ class OnFailurePlugin:
             # Ctrl-C stops the reruns, not the report of the session's own run
             self.interrupted = True
         finally:
+            self.rerun_count, self.rerun_s = reruns.runs, reruns.wall_ns / 1e9
             reruns.close()
         pack = self.config.getoption("escope_pack")
         if pack:
@@ -112,7 +115,8 @@ class OnFailurePlugin:
             tr.write_sep("=", "escope: no failed test recorded")
             tr.write_line(f"{self.skipped_why}; record the failed tests with: pytest --escope --lf")
             return
-        tr.write_sep("=", f"escope: {len(self.failed)} failed test(s) recorded again")
+        tr.write_sep("=", f"escope: {len(self.failed)} failed test(s) recorded again "
+                          f"({self.rerun_count} run(s), {self.rerun_s:.1f} s)")
         for entry in self.failed.values():
             _summary_lines(tr, entry, rootdir)
         if self.interrupted:

@@ -198,6 +198,10 @@ class Reruns:
         self.env = dict(os.environ)
         # a rerun records: an on-failure setting in the environment is this session's
         self.env.pop("PYTEST_ESCOPE", None)
+        #: what the reruns cost, kept in the run's facts (benchmarks/on_failure.py reads them)
+        self.runs = 0
+        self._started = time.perf_counter_ns()
+        self._cpu_before = _children_cpu_ns()
 
     def _settings(self) -> list[str]:
         """What every rerun adds to the session's options."""
@@ -253,6 +257,7 @@ class Reruns:
         when the rerun could not run the test (``entry.problem`` says why)."""
         target = str(Path(str(self.config.rootpath)) / entry.nodeid)
         cmd = self.base + [f"--escope-rerun-attempt={attempt}", "--", target]
+        self.runs += 1
         proc = subprocess.run(cmd, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
         row = self.index.attempt_row(entry.nodeid, attempt)
@@ -271,13 +276,29 @@ class Reruns:
             path = None
         return outcome, path, row.get("failure") or ""
 
+    @property
+    def wall_ns(self) -> int:
+        return time.perf_counter_ns() - self._started
+
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
         try:
-            self.index.set_run({"finished_unix_ns": str(time.time_ns())})
+            self.index.set_run({"finished_unix_ns": str(time.time_ns()), "reruns": str(self.runs),
+                                "reruns_wall_ns": str(self.wall_ns),
+                                "reruns_cpu_ns": str(_children_cpu_ns() - self._cpu_before)})
             self.index.finish()
         finally:
             self.index.close()
+
+
+def _children_cpu_ns() -> int:
+    """User + system time of this process's reaped children: the reruns."""
+    try:
+        import resource
+    except ImportError:  # Windows: not measured
+        return 0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return int((usage.ru_utime + usage.ru_stime) * 1e9)
 
 
 def _explain(code: int, output: str) -> str:
