@@ -123,6 +123,41 @@ def measure(python: str, suites: list[str], rounds: int) -> list[Sample]:
     return samples
 
 
+_IMPORT_COST = """
+import time, pytest, pytest_escope.plugin
+start = time.perf_counter()
+import pytest_escope.on_failure
+print(time.perf_counter() - start)
+"""
+
+_HOOK_COST = """
+import time, pytest
+from pathlib import Path
+from pytest_escope.on_failure import OnFailurePlugin
+plugin = OnFailurePlugin(None, 3, Path("."), "")
+reports = [[pytest.TestReport(f"t.py::test_{i}", ("t.py", i, f"test_{i}"), {}, "passed", None, when)
+            for when in ("setup", "call", "teardown")] for i in range(20000)]
+start = time.process_time()
+for phases in reports:
+    for report in phases:
+        plugin.pytest_runtest_logreport(report)
+print((time.process_time() - start) / len(reports))
+"""
+
+
+def fixed_costs(python: str, repeat: int = 7) -> tuple[float, float]:
+    """What the unrecorded session adds to plain pytest, measured apart from
+    the suites (whose run-to-run noise on a shared machine is far above it):
+    (seconds to import the on-failure modules, the best of ``repeat``
+    fresh processes; seconds of CPU the plugin's report hook spends per
+    passing test)."""
+    def best(code: str) -> float:
+        runs = [float(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
+                for _ in range(repeat)]
+        return min(runs)
+    return best(_IMPORT_COST), best(_HOOK_COST)
+
+
 def report(samples: list[Sample]) -> str:
     out = [f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
            f"load {os.getloadavg()[0]:.1f}; python {platform.python_version()}", "",
@@ -165,10 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown suite(s): {', '.join(unknown)}; pick from {', '.join(thirdparty.SUITES)}", file=sys.stderr)
         return 2
+    imports, per_test = fixed_costs(args.python)
     samples = measure(args.python, suites, args.rounds)
     text = report(samples)
     print()
     print(text)
+    print(f"fixed costs of the unrecorded session: importing the on-failure modules {imports * 1e3:.1f} ms; "
+          f"the report hook {per_test * 1e6:.2f} us of CPU per test (3 reports)")
     if args.json:
         args.json.write_text(json.dumps([asdict(s) for s in samples], indent=1))
     wrong = [s for s in samples if (s.exit_code != 0) != (s.case == "one failure")]

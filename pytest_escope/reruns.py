@@ -25,41 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-
-@dataclass
-class FailedTest:
-    """A test the unrecorded session failed, and what its reruns found."""
-
-    nodeid: str
-    phases: dict[str, str] = field(default_factory=dict)
-    failure: str = ""
-    duration_ns: int = 0
-    #: (attempt, outcome, recording path or None, failure line) per recorded rerun
-    attempts: list[tuple[int, str, Path | None, str]] = field(default_factory=list)
-    #: why the test could not be rerun (the rerun's own error), or ""
-    problem: str = ""
-
-    @property
-    def recorded_failure(self) -> tuple[int, str, Path | None, str] | None:
-        for attempt in self.attempts:
-            if attempt[1] not in ("passed", "skipped"):
-                return attempt
-        return None
-
-
-def phase_outcome(report: pytest.TestReport) -> str:
-    """A phase's outcome as the run index spells it."""
-    if report.passed:
-        return "passed"
-    if report.skipped:
-        return "skipped"
-    return "failed" if report.when == "call" else "error"
+if TYPE_CHECKING:
+    from .on_failure import FailedTest
 
 
 def overall(phases: dict[str, str]) -> str:
