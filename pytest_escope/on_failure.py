@@ -62,8 +62,8 @@ class OnFailurePlugin:
         self.reruns = reruns
         self.escope_dir = escope_dir
         self.git_commit = git_commit
-        #: phases of the tests in progress (xdist interleaves the workers' reports)
-        self._running: dict[str, dict[str, str]] = {}
+        #: phases and seconds of the tests in progress (xdist interleaves the workers' reports)
+        self._running: dict[str, tuple[dict[str, str], list[float]]] = {}
         self.failed: dict[str, FailedTest] = {}
         self.run_path: Path | None = None
         self.skipped_why = ""
@@ -77,19 +77,21 @@ class OnFailurePlugin:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # the only per-test work an all-green session pays: a dict entry per test
-        nodeid = report.nodeid
-        phases = self._running.setdefault(nodeid, {})
-        phases[report.when] = phase_outcome(report)
-        if report.failed:
+        nodeid, when = report.nodeid, report.when
+        running = self._running.get(nodeid)
+        if running is None:
+            running = self._running[nodeid] = ({}, [0.0])
+        phases, seconds = running
+        seconds[0] += report.duration
+        if phases.get(when) not in ("failed", "error"):  # a passing subtest report after a failing one
+            phases[when] = phase_outcome(report)
+        if report.failed and nodeid not in self.failed:
+            self.failed[nodeid] = FailedTest(nodeid, phases, _first_line(report))
+        if when == "teardown":
+            del self._running[nodeid]
             entry = self.failed.get(nodeid)
-            if entry is None:
-                entry = self.failed[nodeid] = FailedTest(nodeid, phases)
-                entry.failure = _first_line(report)
-        entry = self.failed.get(nodeid)
-        if entry is not None:
-            entry.duration_ns += int(getattr(report, "duration", 0.0) * 1e9)
-        if report.when == "teardown":
-            self._running.pop(nodeid, None)
+            if entry is not None:
+                entry.duration_ns = int(seconds[0] * 1e9)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -99,10 +101,11 @@ class OnFailurePlugin:
         if not self.failed:
             return
         if exitstatus == pytest.ExitCode.INTERRUPTED:
-            self.skipped_why = "the session was interrupted"
+            self.skipped_why = "the session was interrupted; record the failed tests with: pytest --escope --lf"
             return
         if exitstatus in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
-            self.skipped_why = f"the session ended with exit status {int(exitstatus)}"
+            self.skipped_why = (f"the session ended with exit status {int(exitstatus)}; "
+                                f"record the failed tests with: pytest --escope --lf")
             return
         from .reruns import Reruns, RerunsUnavailable  # the recorder's run index, imported only now
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -113,7 +116,8 @@ class OnFailurePlugin:
         try:
             reruns = Reruns(self.config, exitstatus, self.escope_dir, self.git_commit)
         except RerunsUnavailable as exc:
-            self.skipped_why = str(exc)
+            self.skipped_why = (f"{exc}; make it writable or pick another place, then: "
+                                f"pytest --escope-on-failure --escope-dir=DIR")
             return
         self.run_path = reruns.run.path
         self.rerun_count, self.rerun_s = 0, 0.0
@@ -142,7 +146,7 @@ class OnFailurePlugin:
         rootdir = Path(str(config.rootpath))
         if self.skipped_why:
             tr.write_sep("=", "escope: no failed test recorded")
-            tr.write_line(f"{self.skipped_why}; record the failed tests with: pytest --escope --lf")
+            tr.write_line(self.skipped_why, yellow=True)
             return
         tr.write_sep("=", f"escope: {len(self.failed)} failed test(s) recorded again "
                           f"({self.rerun_count} run(s), {self.rerun_s:.1f} s)")

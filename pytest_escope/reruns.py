@@ -49,6 +49,8 @@ _DROPPED: dict[str, bool] = {
     "--html": True, "--json-report-file": True, "--last-failed-no-failures": True, "--lfnf": True,
     "-n": True, "--numprocesses": True, "--dist": True, "--maxprocesses": True, "--tx": True,
     "--rsyncdir": True, "--randomly-seed": True,
+    # pytest-rerunfailures: a recorded rerun is one run of the test, its outcome unretried
+    "--reruns": True, "--reruns-delay": True, "--only-rerun": True, "--rerun-except": True,
     "--escope-reruns": True, "--escope-pack": True, "--escope-dir": True,
     "-x": False, "--exitfirst": False, "--lf": False, "--last-failed": False, "--ff": False,
     "--failed-first": False, "--nf": False, "--new-first": False, "--sw": False, "--stepwise": False,

@@ -395,3 +395,15 @@ def test_an_index_without_the_attempt_column_still_reads(project: Project) -> No
     assert [(t["test"], t["attempt"], t["outcome"]) for t in tests] == [("test_old.py::test_old", 0, "failed")]
     shown = run_cli("escope replay test_old.py::test_old --print", project.path)
     assert shown.returncode == 0 and "assert value == 6" in shown.stdout, shown.stderr
+
+
+def test_an_escope_dir_that_cannot_be_written_is_one_line(project: Project) -> None:
+    project.write("test_x.py", "def test_x():\n    assert 0\n")
+    project.write("blocker", "a file where the escope dir would go\n")
+    res = project.run("--escope-on-failure", "--escope-dir=blocker/escope")
+    # the session's own result stands; the reruns say why they could not be made, and what to do
+    assert res.returncode == 1 and "1 failed" in res.stdout, res.out
+    assert "escope: no failed test recorded" in res.stdout
+    line = summary_line(res, "cannot write to")
+    assert "blocker" in line and line.endswith("then: pytest --escope-on-failure --escope-dir=DIR"), line
+    assert "Traceback" not in res.out
