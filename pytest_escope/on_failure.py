@@ -151,7 +151,7 @@ class OnFailurePlugin:
         tr.write_sep("=", f"escope: {len(self.failed)} failed test(s) recorded again "
                           f"({self.rerun_count} run(s), {self.rerun_s:.1f} s)")
         for entry in self.failed.values():
-            _summary_lines(tr, entry, rootdir)
+            _summary_lines(tr, entry, rootdir, self.run_path.name if self.run_path else "")
         if self.interrupted:
             tr.write_line("reruns interrupted; record the failed tests with: pytest --escope --lf", yellow=True)
         if self.packed:
@@ -161,7 +161,7 @@ class OnFailurePlugin:
                           f"-o escope-recordings.tar.gz")
 
 
-def _summary_lines(tr: Any, entry: FailedTest, rootdir: Path) -> None:
+def _summary_lines(tr: Any, entry: FailedTest, rootdir: Path, run_id: str) -> None:
     """Per failed test: the recorded failure and how to replay it, or how
     many recorded runs passed."""
     quoted = shlex.quote(entry.nodeid)
@@ -189,8 +189,9 @@ def _summary_lines(tr: Any, entry: FailedTest, rootdir: Path) -> None:
         tr.write_line("  not run again (reruns interrupted)")
         return
     tr.write_line(f"  not reproduced in {len(entry.attempts)} recorded run(s): probably flaky; "
-                  "the passing recordings are kept")
-    tr.write_line(f"  diff:      escope diff {quoted}")
+                  "the passing recordings are kept for escope diff")
+    # no failing recording here: escope diff compares them with one from another run
+    tr.write_line(f"  diff:      escope diff {quoted} --run FAILED_RUN --run {run_id}")
 
 
 def _first_line(report: pytest.TestReport) -> str:

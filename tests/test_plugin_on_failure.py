@@ -154,7 +154,9 @@ def test_a_flaky_failure_not_reproduced_keeps_the_passing_recordings(project: Pr
         "test_flaky::test_flaky": "failure", "test_other::test_fine": "passed"}
     assert (project.path / "flaky.count").read_text() == "3"  # the session's run and two reruns
     assert "not reproduced in 2 recorded run(s): probably flaky" in res.stdout, res.out
-    assert summary_line(res, "diff:") == "escope diff test_flaky.py::test_flaky"
+    # no failing recording in this run: the command names it as the other side
+    assert summary_line(res, "diff:") == \
+        f"escope diff test_flaky.py::test_flaky --run FAILED_RUN --run {run_dir(project).name}"
     rows = [r for r in index_rows(project) if r["test_id"] == "test_flaky.py::test_flaky"]
     assert [(r["attempt"], r["outcome"]) for r in rows] == [(0, "failed"), (1, "passed"), (2, "passed")]
     assert rows[1]["recording"].endswith(".rerun1.sqlite") and rows[2]["recording"].endswith(".rerun2.sqlite")
