@@ -7,6 +7,7 @@ recording per test and one row per test in the run index.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import sys
@@ -43,6 +44,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("escope", "escope: record tests for time-travel replay")
     group.addoption("--escope", action="store_true", default=None,
                     help="record every test into .escope/ (also: ini escope=true, env PYTEST_ESCOPE=1)")
+    group.addoption("--escope-on-failure", action="store_true", default=None,
+                    help="run unrecorded, then record each failed test again at the end "
+                         "(also: ini escope=on-failure, env PYTEST_ESCOPE=on-failure)")
+    group.addoption("--escope-reruns", type=int, default=None, metavar="N",
+                    help="with --escope-on-failure: recorded runs of a failed test that must pass "
+                         "before it counts as not reproduced (default 3)")
+    # what a recorded rerun of --escope-on-failure is told by its session (pytest_escope/reruns.py)
+    group.addoption("--escope-rerun-run", default=None, help=argparse.SUPPRESS)
+    group.addoption("--escope-rerun-attempt", type=int, default=0, help=argparse.SUPPRESS)
     group.addoption("--escope-dir", default=None, metavar="DIR", help="where runs are stored (default: <rootdir>/.escope)")
     group.addoption("--escope-strategy", default=None, choices=STRATEGIES,
                     help="what to record: minimal, balanced (default), full_trace")
@@ -64,7 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="tracing backend (default: monitoring on 3.12+, settrace on 3.11)")
     group.addoption("--escope-pack", default=None, metavar="PATH",
                     help="after the run, pack failed tests' recordings into PATH")
-    parser.addini("escope", "record tests with escope", type="bool", default=False)
+    parser.addini("escope", "record tests with escope: true, false or on-failure", default="")
+    parser.addini("escope_reruns", "recorded reruns of a failed test under on-failure (default 3)", default="")
     parser.addini("escope_dir", "escope directory", default="")
     parser.addini("escope_strategy", "minimal, balanced or full_trace", default="")
     parser.addini("escope_include", "globs of files/modules to record", type="args", default=[])
@@ -89,12 +100,49 @@ def _parse_size(text: str) -> int:
     return int(float(text) * mult)
 
 
-def _enabled(config: pytest.Config) -> bool:
-    if config.getoption("escope"):
-        return True
-    if os.environ.get("PYTEST_ESCOPE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    return bool(config.getini("escope"))
+_TRUE = ("1", "true", "yes", "y", "t", "on")
+_FALSE = ("", "0", "false", "no", "n", "f", "off")
+ON_FAILURE = "on-failure"
+
+
+def _mode(config: pytest.Config) -> str:
+    """``record``, ``on-failure`` or ``off``: the command line, then
+    ``$PYTEST_ESCOPE``, then the ini file's ``escope``."""
+    record, on_failure = config.getoption("escope"), config.getoption("escope_on_failure")
+    if config.getoption("escope_rerun_run"):
+        return "record"  # a recorded rerun, whatever the session's own settings say
+    if record and on_failure:
+        raise pytest.UsageError("escope: --escope records every test and --escope-on-failure only the failed "
+                                "ones; pass one of them")
+    if record:
+        return "record"
+    if on_failure:
+        return ON_FAILURE
+    env = os.environ.get("PYTEST_ESCOPE", "").strip().lower()
+    if env == ON_FAILURE:
+        return ON_FAILURE
+    if env in _TRUE:
+        return "record"
+    ini = str(config.getini("escope")).strip().lower()
+    if ini == ON_FAILURE:
+        return ON_FAILURE
+    if ini in _TRUE:
+        return "record"
+    if ini in _FALSE:
+        return "off"
+    raise pytest.UsageError(f"escope: the ini option escope must be true, false or on-failure, "
+                            f"not {config.getini('escope')!r}")
+
+
+def _reruns(config: pytest.Config) -> int:
+    value = _opt(config, "escope_reruns", "escope_reruns")
+    try:
+        reruns = int(value) if value not in (None, "") else 3
+    except ValueError:
+        raise pytest.UsageError(f"escope: escope_reruns must be a number, not {value!r}") from None
+    if reruns < 1:
+        raise pytest.UsageError("escope: --escope-reruns must be at least 1")
+    return reruns
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -102,7 +150,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "escope(strategy=None, include=None, enabled=True): per-test escope settings",
     )
-    if not _enabled(config):
+    mode = _mode(config)
+    if mode == ON_FAILURE:
+        reruns = _reruns(config)
+        if getattr(config, "workerinput", None) is None:  # the controller sees every worker's reports
+            from .on_failure import OnFailurePlugin
+            rootdir = Path(str(config.rootpath))
+            plugin = OnFailurePlugin(config, reruns, _escope_dir(config), _git_commit(rootdir))
+            config.pluginmanager.register(plugin, "escope-on-failure")
+        return
+    if mode == "off":
         return
     try:
         plugin: Any = EscopePlugin(config)
@@ -145,6 +202,14 @@ def _opt(config: pytest.Config, name: str, ini: str) -> Any:
     return value
 
 
+def _escope_dir(config: pytest.Config) -> Path:
+    """``--escope-dir`` (relative to the rootdir), else ``<rootdir>/.escope``."""
+    rootdir = Path(str(config.rootpath))
+    dir_opt = _opt(config, "escope_dir", "escope_dir")
+    escope_dir = Path(dir_opt) if dir_opt else rootdir / ".escope"
+    return escope_dir if escope_dir.is_absolute() else rootdir / escope_dir
+
+
 class EscopeFixture:
     """What the ``escope`` fixture gives a test."""
 
@@ -177,17 +242,19 @@ class EscopePlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         rootdir = Path(str(config.rootpath))
-        dir_opt = _opt(config, "escope_dir", "escope_dir")
-        escope_dir = Path(dir_opt) if dir_opt else rootdir / ".escope"
-        if not escope_dir.is_absolute():
-            escope_dir = rootdir / escope_dir
-        self.escope_dir = escope_dir
+        self.escope_dir = escope_dir = _escope_dir(config)
         strategy = _opt(config, "escope_strategy", "escope_strategy") or "balanced"
         if strategy not in STRATEGIES:
             raise pytest.UsageError(f"escope: unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         keep = _opt(config, "escope_keep", "escope_keep") or "failed"
         if keep not in ("failed", "all"):
             raise pytest.UsageError(f"escope: --escope-keep must be 'failed' or 'all', not {keep!r}")
+        #: a recorded rerun of --escope-on-failure (pytest_escope/reruns.py) writes
+        #: attempt N into its session's run; its passing recordings are kept too
+        self.rerun_of: str | None = config.getoption("escope_rerun_run")
+        self.attempt: int = config.getoption("escope_rerun_attempt") or 0 if self.rerun_of else 0
+        if self.rerun_of:
+            keep = "all"
         self.keep = keep
         max_events = _opt(config, "escope_max_events", "escope_max_events")
         try:
@@ -220,7 +287,7 @@ class EscopePlugin:
         workerinput = getattr(config, "workerinput", None)
         self.worker = workerinput.get("workerid", "main") if workerinput else "main"
         self.is_controller = workerinput is None
-        run_id = workerinput.get("escope_run_id") if workerinput else None
+        run_id = workerinput.get("escope_run_id") if workerinput else self.rerun_of
         if workerinput is not None and not run_id:
             raise EscopeUnavailable("")  # the controller could not start a run: it has warned
         try:
@@ -229,7 +296,7 @@ class EscopePlugin:
             else:
                 self.run = RunDir.create(escope_dir)
             self.index = RunIndex(self.run.index_path)
-            if self.is_controller:
+            if self.is_controller and not self.rerun_of:
                 self.index.set_run({
                     "run_id": self.run.run_id,
                     "python": sys.version.split()[0],
@@ -390,14 +457,17 @@ class EscopePlugin:
         item.stash[STATE_KEY] = state
         rec = None
         if cfg is not None and self.stopped is None and not self.recorder.forked and not self._over_budget():
-            path = self.run.recording_path(item.nodeid)
+            path = self.run.recording_path(item.nodeid, self.attempt)
             meta = {"test_id": item.nodeid, "run_id": self.run.run_id, "worker": self.worker, "kind": "test"}
+            if self.attempt:
+                meta["attempt"] = str(self.attempt)
             indexed = False
             try:
                 rec = self.recorder.recording(path, meta, keep_in_memory=self.keep == "failed", config=cfg)
                 rec.collector.renderer.custom = self.recorder_custom
                 self.index.upsert_test({"test_id": item.nodeid, "worker": self.worker, "outcome": "running",
-                                        "recording": _rel(path, self.run.path), "started_ns": time.time_ns()})
+                                        "recording": _rel(path, self.run.path), "started_ns": time.time_ns(),
+                                        "attempt": self.attempt})
                 indexed = True
                 rec.start()
             except Exception as exc:
@@ -430,7 +500,7 @@ class EscopePlugin:
                 pass
         if indexed:
             try:
-                self.index.delete_test(nodeid, self.worker)
+                self.index.delete_test(nodeid, self.worker, self.attempt)
             except Exception:
                 pass
         if is_storage_error(exc):
@@ -498,7 +568,7 @@ class EscopePlugin:
             "duration_ns": state.get("duration_ns", 0), "events": events,
             "dropped": max(0, events - self.rec_config.max_events) if self.rec_config.max_events else 0,
             "bytes": size, "recording": path_text, "failure": state["failure"],
-            "started_ns": rec.started_ns,
+            "started_ns": rec.started_ns, "attempt": self.attempt,
         }, item.nodeid)
         try:
             item.config.hook.pytest_escope_recording_finished(
@@ -615,6 +685,15 @@ class EscopePlugin:
         self.recorder.close()
         if not self.is_controller:
             self.index.close()
+            return
+        if self.rerun_of:
+            # the run is the session's: it finishes the index once every rerun is done
+            try:
+                with self.index.db:
+                    self.index.db.execute("UPDATE tests SET outcome = 'crashed' WHERE outcome = 'running' "
+                                          "AND attempt = ?", (self.attempt,))
+            finally:
+                self.index.close()
             return
         try:
             with self.index.db:

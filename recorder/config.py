@@ -6,8 +6,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .values import DEFAULT_REDACT
-
 STRATEGIES = ("minimal", "balanced", "full_trace")
 
 #: Value limits per strategy: (max text size, depth, items per container).
@@ -18,6 +16,14 @@ LIMITS = {
 }
 
 
+def _default_redact() -> tuple[str, ...]:
+    # imported when a recording is configured: the pytest plugin imports this
+    # module for STRATEGIES in every session, recorded or not, and the value
+    # renderer (with the schema and zoneinfo it needs) is a tenth of a second
+    from .values import DEFAULT_REDACT
+    return tuple(DEFAULT_REDACT)
+
+
 @dataclass
 class RecorderConfig:
     """What to record and where; built by the pytest plugin or ``escope run``."""
@@ -26,7 +32,7 @@ class RecorderConfig:
     strategy: str = "balanced"
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    redact: tuple[str, ...] = DEFAULT_REDACT
+    redact: tuple[str, ...] = field(default_factory=_default_redact)
     max_value_size: int | None = None
     max_events: int | None = None
     #: events kept in memory before a chunk is spilled to disk

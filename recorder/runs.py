@@ -5,6 +5,7 @@ Layout (docs/user-guide.md, "Files")::
     .escope/latest                 id of the newest run
     .escope/runs/<run-id>/index.sqlite
     .escope/runs/<run-id>/tests/<safe-name>.sqlite
+    .escope/runs/<run-id>/tests/<safe-name>.rerun<N>.sqlite   recorded rerun N (--escope-on-failure)
     .escope/cache/                 node index cache
 
 The run index is written by every xdist worker at once, so it uses WAL and
@@ -134,9 +135,17 @@ class RunIndex:
         with self.db:
             self.db.execute(sql, [row[c] for c in cols])
 
-    def delete_test(self, test_id: str, worker: str) -> None:
+    def delete_test(self, test_id: str, worker: str, attempt: int = 0) -> None:
         with self.db:
-            self.db.execute("DELETE FROM tests WHERE test_id = ? AND worker = ?", (test_id, worker))
+            self.db.execute("DELETE FROM tests WHERE test_id = ? AND worker = ? AND attempt = ?",
+                            (test_id, worker, attempt))
+
+    def attempt_row(self, test_id: str, attempt: int) -> dict[str, Any] | None:
+        """The index row of one recorded rerun, as its pytest process wrote it."""
+        names = ("outcome", "recording", "failure")
+        rows = self.db.execute(f"SELECT {', '.join(names)} FROM tests WHERE test_id = ? AND attempt = ?",
+                               (test_id, attempt)).fetchall()
+        return dict(zip(names, rows[0])) if rows else None
 
     def finish(self) -> None:
         """Leave a single-file database behind, so archives need no -wal."""
@@ -174,5 +183,7 @@ class RunDir:
         os.replace(tmp, escope_dir / "latest")
         return run
 
-    def recording_path(self, test_id: str) -> Path:
-        return self.tests_dir / f"{safe_name(test_id)}.sqlite"
+    def recording_path(self, test_id: str, attempt: int = 0) -> Path:
+        """Where a test's recording goes; recorded rerun N of it goes beside it."""
+        rerun = f".rerun{attempt}" if attempt else ""
+        return self.tests_dir / f"{safe_name(test_id)}{rerun}.sqlite"

@@ -254,7 +254,12 @@ TABLES = (
 )
 
 #: The run index (``index.sqlite``) that lists the tests of one run.
-INDEX_SCHEMA_VERSION = 1
+#: Version history:
+#:   1  one row per (test_id, worker)
+#:   2  ``attempt``: 0 is the session's own run of a test, 1..N the recorded
+#:      reruns ``--escope-on-failure`` makes of a failed one; the key is
+#:      (test_id, worker, attempt).  A version-1 index reads as attempt 0.
+INDEX_SCHEMA_VERSION = 2
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
     key TEXT PRIMARY KEY,
@@ -275,9 +280,16 @@ CREATE TABLE IF NOT EXISTS tests (
     recording TEXT,              -- path relative to the run dir, NULL if not kept
     failure TEXT,                -- one line: exception type and message
     started_ns INTEGER,
-    PRIMARY KEY (test_id, worker)
+    attempt INTEGER NOT NULL DEFAULT 0,  -- 0: the session's run; N: recorded rerun N
+    PRIMARY KEY (test_id, worker, attempt)
 );
 """
+
+#: The ``tests`` table of a version-1 run index, which readers still accept
+#: (its rows are attempt 0).
+INDEX_SCHEMA_V1 = INDEX_SCHEMA.replace(
+    "    attempt INTEGER NOT NULL DEFAULT 0,  -- 0: the session's run; N: recorded rerun N\n", "").replace(
+    "PRIMARY KEY (test_id, worker, attempt)", "PRIMARY KEY (test_id, worker)")
 
 
 # -- chunks (schema 2) --------------------------------------------------------

@@ -359,7 +359,9 @@ def _rel(path: Any) -> str:
 
 def run_lines(run: "Run", st: Style, failed_only: bool = False) -> list[str]:
     facts = run.facts
-    out = [st(st.cut(f"run {run.run_id}  python {facts.get('python', '?')}  {len(run.tests)} tests"), "bold"),
+    reruns = sum(1 for t in run.tests if t.attempt)
+    counted = f"{len(run.tests) - reruns} tests" + (f", {reruns} recorded reruns" if reruns else "")
+    out = [st(st.cut(f"run {run.run_id}  python {facts.get('python', '?')}  {counted}"), "bold"),
            st(st.cut(f"  {_rel(run.path)}"), "dim")]
     # "interrupted" is wider than the other outcomes: the test id gives way;
     # a terminal wider than 80 columns gives the test id the room
@@ -370,13 +372,18 @@ def run_lines(run: "Run", st: Style, failed_only: bool = False) -> list[str]:
             continue
         colour = {"failed": "red", "error": "red", "crashed": "red", "passed": "green",
                   "skipped": "yellow", "interrupted": "yellow"}.get(t.outcome, "")
-        line = (f"  {t.outcome:<{8 + wide}} {fit(t.test_id, id_width):<{id_width}} {t.events:>9} ev "
+        # a recorded rerun (--escope-on-failure) is named after its test, with its number
+        tag = f" rerun {t.attempt}" if t.attempt else ""
+        shown = fit(t.test_id, id_width - len(tag)) + tag
+        line = (f"  {t.outcome:<{8 + wide}} {shown:<{id_width}} {t.events:>9} ev "
                 f"{size_text(t.bytes):>7}")
         out.append(st(st.cut(line), colour) if colour else st.cut(line))
         if t.recording:
             rel = os.path.relpath(t.recording, run.path) if str(t.recording).startswith(str(run.path)) \
                 else _rel(t.recording)
             out.append(st(st.cut(f"           {rel}"), "dim"))
+        elif facts.get("mode") == "on-failure":
+            out.append(st("           (ran unrecorded)", "dim"))
         else:
             out.append(st("           (recording not kept)", "dim"))
     return out

@@ -44,6 +44,8 @@ class TestEntry:
     recording: Path | None
     failure: str | None
     started_ns: int | None
+    #: 0: the session's own run; N: the Nth recorded rerun ``--escope-on-failure`` made
+    attempt: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,7 +53,7 @@ class TestEntry:
             "phases": {"setup": self.setup, "call": self.call, "teardown": self.teardown},
             "duration_ns": self.duration_ns, "events": self.events, "dropped": self.dropped,
             "bytes": self.bytes, "recording": str(self.recording) if self.recording else None,
-            "failure": self.failure,
+            "failure": self.failure, "attempt": self.attempt,
         }
 
 
@@ -198,9 +200,13 @@ def read_run(path: Path) -> Run:
             # before any row is read: a generated column computes whatever it says
             raise RunError(f"the run index {index} is not escope's ({problem})", fix=FIX)
         facts = dict(conn.execute("SELECT key, value FROM run").fetchall())
+        # a version-1 index has no attempt column: every row is the session's own run
+        has_attempt = any(r[1] == "attempt" for r in conn.execute("SELECT * FROM pragma_table_info('tests')"))
+        attempt = "attempt" if has_attempt else "0"
         rows = conn.execute(
             "SELECT test_id, worker, outcome, setup, call, teardown, duration_ns, events, dropped, bytes, "
-            "recording, failure, started_ns FROM tests ORDER BY coalesce(started_ns, 0), rowid").fetchall()
+            f"recording, failure, started_ns, {attempt} FROM tests "
+            "ORDER BY coalesce(started_ns, 0), rowid").fetchall()
     except apsw.Error as exc:
         raise RunError(f"cannot read the run index {index} ({str(exc).splitlines()[0][:100]})",
                        fix="the run is damaged; pick another with --run (see: escope list --all)") from None
@@ -211,7 +217,12 @@ def read_run(path: Path) -> Run:
     for r in rows:
         rec = path / r[10] if r[10] else None
         tests.append(TestEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] or 0, r[8] or 0, r[9] or 0,
-                               rec, r[11], r[12]))
+                               rec, r[11], r[12], r[13] if type(r[13]) is int else 0))
+    # a test's recorded reruns (made after the session) are listed right after its own row
+    first = {}
+    for position, t in enumerate(tests):
+        first.setdefault(t.test_id, position)
+    tests.sort(key=lambda t: (first[t.test_id], t.attempt))
     _settle_running(tests, finished="finished_unix_ns" in facts or _pid_gone(facts.get("pid", "")))
     for t in tests:
         if t.outcome in ("running", "crashed"):
@@ -348,16 +359,30 @@ def _looks_like_sqlite(path: Path) -> bool:
         return False
 
 
+def opened_entry(rows: list[TestEntry]) -> TestEntry:
+    """Which of one test's rows TEST opens: a test rerun by
+    ``--escope-on-failure`` has an unrecorded row (attempt 0) and a row per
+    recorded rerun.  The first recording that failed is the one to look at;
+    when every recorded rerun passed, the last of them."""
+    recorded = [t for t in rows if t.recording is not None]
+    failed = [t for t in recorded if t.outcome in NOT_PASSED]
+    if failed:
+        return failed[0]
+    if recorded:
+        return recorded[-1]
+    return rows[0]
+
+
 def match_tests(run: Run, text: str) -> list[TestEntry]:
     """Exact id, else the tests whose id (or recording name) contains ``text``."""
     exact = [t for t in run.tests if t.test_id == text]
     if exact:
-        return exact[:1]
-    found: dict[str, TestEntry] = {}
+        return [opened_entry(exact)]
+    found: dict[str, list[TestEntry]] = {}
     for t in run.tests:
         if text in t.test_id or (t.recording is not None and text in t.recording.name):
-            found.setdefault(t.test_id, t)
-    return list(found.values())
+            found.setdefault(t.test_id, []).append(t)
+    return [opened_entry([t for t in run.tests if t.test_id == tid]) for tid in found]
 
 
 def _exact_test(text: str, run_spec: str | None, escope_dir: Path | None) -> bool:

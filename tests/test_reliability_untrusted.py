@@ -511,7 +511,8 @@ def test_an_archive_whose_index_has_another_schema_is_refused(case: str, good, t
                                 "setup TEXT, call TEXT, teardown TEXT, duration_ns INTEGER, "
                                 "events INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT NULL DEFAULT 0, "
                                 "bytes INTEGER NOT NULL DEFAULT 0, recording TEXT, failure TEXT, started_ns INTEGER, "
-                                "PRIMARY KEY (test_id, worker)) WITHOUT ROWID",
+                                "attempt INTEGER NOT NULL DEFAULT 0, "
+                                "PRIMARY KEY (test_id, worker, attempt)) WITHOUT ROWID",
                                 "INSERT INTO tests SELECT * FROM t2", "DROP TABLE t2"],
     }[case]))
     db.commit()
