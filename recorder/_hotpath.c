@@ -2534,12 +2534,57 @@ typedef struct {
     IntMap int_vids;     /* an int scalar -> the value id the writer rendered it as */
     IntTable t[T_N];
     PyObject *code_file; /* the writer's dict: code id -> file id */
+    /* the writer's scalars, shared with RecordingWriter._scalar_vid: the
+       dict (type name, text, flags) -> value id, the next value id (even,
+       step 2), the renderer's max_size and the memo bound (SCALAR_MEMO).
+       No dict or a max_size below 1: every unseen scalar goes to Python. */
+    PyObject *scalar_vids;
+    long long next_vid;
+    Py_ssize_t max_size, memo;
 } FilmTables;
 
+/* The type names Renderer._type_name gives the builtin scalars. */
+static PyObject *s_name_none, *s_name_bool, *s_name_int, *s_name_float, *s_name_str, *s_name_bytes;
+static PyObject *s_text_none, *s_text_true, *s_text_false, *s_ellipsis;
+
+static int scalar_names_ready(void) {
+    if (s_ellipsis != NULL) { return 0; }
+    s_name_none = PyUnicode_InternFromString("NoneType");
+    s_name_bool = PyUnicode_InternFromString("bool");
+    s_name_int = PyUnicode_InternFromString("int");
+    s_name_float = PyUnicode_InternFromString("float");
+    s_name_str = PyUnicode_InternFromString("str");
+    s_name_bytes = PyUnicode_InternFromString("bytes");
+    s_text_none = PyUnicode_InternFromString("None");
+    s_text_true = PyUnicode_InternFromString("True");
+    s_text_false = PyUnicode_InternFromString("False");
+    if (!s_name_none || !s_name_bool || !s_name_int || !s_name_float || !s_name_str || !s_name_bytes ||
+        !s_text_none || !s_text_true || !s_text_false) {
+        return -1;
+    }
+    s_ellipsis = PyUnicode_FromString("\xe2\x80\xa6");  /* U+2026 */
+    return s_ellipsis == NULL ? -1 : 0;
+}
+
+/* FilmTables(code_file, scalar_vids=None, max_size=0, memo=0) */
 static int FT_init(FilmTables *ft, PyObject *args, PyObject *kwds) {
-    PyObject *code_file;
-    if (!PyArg_ParseTuple(args, "O!:FilmTables", &PyDict_Type, &code_file)) { return -1; }
+    static char *kwlist[] = {"code_file", "scalar_vids", "max_size", "memo", NULL};
+    PyObject *code_file, *scalar_vids = Py_None;
+    Py_ssize_t max_size = 0, memo = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|Onn:FilmTables", kwlist, &PyDict_Type, &code_file,
+                                     &scalar_vids, &max_size, &memo)) {
+        return -1;
+    }
+    if (scalar_vids != Py_None && !PyDict_CheckExact(scalar_vids)) {
+        PyErr_SetString(PyExc_TypeError, "FilmTables: scalar_vids is not a dict");
+        return -1;
+    }
+    if (scalar_names_ready() < 0) { return -1; }
     Py_XSETREF(ft->code_file, Py_NewRef(code_file));
+    Py_XSETREF(ft->scalar_vids, scalar_vids == Py_None ? NULL : Py_NewRef(scalar_vids));
+    ft->next_vid = 2;
+    ft->max_size = max_size;
+    ft->memo = memo;
     for (int i = 0; i < T_N; i++) { ft->t[i].w = TABLE_WIDTH[i]; }
     return 0;
 }
@@ -2551,6 +2596,7 @@ static void FT_dealloc(FilmTables *ft) {
     map_free(&ft->int_vids);
     for (int i = 0; i < T_N; i++) { table_free(&ft->t[i]); }
     Py_XDECREF(ft->code_file);
+    Py_XDECREF(ft->scalar_vids);
     Py_TYPE(ft)->tp_free((PyObject *)ft);
 }
 
@@ -2834,6 +2880,169 @@ typedef struct {
     SeenSlot seen[SEEN_SLOTS];
 } Split;
 
+/* Whether the writer renders ``x`` here as Renderer.render_scalar does:
+   an exact None, bool, int of 64 bits, float, str or bytes, whose text is
+   the interpreter's own repr (no user code), once the writer handed its
+   scalars over (FT_init). */
+static inline int renders_in_c(FilmTables *ft, PyObject *x) {
+    if (ft->scalar_vids == NULL || ft->max_size < 1) { return 0; }
+    PyTypeObject *t = Py_TYPE(x);
+    if (t == &PyLong_Type) {
+        long long v;
+        return int64_of(x, &v);
+    }
+    return x == Py_None || t == &PyBool_Type || t == &PyFloat_Type || t == &PyUnicode_Type || t == &PyBytes_Type;
+}
+
+/* Renderer.render_scalar(x) for a scalar renders_in_c takes: the text (new
+   reference), its type name (borrowed) and flags.  A str or bytes longer
+   than max_size is cut before its repr is taken, as _scalar_text cuts it;
+   then any text past max_size is cut to max_size - 1 characters and an
+   ellipsis, with FLAG_TRUNCATED. */
+static PyObject *scalar_text(FilmTables *ft, PyObject *x, PyObject **tname, long *flags) {
+    PyTypeObject *t = Py_TYPE(x);
+    Py_ssize_t limit = ft->max_size;
+    PyObject *text;
+    *flags = 0;
+    if (x == Py_None) {
+        *tname = s_name_none;
+        text = Py_NewRef(s_text_none);
+    } else if (t == &PyBool_Type) {
+        *tname = s_name_bool;
+        text = Py_NewRef(x == Py_True ? s_text_true : s_text_false);
+    } else if (t == &PyLong_Type) {
+        long long v;
+        if (!int64_of(x, &v)) {
+            PyErr_SetString(PyExc_SystemError, "FilmTables: an int past 64 bits");
+            return NULL;
+        }
+        char digits[24];
+        size_t n = format_int(digits, v);
+        *tname = s_name_int;
+        text = PyUnicode_FromStringAndSize(digits, (Py_ssize_t)n);
+    } else if (t == &PyFloat_Type) {
+        /* float.__repr__ exactly */
+        char *repr = PyOS_double_to_string(PyFloat_AS_DOUBLE(x), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (repr == NULL) { return NULL; }
+        text = PyUnicode_FromString(repr);
+        PyMem_Free(repr);
+        *tname = s_name_float;
+    } else {
+        int is_str = t == &PyUnicode_Type;
+        Py_ssize_t n = is_str ? PyUnicode_GET_LENGTH(x) : PyBytes_GET_SIZE(x);
+        PyObject *head = n <= limit ? Py_NewRef(x)
+                         : is_str ? PyUnicode_Substring(x, 0, limit)
+                                  : PyBytes_FromStringAndSize(PyBytes_AS_STRING(x), limit);
+        text = head ? PyObject_Repr(head) : NULL;
+        Py_XDECREF(head);
+        if (text != NULL && n > limit) { Py_SETREF(text, PyUnicode_Concat(text, s_ellipsis)); }
+        *tname = is_str ? s_name_str : s_name_bytes;
+    }
+    if (text != NULL && PyUnicode_GET_LENGTH(text) > limit) {
+        PyObject *head = PyUnicode_Substring(text, 0, limit - 1);
+        Py_SETREF(text, head ? PyUnicode_Concat(head, s_ellipsis) : NULL);
+        Py_XDECREF(head);
+        *flags = 1;  /* schema.FLAG_TRUNCATED */
+    }
+    return text;
+}
+
+/* A value id as a Python int in *out (new reference); 0 or -1. */
+static int vid_object(int64_t vid, PyObject **out) {
+    *out = PyLong_FromLongLong(vid);
+    return *out == NULL ? -1 : 0;
+}
+
+/* RecordingWriter._scalar_vid in C: the value id of a scalar kept by
+   reference, rendered and given the next id the first time, with the same
+   memo entries and val row the Python writer adds.  1 and *vid; 0 when
+   Python must do it (a type or an int C does not render, nothing changed);
+   -1 on error.
+
+   Every key and row made here holds only atoms and a static type, so it
+   leaves the garbage collector's lists at once: the collector would drop
+   them at its next pass anyway, after walking them. */
+static int scalar_vid(Split *sp, PyObject *scalar, int64_t step, int64_t *vid) {
+    FilmTables *ft = sp->ft;
+    if (!renders_in_c(ft, scalar)) { return known_scalar_vid(ft, scalar, sp->by_value, vid); }
+    PyTypeObject *cls = Py_TYPE(scalar);
+    PyObject *vkey = NULL, *text = NULL, *key = NULL, *vid_obj = NULL, *flags_obj = NULL;
+    long long iv = 0;
+    int cacheable = 0, rc = -1;
+    if (cls != &PyFloat_Type) {  /* store._KEYED_BY_VALUE */
+        cacheable = cls == &PyLong_Type && int64_of(scalar, &iv) && iv > MAP_GONE;
+        if (cacheable && map_get(&ft->int_vids, iv, vid)) { return 1; }
+        vkey = PyTuple_Pack(2, (PyObject *)cls, scalar);
+        if (vkey == NULL) { return -1; }
+        PyObject_GC_UnTrack(vkey);
+        PyObject *found = PyDict_GetItemWithError(sp->by_value, vkey);
+        if (found != NULL) {
+            Py_DECREF(vkey);
+            if (!compact_int(found, 0, vid)) {
+                PyErr_SetString(PyExc_TypeError, "FilmTables: a value id is not an int");
+                return -1;
+            }
+            if (cacheable && ft->int_vids.used < 200000 && map_put(&ft->int_vids, iv, *vid) < 0) { return -1; }
+            return 1;
+        }
+        if (PyErr_Occurred()) { goto done; }
+    }
+    PyObject *tname;
+    long flags;
+    text = scalar_text(ft, scalar, &tname, &flags);
+    if (text == NULL || (flags_obj = PyLong_FromLong(flags)) == NULL) { goto done; }
+    key = PyTuple_Pack(3, tname, text, flags_obj);
+    if (key == NULL) { goto done; }
+    PyObject_GC_UnTrack(key);
+    PyObject *found = PyDict_GetItemWithError(ft->scalar_vids, key);
+    if (found != NULL) {
+        if (!compact_int(found, 0, vid)) {
+            PyErr_SetString(PyExc_TypeError, "FilmTables: a value id is not an int");
+            goto done;
+        }
+        vid_obj = Py_NewRef(found);
+    } else {
+        if (PyErr_Occurred()) { goto done; }
+        *vid = ft->next_vid;
+        if (vid_object(*vid, &vid_obj) < 0) { goto done; }
+        ft->next_vid += 2;
+        if (PyDict_GET_SIZE(ft->scalar_vids) < ft->memo && PyDict_SetItem(ft->scalar_vids, key, vid_obj) < 0) {
+            goto done;
+        }
+        /* (vid, objnum, step, type name, text, detail, flags) */
+        PyObject *step_obj = PyLong_FromLongLong(step);
+        PyObject *row = step_obj ? PyTuple_Pack(7, vid_obj, Py_None, step_obj, tname, text, Py_None, flags_obj)
+                                 : NULL;
+        Py_XDECREF(step_obj);
+        if (row == NULL) { goto done; }
+        PyObject_GC_UnTrack(row);
+        int added = PyList_Append(sp->val_rows, row);
+        Py_DECREF(row);
+        if (added < 0) { goto done; }
+    }
+    if (vkey != NULL && PyDict_GET_SIZE(sp->by_value) < ft->memo) {
+        if (PyDict_SetItem(sp->by_value, vkey, vid_obj) < 0) { goto done; }
+        if (cacheable && ft->int_vids.used < 200000 && map_put(&ft->int_vids, iv, *vid) < 0) { goto done; }
+    }
+    rc = 1;
+done:
+    Py_XDECREF(vkey);
+    Py_XDECREF(text);
+    Py_XDECREF(key);
+    Py_XDECREF(vid_obj);
+    Py_XDECREF(flags_obj);
+    return rc;
+}
+
+/* What c_payload's first pass asks of a scalar: whether scalar_vid will
+   give its id (1), Python must render it (0), or an error (-1).  A scalar
+   C renders needs no look-up here. */
+static int scalar_vid_possible(Split *sp, PyObject *scalar) {
+    if (renders_in_c(sp->ft, scalar)) { return 1; }
+    int64_t v;
+    return known_scalar_vid(sp->ft, scalar, sp->by_value, &v);
+}
+
 /* (file, line) ran: added to new_lines the first time (-1 on error). */
 static int note_line(Split *sp, int64_t file, int64_t line) {
     SeenSlot *slot = &sp->seen[(mix64(file) ^ (size_t)line * 1000003u) % SEEN_SLOTS];
@@ -2881,15 +3090,15 @@ static int name_id(Split *sp, PyObject *name, int64_t *out) {
 }
 
 /* RecordingWriter._payload for a payload of frame (F), activation (A),
-   binding (b) items, bindings and values of scalars rendered before (s,
-   R), and snapshots already rendered to JSON text (v): calls and most
+   binding (b) items, bindings and values of scalars kept by reference (s,
+   R: the builtin scalars scalar_vid renders, or any scalar rendered
+   before), and snapshots already rendered to JSON text (v): calls and most
    line steps.  1: done (*value is the event's value id, INT_NONE for
    none); 0: Python must do it (checked before anything changed); -1:
    error. */
 static int c_payload(Split *sp, PyObject *payload, int64_t step, int64_t *value) {
     if (!PyTuple_CheckExact(payload) || PyTuple_GET_SIZE(payload) == 0) { return 0; }
     Py_ssize_t n = PyTuple_GET_SIZE(payload);
-    int64_t v;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyTuple_GET_ITEM(payload, i);
         if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) < 2) { return 0; }
@@ -2918,11 +3127,11 @@ static int c_payload(Split *sp, PyObject *payload, int64_t step, int64_t *value)
             break;
         case 's':
             if (size != 4 || !PyUnicode_CheckExact(f[1]) || !compact_int(f[0], 0, &a[0])) { return 0; }
-            known = known_scalar_vid(sp->ft, f[2], sp->by_value, &v);
+            known = scalar_vid_possible(sp, f[2]);
             if (known <= 0) { return known; }
             break;
         case 'R':
-            known = size == 2 ? known_scalar_vid(sp->ft, f[0], sp->by_value, &v) : 0;
+            known = size == 2 ? scalar_vid_possible(sp, f[0]) : 0;
             if (known <= 0) { return known; }
             break;
         default:
@@ -2955,12 +3164,12 @@ static int c_payload(Split *sp, PyObject *payload, int64_t step, int64_t *value)
             break;
         }
         case 'R':
-            rc = known_scalar_vid(sp->ft, f[0], sp->by_value, value) == 1 ? 0 : -1;
+            rc = scalar_vid(sp, f[0], step, value) == 1 ? 0 : -1;
             break;
         default:  /* 'b' or 's': a binding */
             compact_int(f[0], 0, &a[0]);
             if (tag == 's') {
-                rc = known_scalar_vid(sp->ft, f[2], sp->by_value, &vid) == 1 ? 0 : -1;
+                rc = scalar_vid(sp, f[2], step, &vid) == 1 ? 0 : -1;
             } else {
                 rc = compact_int(f[2], 1, &vid) ? 0 : -1;
             }
@@ -3030,7 +3239,7 @@ static int split_one(Split *sp, const Ev *e, const ResumeRow *row, int64_t step)
         }
     } else if (e->form == FORM_SCALAR) {
         int64_t vid;
-        int known = known_scalar_vid(ft, e->value, sp->by_value, &vid);
+        int known = scalar_vid(sp, e->value, step, &vid);
         if (known < 0) { return -1; }
         if (known) {
             if (ft_pair(ft, pos, vid) < 0) { return -1; }
@@ -3138,6 +3347,12 @@ static PyMethodDef FT_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef FT_members[] = {
+    {"next_vid", T_LONGLONG, offsetof(FilmTables, next_vid), 0,
+     "The value id the next scalar rendered by the writer gets (C or Python)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject FilmTablesType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pytest_escope.recorder._hotpath.FilmTables",
@@ -3148,6 +3363,7 @@ static PyTypeObject FilmTablesType = {
     .tp_init = (initproc)FT_init,
     .tp_dealloc = (destructor)FT_dealloc,
     .tp_methods = FT_methods,
+    .tp_members = FT_members,
 };
 
 /* -- the fingerprint of a list or tuple of scalars ----------------------------------- */
