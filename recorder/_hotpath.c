@@ -3456,6 +3456,65 @@ static int text_put_json(TextBuf *b, const char *s, size_t n) {
     return text_put(b, s + run, n - run);
 }
 
+/* json_text_column(rows, index) -> str or None: column ``index`` of a
+   table's rows (tuples) whose cells are str or None, as the writer's JSON
+   encoder writes the list of them (ensure_ascii off: ", \ and control
+   characters escaped, the rest as it is).  The val rows' type names and
+   texts: one per value the writer renders, and the encoder made an
+   escaped copy of each.  None (Python writes it) for a cell of another
+   type, a short row, or a str with a lone surrogate (no UTF-8 for it). */
+static PyObject *json_text_column(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "json_text_column() takes a list of rows and an index");
+        return NULL;
+    }
+    Py_ssize_t index = PyLong_AsSsize_t(args[1]);
+    if (index == -1 && PyErr_Occurred()) { return NULL; }
+    PyObject *rows = args[0];
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    TextBuf b = {NULL, 0, 0};
+    PyObject *result = NULL;
+    if (text_put(&b, "[", 1) < 0) { goto done; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_CheckExact(row) || index < 0 || index >= PyTuple_GET_SIZE(row)) { goto decline; }
+        PyObject *x = PyTuple_GET_ITEM(row, index);
+        if (i && text_put(&b, ",", 1) < 0) { goto done; }
+        if (x == Py_None) {
+            if (text_put(&b, "null", 4) < 0) { goto done; }
+            continue;
+        }
+        if (!PyUnicode_CheckExact(x)) { goto decline; }
+        int rc;
+        if (PyUnicode_IS_ASCII(x)) {
+            rc = text_put(&b, "\"", 1) < 0 ||
+                 text_put_json(&b, (const char *)PyUnicode_DATA(x), (size_t)PyUnicode_GET_LENGTH(x)) < 0 ||
+                 text_put(&b, "\"", 1) < 0 ? -1 : 0;
+        } else {
+            /* a bytes copy: AsUTF8 would keep one in the str for its life */
+            PyObject *utf8 = PyUnicode_AsUTF8String(x);
+            if (utf8 == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) { goto done; }
+                PyErr_Clear();
+                goto decline;
+            }
+            rc = text_put(&b, "\"", 1) < 0 ||
+                 text_put_json(&b, PyBytes_AS_STRING(utf8), (size_t)PyBytes_GET_SIZE(utf8)) < 0 ||
+                 text_put(&b, "\"", 1) < 0 ? -1 : 0;
+            Py_DECREF(utf8);
+        }
+        if (rc < 0) { goto done; }
+    }
+    if (text_put(&b, "]", 1) < 0) { goto done; }
+    result = PyUnicode_DecodeUTF8(b.p, (Py_ssize_t)b.len, NULL);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(b.p);
+    return result;
+}
+
 /* The repr of an exact str or bytes, cut to ``limit`` characters as
    Renderer._scalar_text cuts it, into ``b``; adds its length in
    characters to ``*chars``. */
@@ -3623,6 +3682,8 @@ static PyMethodDef module_methods[] = {
      "values.fingerprint of a list or tuple whose first 30 items are immutable scalars, or None."},
     {"json_int_column", (PyCFunction)(void (*)(void))json_int_column, METH_FASTCALL,
      "A chunk column of ints as JSON text, transformed (see schema.pack_chunk), or None."},
+    {"json_text_column", (PyCFunction)(void (*)(void))json_text_column, METH_FASTCALL,
+     "A column of str or None cells of a table's rows as JSON text, or None."},
     {"event_columns", (PyCFunction)(void (*)(void))event_columns, METH_FASTCALL,
      "The kind, act, line and time columns of sealed EventLogs as JSON text, or None."},
     {"untrack_segment", untrack_segment, METH_O,

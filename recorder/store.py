@@ -28,9 +28,9 @@ from .values import Renderer, _encode_json, detail_json
 
 try:
     from ._hotpath import (EventLog as _EventLog, FilmTables as _CFilmTables, event_columns as _event_columns,
-                           json_int_column as _json_int_column)
+                           json_int_column as _json_int_column, json_text_column as _json_text_column)
 except ImportError:  # built without a C compiler
-    _EventLog = _CFilmTables = _event_columns = _json_int_column = None
+    _EventLog = _CFilmTables = _event_columns = _json_int_column = _json_text_column = None
 
 _STOP = object()
 
@@ -163,6 +163,17 @@ class _FilmTables:
         if pairs:
             out["value_pairs"] = _encode_json([x for pair in pairs for x in pair])
         return out
+
+
+def _compiled_val_columns(rows: list, modes: tuple, base: int) -> list:
+    """``int_column`` for the val rows (schema.column_texts): the int
+    columns and the text columns (type, repr, detail) in C; a column both
+    decline (None) is left to the JSON encoder."""
+    texts = _json_int_column(rows, modes, base)
+    for i, text in enumerate(texts):
+        if text is None:
+            texts[i] = _json_text_column(rows, i)
+    return texts
 
 
 def _sealed_logs(parts: tuple) -> tuple:
@@ -335,7 +346,7 @@ class RecordingWriter:
                 texts[name] = schema.column_texts(tables.rows(name), modes, base, _encode_json, None)
         if rows.val_rows:
             texts["vals"] = schema.column_texts(rows.val_rows, _VAL_MODES, base, _encode_json,
-                                                None if self.pure else _json_int_column)
+                                                None if self.pure else _compiled_val_columns)
         blob = schema.pack_texts([*columns, texts.pop("value_pairs", "[]")], texts)
         new_lines, new_names = rows.new_lines, rows.new_names
         rows = payload = texts = None  # type: ignore[assignment]  # the columns go before the transaction

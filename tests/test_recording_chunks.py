@@ -528,6 +528,27 @@ def test_compiled_int_columns_pack_the_same_bytes() -> None:
     assert hot.json_int_column([], (2, 3), 7) == ["[]", "[]"]
 
 
+def test_compiled_text_columns_are_what_the_json_encoder_writes() -> None:
+    """``_hotpath.json_text_column`` writes a column of str or None cells
+    exactly as the writer's JSON encoder writes the list (quotes,
+    backslashes and control characters escaped, everything else as it
+    is), and declines what it cannot: a lone surrogate, a cell of another
+    type, a short row."""
+    hot = pytest.importorskip("pytest_escope.recorder._hotpath")
+    from pytest_escope.recorder.values import _encode_json
+    rnd = random.Random(5)
+    alphabet = "ab'\"\\/\x00\x01\x08\x0c\x1f\x7f\x80\n\r\té漢😀\u2028\ufeff"
+    for trial in range(300):
+        rows = [(rnd.randint(0, 9), None if rnd.random() < 0.2 else
+                 "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12))))
+                for _ in range(rnd.randint(0, 30))]
+        assert hot.json_text_column(rows, 1) == _encode_json([r[1] for r in rows]), trial
+    assert hot.json_text_column([(1, "a"), (2, "\ud800")], 1) is None
+    assert hot.json_text_column([(1, "a"), (2, 3)], 1) is None
+    assert hot.json_text_column([(1, "a"), (2,)], 1) is None
+    assert hot.json_text_column([], 3) == "[]"
+
+
 def test_the_event_log_keeps_what_a_list_of_tuples_would() -> None:
     """``_hotpath.EventLog`` is the film in memory when the extension is
     built: it takes the tuples a list took, gives them back alike, moves
