@@ -2541,6 +2541,8 @@ typedef struct {
     PyObject *scalar_vids;
     long long next_vid;
     Py_ssize_t max_size, memo;
+    /* a 2- and a 3-tuple the memo look-ups fill in place (probe_get) */
+    PyObject *probe2, *probe3;
 } FilmTables;
 
 /* The type names Renderer._type_name gives the builtin scalars. */
@@ -2580,6 +2582,16 @@ static int FT_init(FilmTables *ft, PyObject *args, PyObject *kwds) {
         return -1;
     }
     if (scalar_names_ready() < 0) { return -1; }
+    PyObject *probe2 = PyTuple_Pack(2, Py_None, Py_None), *probe3 = PyTuple_Pack(3, Py_None, Py_None, Py_None);
+    if (probe2 == NULL || probe3 == NULL) {
+        Py_XDECREF(probe2);
+        Py_XDECREF(probe3);
+        return -1;
+    }
+    PyObject_GC_UnTrack(probe2);
+    PyObject_GC_UnTrack(probe3);
+    Py_XSETREF(ft->probe2, probe2);
+    Py_XSETREF(ft->probe3, probe3);
     Py_XSETREF(ft->code_file, Py_NewRef(code_file));
     Py_XSETREF(ft->scalar_vids, scalar_vids == Py_None ? NULL : Py_NewRef(scalar_vids));
     ft->next_vid = 2;
@@ -2597,6 +2609,8 @@ static void FT_dealloc(FilmTables *ft) {
     for (int i = 0; i < T_N; i++) { table_free(&ft->t[i]); }
     Py_XDECREF(ft->code_file);
     Py_XDECREF(ft->scalar_vids);
+    Py_XDECREF(ft->probe2);
+    Py_XDECREF(ft->probe3);
     Py_TYPE(ft)->tp_free((PyObject *)ft);
 }
 
@@ -2953,6 +2967,18 @@ static int vid_object(int64_t vid, PyObject **out) {
     return *out == NULL ? -1 : 0;
 }
 
+/* dict[(items...)] without making the key: the items go into the probe
+   tuple (borrowed) for the look-up only.  The keys compared are tuples
+   of a static type, str, bytes and ints: no code of the test runs.  A
+   borrowed value, or NULL (an exception set or not found). */
+static PyObject *probe_get(PyObject *dict, PyObject *probe, PyObject *const *items) {
+    Py_ssize_t n = PyTuple_GET_SIZE(probe);
+    for (Py_ssize_t i = 0; i < n; i++) { PyTuple_SET_ITEM(probe, i, items[i]); }
+    PyObject *found = PyDict_GetItemWithError(dict, probe);
+    for (Py_ssize_t i = 0; i < n; i++) { PyTuple_SET_ITEM(probe, i, Py_None); }
+    return found;
+}
+
 /* RecordingWriter._scalar_vid in C: the value id of a scalar kept by
    reference, rendered and given the next id the first time, with the same
    memo entries and val row the Python writer adds.  1 and *vid; 0 when
@@ -2972,12 +2998,9 @@ static int scalar_vid(Split *sp, PyObject *scalar, int64_t step, int64_t *vid) {
     if (cls != &PyFloat_Type) {  /* store._KEYED_BY_VALUE */
         cacheable = cls == &PyLong_Type && int64_of(scalar, &iv) && iv > MAP_GONE;
         if (cacheable && map_get(&ft->int_vids, iv, vid)) { return 1; }
-        vkey = PyTuple_Pack(2, (PyObject *)cls, scalar);
-        if (vkey == NULL) { return -1; }
-        PyObject_GC_UnTrack(vkey);
-        PyObject *found = PyDict_GetItemWithError(sp->by_value, vkey);
+        PyObject *const vitems[2] = {(PyObject *)cls, scalar};
+        PyObject *found = probe_get(sp->by_value, ft->probe2, vitems);
         if (found != NULL) {
-            Py_DECREF(vkey);
             if (!compact_int(found, 0, vid)) {
                 PyErr_SetString(PyExc_TypeError, "FilmTables: a value id is not an int");
                 return -1;
@@ -2985,16 +3008,20 @@ static int scalar_vid(Split *sp, PyObject *scalar, int64_t step, int64_t *vid) {
             if (cacheable && ft->int_vids.used < 200000 && map_put(&ft->int_vids, iv, *vid) < 0) { return -1; }
             return 1;
         }
-        if (PyErr_Occurred()) { goto done; }
+        if (PyErr_Occurred()) { return -1; }
+        /* by_value takes it below, when it has room */
+        if (PyDict_GET_SIZE(sp->by_value) < ft->memo) {
+            vkey = PyTuple_Pack(2, (PyObject *)cls, scalar);
+            if (vkey == NULL) { return -1; }
+            PyObject_GC_UnTrack(vkey);
+        }
     }
     PyObject *tname;
     long flags;
     text = scalar_text(ft, scalar, &tname, &flags);
     if (text == NULL || (flags_obj = PyLong_FromLong(flags)) == NULL) { goto done; }
-    key = PyTuple_Pack(3, tname, text, flags_obj);
-    if (key == NULL) { goto done; }
-    PyObject_GC_UnTrack(key);
-    PyObject *found = PyDict_GetItemWithError(ft->scalar_vids, key);
+    PyObject *const kitems[3] = {tname, text, flags_obj};
+    PyObject *found = probe_get(ft->scalar_vids, ft->probe3, kitems);
     if (found != NULL) {
         if (!compact_int(found, 0, vid)) {
             PyErr_SetString(PyExc_TypeError, "FilmTables: a value id is not an int");
@@ -3006,8 +3033,11 @@ static int scalar_vid(Split *sp, PyObject *scalar, int64_t step, int64_t *vid) {
         *vid = ft->next_vid;
         if (vid_object(*vid, &vid_obj) < 0) { goto done; }
         ft->next_vid += 2;
-        if (PyDict_GET_SIZE(ft->scalar_vids) < ft->memo && PyDict_SetItem(ft->scalar_vids, key, vid_obj) < 0) {
-            goto done;
+        if (PyDict_GET_SIZE(ft->scalar_vids) < ft->memo) {
+            key = PyTuple_Pack(3, tname, text, flags_obj);
+            if (key == NULL) { goto done; }
+            PyObject_GC_UnTrack(key);
+            if (PyDict_SetItem(ft->scalar_vids, key, vid_obj) < 0) { goto done; }
         }
         /* (vid, objnum, step, type name, text, detail, flags) */
         PyObject *step_obj = PyLong_FromLongLong(step);
@@ -3020,7 +3050,7 @@ static int scalar_vid(Split *sp, PyObject *scalar, int64_t step, int64_t *vid) {
         Py_DECREF(row);
         if (added < 0) { goto done; }
     }
-    if (vkey != NULL && PyDict_GET_SIZE(sp->by_value) < ft->memo) {
+    if (vkey != NULL) {
         if (PyDict_SetItem(sp->by_value, vkey, vid_obj) < 0) { goto done; }
         if (cacheable && ft->int_vids.used < 200000 && map_put(&ft->int_vids, iv, *vid) < 0) { goto done; }
     }
