@@ -2567,12 +2567,69 @@ typedef struct {
     IntMap int_vids;     /* an int scalar -> the value id the writer rendered it as */
     IntTable t[T_N];
     PyObject *code_file; /* the writer's dict: code id -> file id */
+    /* the writer's scalars, shared with RecordingWriter._scalar_vid: the
+       dict (type name, text, flags) -> value id, the next value id (even,
+       step 2), the renderer's max_size and the memo bound (SCALAR_MEMO).
+       No dict or a max_size below 1: every unseen scalar goes to Python. */
+    PyObject *scalar_vids;
+    long long next_vid;
+    Py_ssize_t max_size, memo;
+    /* a 2- and a 3-tuple the memo look-ups fill in place (probe_get) */
+    PyObject *probe2, *probe3;
 } FilmTables;
 
+/* The type names Renderer._type_name gives the builtin scalars. */
+static PyObject *s_name_none, *s_name_bool, *s_name_int, *s_name_float, *s_name_str, *s_name_bytes;
+static PyObject *s_text_none, *s_text_true, *s_text_false, *s_ellipsis;
+
+static int scalar_names_ready(void) {
+    if (s_ellipsis != NULL) { return 0; }
+    s_name_none = PyUnicode_InternFromString("NoneType");
+    s_name_bool = PyUnicode_InternFromString("bool");
+    s_name_int = PyUnicode_InternFromString("int");
+    s_name_float = PyUnicode_InternFromString("float");
+    s_name_str = PyUnicode_InternFromString("str");
+    s_name_bytes = PyUnicode_InternFromString("bytes");
+    s_text_none = PyUnicode_InternFromString("None");
+    s_text_true = PyUnicode_InternFromString("True");
+    s_text_false = PyUnicode_InternFromString("False");
+    if (!s_name_none || !s_name_bool || !s_name_int || !s_name_float || !s_name_str || !s_name_bytes ||
+        !s_text_none || !s_text_true || !s_text_false) {
+        return -1;
+    }
+    s_ellipsis = PyUnicode_FromString("\xe2\x80\xa6");  /* U+2026 */
+    return s_ellipsis == NULL ? -1 : 0;
+}
+
+/* FilmTables(code_file, scalar_vids=None, max_size=0, memo=0) */
 static int FT_init(FilmTables *ft, PyObject *args, PyObject *kwds) {
-    PyObject *code_file;
-    if (!PyArg_ParseTuple(args, "O!:FilmTables", &PyDict_Type, &code_file)) { return -1; }
+    static char *kwlist[] = {"code_file", "scalar_vids", "max_size", "memo", NULL};
+    PyObject *code_file, *scalar_vids = Py_None;
+    Py_ssize_t max_size = 0, memo = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|Onn:FilmTables", kwlist, &PyDict_Type, &code_file,
+                                     &scalar_vids, &max_size, &memo)) {
+        return -1;
+    }
+    if (scalar_vids != Py_None && !PyDict_CheckExact(scalar_vids)) {
+        PyErr_SetString(PyExc_TypeError, "FilmTables: scalar_vids is not a dict");
+        return -1;
+    }
+    if (scalar_names_ready() < 0) { return -1; }
+    PyObject *probe2 = PyTuple_Pack(2, Py_None, Py_None), *probe3 = PyTuple_Pack(3, Py_None, Py_None, Py_None);
+    if (probe2 == NULL || probe3 == NULL) {
+        Py_XDECREF(probe2);
+        Py_XDECREF(probe3);
+        return -1;
+    }
+    PyObject_GC_UnTrack(probe2);
+    PyObject_GC_UnTrack(probe3);
+    Py_XSETREF(ft->probe2, probe2);
+    Py_XSETREF(ft->probe3, probe3);
     Py_XSETREF(ft->code_file, Py_NewRef(code_file));
+    Py_XSETREF(ft->scalar_vids, scalar_vids == Py_None ? NULL : Py_NewRef(scalar_vids));
+    ft->next_vid = 2;
+    ft->max_size = max_size;
+    ft->memo = memo;
     for (int i = 0; i < T_N; i++) { ft->t[i].w = TABLE_WIDTH[i]; }
     return 0;
 }
@@ -2584,6 +2641,9 @@ static void FT_dealloc(FilmTables *ft) {
     map_free(&ft->int_vids);
     for (int i = 0; i < T_N; i++) { table_free(&ft->t[i]); }
     Py_XDECREF(ft->code_file);
+    Py_XDECREF(ft->scalar_vids);
+    Py_XDECREF(ft->probe2);
+    Py_XDECREF(ft->probe3);
     Py_TYPE(ft)->tp_free((PyObject *)ft);
 }
 
@@ -2867,6 +2927,185 @@ typedef struct {
     SeenSlot seen[SEEN_SLOTS];
 } Split;
 
+/* Whether the writer renders ``x`` here as Renderer.render_scalar does:
+   an exact None, bool, int of 64 bits, float, str or bytes, whose text is
+   the interpreter's own repr (no user code), once the writer handed its
+   scalars over (FT_init). */
+static inline int renders_in_c(FilmTables *ft, PyObject *x) {
+    if (ft->scalar_vids == NULL || ft->max_size < 1) { return 0; }
+    PyTypeObject *t = Py_TYPE(x);
+    if (t == &PyLong_Type) {
+        long long v;
+        return int64_of(x, &v);
+    }
+    return x == Py_None || t == &PyBool_Type || t == &PyFloat_Type || t == &PyUnicode_Type || t == &PyBytes_Type;
+}
+
+/* Renderer.render_scalar(x) for a scalar renders_in_c takes: the text (new
+   reference), its type name (borrowed) and flags.  A str or bytes longer
+   than max_size is cut before its repr is taken, as _scalar_text cuts it;
+   then any text past max_size is cut to max_size - 1 characters and an
+   ellipsis, with FLAG_TRUNCATED. */
+static PyObject *scalar_text(FilmTables *ft, PyObject *x, PyObject **tname, long *flags) {
+    PyTypeObject *t = Py_TYPE(x);
+    Py_ssize_t limit = ft->max_size;
+    PyObject *text;
+    *flags = 0;
+    if (x == Py_None) {
+        *tname = s_name_none;
+        text = Py_NewRef(s_text_none);
+    } else if (t == &PyBool_Type) {
+        *tname = s_name_bool;
+        text = Py_NewRef(x == Py_True ? s_text_true : s_text_false);
+    } else if (t == &PyLong_Type) {
+        long long v;
+        if (!int64_of(x, &v)) {
+            PyErr_SetString(PyExc_SystemError, "FilmTables: an int past 64 bits");
+            return NULL;
+        }
+        char digits[24];
+        size_t n = format_int(digits, v);
+        *tname = s_name_int;
+        text = PyUnicode_FromStringAndSize(digits, (Py_ssize_t)n);
+    } else if (t == &PyFloat_Type) {
+        /* float.__repr__ exactly */
+        char *repr = PyOS_double_to_string(PyFloat_AS_DOUBLE(x), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (repr == NULL) { return NULL; }
+        text = PyUnicode_FromString(repr);
+        PyMem_Free(repr);
+        *tname = s_name_float;
+    } else {
+        int is_str = t == &PyUnicode_Type;
+        Py_ssize_t n = is_str ? PyUnicode_GET_LENGTH(x) : PyBytes_GET_SIZE(x);
+        PyObject *head = n <= limit ? Py_NewRef(x)
+                         : is_str ? PyUnicode_Substring(x, 0, limit)
+                                  : PyBytes_FromStringAndSize(PyBytes_AS_STRING(x), limit);
+        text = head ? PyObject_Repr(head) : NULL;
+        Py_XDECREF(head);
+        if (text != NULL && n > limit) { Py_SETREF(text, PyUnicode_Concat(text, s_ellipsis)); }
+        *tname = is_str ? s_name_str : s_name_bytes;
+    }
+    if (text != NULL && PyUnicode_GET_LENGTH(text) > limit) {
+        PyObject *head = PyUnicode_Substring(text, 0, limit - 1);
+        Py_SETREF(text, head ? PyUnicode_Concat(head, s_ellipsis) : NULL);
+        Py_XDECREF(head);
+        *flags = 1;  /* schema.FLAG_TRUNCATED */
+    }
+    return text;
+}
+
+/* A value id as a Python int in *out (new reference); 0 or -1. */
+static int vid_object(int64_t vid, PyObject **out) {
+    *out = PyLong_FromLongLong(vid);
+    return *out == NULL ? -1 : 0;
+}
+
+/* dict[(items...)] without making the key: the items go into the probe
+   tuple (borrowed) for the look-up only.  The keys compared are tuples
+   of a static type, str, bytes and ints: no code of the test runs.  A
+   borrowed value, or NULL (an exception set or not found). */
+static PyObject *probe_get(PyObject *dict, PyObject *probe, PyObject *const *items) {
+    Py_ssize_t n = PyTuple_GET_SIZE(probe);
+    for (Py_ssize_t i = 0; i < n; i++) { PyTuple_SET_ITEM(probe, i, items[i]); }
+    PyObject *found = PyDict_GetItemWithError(dict, probe);
+    for (Py_ssize_t i = 0; i < n; i++) { PyTuple_SET_ITEM(probe, i, Py_None); }
+    return found;
+}
+
+/* RecordingWriter._scalar_vid in C: the value id of a scalar kept by
+   reference, rendered and given the next id the first time, with the same
+   memo entries and val row the Python writer adds.  1 and *vid; 0 when
+   Python must do it (a type or an int C does not render, nothing changed);
+   -1 on error.
+
+   Every key and row made here holds only atoms and a static type, so it
+   leaves the garbage collector's lists at once: the collector would drop
+   them at its next pass anyway, after walking them. */
+static int scalar_vid(Split *sp, PyObject *scalar, int64_t step, int64_t *vid) {
+    FilmTables *ft = sp->ft;
+    if (!renders_in_c(ft, scalar)) { return known_scalar_vid(ft, scalar, sp->by_value, vid); }
+    PyTypeObject *cls = Py_TYPE(scalar);
+    PyObject *vkey = NULL, *text = NULL, *key = NULL, *vid_obj = NULL, *flags_obj = NULL;
+    long long iv = 0;
+    int cacheable = 0, rc = -1;
+    if (cls != &PyFloat_Type) {  /* store._KEYED_BY_VALUE */
+        cacheable = cls == &PyLong_Type && int64_of(scalar, &iv) && iv > MAP_GONE;
+        if (cacheable && map_get(&ft->int_vids, iv, vid)) { return 1; }
+        PyObject *const vitems[2] = {(PyObject *)cls, scalar};
+        PyObject *found = probe_get(sp->by_value, ft->probe2, vitems);
+        if (found != NULL) {
+            if (!compact_int(found, 0, vid)) {
+                PyErr_SetString(PyExc_TypeError, "FilmTables: a value id is not an int");
+                return -1;
+            }
+            if (cacheable && ft->int_vids.used < 200000 && map_put(&ft->int_vids, iv, *vid) < 0) { return -1; }
+            return 1;
+        }
+        if (PyErr_Occurred()) { return -1; }
+        /* by_value takes it below, when it has room */
+        if (PyDict_GET_SIZE(sp->by_value) < ft->memo) {
+            vkey = PyTuple_Pack(2, (PyObject *)cls, scalar);
+            if (vkey == NULL) { return -1; }
+            PyObject_GC_UnTrack(vkey);
+        }
+    }
+    PyObject *tname;
+    long flags;
+    text = scalar_text(ft, scalar, &tname, &flags);
+    if (text == NULL || (flags_obj = PyLong_FromLong(flags)) == NULL) { goto done; }
+    PyObject *const kitems[3] = {tname, text, flags_obj};
+    PyObject *found = probe_get(ft->scalar_vids, ft->probe3, kitems);
+    if (found != NULL) {
+        if (!compact_int(found, 0, vid)) {
+            PyErr_SetString(PyExc_TypeError, "FilmTables: a value id is not an int");
+            goto done;
+        }
+        vid_obj = Py_NewRef(found);
+    } else {
+        if (PyErr_Occurred()) { goto done; }
+        *vid = ft->next_vid;
+        if (vid_object(*vid, &vid_obj) < 0) { goto done; }
+        ft->next_vid += 2;
+        if (PyDict_GET_SIZE(ft->scalar_vids) < ft->memo) {
+            key = PyTuple_Pack(3, tname, text, flags_obj);
+            if (key == NULL) { goto done; }
+            PyObject_GC_UnTrack(key);
+            if (PyDict_SetItem(ft->scalar_vids, key, vid_obj) < 0) { goto done; }
+        }
+        /* (vid, objnum, step, type name, text, detail, flags) */
+        PyObject *step_obj = PyLong_FromLongLong(step);
+        PyObject *row = step_obj ? PyTuple_Pack(7, vid_obj, Py_None, step_obj, tname, text, Py_None, flags_obj)
+                                 : NULL;
+        Py_XDECREF(step_obj);
+        if (row == NULL) { goto done; }
+        PyObject_GC_UnTrack(row);
+        int added = PyList_Append(sp->val_rows, row);
+        Py_DECREF(row);
+        if (added < 0) { goto done; }
+    }
+    if (vkey != NULL) {
+        if (PyDict_SetItem(sp->by_value, vkey, vid_obj) < 0) { goto done; }
+        if (cacheable && ft->int_vids.used < 200000 && map_put(&ft->int_vids, iv, *vid) < 0) { goto done; }
+    }
+    rc = 1;
+done:
+    Py_XDECREF(vkey);
+    Py_XDECREF(text);
+    Py_XDECREF(key);
+    Py_XDECREF(vid_obj);
+    Py_XDECREF(flags_obj);
+    return rc;
+}
+
+/* What c_payload's first pass asks of a scalar: whether scalar_vid will
+   give its id (1), Python must render it (0), or an error (-1).  A scalar
+   C renders needs no look-up here. */
+static int scalar_vid_possible(Split *sp, PyObject *scalar) {
+    if (renders_in_c(sp->ft, scalar)) { return 1; }
+    int64_t v;
+    return known_scalar_vid(sp->ft, scalar, sp->by_value, &v);
+}
+
 /* (file, line) ran: added to new_lines the first time (-1 on error). */
 static int note_line(Split *sp, int64_t file, int64_t line) {
     SeenSlot *slot = &sp->seen[(mix64(file) ^ (size_t)line * 1000003u) % SEEN_SLOTS];
@@ -2914,15 +3153,15 @@ static int name_id(Split *sp, PyObject *name, int64_t *out) {
 }
 
 /* RecordingWriter._payload for a payload of frame (F), activation (A),
-   binding (b) items, bindings and values of scalars rendered before (s,
-   R), and snapshots already rendered to JSON text (v): calls and most
+   binding (b) items, bindings and values of scalars kept by reference (s,
+   R: the builtin scalars scalar_vid renders, or any scalar rendered
+   before), and snapshots already rendered to JSON text (v): calls and most
    line steps.  1: done (*value is the event's value id, INT_NONE for
    none); 0: Python must do it (checked before anything changed); -1:
    error. */
 static int c_payload(Split *sp, PyObject *payload, int64_t step, int64_t *value) {
     if (!PyTuple_CheckExact(payload) || PyTuple_GET_SIZE(payload) == 0) { return 0; }
     Py_ssize_t n = PyTuple_GET_SIZE(payload);
-    int64_t v;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyTuple_GET_ITEM(payload, i);
         if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) < 2) { return 0; }
@@ -2951,11 +3190,11 @@ static int c_payload(Split *sp, PyObject *payload, int64_t step, int64_t *value)
             break;
         case 's':
             if (size != 4 || !PyUnicode_CheckExact(f[1]) || !compact_int(f[0], 0, &a[0])) { return 0; }
-            known = known_scalar_vid(sp->ft, f[2], sp->by_value, &v);
+            known = scalar_vid_possible(sp, f[2]);
             if (known <= 0) { return known; }
             break;
         case 'R':
-            known = size == 2 ? known_scalar_vid(sp->ft, f[0], sp->by_value, &v) : 0;
+            known = size == 2 ? scalar_vid_possible(sp, f[0]) : 0;
             if (known <= 0) { return known; }
             break;
         default:
@@ -2988,12 +3227,12 @@ static int c_payload(Split *sp, PyObject *payload, int64_t step, int64_t *value)
             break;
         }
         case 'R':
-            rc = known_scalar_vid(sp->ft, f[0], sp->by_value, value) == 1 ? 0 : -1;
+            rc = scalar_vid(sp, f[0], step, value) == 1 ? 0 : -1;
             break;
         default:  /* 'b' or 's': a binding */
             compact_int(f[0], 0, &a[0]);
             if (tag == 's') {
-                rc = known_scalar_vid(sp->ft, f[2], sp->by_value, &vid) == 1 ? 0 : -1;
+                rc = scalar_vid(sp, f[2], step, &vid) == 1 ? 0 : -1;
             } else {
                 rc = compact_int(f[2], 1, &vid) ? 0 : -1;
             }
@@ -3063,7 +3302,7 @@ static int split_one(Split *sp, const Ev *e, const ResumeRow *row, int64_t step)
         }
     } else if (e->form == FORM_SCALAR) {
         int64_t vid;
-        int known = known_scalar_vid(ft, e->value, sp->by_value, &vid);
+        int known = scalar_vid(sp, e->value, step, &vid);
         if (known < 0) { return -1; }
         if (known) {
             if (ft_pair(ft, pos, vid) < 0) { return -1; }
@@ -3171,6 +3410,12 @@ static PyMethodDef FT_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef FT_members[] = {
+    {"next_vid", T_LONGLONG, offsetof(FilmTables, next_vid), 0,
+     "The value id the next scalar rendered by the writer gets (C or Python)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject FilmTablesType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pytest_escope.recorder._hotpath.FilmTables",
@@ -3181,6 +3426,7 @@ static PyTypeObject FilmTablesType = {
     .tp_init = (initproc)FT_init,
     .tp_dealloc = (destructor)FT_dealloc,
     .tp_methods = FT_methods,
+    .tp_members = FT_members,
 };
 
 /* -- the fingerprint of a list or tuple of scalars ----------------------------------- */
@@ -3271,6 +3517,65 @@ static int text_put_json(TextBuf *b, const char *s, size_t n) {
         if (text_put(b, esc, len) < 0) { return -1; }
     }
     return text_put(b, s + run, n - run);
+}
+
+/* json_text_column(rows, index) -> str or None: column ``index`` of a
+   table's rows (tuples) whose cells are str or None, as the writer's JSON
+   encoder writes the list of them (ensure_ascii off: ", \ and control
+   characters escaped, the rest as it is).  The val rows' type names and
+   texts: one per value the writer renders, and the encoder made an
+   escaped copy of each.  None (Python writes it) for a cell of another
+   type, a short row, or a str with a lone surrogate (no UTF-8 for it). */
+static PyObject *json_text_column(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "json_text_column() takes a list of rows and an index");
+        return NULL;
+    }
+    Py_ssize_t index = PyLong_AsSsize_t(args[1]);
+    if (index == -1 && PyErr_Occurred()) { return NULL; }
+    PyObject *rows = args[0];
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    TextBuf b = {NULL, 0, 0};
+    PyObject *result = NULL;
+    if (text_put(&b, "[", 1) < 0) { goto done; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_CheckExact(row) || index < 0 || index >= PyTuple_GET_SIZE(row)) { goto decline; }
+        PyObject *x = PyTuple_GET_ITEM(row, index);
+        if (i && text_put(&b, ",", 1) < 0) { goto done; }
+        if (x == Py_None) {
+            if (text_put(&b, "null", 4) < 0) { goto done; }
+            continue;
+        }
+        if (!PyUnicode_CheckExact(x)) { goto decline; }
+        int rc;
+        if (PyUnicode_IS_ASCII(x)) {
+            rc = text_put(&b, "\"", 1) < 0 ||
+                 text_put_json(&b, (const char *)PyUnicode_DATA(x), (size_t)PyUnicode_GET_LENGTH(x)) < 0 ||
+                 text_put(&b, "\"", 1) < 0 ? -1 : 0;
+        } else {
+            /* a bytes copy: AsUTF8 would keep one in the str for its life */
+            PyObject *utf8 = PyUnicode_AsUTF8String(x);
+            if (utf8 == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) { goto done; }
+                PyErr_Clear();
+                goto decline;
+            }
+            rc = text_put(&b, "\"", 1) < 0 ||
+                 text_put_json(&b, PyBytes_AS_STRING(utf8), (size_t)PyBytes_GET_SIZE(utf8)) < 0 ||
+                 text_put(&b, "\"", 1) < 0 ? -1 : 0;
+            Py_DECREF(utf8);
+        }
+        if (rc < 0) { goto done; }
+    }
+    if (text_put(&b, "]", 1) < 0) { goto done; }
+    result = PyUnicode_DecodeUTF8(b.p, (Py_ssize_t)b.len, NULL);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(b.p);
+    return result;
 }
 
 /* The repr of an exact str or bytes, cut to ``limit`` characters as
@@ -3440,6 +3745,8 @@ static PyMethodDef module_methods[] = {
      "values.fingerprint of a list or tuple whose first 30 items are immutable scalars, or None."},
     {"json_int_column", (PyCFunction)(void (*)(void))json_int_column, METH_FASTCALL,
      "A chunk column of ints as JSON text, transformed (see schema.pack_chunk), or None."},
+    {"json_text_column", (PyCFunction)(void (*)(void))json_text_column, METH_FASTCALL,
+     "A column of str or None cells of a table's rows as JSON text, or None."},
     {"event_columns", (PyCFunction)(void (*)(void))event_columns, METH_FASTCALL,
      "The kind, act, line and time columns of sealed EventLogs as JSON text, or None."},
     {"untrack_segment", untrack_segment, METH_O,

@@ -28,9 +28,9 @@ from .values import Renderer, _encode_json, detail_json
 
 try:
     from ._hotpath import (EventLog as _EventLog, FilmTables as _CFilmTables, event_columns as _event_columns,
-                           json_int_column as _json_int_column)
+                           json_int_column as _json_int_column, json_text_column as _json_text_column)
 except ImportError:  # built without a C compiler
-    _EventLog = _CFilmTables = _event_columns = _json_int_column = None
+    _EventLog = _CFilmTables = _event_columns = _json_int_column = _json_text_column = None
 
 _STOP = object()
 
@@ -69,15 +69,22 @@ class _FilmTables:
     bindings, activation ends, the value of each event) and what the writer
     remembers from chunk to chunk (the file each open activation and each
     frame runs in).  ``_hotpath.FilmTables`` is this class in C, with the
-    same methods; the two write byte-identical chunks.
+    same methods; the two write byte-identical chunks.  The C class also
+    renders the builtin scalars of the payloads it takes (it is handed
+    the writer's ``scalar_vids``, ``max_size`` and memo bound); here every
+    payload goes to ``RecordingWriter._payload``.
 
     An activation's row goes in when it opens, with no end; its end is
     filled in when it ends in the same chunk, else it becomes an
     ``act_ends`` row of the chunk where it ends.
     """
 
-    def __init__(self, code_file: dict[int, int]) -> None:
+    def __init__(self, code_file: dict[int, int], scalar_vids: dict | None = None, max_size: int = 0,
+                 memo: int = 0) -> None:
         self.code_file = code_file
+        #: the id the next scalar the writer renders gets: even (the
+        #: collector's are odd), shared by the C loop and _scalar_vid
+        self.next_vid = 2
         self.act_file: dict[int, int | None] = {}
         self.frame_file: dict[int, int | None] = {}
         self.new_chunk()
@@ -158,6 +165,17 @@ class _FilmTables:
         return out
 
 
+def _compiled_val_columns(rows: list, modes: tuple, base: int) -> list:
+    """``int_column`` for the val rows (schema.column_texts): the int
+    columns and the text columns (type, repr, detail) in C; a column both
+    decline (None) is left to the JSON encoder."""
+    texts = _json_int_column(rows, modes, base)
+    for i, text in enumerate(texts):
+        if text is None:
+            texts[i] = _json_text_column(rows, i)
+    return texts
+
+
 def _sealed_logs(parts: tuple) -> tuple:
     """A chunk's parts as sealed EventLogs (what the compiled loop reads)."""
     if all(type(p) is _EventLog for p in parts):
@@ -196,7 +214,6 @@ class RecordingWriter:
         self.files_done: dict[int, Any] = {}
         self.scalar_vids: dict[tuple, int] = {}
         self.scalar_vids_by_value: dict[tuple, int] = {}
-        self.next_vid = 2  # even: ids of scalars rendered here (the collector's are odd)
         self.code_file: dict[int, int] = {}
         self.seen_lines: set[tuple[int, int]] = set()
         self.lines_done: set[tuple[int, int]] = set()
@@ -324,7 +341,8 @@ class RecordingWriter:
             self.code_file[row[0]] = row[1]
         compiled = _CFilmTables is not None and not self.pure
         if self._tables is None:
-            self._tables = _CFilmTables(self.code_file) if compiled else _FilmTables(self.code_file)
+            self._tables = (_CFilmTables if compiled else _FilmTables)(self.code_file, self.scalar_vids,
+                                                                       self.renderer.max_size, SCALAR_MEMO)
         tables = self._tables
         tables.new_chunk()
         rows = _ChunkRows()
@@ -353,7 +371,7 @@ class RecordingWriter:
                 texts[name] = schema.column_texts(tables.rows(name), modes, base, _encode_json, None)
         if rows.val_rows:
             texts["vals"] = schema.column_texts(rows.val_rows, _VAL_MODES, base, _encode_json,
-                                                None if self.pure else _json_int_column)
+                                                None if self.pure else _compiled_val_columns)
         blob = schema.pack_texts([*columns, texts.pop("value_pairs", "[]")], texts)
         new_lines, new_names = rows.new_lines, rows.new_names
         rows = payload = texts = None  # type: ignore[assignment]  # the columns go before the transaction
@@ -451,8 +469,9 @@ class RecordingWriter:
         scalars = self.scalar_vids
         vid = scalars.get(key)
         if vid is None:
-            vid = self.next_vid
-            self.next_vid += 2
+            tables = self._tables
+            vid = tables.next_vid
+            tables.next_vid = vid + 2
             if len(scalars) < SCALAR_MEMO:
                 scalars[key] = vid
             rows.val_rows.append((vid, None, step, tname, text, detail, flags))

@@ -330,7 +330,7 @@ out = {"events": sum(len(p) for p in parts), "parts": sorted({type(p).__name__ f
 for name, cls in (("c", _hotpath.FilmTables), ("py", _FilmTables)):
     w = RecordingWriter(d / f"{name}.sqlite", {"test_id": "x"}, r.collector.renderer)
     rows = _ChunkRows()
-    w._tables = tables = cls(w.code_file)
+    w._tables = tables = cls(w.code_file, w.scalar_vids, r.collector.renderer.max_size, 50_000)
     tables.new_chunk()
     gc.collect()
     before = len(gc.get_objects())
@@ -381,6 +381,97 @@ def test_compiled_writer_loop_writes_the_same_bytes(tmp_path: Path, strategy: st
     assert got["False"] == got["True"] and len(got["False"]) == got["chunks"]
     assert got["False_names"] == got["True_names"]
     assert got["False_lines"] == got["True_lines"] and got["False_lines"]
+
+
+class _MyInt(int):
+    """An int subclass: the compiled writer leaves its rendering to Python."""
+
+
+def _random_scalar(rnd: random.Random) -> object:
+    """A scalar of a kind the writer renders: the edges of each type, texts
+    past the renderer's max_size, escapes, and types the compiled writer
+    leaves to Python (ints past 64 bits, subclasses, complex)."""
+    return rnd.choice([
+        lambda: rnd.choice([2**63 - 1, -2**63, -2**63 + 1, -2**63 + 2, 2**63, -2**63 - 1, 2**64, 0, -1]),
+        lambda: rnd.choice([2**100, -(10**40), 10**1000, 1 << 3001]),
+        lambda: rnd.randint(-10**6, 10**6),
+        lambda: rnd.randint(-2**62, 2**62),
+        lambda: rnd.choice([float("nan"), float("inf"), float("-inf"), -0.0, 0.0, 1e300, 5e-324, 1e16, 0.1]),
+        lambda: rnd.uniform(-1e9, 1e9),
+        lambda: "".join(rnd.choice("ab'\"\\\x00\x1f\x7f\n\té漢😀\ud800\udfff\u2028") for _ in range(rnd.randint(0, 30))),
+        lambda: "x" * rnd.randint(0, 40),
+        lambda: bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 30))),
+        lambda: rnd.choice([True, False, None]),
+        lambda: rnd.choice([_MyInt(rnd.randint(-5, 5)), complex(1, -0.0)]),
+    ])()
+
+
+def _scalar_chunks(rnd: random.Random, count: int) -> list[dict]:
+    """Chunks of line steps whose payloads bind and return random scalars
+    ("s", "R"), beside bindings of known ids ("b"), snapshots ("v"), frames
+    and activations; the same scalar often comes back."""
+    chunks = []
+    step = 0
+    seen: list = []
+    for _ in range(count):
+        events = []
+        for i in range(rnd.randint(1, 300)):
+            act = 1 + step // 50
+            items: list = []
+            if step % 50 == 0:
+                items += [("F", act, 1), ("A", act, act, None, 1, None, 0)]
+            for _ in range(rnd.randint(0, 4)):
+                scalar = rnd.choice(seen) if seen and rnd.random() < 0.4 else _random_scalar(rnd)
+                seen.append(scalar)
+                r = rnd.random()
+                if r < 0.6:
+                    items.append(("s", act, rnd.choice("abcdef"), scalar))
+                elif r < 0.8:
+                    items.append(("R", scalar))
+                elif r < 0.9:
+                    items.append(("b", act, "g", rnd.choice([None, 3, 5])))
+                else:
+                    items.append(("v", 2 * step + 1, 7, "list", "[1]", '{"len":1}', 0))
+            ev = (schema.LINE, act, 10 + i % 7, 1000 + step)
+            events.append(ev + (None, tuple(items)) if items else ev)
+            step += 1
+        chunks.append({"base": step - len(events), "count": len(events), "events": (tuple(events),)})
+    return chunks
+
+
+def test_the_compiled_writer_renders_scalars_as_python_does(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled writer renders the builtin scalars it has not seen
+    (``_hotpath.FilmTables``, in C) as ``RecordingWriter._scalar_vid``
+    does in Python: the same text, truncation and flags, the same value
+    ids from the shared counter, the same memo entries, the same val
+    rows, so every chunk blob is byte-identical.  Small ``max_size`` and
+    memo bounds so texts get cut and the memos fill up."""
+    pytest.importorskip("pytest_escope.recorder._hotpath")
+    from pytest_escope.recorder import store
+    from pytest_escope.recorder.values import Renderer
+    for trial, (max_size, memo) in enumerate([(12, 40), (1, 10), (1000, 50_000), (5, 50_000)]):
+        monkeypatch.setattr(store, "SCALAR_MEMO", memo)
+        chunks = _scalar_chunks(random.Random(trial), 6)
+        got = {}
+        for pure in (False, True):
+            path = tmp_path / f"{trial}-{pure}.sqlite"
+            w = store.RecordingWriter(path, {"test_id": "x"}, Renderer(max_size=max_size))
+            w.pure = pure
+            for chunk in chunks:
+                w.put(chunk)
+            w.close({"outcome": "passed"})
+            assert w.error is None, w.error
+            db = sqlite3.connect(path)
+            blobs = [b for (b,) in db.execute("SELECT data FROM chunks ORDER BY chunk")]
+            got[pure] = (blobs, [schema._decode_chunk(b) for b in blobs],
+                         db.execute("SELECT * FROM names ORDER BY name").fetchall())
+            db.close()
+        assert got[False][1] == got[True][1], trial
+        assert got[False] == got[True], trial
+        vals = [doc["vals"] for doc in got[False][1] if "vals" in doc]
+        assert vals, trial  # scalars were rendered
+    assert "\u2026" in str(vals)  # a text was cut
 
 
 def test_compiled_int_columns_pack_the_same_bytes() -> None:
@@ -435,6 +526,27 @@ def test_compiled_int_columns_pack_the_same_bytes() -> None:
     assert hot.json_int_column([(1, "a", 5), [3, 4, 9]], (0, 0, 1), 0) == ["[1,3]", None, "[5,4]"]
     assert hot.json_int_column([(1, 2), (3,)], (0, 0), 0) == ["[1,3]", None]
     assert hot.json_int_column([], (2, 3), 7) == ["[]", "[]"]
+
+
+def test_compiled_text_columns_are_what_the_json_encoder_writes() -> None:
+    """``_hotpath.json_text_column`` writes a column of str or None cells
+    exactly as the writer's JSON encoder writes the list (quotes,
+    backslashes and control characters escaped, everything else as it
+    is), and declines what it cannot: a lone surrogate, a cell of another
+    type, a short row."""
+    hot = pytest.importorskip("pytest_escope.recorder._hotpath")
+    from pytest_escope.recorder.values import _encode_json
+    rnd = random.Random(5)
+    alphabet = "ab'\"\\/\x00\x01\x08\x0c\x1f\x7f\x80\n\r\té漢😀\u2028\ufeff"
+    for trial in range(300):
+        rows = [(rnd.randint(0, 9), None if rnd.random() < 0.2 else
+                 "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12))))
+                for _ in range(rnd.randint(0, 30))]
+        assert hot.json_text_column(rows, 1) == _encode_json([r[1] for r in rows]), trial
+    assert hot.json_text_column([(1, "a"), (2, "\ud800")], 1) is None
+    assert hot.json_text_column([(1, "a"), (2, 3)], 1) is None
+    assert hot.json_text_column([(1, "a"), (2,)], 1) is None
+    assert hot.json_text_column([], 3) == "[]"
 
 
 def test_the_event_log_keeps_what_a_list_of_tuples_would() -> None:
