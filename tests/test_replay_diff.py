@@ -447,10 +447,10 @@ def test_a_recording_file_with_two_runs_is_a_usage_error(runs: Runs) -> None:
 
 
 def test_one_id_whose_run_holds_a_failing_and_a_passing_recording(runs: Runs, tmp_path: Path) -> None:
-    """The flaky form: one test id, and one run holding both a failed and a
-    passed recording of it.  Until reruns write such runs, one is put
-    together from the two real runs: run A's directory, plus run B's
-    recording of test_random under a second worker's row of the index."""
+    """The flaky form from two workers' rows: one test id, and one run
+    holding both a failed and a passed recording of it, put together from
+    the two real runs (run A's directory, plus run B's recording of
+    test_random under a second worker's row of the index)."""
     import shutil
     import sqlite3
     run = tmp_path / "runs" / runs.a
@@ -474,3 +474,36 @@ def test_one_id_whose_run_holds_a_failing_and_a_passing_recording(runs: Runs, tm
     res = runs.escope("diff", "test_random", "--run", str(run))
     _check_commands_open_steps(runs, res.stdout, [by_runs["first_divergence"]["a"]["step"],
                                                   by_runs["first_divergence"]["b"]["step"]])
+
+
+ALTERNATES = """
+from pathlib import Path
+
+COUNTER = Path(__file__).with_name("counter.txt")
+
+
+def test_alternates():
+    count = int(COUNTER.read_text()) if COUNTER.exists() else 0
+    COUNTER.write_text(str(count + 1))
+    assert count % 2 == 1
+"""
+
+
+def test_one_id_after_recorded_reruns(tmp_path: Path) -> None:
+    """The flaky form end to end: ``--escope-on-failure`` reruns a test that
+    fails every other run; the run then holds a passing rerun and a failing
+    one, and ``escope diff TEST`` compares them with no ``--run``."""
+    project = Project(tmp_path / "proj")
+    project.write("test_alt.py", ALTERNATES)
+    res = project.run("--escope-on-failure", "--escope-reruns", "3", env=clean_env())
+    assert res.returncode == 1 and "1 failed" in res.stdout, res.out  # the unrecorded run's outcome
+    runs = Runs(project, "", "")
+    out = runs.diff_json("test_alternates")
+    assert out["a"]["outcome"] == "failed" and out["a"]["recording"].endswith(".rerun2.sqlite"), out["a"]
+    assert out["b"]["outcome"] == "passed" and out["b"]["recording"].endswith(".rerun1.sqlite"), out["b"]
+    first = out["first_divergence"]
+    assert first["kind"] == "value" and "count" in first["names"], first
+    assert first["a"]["line"] == first["b"]["line"] == 7
+    text = runs.escope("diff", "test_alternates")
+    assert text.returncode == 0, text.stderr
+    _check_commands_open_steps(runs, text.stdout, [first["a"]["step"], first["b"]["step"]])
