@@ -153,7 +153,7 @@ def test_index_run_facts(proj: Project, failed_run: tuple[Run, str]) -> None:
     assert facts["backend"] == ("monitoring" if sys.version_info >= (3, 12) else "settrace")
     assert facts["exitstatus"] == "1"
     assert int(facts["finished_unix_ns"]) >= int(facts["started_unix_ns"])
-    assert facts["schema_version"] == "1"
+    assert facts["schema_version"] == "2"  # the run index has the attempt column
 
 
 def test_index_test_rows(failed_run: tuple[Run, str]) -> None:
