@@ -669,6 +669,80 @@ static int maybe_spill(Hot *h, int64_t t) {
     return 0;
 }
 
+/* -- reading a frame's locals without touching its f_locals ------------------- */
+
+/* Python 3.12's PyFrame_GetLocals is FastToLocals: it writes every local
+   into the frame's f_locals dict, the very dict a ``d = locals()`` of the
+   test holds (``d`` then gains the later names) and a dict that keeps one
+   more reference to each value (``sys.getrefcount`` is one higher).
+   PyFrame_GetVar (3.12+) reads one variable the way FastToLocals reads it,
+   cells included, and writes nothing.  3.13's PyFrame_GetLocals is a
+   write-through view of the fast locals, which perturbs nothing: it is kept
+   there.  3.11 records with sys.settrace, whose trampoline syncs f_locals
+   before every call of a trace function whatever we do. */
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+#define ESCOPE_FRAME_VARS 1
+#else
+#define ESCOPE_FRAME_VARS 0
+#endif
+
+#if ESCOPE_FRAME_VARS
+/* The value of local ``name`` (new reference), or NULL: unbound (no error
+   set) or an error. */
+static PyObject *frame_var(PyFrameObject *frame, PyObject *name) {
+    PyObject *v = PyFrame_GetVar(frame, name);
+    if (v == NULL && PyErr_ExceptionMatches(PyExc_NameError)) { PyErr_Clear(); }
+    return v;
+}
+
+/* A new dict of ``names`` (an iterable of str: the keys of FrameState.last)
+   bound in the frame: what the Python side reads instead of f_locals. */
+static PyObject *frame_vars_of(PyFrameObject *frame, PyObject *names) {
+    PyObject *out = PyDict_New();
+    if (out == NULL) { return NULL; }
+    Py_ssize_t pos = 0;
+    PyObject *name, *unused;
+    while (PyDict_Next(names, &pos, &name, &unused)) {
+        if (!PyUnicode_Check(name)) { continue; }
+        PyObject *v = frame_var(frame, name);
+        if (v == NULL) {
+            if (PyErr_Occurred()) { Py_DECREF(out); return NULL; }
+            continue;
+        }
+        int rc = PyDict_SetItem(out, name, v);
+        Py_DECREF(v);
+        if (rc < 0) { Py_DECREF(out); return NULL; }
+    }
+    return out;
+}
+
+/* Every bound local of the frame, in FastToLocals' order, as a new list of
+   (name, value) pairs: the arguments of a frame just entered. */
+static PyObject *frame_items(PyFrameObject *frame) {
+    PyCodeObject *co = PyFrame_GetCode(frame);
+    PyObject *names = co->co_localsplusnames;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) { Py_DECREF(co); return NULL; }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        PyObject *v = frame_var(frame, name);
+        if (v == NULL) {
+            if (PyErr_Occurred()) { Py_DECREF(out); Py_DECREF(co); return NULL; }
+            continue;
+        }
+        PyObject *pair = PyTuple_Pack(2, name, v);
+        Py_DECREF(v);
+        if (pair == NULL || PyList_Append(out, pair) < 0) {
+            Py_XDECREF(pair); Py_DECREF(out); Py_DECREF(co);
+            return NULL;
+        }
+        Py_DECREF(pair);
+    }
+    Py_DECREF(co);
+    return out;
+}
+#endif
+
 /* -- what a statement changed (Collector.check_watch, in C) ------------------ */
 
 static inline int is_immutable(Hot *h, PyObject *v) {
@@ -1151,16 +1225,22 @@ static PyObject *check_watch(Hot *h, PyObject *fs, PyFrameObject *frame, PyObjec
         return PyObject_Vectorcall(h->check_watch, cargs, 3, NULL);
     }
     PyObject *bound = PyTuple_GET_ITEM(entry, 0), *mutated = PyTuple_GET_ITEM(entry, 1);
+#if ESCOPE_FRAME_VARS
+    PyObject *loc = NULL;  /* made only for Collector.recheck_mutable */
+#define WATCHED_VALUE(name) frame_var(frame, name)
+#else
     PyObject *loc = PyFrame_GetLocals(frame);
     if (loc == NULL) {
         if (PyErr_ExceptionMatches(PyExc_Exception)) { PyErr_Clear(); Py_RETURN_NONE; }
         return NULL;
     }
+#define WATCHED_VALUE(name) local_value(loc, name)
+#endif
     PyObject *out = PyList_New(0);
-    if (out == NULL) { Py_DECREF(loc); return NULL; }
+    if (out == NULL) { Py_XDECREF(loc); return NULL; }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bound); i++) {
         PyObject *name = PyTuple_GET_ITEM(bound, i);
-        PyObject *v = local_value(loc, name);
+        PyObject *v = WATCHED_VALUE(name);
         if (v == NULL) {
             if (PyErr_Occurred()) { goto error; }
             int had = PyDict_Contains(last, name);
@@ -1176,7 +1256,7 @@ static PyObject *check_watch(Hot *h, PyObject *fs, PyFrameObject *frame, PyObjec
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mutated); i++) {
         PyObject *name = PyTuple_GET_ITEM(mutated, i);
-        PyObject *v = local_value(loc, name);
+        PyObject *v = WATCHED_VALUE(name);
         if (v == NULL) {
             if (PyErr_Occurred()) { goto error; }
             continue;
@@ -1188,6 +1268,9 @@ static PyObject *check_watch(Hot *h, PyObject *fs, PyFrameObject *frame, PyObjec
         } else if (changed) {
             rc = bind(h, fs, fid, name, v, out);
         } else if (!is_immutable(h, v) && !recheck_unchanged(h, fs, name, v)) {
+#if ESCOPE_FRAME_VARS
+            if (loc == NULL && (loc = frame_vars_of(frame, last)) == NULL) { Py_DECREF(v); goto error; }
+#endif
             PyObject *args[5] = {fs, loc, name, v, out};
             PyObject *r = PyObject_Vectorcall(h->recheck_mutable, args, 5, NULL);
             if (r == NULL) { rc = -1; } else { Py_DECREF(r); }
@@ -1195,16 +1278,17 @@ static PyObject *check_watch(Hot *h, PyObject *fs, PyFrameObject *frame, PyObjec
         Py_DECREF(v);
         if (rc < 0) { goto error; }
     }
-    Py_DECREF(loc);
+    Py_XDECREF(loc);
     if (PyList_GET_SIZE(out) == 0) { Py_DECREF(out); Py_RETURN_NONE; }
     PyObject *result = PyList_AsTuple(out);
     Py_DECREF(out);
     return result;
 error:
-    Py_DECREF(loc);
+    Py_XDECREF(loc);
     Py_DECREF(out);
     return NULL;
 }
+#undef WATCHED_VALUE
 
 /* -- LINE ------------------------------------------------------------------ */
 
@@ -1400,6 +1484,13 @@ static PyObject *Hot_start(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
     out = PyList_New(0);  /* the argument items */
     if (out == NULL) { goto error; }
     /* its arguments: Collector.capture_locals */
+#if ESCOPE_FRAME_VARS
+    items = frame_items(frame);
+    if (items == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) { goto error; }
+        PyErr_Clear();
+    }
+#else
     loc = PyFrame_GetLocals(frame);
     if (loc == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_Exception)) { goto error; }
@@ -1411,6 +1502,7 @@ static PyObject *Hot_start(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
             PyErr_Clear();
         }
     }
+#endif
     for (Py_ssize_t i = 0; items != NULL && i < PyList_GET_SIZE(items); i++) {
         PyObject *pair = PyList_GET_ITEM(items, i);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) { continue; }
@@ -3737,7 +3829,32 @@ done:
     return result;
 }
 
+#if ESCOPE_FRAME_VARS
+/* frame_locals(frame) -> a new dict of the frame's bound locals, read as
+   FastToLocals reads them but written nowhere: the Python callbacks' f_locals
+   on 3.12 (see frame_var). */
+static PyObject *frame_locals_py(PyObject *module, PyObject *frame) {
+    if (!PyFrame_Check(frame)) {
+        PyErr_SetString(PyExc_TypeError, "frame_locals() takes a frame");
+        return NULL;
+    }
+    PyObject *items = frame_items((PyFrameObject *)frame);
+    if (items == NULL) { return NULL; }
+    PyObject *out = PyDict_New();
+    for (Py_ssize_t i = 0; out != NULL && i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (PyDict_SetItem(out, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1)) < 0) { Py_CLEAR(out); }
+    }
+    Py_DECREF(items);
+    return out;
+}
+#endif
+
 static PyMethodDef module_methods[] = {
+#if ESCOPE_FRAME_VARS
+    {"frame_locals", frame_locals_py, METH_O,
+     "A new dict of a frame's bound locals that leaves the frame's f_locals alone (Python 3.12)."},
+#endif
     {"render_scalar_sequence", (PyCFunction)(void (*)(void))render_scalar_sequence, METH_FASTCALL,
      "Renderer.render of a list or tuple of scalars, or None."},
     {"forget_row", forget_row_py, METH_O, "Take a Collector.objs row out of the garbage collector's lists."},

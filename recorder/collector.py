@@ -39,6 +39,12 @@ try:
                            forget_row as _forget_row)
 except ImportError:  # not built: a list of tuples, which the garbage collector untracks later
     _EventLog = _render_scalar_sequence = _scalar_fingerprint = _untrack_segment = _forget_row = None
+try:
+    # 3.12 only: frame.f_locals there writes every local into the dict the
+    # test's locals() returned (and holds a reference to each); 3.13's is a view
+    from ._hotpath import frame_locals as _frame_locals
+except ImportError:
+    _frame_locals = None
 
 MISSING = object()
 
@@ -104,6 +110,8 @@ class Collector:
         compiled = not pure_python_requested()
         self._scalar_fingerprint = _scalar_fingerprint if compiled else None
         self._forget_row = _forget_row if compiled else None
+        #: a frame's locals without touching its f_locals (None: read f_locals)
+        self._frame_locals = _frame_locals if compiled else None
         if compiled:
             self.renderer.compiled_sequence = _render_scalar_sequence
         self.record_lines = config.strategy != "minimal"
@@ -287,7 +295,7 @@ class Collector:
         """
         bound, mutated = entry
         try:
-            loc = frame.f_locals
+            loc = frame.f_locals if self._frame_locals is None else self._frame_locals(frame)
         except Exception as recorder_err:
             if owned_by_test(recorder_err):
                 raise
@@ -379,7 +387,7 @@ class Collector:
     def capture_locals(self, fs: FrameState, frame: Any, out: list) -> None:
         """Every local of a frame just entered: its arguments."""
         try:
-            loc = frame.f_locals
+            loc = frame.f_locals if self._frame_locals is None else self._frame_locals(frame)
             items = list(loc.items())
         except Exception as recorder_err:
             if owned_by_test(recorder_err):
