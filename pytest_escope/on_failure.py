@@ -190,8 +190,11 @@ def _summary_lines(tr: Any, entry: FailedTest, rootdir: Path, run_id: str) -> No
         return
     tr.write_line(f"  not reproduced in {len(entry.attempts)} recorded run(s): probably flaky; "
                   "the passing recordings are kept for escope diff")
-    # no failing recording here: escope diff compares them with one from another run
-    tr.write_line(f"  diff:      escope diff {quoted} --run FAILED_RUN --run {run_id}")
+    # no failing recording in this run: every line here works as pasted; the
+    # diff needs a run where a recording of the test failed, named in words
+    tr.write_line(f"  replay:    escope replay {quoted}")
+    tr.write_line(f"  record more runs: pytest --escope-on-failure --escope-reruns 10 {quoted}")
+    tr.write_line(f"  once a recorded run fails (here or in CI): escope diff {quoted} --run <that run> --run {run_id}")
 
 
 def _first_line(report: pytest.TestReport) -> str:

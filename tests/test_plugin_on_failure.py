@@ -154,9 +154,17 @@ def test_a_flaky_failure_not_reproduced_keeps_the_passing_recordings(project: Pr
         "test_flaky::test_flaky": "failure", "test_other::test_fine": "passed"}
     assert (project.path / "flaky.count").read_text() == "3"  # the session's run and two reruns
     assert "not reproduced in 2 recorded run(s): probably flaky" in res.stdout, res.out
-    # no failing recording in this run: the command names it as the other side
-    assert summary_line(res, "diff:") == \
-        f"escope diff test_flaky.py::test_flaky --run FAILED_RUN --run {run_dir(project).name}"
+    # no failing recording in this run: commands that work as pasted, and the diff in words
+    assert summary_line(res, "replay:") == "escope replay test_flaky.py::test_flaky"
+    assert summary_line(res, "record more runs:") == \
+        "pytest --escope-on-failure --escope-reruns 10 test_flaky.py::test_flaky"
+    assert summary_line(res, "once a recorded run fails (here or in CI):") == \
+        f"escope diff test_flaky.py::test_flaky --run <that run> --run {run_dir(project).name}"
+    replayed = subprocess.run([sys.executable, "-m", "pytest_escope.replay.cli", "replay", "test_flaky.py::test_flaky",
+                               "--print"], cwd=project.path, capture_output=True, text=True, env=clean_env(),
+                              timeout=300)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "test_flaky" in replayed.stdout, replayed.stdout
     rows = [r for r in index_rows(project) if r["test_id"] == "test_flaky.py::test_flaky"]
     assert [(r["attempt"], r["outcome"]) for r in rows] == [(0, "failed"), (1, "passed"), (2, "passed")]
     assert rows[1]["recording"].endswith(".rerun1.sqlite") and rows[2]["recording"].endswith(".rerun2.sqlite")
