@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_replay import BUDGET_MS, record  # noqa: E402
+from bench_replay import BUDGET_MS, recording  # noqa: E402
 
 #: Lines of bench_replay.PROGRAM: ``acc.append(y)`` in work, ``total +=``
 #: in the loop, the final assert.
@@ -188,15 +188,8 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="record into (or reuse a recording in) this directory")
     ap.add_argument("--json", type=Path, help="write the figures here")
     a = ap.parse_args()
-    if a.keep:
-        a.keep.mkdir(parents=True, exist_ok=True)
-        existing = sorted(a.keep.glob(".escope/runs/*/tests/*.sqlite"))
-        path = existing[-1] if existing else record(a.keep, a.iterations)
+    with recording(a.keep, a.iterations) as path:
         results = measure(path, a.samples, a.seed)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = record(Path(tmp), a.iterations)
-            results = measure(path, a.samples, a.seed)
     results["python"] = sys.version.split()[0]
     print(f"| request (median of {a.samples}) | ms | within {BUDGET_MS:.0f} ms |")
     print("|---|---:|:---:|")

@@ -19,6 +19,7 @@ docs/performance.md ("Replay").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 PROGRAM = '''
 def work(i, acc):
@@ -63,6 +64,19 @@ def record(workdir: Path, iterations: int) -> Path:
     if not found:
         raise SystemExit("no recording was written")
     return found[-1]
+
+
+@contextlib.contextmanager
+def recording(keep: Path | None, iterations: int) -> Iterator[Path]:
+    """The benchmark's recording: reused from ``keep`` (or made there), else
+    made in a temporary directory that is removed afterwards."""
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+        existing = sorted(keep.glob(".escope/runs/*/tests/*.sqlite"))
+        yield existing[-1] if existing else record(keep, iterations)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield record(Path(tmp), iterations)
 
 
 def cli(argv: list[str]) -> None:
@@ -169,15 +183,8 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="record into (or reuse a recording in) this directory")
     ap.add_argument("--json", type=Path, help="write the figures here")
     a = ap.parse_args()
-    if a.keep:
-        a.keep.mkdir(parents=True, exist_ok=True)
-        existing = sorted(a.keep.glob(".escope/runs/*/tests/*.sqlite"))
-        path = existing[-1] if existing else record(a.keep, a.iterations)
+    with recording(a.keep, a.iterations) as path:
         results = measure(path, a.samples, a.seed)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = record(Path(tmp), a.iterations)
-            results = measure(path, a.samples, a.seed)
     results["python"] = sys.version.split()[0]
     print(f"| operation (median of {a.samples}) | ms | within {BUDGET_MS:.0f} ms |")
     print("|---|---:|:---:|")
