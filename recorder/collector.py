@@ -35,10 +35,11 @@ from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint, kep
 
 try:
     from ._hotpath import (EventLog as _EventLog, render_scalar_sequence as _render_scalar_sequence,
+                           render_tree as _render_tree,
                            scalar_fingerprint as _scalar_fingerprint, untrack_segment as _untrack_segment,
                            forget_row as _forget_row)
 except ImportError:  # not built: a list of tuples, which the garbage collector untracks later
-    _EventLog = _render_scalar_sequence = _scalar_fingerprint = _untrack_segment = _forget_row = None
+    _EventLog = _render_scalar_sequence = _render_tree = _scalar_fingerprint = _untrack_segment = _forget_row = None
 try:
     # 3.12 only: frame.f_locals there writes every local into the dict the
     # test's locals() returned (and holds a reference to each); 3.13's is a view
@@ -114,6 +115,7 @@ class Collector:
         self._frame_locals = _frame_locals if compiled else None
         if compiled:
             self.renderer.compiled_sequence = _render_scalar_sequence
+            self.renderer.compiled_tree = _render_tree
         self.record_lines = config.strategy != "minimal"
         self.full = config.strategy == "full_trace"
         #: the film in memory: a list of event tuples, or (compiled) an
