@@ -35,11 +35,11 @@ from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint, kep
 
 try:
     from ._hotpath import (EventLog as _EventLog, render_scalar_sequence as _render_scalar_sequence,
-                           render_tree as _render_tree,
+                           render_tree as _render_tree, fingerprint_tree as _fingerprint_tree,
                            scalar_fingerprint as _scalar_fingerprint, untrack_segment as _untrack_segment,
                            forget_row as _forget_row)
 except ImportError:  # not built: a list of tuples, which the garbage collector untracks later
-    _EventLog = _render_scalar_sequence = _render_tree = _scalar_fingerprint = _untrack_segment = _forget_row = None
+    _EventLog = _render_scalar_sequence = _render_tree = _fingerprint_tree = _scalar_fingerprint = _untrack_segment = _forget_row = None
 try:
     # 3.12 only: frame.f_locals there writes every local into the dict the
     # test's locals() returned (and holds a reference to each); 3.13's is a view
@@ -110,6 +110,8 @@ class Collector:
         #: the compiled twin of fingerprint's common case (None: Python only)
         compiled = not pure_python_requested()
         self._scalar_fingerprint = _scalar_fingerprint if compiled else None
+        #: fingerprint and kept_alive of nested containers and plain objects in C
+        self._tree_fingerprint = _fingerprint_tree if compiled else None
         self._forget_row = _forget_row if compiled else None
         #: a frame's locals without touching its f_locals (None: read f_locals)
         self._frame_locals = _frame_locals if compiled else None
@@ -251,9 +253,16 @@ class Collector:
             return vid
         key = id(value)
         entry = self.objs.get(key)
+        alive = None
         try:
-            # a list or tuple of scalars (most re-checks) in C, the rest in Python
+            # a list or tuple of scalars (most re-checks) in C, then nested
+            # containers and plain objects in C, the rest in Python
             fp = self._scalar_fingerprint(value) if self._scalar_fingerprint is not None else None
+            if fp is None and self._tree_fingerprint is not None:
+                renderer = self.renderer
+                both = self._tree_fingerprint(value, renderer._c_kinds, renderer.c_kind)
+                if both is not None:
+                    fp, alive = both
             if fp is None:
                 fp = fingerprint(value, self.renderer)
         except Exception as recorder_err:
@@ -278,7 +287,8 @@ class Collector:
         vid = next(self.vids)
         out.append(("v", vid, objnum, tname, text, detail, flags))
         try:
-            alive = kept_alive(value, self.renderer) if fp is not None else ()
+            if alive is None:
+                alive = kept_alive(value, self.renderer) if fp is not None else ()
         except Exception as recorder_err:
             if owned_by_test(recorder_err):
                 raise

@@ -657,6 +657,37 @@ def test_the_compiled_tree_rendering_is_the_python_one() -> None:
     assert hooked.render({"a": 1})[1] == "mine"
 
 
+def test_the_compiled_tree_fingerprint_is_the_python_one() -> None:
+    """``_hotpath.fingerprint_tree`` returns ``values.fingerprint`` and
+    ``values.kept_alive`` of nested containers and objects shown field by
+    field, equal to Python's on random trees, and declines (None) the rest."""
+    import random
+
+    hot = pytest.importorskip("pytest_escope.recorder._hotpath")
+    from pytest_escope.recorder.values import Renderer, fingerprint, kept_alive
+
+    rnd = random.Random(12)
+    renderer = Renderer()
+    answered = declined = 0
+    for trial in range(2000):
+        value = _random_tree(rnd, rnd.choice([1, 2, 3]))
+        got = hot.fingerprint_tree(value, renderer._c_kinds, renderer.c_kind)
+        if got is None:
+            declined += 1
+            continue
+        answered += 1
+        assert got == (fingerprint(value, renderer), kept_alive(value, renderer)), (trial, value)
+    assert answered > 1000 and declined > 30, (answered, declined)
+    # a change one level down (a field's list grows) moves it
+    inner = [1, 2]
+    outer = _Plain(items=inner, n=1)
+    before = hot.fingerprint_tree(outer, renderer._c_kinds, renderer.c_kind)
+    inner.append(3)
+    assert hot.fingerprint_tree(outer, renderer._c_kinds, renderer.c_kind) != before
+    for value in (_SubList([1, 2]), ValueError("x"), 5, "text", [_SubList()], pytest):
+        assert hot.fingerprint_tree(value, renderer._c_kinds, renderer.c_kind) is None
+
+
 def test_the_collector_renders_sequences_in_c_unless_pure_python(tmp_path: Path) -> None:
     """The recorder uses the compiled sequence rendering by default and none
     of it under ``ESCOPE_PURE_PYTHON=1``; hooks that render values
