@@ -3842,7 +3842,7 @@ typedef struct {
     PyObject *classify;     /* Renderer.c_kind */
 } Tree;
 
-enum { KIND_PYTHON = 0, KIND_OPAQUE = 1, KIND_OBJECT = 2 };
+enum { KIND_PYTHON = 0, KIND_OPAQUE = 1, KIND_OBJECT = 2, KIND_NAMED = 3 };
 
 /* The kind tuple of a class other than the exact builtins: (KIND_PYTHON,
    name), (KIND_OPAQUE, name) or (KIND_OBJECT, name, dict getter or None,
@@ -4161,6 +4161,41 @@ done:
     return rc;
 }
 
+/* ``<name qualname>``: Renderer._form for a function, a bound method, a
+   builtin and a generator, coroutine or async generator. */
+static int tree_named(Tree *c, PyObject *v, PyObject *name, int top, TextBuf *repr, TextBuf *json) {
+    PyObject *of = v;
+    PyTypeObject *t = Py_TYPE(v);
+    PyObject *qual = NULL;
+    if (t == &PyMethod_Type) {
+        of = PyMethod_GET_FUNCTION(v);
+        PyTypeObject *ft = Py_TYPE(of);
+        if (ft != &PyFunction_Type && ft != &PyCFunction_Type) {
+            Py_ssize_t size, chars;
+            const char *fname = tree_type_name(c, ft, &size, &chars);
+            if (fname == NULL) { return -1; }
+            qual = PyUnicode_DecodeUTF8(fname, size, NULL);
+        }
+    }
+    if (qual == NULL && !PyErr_Occurred()) { qual = PyObject_GetAttrString(of, "__qualname__"); }
+    if (qual == NULL) { return -1; }
+    if (!PyUnicode_CheckExact(qual)) { Py_DECREF(qual); return 0; }  /* its __format__ is Python's business */
+    Py_ssize_t name_size, qual_size;
+    const char *n = PyUnicode_AsUTF8AndSize(name, &name_size);
+    const char *q = n ? PyUnicode_AsUTF8AndSize(qual, &qual_size) : NULL;
+    int rc = -1;
+    if (q != NULL) {
+        size_t start = repr->len;
+        if (text_put(repr, "<", 1) == 0 && text_put(repr, n, (size_t)name_size) == 0 && text_put(repr, " ", 1) == 0 &&
+            text_put(repr, q, (size_t)qual_size) == 0 && text_put(repr, ">", 1) == 0) {
+            rc = top ? 2 : tree_put_leaf(json, n, name_size, repr->p + start, repr->len - start) < 0 ||
+                           text_put(json, "}", 1) < 0 ? -1 : 1;
+        }
+    }
+    Py_DECREF(qual);
+    return rc;
+}
+
 /* Renderer._form for what C renders: 1 done, 2 done with no form (an
    object without fields, at the top), 0 Python must render, -1 error. */
 static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *repr, TextBuf *json,
@@ -4201,6 +4236,9 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
     }
     if (k == KIND_OBJECT && PyTuple_GET_SIZE(kind) == 4) {
         return tree_object(c, v, kind, depth, top, repr, json, trunc, redacted);
+    }
+    if (k == KIND_NAMED) {
+        return tree_named(c, v, PyTuple_GET_ITEM(kind, 1), top, repr, json);
     }
     return 0;
 }
@@ -4297,7 +4335,8 @@ static int fp_object_kind(Tree *c, PyObject *v, PyObject **getter, PyObject **sl
     if (kind == NULL) { return -1; }
     long k = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
     if (k == -1 && PyErr_Occurred()) { return -1; }
-    if (k != KIND_OBJECT || PyTuple_GET_SIZE(kind) != 4 || !PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 3))) {
+    if ((k != KIND_OBJECT && k != KIND_NAMED) || PyTuple_GET_SIZE(kind) != 4 ||
+        !PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 3))) {
         return 0;
     }
     *getter = PyTuple_GET_ITEM(kind, 2);

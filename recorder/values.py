@@ -274,7 +274,7 @@ _MEMO_SIZE = 512
 #: values whose form is made of parts (items, entries, fields, args)
 _SHOWN_WITH_PARTS = (list, tuple, dict, set, frozenset, BaseException)
 #: classes ``_form`` shows by name (functions, modules, generators...)
-_NAMED_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType,
+_NAMED_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                 types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
 
 _OPAQUE_MODULES = ("pytest_escope", "_pytest", "pluggy", "xdist", "execnet")
@@ -417,15 +417,19 @@ class Renderer:
         """Record, for ``_hotpath.render_tree``, how ``_form`` shows
         instances of ``cls``: ``(0, name)`` in Python, ``(1, name)`` as
         ``<name>`` (opaque), ``(2, name, dict getter, slot getters)`` field
-        by field (``_object``).  The checks are ``_form``'s, in its order."""
+        by field (``_object``), ``(3, ...)`` the same as ``<name qualname>``
+        (functions, methods, generators).  The checks are ``_form``'s, in its
+        order."""
         info = self._info(cls)
         kind: tuple = (0, info.name)
         if not info.secret:
             if info.opaque:
                 kind = (1, info.name)
-            elif not (issubclass(cls, (list, tuple, set, frozenset, dict, str, bytes, int, float, complex, type,
-                                       BaseException))
-                      or any(cls is t for t in _NAMED_TYPES)
+            elif issubclass(cls, (list, tuple, set, frozenset, dict, str, bytes, int, float, complex, type)):
+                pass
+            elif any(cls is t for t in _NAMED_TYPES):
+                kind = (3, info.name, info.dict_getter, tuple(info.slot_getters))
+            elif not (issubclass(cls, BaseException) or cls is types.ModuleType
                       or info.safe_repr or info.aware or info.zone or info.enum):
                 kind = (2, info.name, info.dict_getter, tuple(info.slot_getters))
         self._c_kinds[id(cls)] = (cls, kind)

@@ -589,9 +589,11 @@ def _random_tree(rnd, depth: int):
     now and then a value ``render_tree`` leaves to Python."""
     scalars = [0, -1, 2**63 - 1, 7, 2.5, -0.0, float("nan"), True, False, None, "", "s", 'q"uote',
                "back\\slash", "line\nbreak\x01", "é", "\U0001f600", "x" * 70, b"", b"b\x00'\"", b"y" * 70]
-    declined = [2**70, 1j, ValueError("no"), _SubList([1]), len, pytest]
+    declined = [2**70, 1j, ValueError("no"), _SubList([1]), pytest]
+    named = [len, _random_tree, lambda: 0, [].append, _Plain().__init__, (x for x in ()), "".join, str.join]
     if depth <= 0 or rnd.random() < 0.3:
-        return rnd.choice(declined) if rnd.random() < 0.03 else rnd.choice(scalars)
+        roll = rnd.random()
+        return rnd.choice(declined) if roll < 0.03 else rnd.choice(named) if roll < 0.1 else rnd.choice(scalars)
     n = rnd.choice([0, 1, 2, 3, 5, 12, 40])
     kind = rnd.randrange(8)
     child = lambda: _random_tree(rnd, depth - 1)  # noqa: E731
