@@ -63,6 +63,11 @@ _BORING_LOCAL_PREFIXES = ("@", ".")
 SEGMENT_EVENTS = 2048
 #: the most events a chunk grows to (memory: a few hundred bytes each)
 SPILL_CAP = 100_000
+#: Spill once the snapshots rendered since the last spill hold this many
+#: characters: an object of a few hundred shown items changed at every
+#: step makes kilobytes a step, and the writer holds a few copies of a
+#: chunk while it packs it (peak RSS, docs/performance.md).
+SPILL_CHARS = 8 << 20
 
 
 class FrameState:
@@ -140,6 +145,7 @@ class Collector:
         self.spill_at = self.spill_every_ns
         self.spilled = False
         self._spill_lock = threading.Lock()
+        self.held_chars = 0  # text and detail of the snapshots not yet spilled
         # odd ids here; the writer numbers the scalars it renders with even ids
         self.vids = itertools.count(1, 2)
         self.objnums = itertools.count(1)
@@ -286,6 +292,7 @@ class Collector:
         tname, text, detail, flags = renderer.render_again(value) if again else renderer.render(value)
         vid = next(self.vids)
         out.append(("v", vid, objnum, tname, text, detail, flags))
+        self.held_chars += len(text) + (len(detail) if detail is not None else 0)
         try:
             if alive is None:
                 alive = kept_alive(value, self.renderer) if fp is not None else ()
@@ -296,6 +303,9 @@ class Collector:
         row = self.objs[key] = (fp, vid, objnum, cls, alive)
         if self._forget_row is not None:
             self._forget_row(row)
+        if self.held_chars > SPILL_CHARS:
+            # this event's rows travel with it, in the next chunk
+            self.spill()
         return vid
 
     def check_watch(self, fs: FrameState, frame: Any, entry: tuple) -> tuple | None:
@@ -613,6 +623,7 @@ class Collector:
             "faults": list(self.faults.items()),
         }
         self.new_files, self.code_rows, self.thread_rows, self.task_rows, self.phase_rows = [], [], [], [], []
+        self.held_chars = 0
         return chunk
 
     def overflow(self) -> None:
