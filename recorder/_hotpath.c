@@ -3842,7 +3842,7 @@ typedef struct {
     PyObject *classify;     /* Renderer.c_kind */
 } Tree;
 
-enum { KIND_PYTHON = 0, KIND_OPAQUE = 1, KIND_OBJECT = 2, KIND_NAMED = 3 };
+enum { KIND_PYTHON = 0, KIND_OPAQUE = 1, KIND_OBJECT = 2, KIND_NAMED = 3, KIND_CONTAINER = 4 };
 
 /* The kind tuple of a class other than the exact builtins: (KIND_PYTHON,
    name), (KIND_OPAQUE, name) or (KIND_OBJECT, name, dict getter or None,
@@ -3962,12 +3962,11 @@ static int tree_child(Tree *c, PyObject *v, Py_ssize_t depth, PyObject *key, Tex
    the key/value pairs of an exact dict, as a new list: held while they are
    rendered, so a finalizer run by an allocation cannot free them. */
 static PyObject *tree_items(Tree *c, PyObject *v, Py_ssize_t *size) {
-    PyTypeObject *t = Py_TYPE(v);
-    if (t == &PyList_Type) {
+    if (PyList_Check(v)) {
         *size = PyList_GET_SIZE(v);
         return PyList_GetSlice(v, 0, *size < c->max_items ? *size : c->max_items);
     }
-    if (t == &PyTuple_Type) {
+    if (PyTuple_Check(v)) {
         *size = PyTuple_GET_SIZE(v);
         PyObject *items = PyTuple_GetSlice(v, 0, *size < c->max_items ? *size : c->max_items);
         if (items == NULL) { return NULL; }
@@ -3977,7 +3976,7 @@ static PyObject *tree_items(Tree *c, PyObject *v, Py_ssize_t *size) {
     }
     PyObject *out = PyList_New(0);
     if (out == NULL) { return NULL; }
-    if (t == &PyDict_Type) {
+    if (PyDict_Check(v)) {
         *size = PyDict_GET_SIZE(v);
         Py_ssize_t pos = 0;
         PyObject *k, *x;
@@ -3988,8 +3987,9 @@ static PyObject *tree_items(Tree *c, PyObject *v, Py_ssize_t *size) {
         }
         return out;
     }
+    /* the base type's iterator: a subclass's own __iter__ is user code */
     *size = PySet_GET_SIZE(v);
-    PyObject *it = PyObject_GetIter(v);
+    PyObject *it = (PySet_Check(v) ? PySet_Type.tp_iter : PyFrozenSet_Type.tp_iter)(v);
     if (it == NULL) { Py_DECREF(out); return NULL; }
     PyObject *x;
     while (PyList_GET_SIZE(out) < c->max_items && (x = PyIter_Next(it)) != NULL) {
@@ -4002,21 +4002,31 @@ static PyObject *tree_items(Tree *c, PyObject *v, Py_ssize_t *size) {
     return out;
 }
 
-/* Renderer._container for the exact builtin containers. */
-static int tree_container(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *repr, TextBuf *json,
-                          int *trunc, int *redacted) {
-    PyTypeObject *t = Py_TYPE(v);
-    int is_dict = t == &PyDict_Type;
+static int tree_fields(Tree *c, PyObject *v, PyObject *getter, PyObject *slots, Py_ssize_t depth, TextBuf *repr,
+                       TextBuf *fields, int *trunc, int *redacted, Py_ssize_t *count);
+
+/* Renderer._container: an exact builtin container (``kind`` NULL) or a
+   subclass (``kind`` (KIND_CONTAINER, name, dict getter, slots)), read
+   through the base type; a subclass shows ``Name(...)`` and its fields. */
+static int tree_container(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth, int top, TextBuf *repr,
+                          TextBuf *json, int *trunc, int *redacted) {
+    int is_dict = PyDict_Check(v), is_tuple = PyTuple_Check(v), is_set = PyAnySet_Check(v);
     Py_ssize_t size = 0, name_size, name_chars;
-    const char *name = tree_type_name(c, t, &name_size, &name_chars);
+    const char *name;
+    if (kind == NULL) {
+        name = tree_type_name(c, Py_TYPE(v), &name_size, &name_chars);
+    } else {
+        name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(kind, 1), &name_size);
+    }
     if (name == NULL) { return -1; }
     PyObject *items = tree_items(c, v, &size);
     if (items == NULL) { return -1; }
     const char *open = "[", *close = "]";
-    if (t == &PyTuple_Type) { open = "("; close = size == 1 ? ",)" : ")"; }
+    if (is_tuple) { open = "("; close = size == 1 ? ",)" : ")"; }
     else if (is_dict) { open = "{"; close = "}"; }
-    else if (t == &PySet_Type || t == &PyFrozenSet_Type) { open = size ? "{" : "set("; close = size ? "}" : ")"; }
+    else if (is_set) { open = size ? "{" : "set("; close = size ? "}" : ")"; }
     size_t start = repr->len;
+    TextBuf fields = {NULL, 0, 0}, scratch = {NULL, 0, 0};
     int rc = -1;
     char digits[24];
     size_t nd = format_int(digits, size);
@@ -4026,6 +4036,7 @@ static int tree_container(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextB
     }
     if ((top && text_put(json, "{", 1) < 0) || text_put(json, "\"len\":", 6) < 0 || text_put(json, digits, nd) < 0 ||
         text_put(json, is_dict ? ",\"entries\":[" : ",\"items\":[", is_dict ? 12 : 10) < 0 ||
+        (kind != NULL && (text_put(repr, name, (size_t)name_size) < 0 || text_put(repr, "(", 1) < 0)) ||
         text_put(repr, open, strlen(open)) < 0) {
         goto done;
     }
@@ -4052,6 +4063,18 @@ static int tree_container(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextB
         if (text_put(repr, ", " ELLIPSIS, 5) < 0) { goto done; }
     }
     if (text_put(repr, close, strlen(close)) < 0 || text_put(json, "]", 1) < 0) { goto done; }
+    if (kind != NULL) {
+        /* the fields are in the form only: their text goes to a scratch buffer */
+        Py_ssize_t shown = 0;
+        int r = tree_fields(c, v, PyTuple_GET_ITEM(kind, 2), PyTuple_GET_ITEM(kind, 3), depth, &scratch, &fields,
+                            trunc, redacted, &shown);
+        if (r <= 0) { rc = r; goto done; }
+        if (text_put(repr, ")", 1) < 0) { goto done; }
+        if (shown && (text_put(json, ",\"fields\":{", 11) < 0 || text_put(json, fields.p, fields.len) < 0 ||
+                      text_put(json, "}", 1) < 0)) {
+            goto done;
+        }
+    }
     if (!top && (text_put(json, ",\"repr\":\"", 9) < 0 ||
                  text_put_json(json, repr->p + start, repr->len - start) < 0 || text_put(json, "\"", 1) < 0)) {
         goto done;
@@ -4059,46 +4082,29 @@ static int tree_container(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextB
     rc = text_put(json, "}", 1) < 0 ? -1 : 1;
 done:
     Py_DECREF(items);
+    PyMem_Free(fields.p);
+    PyMem_Free(scratch.p);
     return rc;
 }
 
-/* Renderer._object: ``Name(field=value, ...)`` from the instance dict's
-   str keys and the slots, through the C getters the kind names. */
-static int tree_object(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth, int top, TextBuf *repr,
-                       TextBuf *json, int *trunc, int *redacted) {
-    Py_ssize_t name_size;
-    const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(kind, 1), &name_size);
-    if (name == NULL) { return -1; }
-    PyObject *getter = PyTuple_GET_ITEM(kind, 2), *slots = PyTuple_GET_ITEM(kind, 3);
-    if (!PyTuple_CheckExact(slots)) { PyErr_SetString(PyExc_RuntimeError, "bad kind"); return -1; }
-    size_t start = repr->len;
-    if (getter == Py_None && PyTuple_GET_SIZE(slots) == 0) {
-        if (text_put(repr, "<", 1) < 0 || text_put(repr, name, (size_t)name_size) < 0 ||
-            text_put(repr, " object>", 8) < 0) {
-            return -1;
-        }
-        if (top) { return 2; }  /* no form: the detail is None */
-        return tree_put_leaf(json, name, (size_t)name_size, repr->p + start, repr->len - start) < 0 ||
-               text_put(json, "}", 1) < 0 ? -1 : 1;
-    }
-    /* the fields' forms go first into their own buffer: the object's form
-       holds its text before them */
-    TextBuf fields = {NULL, 0, 0};
+/* Renderer._fields: the instance dict's str keys, then the slots, through
+   the C getters the kind names: ``k=text, ...`` into ``repr``, ``"k":form,...``
+   into ``fields``.  1 done, 0 Python must render, -1 error. */
+static int tree_fields(Tree *c, PyObject *v, PyObject *getter, PyObject *slots, Py_ssize_t depth, TextBuf *repr,
+                       TextBuf *fields, int *trunc, int *redacted, Py_ssize_t *count) {
     PyObject *ns = NULL, *pairs = NULL, *names = NULL;
     int rc = -1;
-    Py_ssize_t count = 0;
-    if (text_put(repr, name, (size_t)name_size) < 0 || text_put(repr, "(", 1) < 0) { goto done; }
+    Py_ssize_t shown = 0, size = 0;
     names = PyList_New(0);
     if (names == NULL) { goto done; }
     if (getter != Py_None) {
         ns = PyObject_CallOneArg(getter, v);
         if (ns == NULL) { goto done; }  /* Python renders it and decides what that means */
         if (PyDict_CheckExact(ns)) {
-            pairs = tree_items(c, ns, &count);
+            pairs = tree_items(c, ns, &size);
             if (pairs == NULL) { goto done; }
         }
     }
-    Py_ssize_t shown = 0;
     for (Py_ssize_t i = 0; pairs != NULL && i < PyList_GET_SIZE(pairs); i++) {
         PyObject *k = PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, i), 0);
         PyObject *x = PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, i), 1);
@@ -4106,13 +4112,13 @@ static int tree_object(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth, i
         Py_ssize_t ks;
         const char *kt = PyUnicode_AsUTF8AndSize(k, &ks);
         if (kt == NULL) { goto done; }  /* a lone surrogate: Python renders it */
-        if ((shown && (text_put(repr, ", ", 2) < 0 || text_put(&fields, ",", 1) < 0)) ||
+        if ((shown && (text_put(repr, ", ", 2) < 0 || text_put(fields, ",", 1) < 0)) ||
             text_put(repr, kt, (size_t)ks) < 0 || text_put(repr, "=", 1) < 0 ||
-            text_put(&fields, "\"", 1) < 0 || text_put_json(&fields, kt, (size_t)ks) < 0 ||
-            text_put(&fields, "\":", 2) < 0 || PyList_Append(names, k) < 0) {
+            text_put(fields, "\"", 1) < 0 || text_put_json(fields, kt, (size_t)ks) < 0 ||
+            text_put(fields, "\":", 2) < 0 || PyList_Append(names, k) < 0) {
             goto done;
         }
-        int r = tree_child(c, x, depth + 1, k, repr, &fields, trunc, redacted);
+        int r = tree_child(c, x, depth + 1, k, repr, fields, trunc, redacted);
         if (r <= 0) { rc = r; goto done; }
         shown++;
     }
@@ -4134,16 +4140,52 @@ static int tree_object(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth, i
         const char *kt = PyUnicode_AsUTF8AndSize(slot, &ks);
         int r = -1;
         if (kt != NULL &&
-            !((shown && (text_put(repr, ", ", 2) < 0 || text_put(&fields, ",", 1) < 0)) ||
+            !((shown && (text_put(repr, ", ", 2) < 0 || text_put(fields, ",", 1) < 0)) ||
               text_put(repr, kt, (size_t)ks) < 0 || text_put(repr, "=", 1) < 0 ||
-              text_put(&fields, "\"", 1) < 0 || text_put_json(&fields, kt, (size_t)ks) < 0 ||
-              text_put(&fields, "\":", 2) < 0 || PyList_Append(names, slot) < 0)) {
-            r = tree_child(c, x, depth + 1, slot, repr, &fields, trunc, redacted);
+              text_put(fields, "\"", 1) < 0 || text_put_json(fields, kt, (size_t)ks) < 0 ||
+              text_put(fields, "\":", 2) < 0 || PyList_Append(names, slot) < 0)) {
+            r = tree_child(c, x, depth + 1, slot, repr, fields, trunc, redacted);
         }
         Py_DECREF(x);
         if (r <= 0) { rc = r; goto done; }
         shown++;
     }
+    *count = shown;
+    rc = 1;
+done:
+    Py_XDECREF(ns);
+    Py_XDECREF(pairs);
+    Py_XDECREF(names);
+    return rc;
+}
+
+/* Renderer._object: ``Name(field=value, ...)``. */
+static int tree_object(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth, int top, TextBuf *repr,
+                       TextBuf *json, int *trunc, int *redacted) {
+    Py_ssize_t name_size;
+    const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(kind, 1), &name_size);
+    if (name == NULL) { return -1; }
+    PyObject *getter = PyTuple_GET_ITEM(kind, 2), *slots = PyTuple_GET_ITEM(kind, 3);
+    if (!PyTuple_CheckExact(slots)) { PyErr_SetString(PyExc_RuntimeError, "bad kind"); return -1; }
+    size_t start = repr->len;
+    if (getter == Py_None && PyTuple_GET_SIZE(slots) == 0) {
+        if (text_put(repr, "<", 1) < 0 || text_put(repr, name, (size_t)name_size) < 0 ||
+            text_put(repr, " object>", 8) < 0) {
+            return -1;
+        }
+        if (top) { return 2; }  /* no form: the detail is None */
+        return tree_put_leaf(json, name, (size_t)name_size, repr->p + start, repr->len - start) < 0 ||
+               text_put(json, "}", 1) < 0 ? -1 : 1;
+    }
+    /* the fields' forms go first into their own buffer: the object's form
+       holds its text before them */
+    TextBuf fields = {NULL, 0, 0};
+    Py_ssize_t shown = 0;
+    int rc = -1;
+    if (text_put(repr, name, (size_t)name_size) < 0 || text_put(repr, "(", 1) < 0) { goto done; }
+    rc = tree_fields(c, v, getter, slots, depth, repr, &fields, trunc, redacted, &shown);
+    if (rc <= 0) { goto done; }
+    rc = -1;
     if (text_put(repr, ")", 1) < 0) { goto done; }
     if (top) {
         rc = text_put(json, "{\"fields\":{", 11) < 0 || text_put(json, fields.p ? fields.p : "", fields.len) < 0 ||
@@ -4154,9 +4196,6 @@ static int tree_object(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth, i
              text_put(json, "}}", 2) < 0 ? -1 : 1;
     }
 done:
-    Py_XDECREF(ns);
-    Py_XDECREF(pairs);
-    Py_XDECREF(names);
     PyMem_Free(fields.p);
     return rc;
 }
@@ -4215,7 +4254,7 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
     }
     if (t == &PyList_Type || t == &PyTuple_Type || t == &PyDict_Type || t == &PySet_Type ||
         t == &PyFrozenSet_Type) {
-        return tree_container(c, v, depth, top, repr, json, trunc, redacted);
+        return tree_container(c, v, NULL, depth, top, repr, json, trunc, redacted);
     }
     if (t == &PyComplex_Type) { return 0; }
     PyObject *kind = tree_kind(c, t);
@@ -4239,6 +4278,10 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
     }
     if (k == KIND_NAMED) {
         return tree_named(c, v, PyTuple_GET_ITEM(kind, 1), top, repr, json);
+    }
+    if (k == KIND_CONTAINER && PyTuple_GET_SIZE(kind) == 4 && PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 3)) &&
+        (PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v) || PyAnySet_Check(v))) {
+        return tree_container(c, v, kind, depth, top, repr, json, trunc, redacted);
     }
     return 0;
 }

@@ -418,14 +418,17 @@ class Renderer:
         instances of ``cls``: ``(0, name)`` in Python, ``(1, name)`` as
         ``<name>`` (opaque), ``(2, name, dict getter, slot getters)`` field
         by field (``_object``), ``(3, ...)`` the same as ``<name qualname>``
-        (functions, methods, generators).  The checks are ``_form``'s, in its
+        (functions, methods, generators), ``(4, ...)`` a container subclass
+        (``_container`` with its fields).  The checks are ``_form``'s, in its
         order."""
         info = self._info(cls)
         kind: tuple = (0, info.name)
         if not info.secret:
             if info.opaque:
                 kind = (1, info.name)
-            elif issubclass(cls, (list, tuple, set, frozenset, dict, str, bytes, int, float, complex, type)):
+            elif issubclass(cls, (list, tuple, set, frozenset, dict)):
+                kind = (4, info.name, info.dict_getter, tuple(info.slot_getters))
+            elif issubclass(cls, (str, bytes, int, float, complex, type)):
                 pass
             elif any(cls is t for t in _NAMED_TYPES):
                 kind = (3, info.name, info.dict_getter, tuple(info.slot_getters))
@@ -759,6 +762,9 @@ class Renderer:
         if cls not in (list, tuple, dict, set, frozenset):
             fields = self._fields(value, info, depth)
             if fields:
+                for f in fields.values():
+                    trunc = f.pop("_trunc", False) | trunc
+                    redacted = f.pop("_redacted", False) | redacted
                 form["fields"] = fields
             body = f"{name}({body})"
         form["repr"] = body

@@ -3,6 +3,8 @@ secrets never reach the disk, one value stays bounded."""
 
 from __future__ import annotations
 
+import collections
+
 import os
 import re
 import subprocess
@@ -589,13 +591,13 @@ def _random_tree(rnd, depth: int):
     now and then a value ``render_tree`` leaves to Python."""
     scalars = [0, -1, 2**63 - 1, 7, 2.5, -0.0, float("nan"), True, False, None, "", "s", 'q"uote',
                "back\\slash", "line\nbreak\x01", "é", "\U0001f600", "x" * 70, b"", b"b\x00'\"", b"y" * 70]
-    declined = [2**70, 1j, ValueError("no"), _SubList([1]), pytest]
+    declined = [2**70, 1j, ValueError("no"), pytest]
     named = [len, _random_tree, lambda: 0, [].append, _Plain().__init__, (x for x in ()), "".join, str.join]
     if depth <= 0 or rnd.random() < 0.3:
         roll = rnd.random()
         return rnd.choice(declined) if roll < 0.03 else rnd.choice(named) if roll < 0.1 else rnd.choice(scalars)
     n = rnd.choice([0, 1, 2, 3, 5, 12, 40])
-    kind = rnd.randrange(8)
+    kind = rnd.randrange(10)
     child = lambda: _random_tree(rnd, depth - 1)  # noqa: E731
     if kind == 0:
         return [child() for _ in range(n)]
@@ -610,6 +612,22 @@ def _random_tree(rnd, depth: int):
         return frozenset(range(n))
     if kind == 5:
         return _Plain(**{f"f{i}": child() for i in range(min(n, 35))}, secret=child())
+    if kind == 8:  # container subclasses, with and without fields of their own
+        made = rnd.choice([_SubList, _SubDict, collections.OrderedDict, collections.Counter, _SubSet, _SubTuple])
+        items = [child() for _ in range(n)] if made is not collections.Counter else range(n)
+        if made in (_SubDict, collections.OrderedDict):
+            value = made((i if i % 3 else rnd.choice(["password", "k", b"token"]), x) for i, x in enumerate(items))
+        elif made is _SubSet:
+            value = made(range(n))
+        else:
+            value = made(items)
+        if made in (_SubList, _SubDict) and rnd.random() < 0.7:
+            value.note = child()
+            value.token = "hidden"
+        return value
+    if kind == 9:
+        value = collections.defaultdict(list, {i: child() for i in range(n)})
+        return value
     obj = _Slotted() if kind == 6 else _Both()
     for slot in ("a", "b", "password"):
         if rnd.random() < 0.7:
@@ -621,6 +639,18 @@ def _random_tree(rnd, depth: int):
 
 class _SubList(list):
     pass
+
+
+class _SubDict(dict):
+    pass
+
+
+class _SubSet(frozenset):
+    pass
+
+
+class _SubTuple(tuple):
+    __slots__ = ()
 
 
 def test_the_compiled_tree_rendering_is_the_python_one() -> None:
@@ -651,7 +681,7 @@ def test_the_compiled_tree_rendering_is_the_python_one() -> None:
     assert answered > 900 and declined > 50, (answered, declined)
     # what is left to Python
     plain = Renderer()
-    for value in (_SubList([1, 2]), ValueError("x"), 5, "text", [1j], {"k": 2**80}, pytest):
+    for value in (ValueError("x"), 5, "text", [1j], {"k": 2**80}, pytest):
         assert hot.render_tree(value, 100, 10, 3, None, None, plain._c_kinds, plain.c_kind) is None
     # a plugin's own rendering comes first
     hooked = Renderer(max_size=100, max_depth=3, max_items=10, custom=lambda v: "mine" if type(v) is dict else None)
@@ -679,7 +709,7 @@ def test_the_compiled_tree_fingerprint_is_the_python_one() -> None:
             continue
         answered += 1
         assert got == (fingerprint(value, renderer), kept_alive(value, renderer)), (trial, value)
-    assert answered > 1000 and declined > 30, (answered, declined)
+    assert answered > 800 and declined > 30, (answered, declined)
     # a change one level down (a field's list grows) moves it
     inner = [1, 2]
     outer = _Plain(items=inner, n=1)
