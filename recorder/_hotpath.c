@@ -4477,14 +4477,72 @@ static int fp_items(Tree *c, PyObject *out, PyObject *alive, PyObject *items, in
     return 0;
 }
 
+/* values._container_print of a list, tuple, dict, set or frozenset (or a
+   subclass, read through its base type) into ``out``; the scalars it names
+   (values._kept_items) into ``alive``. */
+static int fp_container(Tree *c, PyObject *v, PyObject *out, PyObject *alive, int *declined) {
+    if (PyFrozenSet_Check(v)) { return fp_int(out, PySet_GET_SIZE(v)); }
+    c->max_items = 30;
+    Py_ssize_t size = 0;
+    PyObject *items = tree_items(c, v, &size);
+    if (items == NULL) { return -1; }
+    int rc = fp_int(out, size);
+    if (rc == 0 && PyDict_Check(v)) {
+        /* ids of the keys, then of the values, then the values' nested prints */
+        PyObject *vals = PyList_New(0);
+        rc = vals == NULL ? -1 : 0;
+        for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
+            PyObject *k = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+            rc = fp_id(out, k);
+            if (rc == 0 && fp_is_scalar(k)) { rc = PyList_Append(alive, k); }
+            if (rc == 0) { rc = PyList_Append(vals, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1)); }
+        }
+        if (rc == 0) { rc = fp_items(c, out, alive, vals, 0, declined); }
+        Py_XDECREF(vals);
+    } else if (rc == 0 && PyAnySet_Check(v)) {
+        for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
+            PyObject *x = PyList_GET_ITEM(items, i);
+            rc = fp_id(out, x);
+            if (rc == 0 && fp_is_scalar(x)) { rc = PyList_Append(alive, x); }
+        }
+    } else if (rc == 0) {
+        rc = fp_items(c, out, alive, items, 1, declined);
+    }
+    Py_DECREF(items);
+    return rc;
+}
+
+/* An instance dict's part of a fingerprint: its length, the ids of its first
+   30 keys and values, the values' nested prints; the scalars among the keys
+   and values go to ``alive``. */
+static int fp_namespace(Tree *c, PyObject *ns, PyObject *out, PyObject *alive, int *declined) {
+    c->max_items = 30;
+    Py_ssize_t size = 0;
+    PyObject *items = tree_items(c, ns, &size);
+    if (items == NULL) { return -1; }
+    PyObject *vals = PyList_New(0);
+    int rc = vals == NULL ? -1 : fp_int(out, size);
+    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
+        PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+        rc = fp_id(out, key);
+        if (rc == 0 && fp_is_scalar(key)) { rc = PyList_Append(alive, key); }
+        if (rc == 0) { rc = PyList_Append(vals, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1)); }
+    }
+    if (rc == 0) { rc = fp_items(c, out, alive, vals, 0, declined); }
+    Py_XDECREF(vals);
+    Py_DECREF(items);
+    return rc;
+}
+
 /* fingerprint_tree(value, kinds, classify) -> (fingerprint, kept alive) or None.
 
-   values.fingerprint and values.kept_alive in one pass for an exact list,
-   tuple, dict, set or frozenset and an instance shown field by field (the
-   classes render_tree renders): a changed object is re-checked at every
-   statement that may change it, and in Python the check cost a third of a
-   rendering.  Equal to Python's (a test compares both on random trees);
-   None for anything else, which Python then fingerprints. */
+   values.fingerprint and values.kept_alive in one pass for what
+   render_tree renders: lists, tuples, dicts, sets, frozensets and their
+   subclasses, instances shown field by field, functions and methods.  A
+   changed object is re-checked at every statement that may change it, and
+   in Python the check cost a third of a rendering.  Equal to Python's (a
+   test compares both on random trees); None for anything else, which
+   Python then fingerprints. */
 static PyObject *fingerprint_tree(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 || !PyDict_CheckExact(args[1])) {
         PyErr_SetString(PyExc_TypeError, "fingerprint_tree() takes a value, a dict of kinds and classify");
@@ -4496,106 +4554,82 @@ static PyObject *fingerprint_tree(PyObject *module, PyObject *const *args, Py_ss
     PyObject *v = args[0];
     PyTypeObject *t = Py_TYPE(v);
     if (fp_is_scalar(v)) { Py_RETURN_NONE; }
-    PyObject *out = PyList_New(0), *alive = PyList_New(0), *items = NULL, *ns = NULL, *result = NULL;
+    PyObject *out = PyList_New(0), *alive = PyList_New(0), *ns = NULL, *result = NULL, *fp = NULL;
     int declined = 0;
     if (out == NULL || alive == NULL) { goto done; }
-    if (t == &PyList_Type || t == &PyTuple_Type || t == &PyDict_Type || t == &PySet_Type) {
-        c.max_items = 30;
-        Py_ssize_t size = 0;
-        items = tree_items(&c, v, &size);
-        if (items == NULL || fp_int(out, size) < 0) { goto done; }
-        if (t == &PyDict_Type) {
-            /* ids of the keys, then of the values, then the values' nested prints */
-            PyObject *vals = PyList_New(0);
-            if (vals == NULL) { goto done; }
-            int rc = 0;
-            for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
-                PyObject *k = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
-                rc = fp_id(out, k);
-                if (rc == 0 && fp_is_scalar(k)) { rc = PyList_Append(alive, k); }
-                if (rc == 0) { rc = PyList_Append(vals, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1)); }
-            }
-            if (rc == 0) { rc = fp_items(&c, out, alive, vals, 0, &declined); }
-            Py_DECREF(vals);
-            if (rc < 0) { goto done; }
-        } else if (t == &PySet_Type) {
-            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
-                PyObject *x = PyList_GET_ITEM(items, i);
-                if (fp_id(out, x) < 0 || (fp_is_scalar(x) && PyList_Append(alive, x) < 0)) { goto done; }
-            }
-        } else if (fp_items(&c, out, alive, items, 1, &declined) < 0) {
-            goto done;
-        }
-    } else if (t == &PyFrozenSet_Type) {
-        if (fp_int(out, PySet_GET_SIZE(v)) < 0) { goto done; }
+    if (t == &PyList_Type || t == &PyTuple_Type || t == &PyDict_Type || t == &PySet_Type ||
+        t == &PyFrozenSet_Type) {
+        if (fp_container(&c, v, out, alive, &declined) < 0) { goto done; }
     } else {
         PyObject *getter = NULL, *slots = NULL;
         PyObject *kind = tree_kind(&c, t);
         if (kind == NULL) { goto done; }
         long k = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
         if (k == -1 && PyErr_Occurred()) { goto done; }
+        int container = PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v) || PyAnySet_Check(v);
         if (k == KIND_OPAQUE) {
             /* a container subclass shows its fields too: Python's */
-            result = PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v) || PyAnySet_Check(v)
-                     ? Py_NewRef(Py_None) : Py_BuildValue("(()())");
+            result = container ? Py_NewRef(Py_None) : Py_BuildValue("(()())");
             goto done;
         }
-        int got = fp_object_kind(&c, v, &getter, &slots);
-        if (got <= 0) {
-            if (got == 0) { result = Py_NewRef(Py_None); }
-            goto done;
-        }
-        ns = fp_instance_dict(getter, v);
-        if (ns == NULL && PyErr_Occurred()) { goto done; }
-        if (ns != NULL) {
-            c.max_items = 30;
-            Py_ssize_t size = 0;
-            items = tree_items(&c, ns, &size);
-            if (items == NULL || fp_int(out, size) < 0) { goto done; }
-            PyObject *vals = PyList_New(0);
-            if (vals == NULL) { goto done; }
-            int rc = 0;
-            for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
-                PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
-                rc = fp_id(out, key);
-                if (rc == 0 && fp_is_scalar(key)) { rc = PyList_Append(alive, key); }
-                if (rc == 0) { rc = PyList_Append(vals, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1)); }
+        if (k == KIND_CONTAINER && container && PyTuple_GET_SIZE(kind) == 4) {
+            /* (the container's print, the fields' print) when it has an instance dict */
+            if (fp_container(&c, v, out, alive, &declined) < 0) { goto done; }
+            ns = fp_instance_dict(PyTuple_GET_ITEM(kind, 2), v);
+            if (ns == NULL && PyErr_Occurred()) { goto done; }
+            if (ns != NULL) {
+                PyObject *fields = PyList_New(0), *whole = NULL, *part = NULL;
+                int rc = fields == NULL ? -1 : fp_namespace(&c, ns, fields, alive, &declined);
+                if (rc == 0) {
+                    whole = PyList_AsTuple(out);
+                    part = whole ? PyList_AsTuple(fields) : NULL;
+                    fp = part ? PyTuple_Pack(2, whole, part) : NULL;
+                }
+                Py_XDECREF(fields);
+                Py_XDECREF(whole);
+                Py_XDECREF(part);
+                if (fp == NULL) { goto done; }
             }
-            if (rc == 0) { rc = fp_items(&c, out, alive, vals, 0, &declined); }
-            Py_DECREF(vals);
-            if (rc < 0) { goto done; }
-        }
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(slots); i++) {
-            PyObject *x = PyObject_CallOneArg(PyTuple_GET_ITEM(PyTuple_GET_ITEM(slots, i), 1), v);
-            if (x == NULL) {
-                if (!PyErr_ExceptionMatches(PyExc_AttributeError)) { goto done; }
-                PyErr_Clear();
-                if (PyList_Append(out, Py_None) < 0) { goto done; }
-                continue;
+        } else {
+            int got = fp_object_kind(&c, v, &getter, &slots);
+            if (got <= 0) {
+                if (got == 0) { result = Py_NewRef(Py_None); }
+                goto done;
             }
-            PyObject *nested = NULL;
-            int rc = fp_id(out, x);
-            if (rc == 0) { nested = fp_nested(&c, x, &declined); }
-            Py_DECREF(x);
-            if (nested == NULL) { goto done; }
-            rc = PyList_Append(out, nested);
-            Py_DECREF(nested);
-            if (rc < 0) { goto done; }
+            ns = fp_instance_dict(getter, v);
+            if (ns == NULL && PyErr_Occurred()) { goto done; }
+            if (ns != NULL && fp_namespace(&c, ns, out, alive, &declined) < 0) { goto done; }
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(slots); i++) {
+                PyObject *x = PyObject_CallOneArg(PyTuple_GET_ITEM(PyTuple_GET_ITEM(slots, i), 1), v);
+                if (x == NULL) {
+                    if (!PyErr_ExceptionMatches(PyExc_AttributeError)) { goto done; }
+                    PyErr_Clear();
+                    if (PyList_Append(out, Py_None) < 0) { goto done; }
+                    continue;
+                }
+                PyObject *nested = NULL;
+                int rc = fp_id(out, x);
+                if (rc == 0) { nested = fp_nested(&c, x, &declined); }
+                Py_DECREF(x);
+                if (nested == NULL) { goto done; }
+                rc = PyList_Append(out, nested);
+                Py_DECREF(nested);
+                if (rc < 0) { goto done; }
+            }
         }
     }
-    PyObject *fp = PyList_AsTuple(out);
+    if (fp == NULL) { fp = PyList_AsTuple(out); }
     PyObject *kept = fp ? PyList_AsTuple(alive) : NULL;
     result = kept ? PyTuple_Pack(2, fp, kept) : NULL;
-    Py_XDECREF(fp);
     Py_XDECREF(kept);
 done:
     if (declined && result == NULL) {
         PyErr_Clear();
         result = Py_NewRef(Py_None);
     }
+    Py_XDECREF(fp);
     Py_XDECREF(out);
     Py_XDECREF(alive);
-    Py_XDECREF(items);
     Py_XDECREF(ns);
     return result;
 }

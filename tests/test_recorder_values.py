@@ -709,14 +709,14 @@ def test_the_compiled_tree_fingerprint_is_the_python_one() -> None:
             continue
         answered += 1
         assert got == (fingerprint(value, renderer), kept_alive(value, renderer)), (trial, value)
-    assert answered > 800 and declined > 30, (answered, declined)
+    assert answered > 1000 and declined > 30, (answered, declined)
     # a change one level down (a field's list grows) moves it
     inner = [1, 2]
     outer = _Plain(items=inner, n=1)
     before = hot.fingerprint_tree(outer, renderer._c_kinds, renderer.c_kind)
     inner.append(3)
     assert hot.fingerprint_tree(outer, renderer._c_kinds, renderer.c_kind) != before
-    for value in (_SubList([1, 2]), ValueError("x"), 5, "text", [_SubList()], pytest):
+    for value in (ValueError("x"), 5, "text", [_SubList()], pytest):
         assert hot.fingerprint_tree(value, renderer._c_kinds, renderer.c_kind) is None
 
 
