@@ -26,28 +26,6 @@ from .runs import RunDir, RunIndex
 from .session import Recorder, Recording
 
 
-def git_commit(rootdir: Path) -> str:
-    """The checked-out commit of ``rootdir``, read from ``.git`` without
-    running git (a subprocess per session costs more than the read, and git
-    may not be installed where the tests run).  Empty when unknown."""
-    try:
-        git = rootdir / ".git"
-        head = (git / "HEAD").read_text().strip()
-        if head.startswith("ref: "):
-            ref = git / head[5:]
-            if ref.exists():
-                return ref.read_text().strip()
-            packed = git / "packed-refs"
-            if packed.exists():
-                for line in packed.read_text().splitlines():
-                    if line.endswith(" " + head[5:]):
-                        return line.split()[0]
-            return ""
-        return head
-    except OSError:
-        return ""
-
-
 def relative(path: Path, base: Path) -> str:
     """``path`` relative to ``base`` (the run dir, the rootdir), as shown
     and as stored in the index; the path itself when on another drive."""
@@ -193,7 +171,7 @@ class RunSession:
         return done
 
     def index_test(self, test_id: str, *, worker: str, outcome: str, phases: dict[str, str], duration_ns: int,
-                   done: FinishedTest, dropped: int, failure: str | None, started_ns: int,
+                   done: FinishedTest, dropped: int, failure: str | None, started_ns: int | None,
                    attempt: int = 0) -> None:
         """The test's row in the run index, once its recording is settled."""
         self.index.upsert_test({
@@ -213,11 +191,18 @@ class RunSession:
         """Tests still ``running`` (their process died inside them) are crashed."""
         self.index.settle_running(attempt)
 
-    def finish(self, exitstatus: int) -> None:
-        """The run is over: every test settled, its end written, and the index
-        left as one file (an archive needs no ``-wal`` beside it)."""
-        self.index.settle_running()
-        self.index.set_run({"finished_unix_ns": str(time.time_ns()), "exitstatus": str(int(exitstatus))})
+    def settle_test(self, test_id: str, attempt: int) -> None:
+        """One attempt at one test whose process died inside it is crashed."""
+        self.index.settle_running(attempt, test_id)
+
+    def attempt_row(self, test_id: str, attempt: int) -> dict[str, Any] | None:
+        """The row of recorded rerun ``attempt`` of a test, as its process wrote it."""
+        return self.index.attempt_row(test_id, attempt)
+
+    def finish(self, facts: dict[str, str]) -> None:
+        """The run is over: its end and ``facts`` written, and the index left
+        as one file (an archive needs no ``-wal`` beside it)."""
+        self.index.set_run({"finished_unix_ns": str(time.time_ns()), **facts})
         self.index.finish()
 
     def close_recorder(self) -> None:

@@ -84,7 +84,7 @@ def run_script(path: Path, script: str, args: list[str], escope_dir: Path | None
                                phases=phases)
     session.index_test(test_id, worker="main", outcome=outcome, phases=phases, duration_ns=duration, done=done,
                        dropped=0, failure=failure or None, started_ns=rec.started_ns)
-    session.finish(status)
+    session.finish({"exitstatus": str(status)})
     session.close()
     out.write(f"escope: recorded {done.events} events of {test_id} ({outcome}) in {rec.path}\n")
     out.write(f"replay it: escope replay {shlex.quote(str(rec.path))}\n")
