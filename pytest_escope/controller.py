@@ -20,8 +20,7 @@ import pytest
 from .errors import EscopeWarning, unavailable
 from .lifecycle import TestRecording
 from .recorder.git import git_commit
-from .recorder.run_session import RunSession, relative
-from .recorder.runs import is_storage_error
+from .recorder.run_session import RunSession, is_storage_error, relative
 from .settings import Settings
 
 

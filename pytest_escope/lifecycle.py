@@ -15,16 +15,17 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Generator
+from typing import TYPE_CHECKING, Any, Generator
 
 import pytest
 
 from .fixture import RECORDING_KEY, EscopeFixture
 from .recorder.config import STRATEGIES, RecorderConfig
-from .recorder.run_session import FinishedTest, RunSession, relative
-from .recorder.runs import is_storage_error, storage_error_of
-from .recorder.session import Recorder, Recording
+from .recorder.run_session import FinishedTest, RunSession, is_storage_error, relative, storage_error_of
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .recorder.session import Recorder, Recording
 
 
 @dataclass

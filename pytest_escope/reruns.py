@@ -141,8 +141,7 @@ class Reruns:
     """The run the recorded reruns are written to, and how to start one."""
 
     def __init__(self, config: pytest.Config, exitstatus: int, escope_dir: Path, git_commit: str) -> None:
-        from .recorder.run_session import RunSession
-        from .recorder.runs import is_storage_error
+        from .recorder.run_session import RunSession, is_storage_error
 
         self.config = config
         rootdir = Path(str(config.rootpath))

@@ -10,8 +10,7 @@ import pytest
 
 from .errors import EscopeUnavailable, EscopeWarning, unavailable
 from .lifecycle import TestRecording
-from .recorder.run_session import RunSession
-from .recorder.runs import is_storage_error
+from .recorder.run_session import RunSession, is_storage_error
 from .settings import Settings
 
 

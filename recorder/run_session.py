@@ -22,8 +22,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import RecorderConfig
-from .runs import RunDir, RunIndex
+from .runs import RunDir, RunIndex, is_storage_error, storage_error_of
 from .session import Recorder, Recording
+
+#: what a front end needs: the session, and how to tell a refused write
+#: (disk full, read-only) from a recorder fault
+__all__ = ["FinishedTest", "RunSession", "is_storage_error", "relative", "storage_error_of"]
 
 
 def relative(path: Path, base: Path) -> str:
