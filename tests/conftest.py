@@ -8,8 +8,8 @@ Sessions are started by ``Project`` (below), the suite's one runner.
 ``Project`` exists beside it:
 
 * a session shared by many tests: ``module_project`` keeps one recorded
-  project for a whole module (27 files do, to record a workload once and
-  assert on it many times); ``pytester`` is function-scoped;
+  project for a whole module (a workload recorded once, asserted on many
+  times); ``pytester`` is function-scoped;
 * another interpreter: ``run(python=...)`` runs an installed wheel's
   virtualenv (tests/test_recorder_packaging.py); ``pytester`` always runs
   ``sys.executable``;
