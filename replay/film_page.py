@@ -32,7 +32,7 @@ SCRIPT_LINK = '<script src="film.js"></script>'
 
 def _asset(name: str) -> str:
     # newline="" keeps the files' bytes: the page must not depend on the platform's line endings
-    with resources.files(__package__).joinpath(ASSETS, name).open("r", encoding="utf-8", newline="") as fh:
+    with resources.files(__package__).joinpath(ASSETS).joinpath(name).open("r", encoding="utf-8", newline="") as fh:
         return fh.read()
 
 
