@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
-from .errors import EscopeWarning, unavailable
+from .errors import unavailable
 from .lifecycle import TestRecording
 from .recorder.git import git_commit
 from .recorder.run_session import RunSession, is_storage_error, relative
@@ -50,8 +49,6 @@ def start_run(config: pytest.Config, settings: Settings) -> RunSession:
 class Controller(TestRecording):
     """Registered as ``escope-session`` in the process that owns the run."""
 
-    is_controller = True
-
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings, start_run(config, settings), worker="main")
         self.packed: str | None = None
@@ -63,9 +60,11 @@ class Controller(TestRecording):
     def _say(self, message: str) -> None:
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
+            # (a Python warning here would print the message a second time,
+            # with a line of escope's code, outside pytest's warning capture)
             tr.write_line(f"escope warning: {message}", yellow=True)
         else:
-            warnings.warn(EscopeWarning(message), stacklevel=3)
+            super()._say(message)
 
     def _kept_interrupted(self, nodeid: str, path: str, failure: str) -> None:
         self.failed.append((nodeid, path, failure))

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generator
 
 import pytest
 
+from .errors import EscopeWarning
 from .fixture import RECORDING_KEY, EscopeFixture
 from .recorder.config import STRATEGIES, RecorderConfig
 from .recorder.run_session import FinishedTest, RunSession, is_storage_error, relative, storage_error_of
@@ -56,10 +58,6 @@ class TestRecording:
 
     __test__ = False
 
-    #: whether this process sees every test's report (pytest_runtest_logreport)
-    #: and prints the summary: the controller, or a session without xdist
-    is_controller = False
-
     def __init__(self, config: pytest.Config, settings: Settings, session: RunSession, worker: str) -> None:
         self.config = config
         self.settings = settings
@@ -96,8 +94,10 @@ class TestRecording:
                 f"backend {self.rec_config.backend}, keep {self.keep})")
 
     def _say(self, message: str) -> None:
-        """Show one warning line to the user; each role knows where it goes."""
-        raise NotImplementedError
+        """Show one warning to the user.  As a Python warning by default: an
+        xdist worker's terminal goes nowhere, its stderr reaches the user;
+        the controller writes to its terminal instead."""
+        warnings.warn(EscopeWarning(message), stacklevel=3)
 
     def _warn(self, message: str, key: str | None = None) -> None:
         """One ``escope warning:`` line per ``key`` (default: the message) per session."""

@@ -3,12 +3,11 @@ controller's run and leaves the run's start, end and summary to it."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import pytest
 
-from .errors import EscopeUnavailable, EscopeWarning, unavailable
+from .errors import EscopeUnavailable, unavailable
 from .lifecycle import TestRecording
 from .recorder.run_session import RunSession, is_storage_error
 from .settings import Settings
@@ -28,10 +27,6 @@ class Worker(TestRecording):
                 raise
             raise unavailable(settings.escope_dir, exc) from None
         super().__init__(config, settings, session, worker=workerinput.get("workerid", "main"))
-
-    def _say(self, message: str) -> None:
-        # a worker's terminal goes nowhere; its stderr reaches the user
-        warnings.warn(EscopeWarning(message), stacklevel=3)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.recorder.forked:
