@@ -1,9 +1,9 @@
 """The ``escope`` command line.
 
 Every command reads recording files only (``escope run`` is the one that
-records: it calls the recorder's script runner, imported lazily).  Any ``EscopeError`` becomes one
-line ``escope: error: ...`` on stderr and exit status 2, as do usage
-errors; no traceback reaches the user.  Commands that other modules add
+records: it calls the recorder's script runner, imported lazily).  Any
+``EscopeError`` becomes one line ``escope: error: ...`` on stderr and exit
+status 2, as do usage errors; no traceback reaches the user.  Commands that other modules add
 (``pack``, ``export``, ``gc``) register through ``COMMANDS``.
 """
 
