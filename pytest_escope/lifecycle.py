@@ -60,12 +60,10 @@ class TestRecording:
 
     def __init__(self, config: pytest.Config, settings: Settings, session: RunSession, worker: str) -> None:
         self.config = config
-        self.settings = settings
-        self.escope_dir = settings.escope_dir
         self.rec_config = settings.recorder
         self.keep = settings.keep
         self.max_bytes = settings.max_bytes
-        self.rerun_of = settings.rerun_of
+        #: 0, or N in recorded rerun N of --escope-on-failure
         self.attempt = settings.attempt
         self.session = session
         self.run = session.run
