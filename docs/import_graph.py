@@ -11,7 +11,9 @@ TYPE_CHECKING:`` are left out (they never run).  The output is the graph in
 docs/architecture.md; tests/test_docs.py keeps the two equal.
 
 Exit status 1 when a rule is broken: nothing in ``recorder/`` may import
-pytest or ``replay/``.
+pytest or ``replay/``; nothing in ``replay/`` may import pytest, nor from
+``recorder/`` more than the format (``schema``) and the script runner
+``escope run`` calls (``script``).
 """
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ def short(name: str) -> str:
 
 
 WIDTH = 34
+#: what replay/ may import from recorder/
+READ_SIDE = {"recorder.schema", "recorder.script"}
 
 
 def _wrapped(head: str, deps: list[str], limit: int = 100) -> list[str]:
@@ -178,6 +182,14 @@ def report() -> tuple[str, list[str]]:
             bad += sorted(e for e in external[m] if e in ("pytest", "_pytest", "pluggy"))
             if bad:
                 problems.append(f"{short(m)} imports {', '.join(bad)}: recorder/ must not import pytest or replay/")
+        if short(m).startswith("replay."):
+            # replay/ only reads files: of the recorder, the format, and the script runner `escope run` calls
+            bad = sorted(short(d) for d in graph[m] if short(d).startswith("recorder.")
+                         and short(d) not in READ_SIDE)
+            bad += sorted(e for e in external[m] if e in ("pytest", "_pytest", "pluggy"))
+            if bad:
+                problems.append(f"{short(m)} imports {', '.join(bad)}: replay/ must not import pytest, "
+                                f"nor of recorder/ more than {', '.join(sorted(READ_SIDE))}")
     return "\n".join(lines) + "\n", problems
 
 

@@ -141,31 +141,27 @@ class Reruns:
     """The run the recorded reruns are written to, and how to start one."""
 
     def __init__(self, config: pytest.Config, exitstatus: int, escope_dir: Path, git_commit: str) -> None:
-        from .recorder.runs import RunDir, RunIndex, is_storage_error
+        from .recorder.run_session import RunSession, is_storage_error
 
         self.config = config
         rootdir = Path(str(config.rootpath))
         self.escope_dir = escope_dir
         try:
-            self.run = RunDir.create(escope_dir)
-            self.index = RunIndex(self.run.index_path)
-            self.index.set_run({
-                "run_id": self.run.run_id,
-                "python": sys.version.split()[0],
-                "platform": sys.platform,
-                "args": _shlex_join(config.invocation_params.args),
-                "rootdir": str(rootdir),
-                "started_unix_ns": str(time.time_ns()),
-                "git_commit": git_commit,
-                "mode": "on-failure",
-                "exitstatus": str(int(exitstatus)),
-                "pid": str(os.getpid()),
-            })
+            self.session = RunSession.start(
+                escope_dir,
+                args=_shlex_join(config.invocation_params.args),
+                rootdir=rootdir,
+                git_commit=git_commit,
+                mode="on-failure",
+                exitstatus=str(int(exitstatus)),
+                pid=str(os.getpid()),
+            )
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
             reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
             raise RerunsUnavailable(f"cannot write to {escope_dir} ({reason})") from None
+        self.run = self.session.run
         self.tmp = Path(tempfile.mkdtemp(prefix="escope-rerun-"))
         self.cwd = Path(str(config.invocation_params.dir))
         self.base = pytest_command() + rerun_args(config) + self._settings()
@@ -219,12 +215,12 @@ class Reruns:
 
     def _write_unrecorded(self, entry: FailedTest) -> None:
         """Attempt 0: the session's own, unrecorded run of the test."""
+        from .recorder.run_session import FinishedTest
+
         phases = entry.phases
-        self.index.upsert_test({
-            "test_id": entry.nodeid, "worker": "main", "outcome": overall(phases), "attempt": 0,
-            "setup": phases.get("setup"), "call": phases.get("call"), "teardown": phases.get("teardown"),
-            "duration_ns": entry.duration_ns, "recording": None, "failure": entry.failure or None,
-        })
+        self.session.index_test(entry.nodeid, worker="main", outcome=overall(phases), phases=phases,
+                                duration_ns=entry.duration_ns, done=FinishedTest(events=0), dropped=0,
+                                failure=entry.failure or None, started_ns=None)
 
     def _one(self, entry: FailedTest, attempt: int) -> tuple[str | None, Path | None, str]:
         """One recorded rerun: (outcome, recording, failure), or (None, ...)
@@ -234,7 +230,7 @@ class Reruns:
         self.runs += 1
         proc = subprocess.run(cmd, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-        row = self.index.attempt_row(entry.nodeid, attempt)
+        row = self.session.attempt_row(entry.nodeid, attempt)
         if row is None:
             entry.problem = _explain(proc.returncode, proc.stdout[-_TAIL:].decode("utf-8", "replace"))
             return None, None, ""
@@ -242,9 +238,7 @@ class Reruns:
         if outcome == "running":
             # the rerun's process died inside the test
             outcome = "crashed"
-            with self.index.db:
-                self.index.db.execute("UPDATE tests SET outcome = 'crashed' WHERE test_id = ? AND attempt = ?",
-                                      (entry.nodeid, attempt))
+            self.session.settle_test(entry.nodeid, attempt)
         path = self.run.path / row["recording"] if row.get("recording") else None
         if path is not None and not path.is_file():
             path = None
@@ -257,12 +251,10 @@ class Reruns:
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
         try:
-            self.index.set_run({"finished_unix_ns": str(time.time_ns()), "reruns": str(self.runs),
-                                "reruns_wall_ns": str(self.wall_ns),
-                                "reruns_cpu_ns": str(_children_cpu_ns() - self._cpu_before)})
-            self.index.finish()
+            self.session.finish({"reruns": str(self.runs), "reruns_wall_ns": str(self.wall_ns),
+                                 "reruns_cpu_ns": str(_children_cpu_ns() - self._cpu_before)})
         finally:
-            self.index.close()
+            self.session.close()
 
 
 def _children_cpu_ns() -> int:

@@ -140,6 +140,21 @@ class RunIndex:
             self.db.execute("DELETE FROM tests WHERE test_id = ? AND worker = ? AND attempt = ?",
                             (test_id, worker, attempt))
 
+    def settle_running(self, attempt: int | None = None, test_id: str | None = None) -> None:
+        """Rows still ``running`` belong to tests whose process died inside
+        them: ``crashed``, for every attempt or one attempt (of one test)."""
+        where, args = "outcome = 'running'", []
+        if attempt is not None:
+            where, args = where + " AND attempt = ?", [attempt]
+        if test_id is not None:
+            where, args = "test_id = ? AND " + where, [test_id, *args]
+        with self.db:
+            self.db.execute(f"UPDATE tests SET outcome = 'crashed' WHERE {where}", args)
+
+    def bytes_used(self) -> int:
+        """What the run's recordings add up to, as the index counts them."""
+        return int(self.db.execute("SELECT coalesce(sum(bytes), 0) FROM tests").fetchall()[0][0])
+
     def attempt_row(self, test_id: str, attempt: int) -> dict[str, Any] | None:
         """The index row of one recorded rerun, as its pytest process wrote it."""
         names = ("outcome", "recording", "failure")

@@ -1,9 +1,9 @@
 """The ``escope`` command line.
 
 Every command reads recording files only (``escope run`` is the one that
-records, and imports the recorder lazily).  Any ``EscopeError`` becomes one
-line ``escope: error: ...`` on stderr and exit status 2, as do usage
-errors; no traceback reaches the user.  Commands that other modules add
+records: it calls the recorder's script runner, imported lazily).  Any
+``EscopeError`` becomes one line ``escope: error: ...`` on stderr and exit
+status 2, as do usage errors; no traceback reaches the user.  Commands that other modules add
 (``pack``, ``export``, ``gc``) register through ``COMMANDS``.
 """
 
@@ -315,8 +315,12 @@ def cmd_help(ctx: Context) -> int:
 
 
 def cmd_run(ctx: Context) -> int:
-    from .script import run_script
-    return run_script(ctx.args.script, ctx.args.script_args, ctx.escope_dir, ctx.out)
+    script = ctx.args.script
+    if not Path(script).is_file():
+        raise UsageError(f"no such script: {script}", fix="check the path: escope run SCRIPT [ARGS]")
+    # the one command that films: the recorder is imported for it alone
+    from ..recorder.script import run_script
+    return run_script(Path(script), script, ctx.args.script_args, ctx.escope_dir, ctx.out)
 
 
 Command = tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], Callable[[Context], int]]

@@ -1,9 +1,26 @@
 """Shared helpers for the recorder tests.
 
-Every test here runs a real pytest session in a subprocess (through
-``pytester`` or, when one session feeds many assertions, through
-``Project.run`` in a module-scoped directory) and reads the real SQLite
-files it leaves behind, read-only, with the stdlib ``sqlite3``.
+Every test here runs a real pytest session in a subprocess and reads the
+real SQLite files it leaves behind, read-only, with the stdlib ``sqlite3``.
+
+Sessions are started by ``Project`` (below), the suite's one runner.
+``pytester`` is not enough for what most files need, which is why
+``Project`` exists beside it:
+
+* a session shared by many tests: ``module_project`` keeps one recorded
+  project for a whole module (a workload recorded once, asserted on many
+  times); ``pytester`` is function-scoped;
+* another interpreter: ``run(python=...)`` runs an installed wheel's
+  virtualenv (tests/test_recorder_packaging.py); ``pytester`` always runs
+  ``sys.executable``;
+* input and a time limit per session: ``run(stdin=..., timeout=...)`` drives
+  ``--pdb`` sessions; ``runpytest_subprocess`` takes no input;
+* one environment (``clean_env``) for the session and for the ``escope``
+  commands run on its files afterwards, in the same directory.
+
+tests/test_recorder_surface.py keeps ``pytester`` (function-scoped, one
+session per test) for its ``RunResult`` matchers; the autouse fixture
+below gives its inner sessions the same neutral environment.
 """
 
 from __future__ import annotations
@@ -87,7 +104,10 @@ class Result:
 
 
 class Project:
-    """A throwaway pytest project in a directory, run in a subprocess."""
+    """A throwaway pytest project in a directory, run in a subprocess.
+
+    Unlike ``pytester`` it can live for a whole module, run another
+    interpreter and feed a session's stdin (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -62,6 +62,9 @@ def test_wheel_holds_one_top_level_package(wheel: Path) -> None:
     assert "pytest_escope/recorder/collector.py" in names
     assert "pytest_escope/recorder/monitoring.py" in names
     assert "pytest_escope/replay/__init__.py" in names
+    # the film page's sources are package data, read with importlib.resources
+    for name in ("film.html", "film.css", "film.js"):
+        assert f"pytest_escope/replay/film_assets/{name}" in names
     eps = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(eps[0]).decode()
     assert "[pytest11]" in text and "escope = pytest_escope.plugin" in text
@@ -122,3 +125,25 @@ def test_installed_plugin_records_a_failing_test(venv: Path, tmp_path: Path) -> 
     assert rec.unmapped_lines() == [] and rec.lines()
     if sys.version_info >= (3, 12) and any(shutil.which(cc) for cc in ("cc", "gcc", "clang")):
         assert rec.meta["callbacks"] == "compiled"
+
+
+def test_installed_escope_exports_a_self_contained_film_page(venv: Path, tmp_path: Path) -> None:
+    """The installed package finds its film page sources and inlines them."""
+    proj = Project(tmp_path / "proj")
+    proj.write("test_it.py", """
+        def test_sub():
+            left = 7
+            assert left - 2 == 4
+    """)
+    env = clean_env()
+    env.pop("PYTHONPATH", None)
+    res = proj.run("--escope", python=str(venv), env=env)
+    assert res.returncode == 1, res.out
+    escope_exe = venv.parent / "escope"
+    out = subprocess.run([str(escope_exe), "export", "test_sub", "--html", "-o", "film.html"], cwd=proj.path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    page = (proj.path / "film.html").read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>") and "<style>" in page and "</script>" in page
+    assert "film.css" not in page and "film.js" not in page  # inline, never a link to a file
+    assert "escope film: test_it.py::test_sub" in page

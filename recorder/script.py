@@ -2,8 +2,9 @@
 
 The program gets a run of its own in the escope dir (``kind = script``),
 so ``escope replay``, ``events``, ``history``... work on it exactly as on
-a test.  The recorder is imported here, lazily: the rest of ``replay``
-only reads files.
+a test.  It lives with the recorder, not the replayer: it films, through
+the same ``RunSession`` as the pytest plugin, and ``replay/`` only reads
+files.  The command line checks the arguments before calling it.
 """
 
 from __future__ import annotations
@@ -17,17 +18,14 @@ import traceback
 from pathlib import Path
 from typing import IO
 
-from .errors import UsageError
+from .config import RecorderConfig
+from .run_session import RunSession
+from .session import default_backend
 
 
-def run_script(script: str, args: list[str], escope_dir: Path | None, out: IO[str]) -> int:
-    from ..recorder.config import RecorderConfig
-    from ..recorder.runs import RunDir, RunIndex
-    from ..recorder.session import Recorder, default_backend
-
-    path = Path(script)
-    if not path.is_file():
-        raise UsageError(f"no such script: {script}", fix="check the path: escope run SCRIPT [ARGS]")
+def run_script(path: Path, script: str, args: list[str], escope_dir: Path | None, out: IO[str]) -> int:
+    """Run the program at ``path`` (an existing file; ``script`` is how the
+    user named it) as ``__main__`` with ``args``, filmed; its exit status."""
     path = path.resolve()
     if escope_dir is None:
         env = os.environ.get("ESCOPE_DIR")
@@ -35,19 +33,12 @@ def run_script(script: str, args: list[str], escope_dir: Path | None, out: IO[st
     rootdir = Path.cwd().resolve()
     if path.parent != rootdir and rootdir not in path.parents:
         rootdir = path.parent
-    run = RunDir.create(escope_dir)
-    index = RunIndex(run.index_path)
     backend = default_backend()
-    index.set_run({"run_id": run.run_id, "python": sys.version.split()[0], "platform": sys.platform,
-                   "args": shlex.join(["escope", "run", script, *args]), "rootdir": str(rootdir),
-                   "started_unix_ns": str(time.time_ns()), "strategy": "balanced", "backend": backend,
-                   "kind": "script"})
+    session = RunSession.start(escope_dir, args=shlex.join(["escope", "run", script, *args]), rootdir=rootdir,
+                               strategy="balanced", backend=backend, kind="script")
     test_id = os.path.relpath(path, rootdir)
-    recorder = Recorder(RecorderConfig(rootdir=rootdir, backend=backend, extra_excluded_dirs=(escope_dir,)),
-                        run.cache_dir)
-    rec_path = run.recording_path(test_id)
-    rec = recorder.recording(rec_path, {"test_id": test_id, "run_id": run.run_id, "kind": "script",
-                                        "worker": "main"}, keep_in_memory=False)
+    session.open_recorder(RecorderConfig(rootdir=rootdir, backend=backend, extra_excluded_dirs=(escope_dir,)))
+    rec = session.recording(test_id, worker="main", kind="script", keep_in_memory=False)
     old_argv, old_path0 = sys.argv[:], sys.path[0] if sys.path else None
     sys.argv = [str(path), *args]
     sys.path.insert(0, str(path.parent))
@@ -88,18 +79,14 @@ def run_script(script: str, args: list[str], escope_dir: Path | None, out: IO[st
         failure_step = rec.collector.failure_step(exc)
     elif outcome == "failed":
         failure = f"SystemExit: {status}"
-    events = rec.event_count
-    size = rec.finish({"outcome": outcome, "failure": failure,
-                       "failure_step": "" if failure_step is None else str(failure_step),
-                       "outcome_call": outcome})
-    index.upsert_test({"test_id": test_id, "worker": "main", "outcome": outcome, "call": outcome,
-                       "duration_ns": duration, "events": events, "dropped": 0, "bytes": size,
-                       "recording": os.path.relpath(rec_path, run.path), "failure": failure or None,
-                       "started_ns": rec.started_ns})
-    index.set_run({"finished_unix_ns": str(time.time_ns()), "exitstatus": str(status)})
-    index.finish()
-    index.close()
-    out.write(f"escope: recorded {events} events of {test_id} ({outcome}) in {rec_path}\n")
-    out.write(f"replay it: escope replay {shlex.quote(str(rec_path))}\n")
+    phases = {"call": outcome}
+    done = session.finish_test(rec, keep=True, outcome=outcome, failure=failure, failure_step=failure_step,
+                               phases=phases)
+    session.index_test(test_id, worker="main", outcome=outcome, phases=phases, duration_ns=duration, done=done,
+                       dropped=0, failure=failure or None, started_ns=rec.started_ns)
+    session.finish({"exitstatus": str(status)})
+    session.close()
+    out.write(f"escope: recorded {done.events} events of {test_id} ({outcome}) in {rec.path}\n")
+    out.write(f"replay it: escope replay {shlex.quote(str(rec.path))}\n")
     out.flush()
     return status
