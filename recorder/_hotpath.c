@@ -1215,10 +1215,24 @@ static int recheck_unchanged(Hot *h, PyObject *fs, PyObject *name, PyObject *v) 
     return 1;
 }
 
+/* Whether ``code``'s locals are fast locals.  A class body or a module
+   keeps its names in a dict (PyFrame_GetVar does not read it, and a class
+   body's compiler-set names need a look at the whole dict): the Python
+   side (Collector.enter, Collector.check_watch) films those frames. */
+static inline int is_optimized(PyObject *code) {
+    return code == NULL || !PyCode_Check(code) || (((PyCodeObject *)code)->co_flags & CO_OPTIMIZED) != 0;
+}
+
+/* A bound method called by name: its own fingerprint never moves, its
+   owner's may (Collector.recheck_mutable looks at the owner). */
+static inline int is_bound_method(PyObject *v) {
+    return Py_IS_TYPE(v, &PyMethod_Type) || Py_IS_TYPE(v, &PyCFunction_Type);
+}
+
 /* Collector.check_watch: a tuple of changes or None (new reference). */
 static PyObject *check_watch(Hot *h, PyObject *fs, PyFrameObject *frame, PyObject *entry) {
     PyObject *last = FS(h, fs, FS_LAST), *fid = FS(h, fs, FS_FRAME_ID);
-    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+    if (!is_optimized(FS(h, fs, FS_CODE)) || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2 ||
         !PyTuple_CheckExact(PyTuple_GET_ITEM(entry, 0)) || !PyTuple_CheckExact(PyTuple_GET_ITEM(entry, 1)) ||
         !PyDict_CheckExact(last)) {
         PyObject *cargs[3] = {fs, (PyObject *)frame, entry};
@@ -1267,7 +1281,7 @@ static PyObject *check_watch(Hot *h, PyObject *fs, PyFrameObject *frame, PyObjec
             rc = -1;
         } else if (changed) {
             rc = bind(h, fs, fid, name, v, out);
-        } else if (!is_immutable(h, v) && !recheck_unchanged(h, fs, name, v)) {
+        } else if (!is_immutable(h, v) && (is_bound_method(v) || !recheck_unchanged(h, fs, name, v))) {
 #if ESCOPE_FRAME_VARS
             if (loc == NULL && (loc = frame_vars_of(frame, last)) == NULL) { Py_DECREF(v); goto error; }
 #endif
@@ -1410,7 +1424,7 @@ static PyObject *Hot_jump(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
    scope decision), a coroutine (its task), a thread not seen yet and a
    code object without its id yet go to the Python callback. */
 static PyObject *Hot_start(Hot *h, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) { return fallback(h->py_start, args, nargs); }
+    if (nargs != 2 || !is_optimized(args[0])) { return fallback(h->py_start, args, nargs); }
     PyObject *code = args[0];
     PyObject *info = code_info(h, code);
     PyObject *ts = info ? thread_state(h) : NULL;

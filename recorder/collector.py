@@ -25,6 +25,7 @@ import itertools
 import sys
 import threading
 import time
+from types import BuiltinMethodType as _BUILTIN_METHOD, MethodType as _METHOD
 from typing import Any, Callable
 
 from . import schema
@@ -48,6 +49,10 @@ except ImportError:
     _frame_locals = None
 
 MISSING = object()
+_BUILTIN_SELF = _BUILTIN_METHOD.__dict__["__self__"].__get__
+_METHOD_SELF = _METHOD.__dict__["__self__"].__get__
+#: a watch entry naming nothing: the next step still looks (class bodies)
+_LOOK_AGAIN: tuple = ((), ())
 
 _perf_ns = time.perf_counter_ns
 _RESUME = schema.RESUME
@@ -68,6 +73,17 @@ SPILL_CAP = 100_000
 #: step makes kilobytes a step, and the writer holds a few copies of a
 #: chunk while it packs it (peak RSS, docs/performance.md).
 SPILL_CHARS = 8 << 20
+
+
+def _owner_of(method: Any) -> Any:
+    """The object a bound method is bound to (read from the type's own
+    descriptor: no code of the test runs)."""
+    try:
+        return _METHOD_SELF(method) if type(method) is _METHOD else _BUILTIN_SELF(method)
+    except Exception as recorder_err:
+        if owned_by_test(recorder_err):
+            raise
+        return None
 
 
 class FrameState:
@@ -317,11 +333,17 @@ class Collector:
         """
         bound, mutated = entry
         try:
-            loc = frame.f_locals if self._frame_locals is None else self._frame_locals(frame)
+            loc = self._locals_of(fs, frame)
         except Exception as recorder_err:
             if owned_by_test(recorder_err):
                 raise
             return None
+        if fs.info.class_body and type(loc) is dict:
+            # the whole namespace, and the names it no longer holds
+            names = dict.fromkeys(bound)
+            names.update(dict.fromkeys(k for k in loc if type(k) is str))
+            names.update(dict.fromkeys(fs.last))
+            bound = tuple(names)
         out: list = []
         last = fs.last
         fid = fs.frame_id
@@ -356,6 +378,15 @@ class Collector:
         # a tuple of tuples of scalars: the GC untracks it, a list it never would
         return tuple(out) if out else None
 
+    def _locals_of(self, fs: FrameState, frame: Any) -> Any:
+        """The frame's locals: read without touching ``f_locals`` where the
+        compiled helper can (3.12's fast locals); a module's or a class
+        body's names live in a dict, which ``f_locals`` is, written to by
+        nothing here."""
+        if self._frame_locals is None or fs.info.namespace:
+            return frame.f_locals
+        return self._frame_locals(frame)
+
     def bind_changed(self, fs: FrameState, name: str, value: Any, out: list) -> None:
         """``name`` is bound to another object than at the last look."""
         secret = self.is_secret(name)
@@ -370,6 +401,18 @@ class Collector:
         """``name`` still holds the same mutable object, which the statement
         may have changed in place: a new snapshot if its fingerprint moved."""
         if self.is_secret(name):
+            return
+        cls = type(value)
+        if cls is _BUILTIN_METHOD or cls is _METHOD:
+            # a bound method called by name (``sink(x)`` with ``sink =
+            # log.append``) changes its owner, which no name of the line
+            # holds: a new snapshot of the owner if this film already shows
+            # it (any frame's binding to it then shows the change)
+            owner = _owner_of(value)
+            if owner is not None and id(type(owner)) not in IMMUTABLE_IDS:
+                entry = self.objs.get(id(owner))
+                if entry is not None and entry[3] is type(owner):
+                    self.capture(owner, out)
             return
         vid = self.capture(value, out)
         seen = fs.seen
@@ -409,7 +452,7 @@ class Collector:
     def capture_locals(self, fs: FrameState, frame: Any, out: list) -> None:
         """Every local of a frame just entered: its arguments."""
         try:
-            loc = frame.f_locals if self._frame_locals is None else self._frame_locals(frame)
+            loc = self._locals_of(fs, frame)
             items = list(loc.items())
         except Exception as recorder_err:
             if owned_by_test(recorder_err):
@@ -465,7 +508,9 @@ class Collector:
         fs.task = parent.task if parent is not None and not info.is_coro else ts.task
         # A resumed generator is in the middle of its `yield` statement: what
         # that statement binds (`got = yield x`) is checked at its next step.
-        fs.prev = fs.watch.get(line) if resumed else None
+        # A class body's first step already shows what the compiler bound
+        # before it (``__module__``, ``__qualname__``): look at once.
+        fs.prev = fs.watch.get(line) if resumed else (_LOOK_AGAIN if info.class_body else None)
         fs.exc_pending = False
         out.append(("A", fs.act, fs.frame_id, parent.act if parent is not None else None,
                     ts.thread_id, fs.task, fs.depth))

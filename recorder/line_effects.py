@@ -135,11 +135,39 @@ _MATCH = (ast.Match,) if hasattr(ast, "Match") else ()
 _COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, *_TRY, *_DEFS, *_MATCH)
 
 
+class _Called(_Uses):
+    """The plain names a statement (or a header) calls: ``sink(x)``."""
+
+    def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Name):
+            self.mutated.add(node.func.id)
+        self.generic_visit(node)
+
+    def bind_target(self, target: ast.AST) -> None:
+        return
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self.visit(node.value)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        return
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        return
+
+    def visit_Global(self, node: ast.Global) -> None:
+        return
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        return
+
+
 class _Walker:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, uses: type[_Uses] = _Uses) -> None:
         # ast's columns count UTF-8 bytes
         self.lines = [line.encode("utf-8", "surrogatepass") for line in source.splitlines()]
         self.watch: Watch = {}
+        self.uses = uses
 
     def set_watch(self, lines: Iterable[int], uses: _Uses) -> None:
         entry = uses.entry()
@@ -158,7 +186,7 @@ class _Walker:
             # `if x: y = 1; z = 2`: the small statements share their compound
             # parent's line; only what they may change is added to it
             line = body[0].lineno
-            uses = _Uses()
+            uses = self.uses()
             for stmt in body:
                 uses.visit(stmt)
             old_bound, old_mut = self.watch.get(line, ((), ()))
@@ -175,7 +203,7 @@ class _Walker:
                 continue
             # one simple statement line: every small statement that starts on
             # the line where the previous one ends (`a = 1; b = 2`)
-            uses = _Uses()
+            uses = self.uses()
             first = stmt.lineno
             last = stmt.end_lineno or first
             uses.visit(stmt)
@@ -188,7 +216,7 @@ class _Walker:
 
     def walk_compound(self, stmt: ast.stmt) -> None:
         first = stmt.lineno
-        uses = _Uses()
+        uses = self.uses()
         if isinstance(stmt, (ast.For, ast.AsyncFor)):
             uses.visit(stmt.iter)
             uses.bind_target(stmt.target)
@@ -222,7 +250,7 @@ class _Walker:
             return
         if isinstance(stmt, _TRY):
             for handler in stmt.handlers:
-                h_uses = _Uses()
+                h_uses = self.uses()
                 if handler.type is not None:
                     h_uses.visit(handler.type)
                 if handler.name is not None:
@@ -272,3 +300,18 @@ def line_effects(source: str) -> Watch:
     walker = _Walker(source)
     walker.walk_block(tree.body)
     return walker.watch
+
+
+def called_names(source: str) -> dict[int, tuple[str, ...]]:
+    """line -> the plain names its statement calls (``sink(x)``), on the
+    lines of ``line_effects``.  A local called by name can be a bound method
+    (``sink = log.append``) that changes an object no name of the statement
+    holds; the tracer re-reads such a local's owner after the statement
+    (``Collector.recheck_mutable``).  Empty when Python cannot parse it."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return {}
+    walker = _Walker(source, _Called)
+    walker.walk_block(tree.body)
+    return {line: mutated for line, (_bound, mutated) in walker.watch.items() if mutated}

@@ -251,6 +251,27 @@ class MonitoringBackend:
                 col.fault("recorder error at a yield")
             return None
 
+        # thread ident -> (id(frame state), offset, id(exception), filmable)
+        # of the latest RERAISE in filmed code: ids, not the objects, so
+        # the recorder keeps no exception (and its frames) alive
+        reraised: dict[int, tuple[int, int, int, bool]] = {}
+
+        def on_reraise(code: Any, offset: int, exc: Any) -> Any:
+            # A re-raise (a bare ``raise``, the end of a ``finally``, an
+            # ``except`` that does not match, a ``with`` whose ``__exit__``
+            # let it through) is filmed only if the frame unwinds from
+            # there: caught again in the same frame it changes nothing, and
+            # the settrace backend, which gets no event for it, films the
+            # same steps.  Right after the raise (no line step between) the
+            # film already shows it in flight.
+            if id(code) not in infos or type(exc) in _ITERATION_END:
+                return None
+            ts, fs = top_for(code)
+            if fs is None:
+                return None
+            reraised[get_ident()] = (id(fs), offset, id(exc), not fs.exc_pending)
+            return None
+
         def on_unwind(code: Any, offset: int, exc: Any) -> Any:
             if id(code) not in infos:
                 return None
@@ -259,6 +280,10 @@ class MonitoringBackend:
                 return None
             frame = getframe(1)
             try:
+                again = reraised.pop(get_ident(), None) if reraised else None
+                if again is not None and again[3] and again[0] == id(fs) and again[1] == offset \
+                        and again[2] == id(exc):
+                    col.exception(fs, EXCEPTION, frame.f_lineno, exc)
                 col.leave(ts, fs, frame, UNWIND, frame.f_lineno, None)
             except Exception as recorder_err:
                 if owned_by_test(recorder_err):
@@ -344,18 +369,19 @@ class MonitoringBackend:
         reg(tool, E.PY_RETURN, hot.return_ if hot else on_return)
         reg(tool, E.PY_YIELD, hot.yield_ if hot else on_yield)
         reg(tool, E.PY_UNWIND, on_unwind)
+        reg(tool, E.RERAISE, on_reraise)
         reg(tool, E.RAISE, hot.raise_ if hot else on_raise)
         reg(tool, E.PY_THROW, on_throw)
         if full:
             reg(tool, E.CALL, hot.call if hot else on_call)
         self._callbacks = (E.PY_START, E.PY_RESUME, E.LINE, E.JUMP, E.PY_RETURN, E.PY_YIELD,
-                           E.PY_UNWIND, E.RAISE, E.PY_THROW, E.CALL)
+                           E.PY_UNWIND, E.RAISE, E.PY_THROW, E.CALL, E.RERAISE)
         # Left on between recordings (``stop`` unregisters the callbacks
         # only): each change of a tool's global events makes CPython
         # re-instrument every code object the next time it runs, which cost
         # every test a pass over pytest's own code (10% of escope's time per
         # test in a suite of small tests).  ``release`` turns them off.
-        wanted = E.PY_START | E.PY_UNWIND | E.RAISE | E.PY_THROW
+        wanted = E.PY_START | E.PY_UNWIND | E.RAISE | E.PY_THROW | E.RERAISE
         if mon.get_events(tool) != wanted:
             mon.set_events(tool, wanted)
         cfg = col.config

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from .interrupts import owned_by_test
-from .line_effects import line_effects
+from .line_effects import called_names, line_effects
 
 #: Bump when the cached content changes shape.
 CACHE_VERSION = 3
 #: The same, for the cached watch maps (``line_effects``).
-WATCH_VERSION = 1
+WATCH_VERSION = 2
 
 @dataclass
 class Node:
@@ -107,25 +107,29 @@ class NodeIndexCache:
         self.parsed = 0
         self.hits = 0
 
-    def watch_map(self, source: str, sha: str) -> dict[int, tuple[tuple[str, ...], tuple[str, ...]]]:
-        """``line_effects`` of a file, cached by content beside the node
-        index (``cache/watch``): Python's parser takes about 18 µs a line,
-        a cached map a fraction of that."""
+    def watch_map(self, source: str, sha: str) -> tuple[dict[int, tuple[tuple[str, ...], tuple[str, ...]]],
+                                                       dict[int, tuple[str, ...]]]:
+        """``line_effects`` and ``called_names`` of a file, cached by content
+        beside the node index (``cache/watch``): Python's parser takes about
+        18 µs a line, a cached map a fraction of that."""
         target = self.cache_dir.parent / "watch" / f"{sha}.json" if self.cache_dir else None
         if target is not None:
             try:
                 data = json.loads(target.read_text("utf-8"))
                 if data.get("version") == WATCH_VERSION:
-                    return {int(k): (tuple(b), tuple(m)) for k, b, m in data["watch"]}
+                    return ({int(k): (tuple(b), tuple(m)) for k, b, m in data["watch"]},
+                            {int(k): tuple(names) for k, names in data["calls"]})
             except (OSError, ValueError, KeyError, TypeError) as recorder_err:
                 if owned_by_test(recorder_err):
                     raise
                 pass
         watch = line_effects(source)
+        calls = called_names(source)
         if target is not None:
             _write_json(target, {"version": WATCH_VERSION,
-                                 "watch": [[k, list(b), list(m)] for k, (b, m) in watch.items()]})
-        return watch
+                                 "watch": [[k, list(b), list(m)] for k, (b, m) in watch.items()],
+                                 "calls": [[k, list(names)] for k, names in calls.items()]})
+        return watch, calls
 
     def get(self, source: str, path: str) -> FileIndex:
         sha = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()

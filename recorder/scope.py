@@ -78,14 +78,15 @@ class SourceFile:
     is finished, never while the test runs.
     """
 
-    __slots__ = ("abspath", "relpath", "source", "sha256", "watch", "stat", "_cache", "_index", "_lock")
+    __slots__ = ("abspath", "relpath", "source", "sha256", "watch", "calls", "stat", "_cache", "_index", "_lock")
 
     def __init__(self, abspath: str, relpath: str, source: str, cache: NodeIndexCache, stat: tuple[float, int]) -> None:
         self.abspath = abspath
         self.relpath = relpath
         self.source = source
         self.sha256 = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
-        self.watch = cache.watch_map(source, self.sha256)
+        #: line -> (names rebound, names mutated); line -> plain names called
+        self.watch, self.calls = cache.watch_map(source, self.sha256)
         self.stat = stat
         self._cache = cache
         self._index: FileIndex | None = None
@@ -108,7 +109,7 @@ class CodeInfo:
     """A code object judged in scope, with what the tracers need of it."""
 
     __slots__ = ("code", "file", "qualname", "is_gen", "is_coro", "_needs_jump",
-                 "method_self", "offset_lines", "watch")
+                 "method_self", "offset_lines", "watch", "namespace", "class_body")
 
     def __init__(self, code: CodeType, file: SourceFile) -> None:
         self.code = code
@@ -120,7 +121,15 @@ class CodeInfo:
         self.method_self = code.co_argcount > 0 and code.co_varnames[0] == "self"
         self.offset_lines: dict[int, int] | None = None
         self._needs_jump: bool | None = None
-        self.watch = _watch_with_cells(code, file.watch)
+        #: its locals live in a dict, not in fast locals: a module or a class body
+        self.namespace = not flags & _CO_OPTIMIZED
+        #: a class body: the compiler fills its dict (``__module__``,
+        #: ``__qualname__``...) with no statement naming what it binds, so
+        #: every step of it looks at the whole dict (a class's own size)
+        self.class_body = self.namespace and code.co_name != "<module>"
+        self.watch = _watch_with_called_locals(code, file.calls, _watch_with_cells(code, file.watch))
+        if self.class_body:
+            self.watch = _watch_every_line(code, self.watch)
 
     @property
     def needs_jump(self) -> bool:
@@ -157,6 +166,45 @@ def _watch_with_cells(code: CodeType, watch: dict) -> dict:
         merged[line] = (bound + tuple(c for c in cells if c not in bound), mutated)
     return merged
 
+
+def _watch_with_called_locals(code: CodeType, calls: dict, watch: dict) -> dict:
+    """A local called by name (``sink(x)``) may be a bound method whose
+    owner the call changes (``sink = log.append``): such locals join the
+    names re-read after their line (``Collector.recheck_mutable`` looks at
+    the owner).  Builtins and globals called by name are left out: a name
+    that is not a local costs a failed lookup at every step."""
+    if not calls:
+        return watch
+    local = frozenset((*code.co_varnames, *code.co_cellvars, *code.co_freevars))
+    lines = {line for _start, _end, line in code.co_lines() if line is not None}
+    extra: dict[int, tuple[str, ...]] = {}
+    for line in lines:
+        called = tuple(n for n in calls.get(line, ()) if n in local)
+        if called:
+            extra[line] = called
+    if not extra:
+        return watch
+    # this code's own lines only: a copy of the file's map per function
+    # would grow with the file times its functions
+    merged = {line: watch[line] for line in lines if line in watch}
+    for line, called in extra.items():
+        bound, mutated = merged.get(line, ((), ()))
+        more = tuple(n for n in called if n not in bound and n not in mutated)
+        if more:
+            merged[line] = (bound, mutated + more)
+    return merged
+
+
+def _watch_every_line(code: CodeType, watch: dict) -> dict:
+    """Every line of ``code`` with a watch entry, so each step re-reads."""
+    merged = dict(watch)
+    for _start, _end, line in code.co_lines():
+        if line is not None and line not in merged:
+            merged[line] = ((), ())
+    return merged
+
+
+_CO_OPTIMIZED = 0x1  # inspect.CO_OPTIMIZED, without importing inspect
 
 _BACKWARD_JUMPS = frozenset(dis.opmap[name] for name in ("JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT")
                             if name in dis.opmap)

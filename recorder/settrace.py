@@ -13,7 +13,7 @@ debugger's) keeps running: we call it first and chain its local tracer.
 from __future__ import annotations
 
 # Bound at import: a test that monkeypatches builtins must not reach the recorder.
-from builtins import bool, frozenset, getattr, hasattr, len, list, next, range, str, tuple  # noqa: A004
+from builtins import bool, frozenset, getattr, hasattr, len, list, next, range, str, tuple, type  # noqa: A004
 
 import dis
 import sys
@@ -26,6 +26,9 @@ from .interrupts import owned_by_test
 from .collector import Collector, FrameState, ThreadState
 
 _YIELD_VALUE = dis.opmap.get("YIELD_VALUE")
+_exc_info = sys.exc_info
+#: the iteration protocol's own ends, never filmed as failures (monitoring.py)
+_ITERATION_END = (StopIteration, StopAsyncIteration)
 CALL, LINE, RETURN, EXCEPTION, HANDLED, UNWIND, YIELD, RESUME = (
     schema.CALL, schema.LINE, schema.RETURN, schema.EXCEPTION, schema.HANDLED,
     schema.UNWIND, schema.YIELD, schema.RESUME)
@@ -45,7 +48,7 @@ TRACER_REMOVED = ("the trace function was removed during the test (a signal hand
 class _Local:
     """Local tracer of one in-scope frame activation."""
 
-    __slots__ = ("col", "ts", "fs", "events", "t0", "chained", "limit")
+    __slots__ = ("col", "ts", "fs", "events", "t0", "chained", "limit", "handling", "handled")
 
     def __init__(self, col: Collector, ts: ThreadState, fs: FrameState, chained: Any) -> None:
         self.col = col
@@ -55,6 +58,14 @@ class _Local:
         self.t0 = col.t0
         self.chained = chained
         self.limit = col.hot_limit
+        # The exception being handled at the frame's latest line step
+        # (``sys.exc_info()``, read from the first line on and while one is
+        # handled; the one that arrived, at the step that catches it):
+        # CPython sends no trace event for a re-raise (a bare ``raise``, the
+        # end of a ``finally``...), so a frame that unwinds without an
+        # 'exception' event since its last line re-raised this one.
+        self.handling = True
+        self.handled: Any = None
 
     def __call__(self, frame: Any, event: str, arg: Any) -> Any:
         try:
@@ -74,6 +85,14 @@ class _Local:
                 if fs.exc_pending:
                     fs.exc_pending = False
                     self.events.append((HANDLED, fs.act, frame.f_lineno, time.perf_counter_ns() - self.t0))
+                    # ``handled`` is the exception that just arrived: this
+                    # step can be the handler's first instruction, before
+                    # ``sys.exc_info()`` shows it (a ``with`` calling __exit__)
+                    self.handling = True
+                elif self.handling:
+                    handled = _exc_info()[1]
+                    self.handled = handled
+                    self.handling = handled is not None
                 if col.record_lines:
                     prev = fs.prev
                     line = frame.f_lineno
@@ -100,6 +119,13 @@ class _Local:
                     kind = YIELD
                 else:
                     kind = UNWIND  # also a generator closed or thrown into at its yield
+                handled = self.handled
+                if handled is not None:
+                    # no reference to it outlives the frame's activation
+                    self.handled = None
+                    if kind == UNWIND and not fs.exc_pending and col.record_lines \
+                            and type(handled) not in _ITERATION_END:
+                        col.exception(fs, EXCEPTION, frame.f_lineno, handled)
                 col.leave(self.ts, fs, frame, kind, frame.f_lineno, arg)
                 return self
             if event == "exception":
@@ -111,6 +137,7 @@ class _Local:
                 if tb is not None and tb.tb_next is None and tb.tb_frame is frame:
                     col.exception(fs, EXCEPTION, frame.f_lineno, arg[1])
                 fs.exc_pending = True
+                self.handled = arg[1]
                 return self
             return self
         except BaseException as recorder_err:  # never into the test: counted and warned once

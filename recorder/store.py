@@ -225,7 +225,8 @@ class RecordingWriter:
         self._started = False
         self.abandoned = False
         #: the Python event loop even when the compiled one exists (tests compare them)
-        self.pure = pure_python_requested()
+        # the Python writer also when the extension was not built
+        self.pure = pure_python_requested() or _json_int_column is None
         self._tables: Any = None  # made by the writer thread (``pure`` may change before)
 
     # -- test-thread side -------------------------------------------------

@@ -36,7 +36,7 @@ __all__ = ["EXCEPTION_FILTERS", "HitCondition", "Breakpoints", "recorded_file", 
 
 EXCEPTION_FILTERS = [
     {"filter": "raised", "label": "Raised Exceptions", "default": False,
-     "description": "where any exception is first raised"},
+     "description": "where any exception is raised, and where a frame raises it again"},
     {"filter": "uncaught", "label": "Uncaught Exceptions", "default": True,
      "description": "where the exception that failed the test was raised"},
 ]

@@ -18,7 +18,10 @@ indexed lookups only:
   HANDLED event, or any line, call or return on that thread, means
   something caught it (possibly code out of scope, like ``pytest.raises``).  Under sys.monitoring a propagating exception is
   reported again in each caller (RAISE fires per frame); those repeats of
-  the same object are folded into the first raise.
+  the same object are folded into the first raise.  A frame that raises an
+  exception again after handling it (a bare ``raise``, a ``finally``) has
+  an EXCEPTION event there, right before its UNWIND: the walk back stops at
+  it, and the exception is in flight from that step on.
 """
 
 from __future__ import annotations

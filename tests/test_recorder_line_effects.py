@@ -12,7 +12,7 @@ import pytest
 
 from conftest import Project, clean_env
 
-from pytest_escope.recorder.line_effects import line_effects
+from pytest_escope.recorder.line_effects import called_names, line_effects
 from pytest_escope.recorder.node_walk import walk_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +116,28 @@ def f(x,
 
 def test_unparsable_source_gives_an_empty_map() -> None:
     assert line_effects("def broken(:\n    pass\n") == {}
+    assert called_names("def broken(:\n    pass\n") == {}
+
+
+def test_called_names_sit_on_the_watch_map_lines() -> None:
+    """A plain name called on a line (a bound method in a local, re-read
+    after the statement) is keyed like the watch map: a multi-line
+    statement on each of its lines, a one-line body on its header's."""
+    source = """\
+def wire(log, handlers, payload):
+    sink = log.append
+    sink(
+        ("start", payload))
+    for handler in handlers: handler(payload)
+    total = len(log) + obj.count(x)
+    return deliver(lambda item: sink(item))
+"""
+    got = called_names(source)
+    assert got == {3: ("sink",), 4: ("sink",), 5: ("handler",), 6: ("len",), 7: ("deliver",)}
+    assert set(got) <= set(line_effects(source))
+    for path in _real_sources()[:40]:
+        text = path.read_text("utf-8", "surrogateescape")
+        assert set(called_names(text)) <= set(line_effects(text)), path
 
 
 COLD = {
