@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         never = args.spill_events <= 0
         cfg = RecorderConfig(rootdir=project, strategy=args.strategy,
                              spill_events=10**12 if never else args.spill_events,
-                             spill_seconds=10**6 if never else 2.0)
+                             spill_seconds=10**6 if never else 2.0,
+                             flush_seconds=0 if never else RecorderConfig.flush_seconds)
         recorder = Recorder(cfg, tmp / "cache")
         warm = recorder.recording(tmp / "warm.sqlite", {"nodeid": "warm-up"}, keep_in_memory=True)
         warm.start()

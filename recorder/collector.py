@@ -153,6 +153,8 @@ class Collector:
         self.moving = 0
         #: the flusher may take chunks (cleared when the recording stops)
         self.flushable = False
+        #: how often the flusher takes a chunk (0: never)
+        self.flush_every = config.flush_seconds
         # odd ids here; the writer numbers the scalars it renders with even ids
         self.vids = itertools.count(1, 2)
         self.objnums = itertools.count(1)
@@ -652,7 +654,9 @@ class Collector:
         with self._spill_lock:
             now = time.perf_counter_ns() - self.t0
             self.spill_at = now + max(self.spill_every_ns, now // 2)
-            if not self.events and not self.segments:
+            if not self.events and not self.segments and not self.phase_rows:
+                # (a phase that filmed nothing, such as the teardown of a
+                # test whose earlier events the flusher took, still has its row)
                 return
             self.spilled = True
             try:

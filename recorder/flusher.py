@@ -30,7 +30,8 @@ FLUSH_SECONDS = 0.025
 
 
 class Flusher:
-    """Wakes every ``period`` seconds and flushes each registered collector."""
+    """Wakes every ``period`` seconds (or a registered collector's shorter
+    ``flush_every``) and flushes each registered collector."""
 
     def __init__(self, period: float = FLUSH_SECONDS) -> None:
         self.period = period
@@ -64,6 +65,8 @@ class Flusher:
             sleep(period)
             with self._lock:
                 collectors = list(self._collectors)
+            # a recording that asks for a shorter period gets it
+            period = min([self.period] + [c.flush_every for c in collectors])
             for collector in collectors:
                 try:
                     collector.flush()

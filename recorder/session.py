@@ -148,8 +148,9 @@ class Recording:
         self.backend.start()
         self.running = True
         self.recorder.current = self
-        self.collector.flushable = True
-        FLUSHER.add(self.collector)
+        if self.config.flush_seconds > 0:
+            self.collector.flushable = True
+            FLUSHER.add(self.collector)
 
     def pause(self) -> None:
         self.collector.active = False
