@@ -268,6 +268,7 @@ class EscopePlugin:
             self.max_bytes = _parse_size(max_bytes) if max_bytes else None
         except ValueError:
             raise pytest.UsageError(f"escope: --escope-max-bytes takes a size like 500M, not {max_bytes!r}") from None
+        from .recorder.liveness import process_identity, process_key
         from .recorder.runs import RunDir, RunIndex
         from .recorder.session import Recorder, default_backend
         from .recorder.values import DEFAULT_REDACT
@@ -310,6 +311,8 @@ class EscopePlugin:
                     # a reader settles the rows of a run whose controller is gone
                     "pid": str(os.getpid()),
                 })
+            # each process's own: a reader settles the rows of a worker that died
+            self.index.set_run({process_key(self.worker, self.attempt): process_identity()})
         except Exception as exc:
             if not is_storage_error(exc):
                 raise

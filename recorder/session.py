@@ -22,6 +22,7 @@ from . import schema
 from .collector import Collector
 from .config import RecorderConfig
 from .flusher import FLUSHER
+from .liveness import process_identity
 from .nodes import NodeIndexCache
 from .runs import is_storage_error
 from .scope import Scope
@@ -136,6 +137,7 @@ class Recording:
             "rootdir": str(self.config.rootdir),
             "started_unix_ns": str(self.started_ns),
             "pid": str(os.getpid()),
+            "process": process_identity(),
         }
 
     def start(self) -> None:
