@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("mode", choices=["write", "discard"])
     ap.add_argument("--spill-events", type=int, default=100_000,
                     help="spill every N events, as a real run (0: never, one write at the end)")
+    ap.add_argument("--flush-seconds", type=float, default=None,
+                    help="how often the flusher thread takes what is in memory (default: a real run's; 0: never)")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="escope-inprocess-"))
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = RecorderConfig(rootdir=project, strategy=args.strategy,
                              spill_events=10**12 if never else args.spill_events,
                              spill_seconds=10**6 if never else 2.0,
-                             flush_seconds=0 if never else RecorderConfig.flush_seconds)
+                             flush_seconds=0 if never else (RecorderConfig.flush_seconds if args.flush_seconds is None
+                                                            else args.flush_seconds))
         recorder = Recorder(cfg, tmp / "cache")
         warm = recorder.recording(tmp / "warm.sqlite", {"nodeid": "warm-up"}, keep_in_memory=True)
         warm.start()

@@ -62,6 +62,10 @@ _BORING_LOCAL_PREFIXES = ("@", ".")
 SEGMENT_EVENTS = 2048
 #: the most events a chunk grows to (memory: a few hundred bytes each)
 SPILL_CAP = 100_000
+#: the most events a chunk grows to when the flusher runs: a test that films
+#: faster than the writer writes waits for it at this size, so what a hard
+#: death loses stays near 10,000 events (docs/reliability.md, "Faults")
+FLUSHED_CHUNK = 4096
 
 
 def _take(rows: list) -> list:
@@ -137,7 +141,10 @@ class Collector:
         self.t0 = time.perf_counter_ns()
         self.spill_events = config.spill_events
         self.max_events = config.max_events
-        self.spill_limit = config.spill_events
+        #: the most events a chunk of the test thread's grows to while the flusher runs
+        self.chunk_cap = FLUSHED_CHUNK if config.flush_seconds > 0 else None
+        self.spill_limit = config.spill_events if self.chunk_cap is None else min(config.spill_events,
+                                                                                  self.chunk_cap)
         if config.max_events:
             self.spill_limit = max(1, min(self.spill_limit, config.max_events))
         #: the tracers call ``overflow`` when ``events`` is this long
@@ -665,6 +672,8 @@ class Collector:
                 # a signal handler's exception raised on by the sink (the
                 # chunk is queued all the same) leaves the limits right
                 grown = max(self.spill_events, min(self.base // 2, SPILL_CAP))
+                if self.chunk_cap is not None:
+                    grown = min(grown, self.chunk_cap)
                 self.spill_limit = min(grown, self.max_events) if self.max_events else grown
 
     def flush(self) -> bool:
