@@ -49,6 +49,8 @@ except ImportError:
 MISSING = object()
 
 _perf_ns = time.perf_counter_ns
+#: bound at import: a test that mocks ``time.sleep`` must not reach the recorder
+_sleep = time.sleep
 _RESUME = schema.RESUME
 _YIELD = schema.YIELD
 
@@ -596,7 +598,7 @@ class Collector:
             count = self.base + self.segmented + len(self.events)
             if not moving & 1 and moving == self.moving:
                 return count
-            time.sleep(0)  # let the flusher finish its move
+            _sleep(0)  # let the flusher finish its move
 
     def _seal(self) -> None:
         """Move ``events`` into a new segment; the caller holds the spill lock."""

@@ -28,6 +28,10 @@ from typing import Any
 #: how often the flusher wakes (docs/performance.md, "Flushing")
 FLUSH_SECONDS = 0.025
 
+#: bound at import: a test that mocks ``time.sleep`` (before the first
+#: recording starts this thread) must not turn the flusher into a busy loop
+_sleep = time.sleep
+
 
 class Flusher:
     """Wakes every ``period`` seconds (or a registered collector's shorter
@@ -59,7 +63,7 @@ class Flusher:
                 self._collectors.remove(collector)
 
     def _run(self) -> None:
-        sleep = time.sleep
+        sleep = _sleep
         period = self.period
         while True:
             sleep(period)
