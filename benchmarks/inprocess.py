@@ -11,6 +11,7 @@ the collections of each generation with their time.
     python benchmarks/inprocess.py sieve minimal write
     python benchmarks/inprocess.py sieve minimal write --spill-events 0   # one write at the end
     python benchmarks/inprocess.py lines balanced discard
+    python benchmarks/inprocess.py lines balanced write --flush-seconds 0   # no flusher thread
 
 ``write`` writes the recording (spilling every --spill-events events as a
 real run does); ``discard`` films and throws it away.  Never a timing
