@@ -1,4 +1,4 @@
-"""One more-itertools workload recorded in this process, without pytest:
+"""One workload (more-itertools, or a test of benchmarks/shapes) recorded in this process, without pytest:
 where the recorder's CPU goes, per thread, and what the garbage collector
 costs (docs/performance.md, "Method").
 
@@ -12,6 +12,7 @@ the collections of each generation with their time.
     python benchmarks/inprocess.py sieve minimal write --spill-events 0   # one write at the end
     python benchmarks/inprocess.py lines balanced discard
     python benchmarks/inprocess.py lines balanced write --flush-seconds 0   # no flusher thread
+    python benchmarks/inprocess.py lfu balanced write    # benchmarks/shapes: an object changed at every step
 
 ``write`` writes the recording (spilling every --spill-events events as a
 real run does); ``discard`` films and throws it away.  Never a timing
@@ -62,6 +63,10 @@ def _lines() -> None:
 
 
 WORKLOADS = {"sieve": _sieve, "factor": _factor, "lines": _lines}
+#: tests of benchmarks/shapes (issue-16 shapes) run as workloads: an object
+#: changed at every step, a container built by method calls
+SHAPES = {"lfu": "test_lfu_cache_reads_copy_pickle", "indexed": "test_indexed_set_slices",
+          "calls": "test_five_million_events"}
 
 
 class _GcClock:
@@ -83,7 +88,7 @@ class _GcClock:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("workload", choices=sorted(WORKLOADS))
+    ap.add_argument("workload", choices=sorted([*WORKLOADS, *SHAPES]))
     ap.add_argument("strategy", choices=["minimal", "balanced", "full_trace"])
     ap.add_argument("mode", choices=["write", "discard"])
     ap.add_argument("--spill-events", type=int, default=100_000,
@@ -93,13 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="escope-inprocess-"))
-    # a copy outside this checkout (docs/performance.md, "Pitfall")
-    project = thirdparty.working_copy("more-itertools", tmp)
+    # a copy outside this checkout: escope films nothing inside its own
+    if args.workload in SHAPES:
+        project = tmp / "shapes"
+        shutil.copytree(Path(__file__).resolve().parent / "shapes", project)
+    else:
+        project = thirdparty.working_copy("more-itertools", tmp)
     sys.path.insert(0, str(project))
     from pytest_escope.recorder.config import RecorderConfig
     from pytest_escope.recorder.session import Recorder
 
-    work = WORKLOADS[args.workload]
+    if args.workload in SHAPES:
+        import test_shapes
+        work = getattr(test_shapes, SHAPES[args.workload])
+    else:
+        work = WORKLOADS[args.workload]
     work()  # imports, caches
     t = _cpu()
     work()
@@ -142,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.workload} {args.strategy} {args.mode}: plain {plain:.3f} s, recorded {total:.3f} s CPU "
           f"({total / plain:.1f}x), {events:,} events, {(total - plain) / max(events, 1) * 1e6:.2f} us/event, "
           f"{size / max(events, 1):.1f} bytes/event")
-    print(f"  test thread {test_thread:.2f} s, other threads (the writer) {total - test_thread:.2f} s")
+    print(f"  test thread {test_thread:.2f} s, other threads (the writer) {total - test_thread:.2f} s, "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
     print("  gc: " + ", ".join(f"gen{g} {clock.count[g]} in {clock.seconds[g]:.2f} s" for g in range(3)))
     return 0
 

@@ -3851,6 +3851,777 @@ done:
     return result;
 }
 
+/* -- render_tree: Renderer.render of nested builtin containers and plain objects -------- */
+
+/* What one rendering carries from node to node: the limits, the text budget
+   Renderer._child spends (its ``_spent.left``), and the Python pieces it
+   needs for what C does not decide itself. */
+typedef struct {
+    Py_ssize_t left, max_size, max_items, max_depth;
+    PyObject *redact;       /* the redaction pattern's ``search``, or NULL */
+    PyObject *secret_key;   /* Renderer._secret_key, for keys that are not an exact str */
+    PyObject *kinds;        /* id(class) -> (class, kind), filled by ``classify`` */
+    PyObject *classify;     /* Renderer.c_kind */
+} Tree;
+
+enum { KIND_PYTHON = 0, KIND_OPAQUE = 1, KIND_OBJECT = 2, KIND_NAMED = 3, KIND_CONTAINER = 4 };
+
+/* The kind tuple of a class other than the exact builtins: (KIND_PYTHON,
+   name), (KIND_OPAQUE, name) or (KIND_OBJECT, name, dict getter or None,
+   ((slot, getter), ...)).  Borrowed from ``kinds``, which keeps it. */
+static PyObject *tree_kind(Tree *c, PyTypeObject *t) {
+    PyObject *key = PyLong_FromVoidPtr(t);
+    if (key == NULL) { return NULL; }
+    PyObject *row = PyDict_GetItemWithError(c->kinds, key);
+    Py_DECREF(key);
+    if (row == NULL) {
+        if (PyErr_Occurred()) { return NULL; }
+        PyObject *made = PyObject_CallOneArg(c->classify, (PyObject *)t);
+        if (made == NULL) { return NULL; }
+        Py_DECREF(made);
+        key = PyLong_FromVoidPtr(t);
+        if (key == NULL) { return NULL; }
+        row = PyDict_GetItemWithError(c->kinds, key);
+        Py_DECREF(key);
+        if (row == NULL) {
+            if (!PyErr_Occurred()) { PyErr_SetString(PyExc_RuntimeError, "c_kind did not record the class"); }
+            return NULL;
+        }
+    }
+    if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != 2) {
+        PyErr_SetString(PyExc_RuntimeError, "bad kind row");
+        return NULL;
+    }
+    PyObject *kind = PyTuple_GET_ITEM(row, 1);
+    if (!PyTuple_CheckExact(kind) || PyTuple_GET_SIZE(kind) < 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(kind, 1))) {
+        PyErr_SetString(PyExc_RuntimeError, "bad kind");
+        return NULL;
+    }
+    return kind;
+}
+
+/* The type name Renderer._type_name gives, as UTF-8 (borrowed from the
+   kind or static), with its length in characters; NULL with an error set. */
+static const char *tree_type_name(Tree *c, PyTypeObject *t, Py_ssize_t *size, Py_ssize_t *chars) {
+    static const struct { PyTypeObject *t; const char *name; } builtin[] = {
+        {&PyLong_Type, "int"}, {&PyUnicode_Type, "str"}, {&PyFloat_Type, "float"}, {&PyBool_Type, "bool"},
+        {&PyBytes_Type, "bytes"}, {&PyList_Type, "list"}, {&PyTuple_Type, "tuple"}, {&PyDict_Type, "dict"},
+        {&PySet_Type, "set"}, {&PyFrozenSet_Type, "frozenset"}, {&PyComplex_Type, "complex"},
+    };
+    for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++) {
+        if (builtin[i].t == t) {
+            *size = *chars = (Py_ssize_t)strlen(builtin[i].name);
+            return builtin[i].name;
+        }
+    }
+    if (t == Py_TYPE(Py_None)) { *size = *chars = 8; return "NoneType"; }
+    PyObject *kind = tree_kind(c, t);
+    if (kind == NULL) { return NULL; }
+    PyObject *name = PyTuple_GET_ITEM(kind, 1);
+    *chars = PyUnicode_GET_LENGTH(name);
+    return PyUnicode_AsUTF8AndSize(name, size);
+}
+
+/* Whether a child shown under ``key`` is a secret (Renderer._child). */
+static int tree_secret(Tree *c, PyObject *key) {
+    if (c->redact == NULL || key == NULL || key == Py_None) { return 0; }
+    PyObject *hit = PyUnicode_CheckExact(key) ? PyObject_CallOneArg(c->redact, key)
+                                             : PyObject_CallOneArg(c->secret_key, key);
+    if (hit == NULL) { return -1; }
+    int secret = hit != Py_None && hit != Py_False;
+    Py_DECREF(hit);
+    return secret;
+}
+
+/* A node's JSON head: {"type":"NAME","repr":"TEXT"  (no closing brace). */
+static int tree_put_leaf(TextBuf *json, const char *name, Py_ssize_t name_size, const char *text, size_t n) {
+    return text_put(json, "{\"type\":\"", 9) < 0 || text_put_json(json, name, (size_t)name_size) < 0 ||
+           text_put(json, "\",\"repr\":\"", 10) < 0 || text_put_json(json, text, n) < 0 ||
+           text_put(json, "\"", 1) < 0 ? -1 : 0;
+}
+
+static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *repr, TextBuf *json,
+                     int *trunc, int *redacted);
+
+/* Renderer._child: a value inside another, rendered into ``repr`` (its
+   text) and ``json`` (its form).  1 done, 0 Python must render the whole
+   value, -1 error. */
+static int tree_child(Tree *c, PyObject *v, Py_ssize_t depth, PyObject *key, TextBuf *repr, TextBuf *json,
+                      int *trunc, int *redacted) {
+    PyTypeObject *t = Py_TYPE(v);
+    Py_ssize_t name_size, name_chars;
+    int secret = tree_secret(c, key);
+    if (secret < 0) { return -1; }
+    if (secret) {
+        const char *name = tree_type_name(c, t, &name_size, &name_chars);
+        if (name == NULL) { return -1; }
+        *redacted = 1;
+        return text_put(repr, "<redacted>", 10) < 0 ||
+               tree_put_leaf(json, name, name_size, "<redacted>", 10) < 0 || text_put(json, "}", 1) < 0 ? -1 : 1;
+    }
+    c->left -= 2;
+    if (t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type || t == &PyBool_Type ||
+        t == &PyBytes_Type || v == Py_None || t == &PyComplex_Type) {
+        return tree_form(c, v, depth, 0, repr, json, trunc, redacted);
+    }
+    if (depth >= c->max_depth || c->left <= 0) {
+        const char *name = tree_type_name(c, t, &name_size, &name_chars);
+        if (name == NULL) { return -1; }
+        size_t start = repr->len;
+        if (text_put(repr, "<", 1) < 0 || text_put(repr, name, (size_t)name_size) < 0 ||
+            text_put(repr, ELLIPSIS ">", 4) < 0) {
+            return -1;
+        }
+        c->left -= name_chars + 3;
+        *trunc = 1;
+        return tree_put_leaf(json, name, name_size, repr->p + start, repr->len - start) < 0 ||
+               text_put(json, "}", 1) < 0 ? -1 : 1;
+    }
+    return tree_form(c, v, depth, 0, repr, json, trunc, redacted);
+}
+
+/* The items of an exact list, tuple, set or frozenset (up to max_items), or
+   the key/value pairs of an exact dict, as a new list: held while they are
+   rendered, so a finalizer run by an allocation cannot free them. */
+static PyObject *tree_items(Tree *c, PyObject *v, Py_ssize_t *size) {
+    if (PyList_Check(v)) {
+        *size = PyList_GET_SIZE(v);
+        return PyList_GetSlice(v, 0, *size < c->max_items ? *size : c->max_items);
+    }
+    if (PyTuple_Check(v)) {
+        *size = PyTuple_GET_SIZE(v);
+        PyObject *items = PyTuple_GetSlice(v, 0, *size < c->max_items ? *size : c->max_items);
+        if (items == NULL) { return NULL; }
+        PyObject *list = PySequence_List(items);
+        Py_DECREF(items);
+        return list;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) { return NULL; }
+    if (PyDict_Check(v)) {
+        *size = PyDict_GET_SIZE(v);
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        while (PyList_GET_SIZE(out) < c->max_items && PyDict_Next(v, &pos, &k, &x)) {
+            PyObject *pair = PyTuple_Pack(2, k, x);
+            if (pair == NULL || PyList_Append(out, pair) < 0) { Py_XDECREF(pair); Py_DECREF(out); return NULL; }
+            Py_DECREF(pair);
+        }
+        return out;
+    }
+    /* the base type's iterator: a subclass's own __iter__ is user code */
+    *size = PySet_GET_SIZE(v);
+    PyObject *it = (PySet_Check(v) ? PySet_Type.tp_iter : PyFrozenSet_Type.tp_iter)(v);
+    if (it == NULL) { Py_DECREF(out); return NULL; }
+    PyObject *x;
+    while (PyList_GET_SIZE(out) < c->max_items && (x = PyIter_Next(it)) != NULL) {
+        int rc = PyList_Append(out, x);
+        Py_DECREF(x);
+        if (rc < 0) { break; }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) { Py_DECREF(out); return NULL; }
+    return out;
+}
+
+static int tree_fields(Tree *c, PyObject *v, PyObject *getter, PyObject *slots, Py_ssize_t depth, TextBuf *repr,
+                       TextBuf *fields, int *trunc, int *redacted, Py_ssize_t *count);
+
+/* Renderer._container: an exact builtin container (``kind`` NULL) or a
+   subclass (``kind`` (KIND_CONTAINER, name, dict getter, slots)), read
+   through the base type; a subclass shows ``Name(...)`` and its fields. */
+static int tree_container(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth, int top, TextBuf *repr,
+                          TextBuf *json, int *trunc, int *redacted) {
+    int is_dict = PyDict_Check(v), is_tuple = PyTuple_Check(v), is_set = PyAnySet_Check(v);
+    Py_ssize_t size = 0, name_size, name_chars;
+    const char *name;
+    if (kind == NULL) {
+        name = tree_type_name(c, Py_TYPE(v), &name_size, &name_chars);
+    } else {
+        name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(kind, 1), &name_size);
+    }
+    if (name == NULL) { return -1; }
+    PyObject *items = tree_items(c, v, &size);
+    if (items == NULL) { return -1; }
+    const char *open = "[", *close = "]";
+    if (is_tuple) { open = "("; close = size == 1 ? ",)" : ")"; }
+    else if (is_dict) { open = "{"; close = "}"; }
+    else if (is_set) { open = size ? "{" : "set("; close = size ? "}" : ")"; }
+    size_t start = repr->len;
+    TextBuf fields = {NULL, 0, 0}, scratch = {NULL, 0, 0};
+    int rc = -1;
+    char digits[24];
+    size_t nd = format_int(digits, size);
+    if (!top && (text_put(json, "{\"type\":\"", 9) < 0 || text_put_json(json, name, (size_t)name_size) < 0 ||
+                 text_put(json, "\",", 2) < 0)) {
+        goto done;
+    }
+    if ((top && text_put(json, "{", 1) < 0) || text_put(json, "\"len\":", 6) < 0 || text_put(json, digits, nd) < 0 ||
+        text_put(json, is_dict ? ",\"entries\":[" : ",\"items\":[", is_dict ? 12 : 10) < 0 ||
+        (kind != NULL && (text_put(repr, name, (size_t)name_size) < 0 || text_put(repr, "(", 1) < 0)) ||
+        text_put(repr, open, strlen(open)) < 0) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (i && (text_put(repr, ", ", 2) < 0 || text_put(json, ",", 1) < 0)) { goto done; }
+        int r;
+        if (is_dict) {
+            PyObject *k = PyTuple_GET_ITEM(item, 0), *x = PyTuple_GET_ITEM(item, 1);
+            if (text_put(json, "[", 1) < 0) { goto done; }
+            r = tree_child(c, k, depth + 1, NULL, repr, json, trunc, redacted);
+            if (r <= 0) { rc = r; goto done; }
+            if (text_put(repr, ": ", 2) < 0 || text_put(json, ",", 1) < 0) { goto done; }
+            r = tree_child(c, x, depth + 1, k, repr, json, trunc, redacted);
+            if (r <= 0) { rc = r; goto done; }
+            if (text_put(json, "]", 1) < 0) { goto done; }
+        } else {
+            r = tree_child(c, item, depth + 1, NULL, repr, json, trunc, redacted);
+            if (r <= 0) { rc = r; goto done; }
+        }
+    }
+    if (size > c->max_items) {
+        *trunc = 1;
+        if (text_put(repr, ", " ELLIPSIS, 5) < 0) { goto done; }
+    }
+    if (text_put(repr, close, strlen(close)) < 0 || text_put(json, "]", 1) < 0) { goto done; }
+    if (kind != NULL) {
+        /* the fields are in the form only: their text goes to a scratch buffer */
+        Py_ssize_t shown = 0;
+        int r = tree_fields(c, v, PyTuple_GET_ITEM(kind, 2), PyTuple_GET_ITEM(kind, 3), depth, &scratch, &fields,
+                            trunc, redacted, &shown);
+        if (r <= 0) { rc = r; goto done; }
+        if (text_put(repr, ")", 1) < 0) { goto done; }
+        if (shown && (text_put(json, ",\"fields\":{", 11) < 0 || text_put(json, fields.p, fields.len) < 0 ||
+                      text_put(json, "}", 1) < 0)) {
+            goto done;
+        }
+    }
+    if (!top && (text_put(json, ",\"repr\":\"", 9) < 0 ||
+                 text_put_json(json, repr->p + start, repr->len - start) < 0 || text_put(json, "\"", 1) < 0)) {
+        goto done;
+    }
+    rc = text_put(json, "}", 1) < 0 ? -1 : 1;
+done:
+    Py_DECREF(items);
+    PyMem_Free(fields.p);
+    PyMem_Free(scratch.p);
+    return rc;
+}
+
+/* Renderer._fields: the instance dict's str keys, then the slots, through
+   the C getters the kind names: ``k=text, ...`` into ``repr``, ``"k":form,...``
+   into ``fields``.  1 done, 0 Python must render, -1 error. */
+static int tree_fields(Tree *c, PyObject *v, PyObject *getter, PyObject *slots, Py_ssize_t depth, TextBuf *repr,
+                       TextBuf *fields, int *trunc, int *redacted, Py_ssize_t *count) {
+    PyObject *ns = NULL, *pairs = NULL, *names = NULL;
+    int rc = -1;
+    Py_ssize_t shown = 0, size = 0;
+    names = PyList_New(0);
+    if (names == NULL) { goto done; }
+    if (getter != Py_None) {
+        ns = PyObject_CallOneArg(getter, v);
+        if (ns == NULL) { goto done; }  /* Python renders it and decides what that means */
+        if (PyDict_CheckExact(ns)) {
+            pairs = tree_items(c, ns, &size);
+            if (pairs == NULL) { goto done; }
+        }
+    }
+    for (Py_ssize_t i = 0; pairs != NULL && i < PyList_GET_SIZE(pairs); i++) {
+        PyObject *k = PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, i), 0);
+        PyObject *x = PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, i), 1);
+        if (!PyUnicode_CheckExact(k)) { continue; }
+        Py_ssize_t ks;
+        const char *kt = PyUnicode_AsUTF8AndSize(k, &ks);
+        if (kt == NULL) { goto done; }  /* a lone surrogate: Python renders it */
+        if ((shown && (text_put(repr, ", ", 2) < 0 || text_put(fields, ",", 1) < 0)) ||
+            text_put(repr, kt, (size_t)ks) < 0 || text_put(repr, "=", 1) < 0 ||
+            text_put(fields, "\"", 1) < 0 || text_put_json(fields, kt, (size_t)ks) < 0 ||
+            text_put(fields, "\":", 2) < 0 || PyList_Append(names, k) < 0) {
+            goto done;
+        }
+        int r = tree_child(c, x, depth + 1, k, repr, fields, trunc, redacted);
+        if (r <= 0) { rc = r; goto done; }
+        shown++;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(slots); i++) {
+        if (shown >= c->max_items) { break; }
+        PyObject *pair = PyTuple_GET_ITEM(slots, i);
+        PyObject *slot = PyTuple_GET_ITEM(pair, 0);
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(names); j++) {
+            int same = PyUnicode_Compare(slot, PyList_GET_ITEM(names, j));
+            if (same == 0) { rc = 0; goto done; }  /* a slot named like a dict key: Python's dict order */
+            if (same == -1 && PyErr_Occurred()) { goto done; }
+        }
+        PyObject *x = PyObject_CallOneArg(PyTuple_GET_ITEM(pair, 1), v);
+        if (x == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_AttributeError)) { PyErr_Clear(); continue; }
+            goto done;
+        }
+        Py_ssize_t ks;
+        const char *kt = PyUnicode_AsUTF8AndSize(slot, &ks);
+        int r = -1;
+        if (kt != NULL &&
+            !((shown && (text_put(repr, ", ", 2) < 0 || text_put(fields, ",", 1) < 0)) ||
+              text_put(repr, kt, (size_t)ks) < 0 || text_put(repr, "=", 1) < 0 ||
+              text_put(fields, "\"", 1) < 0 || text_put_json(fields, kt, (size_t)ks) < 0 ||
+              text_put(fields, "\":", 2) < 0 || PyList_Append(names, slot) < 0)) {
+            r = tree_child(c, x, depth + 1, slot, repr, fields, trunc, redacted);
+        }
+        Py_DECREF(x);
+        if (r <= 0) { rc = r; goto done; }
+        shown++;
+    }
+    *count = shown;
+    rc = 1;
+done:
+    Py_XDECREF(ns);
+    Py_XDECREF(pairs);
+    Py_XDECREF(names);
+    return rc;
+}
+
+/* Renderer._object: ``Name(field=value, ...)``. */
+static int tree_object(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth, int top, TextBuf *repr,
+                       TextBuf *json, int *trunc, int *redacted) {
+    Py_ssize_t name_size;
+    const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(kind, 1), &name_size);
+    if (name == NULL) { return -1; }
+    PyObject *getter = PyTuple_GET_ITEM(kind, 2), *slots = PyTuple_GET_ITEM(kind, 3);
+    if (!PyTuple_CheckExact(slots)) { PyErr_SetString(PyExc_RuntimeError, "bad kind"); return -1; }
+    size_t start = repr->len;
+    if (getter == Py_None && PyTuple_GET_SIZE(slots) == 0) {
+        if (text_put(repr, "<", 1) < 0 || text_put(repr, name, (size_t)name_size) < 0 ||
+            text_put(repr, " object>", 8) < 0) {
+            return -1;
+        }
+        if (top) { return 2; }  /* no form: the detail is None */
+        return tree_put_leaf(json, name, (size_t)name_size, repr->p + start, repr->len - start) < 0 ||
+               text_put(json, "}", 1) < 0 ? -1 : 1;
+    }
+    /* the fields' forms go first into their own buffer: the object's form
+       holds its text before them */
+    TextBuf fields = {NULL, 0, 0};
+    Py_ssize_t shown = 0;
+    int rc = -1;
+    if (text_put(repr, name, (size_t)name_size) < 0 || text_put(repr, "(", 1) < 0) { goto done; }
+    rc = tree_fields(c, v, getter, slots, depth, repr, &fields, trunc, redacted, &shown);
+    if (rc <= 0) { goto done; }
+    rc = -1;
+    if (text_put(repr, ")", 1) < 0) { goto done; }
+    if (top) {
+        rc = text_put(json, "{\"fields\":{", 11) < 0 || text_put(json, fields.p ? fields.p : "", fields.len) < 0 ||
+             text_put(json, "}}", 2) < 0 ? -1 : 1;
+    } else {
+        rc = tree_put_leaf(json, name, (size_t)name_size, repr->p + start, repr->len - start) < 0 ||
+             text_put(json, ",\"fields\":{", 11) < 0 || text_put(json, fields.p ? fields.p : "", fields.len) < 0 ||
+             text_put(json, "}}", 2) < 0 ? -1 : 1;
+    }
+done:
+    PyMem_Free(fields.p);
+    return rc;
+}
+
+/* ``<name qualname>``: Renderer._form for a function, a bound method, a
+   builtin and a generator, coroutine or async generator. */
+static int tree_named(Tree *c, PyObject *v, PyObject *name, int top, TextBuf *repr, TextBuf *json) {
+    PyObject *of = v;
+    PyTypeObject *t = Py_TYPE(v);
+    PyObject *qual = NULL;
+    if (t == &PyMethod_Type) {
+        of = PyMethod_GET_FUNCTION(v);
+        PyTypeObject *ft = Py_TYPE(of);
+        if (ft != &PyFunction_Type && ft != &PyCFunction_Type) {
+            Py_ssize_t size, chars;
+            const char *fname = tree_type_name(c, ft, &size, &chars);
+            if (fname == NULL) { return -1; }
+            qual = PyUnicode_DecodeUTF8(fname, size, NULL);
+        }
+    }
+    if (qual == NULL && !PyErr_Occurred()) { qual = PyObject_GetAttrString(of, "__qualname__"); }
+    if (qual == NULL) { return -1; }
+    if (!PyUnicode_CheckExact(qual)) { Py_DECREF(qual); return 0; }  /* its __format__ is Python's business */
+    Py_ssize_t name_size, qual_size;
+    const char *n = PyUnicode_AsUTF8AndSize(name, &name_size);
+    const char *q = n ? PyUnicode_AsUTF8AndSize(qual, &qual_size) : NULL;
+    int rc = -1;
+    if (q != NULL) {
+        size_t start = repr->len;
+        if (text_put(repr, "<", 1) == 0 && text_put(repr, n, (size_t)name_size) == 0 && text_put(repr, " ", 1) == 0 &&
+            text_put(repr, q, (size_t)qual_size) == 0 && text_put(repr, ">", 1) == 0) {
+            rc = top ? 2 : tree_put_leaf(json, n, name_size, repr->p + start, repr->len - start) < 0 ||
+                           text_put(json, "}", 1) < 0 ? -1 : 1;
+        }
+    }
+    Py_DECREF(qual);
+    return rc;
+}
+
+/* Renderer._form for what C renders: 1 done, 2 done with no form (an
+   object without fields, at the top), 0 Python must render, -1 error. */
+static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *repr, TextBuf *json,
+                     int *trunc, int *redacted) {
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type || t == &PyBool_Type ||
+        t == &PyBytes_Type || v == Py_None) {
+        if (top) { return 0; }  /* render_scalar's business */
+        size_t start = repr->len;
+        Py_ssize_t chars = 0;
+        const char *name = NULL;
+        int r = put_scalar_text(repr, v, c->max_size, &chars, &name);
+        if (r <= 0) { return r; }
+        c->left -= chars;
+        return tree_put_leaf(json, name, (Py_ssize_t)strlen(name), repr->p + start, repr->len - start) < 0 ||
+               text_put(json, "}", 1) < 0 ? -1 : 1;
+    }
+    if (t == &PyList_Type || t == &PyTuple_Type || t == &PyDict_Type || t == &PySet_Type ||
+        t == &PyFrozenSet_Type) {
+        return tree_container(c, v, NULL, depth, top, repr, json, trunc, redacted);
+    }
+    if (t == &PyComplex_Type) { return 0; }
+    PyObject *kind = tree_kind(c, t);
+    if (kind == NULL) { return -1; }
+    long k = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
+    if (k == -1 && PyErr_Occurred()) { return -1; }
+    if (k == KIND_OPAQUE) {
+        Py_ssize_t name_size;
+        const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(kind, 1), &name_size);
+        if (name == NULL) { return -1; }
+        size_t start = repr->len;
+        if (text_put(repr, "<", 1) < 0 || text_put(repr, name, (size_t)name_size) < 0 || text_put(repr, ">", 1) < 0) {
+            return -1;
+        }
+        if (top) { return 2; }
+        return tree_put_leaf(json, name, name_size, repr->p + start, repr->len - start) < 0 ||
+               text_put(json, "}", 1) < 0 ? -1 : 1;
+    }
+    if (k == KIND_OBJECT && PyTuple_GET_SIZE(kind) == 4) {
+        return tree_object(c, v, kind, depth, top, repr, json, trunc, redacted);
+    }
+    if (k == KIND_NAMED) {
+        return tree_named(c, v, PyTuple_GET_ITEM(kind, 1), top, repr, json);
+    }
+    if (k == KIND_CONTAINER && PyTuple_GET_SIZE(kind) == 4 && PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 3)) &&
+        (PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v) || PyAnySet_Check(v))) {
+        return tree_container(c, v, kind, depth, top, repr, json, trunc, redacted);
+    }
+    return 0;
+}
+
+/* render_tree(value, max_size, max_items, max_depth, redact_search, secret_key, kinds, classify)
+   -> (type name, text, detail JSON or None, flags) or None.
+
+   Renderer.render in C for nested exact lists, tuples, dicts, sets and
+   frozensets of scalars, and for instances the renderer shows field by
+   field (``c_kind`` says which classes those are, once per class).  An
+   object that changes at every step is rendered at every step: in Python
+   that is a dict per shown item and a JSON encoding, 200-600 us for a
+   cache object of a few hundred shown items.  The result equals Python's
+   (a test compares both on random trees); None for anything else (a
+   container subclass, an exception, an int past 64 bits...), which Python
+   then renders whole. */
+static PyObject *render_tree(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "render_tree() takes 8 arguments");
+        return NULL;
+    }
+    Tree c = {0};
+    c.max_size = PyLong_AsSsize_t(args[1]);
+    c.max_items = PyLong_AsSsize_t(args[2]);
+    c.max_depth = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred()) { return NULL; }
+    if (!PyDict_CheckExact(args[6]) || c.max_size < 1 || c.max_items < 0) { Py_RETURN_NONE; }
+    c.left = c.max_size;
+    c.redact = args[4] == Py_None ? NULL : args[4];
+    c.secret_key = args[5];
+    c.kinds = args[6];
+    c.classify = args[7];
+    PyObject *value = args[0];
+    TextBuf repr = {NULL, 0, 0}, json = {NULL, 0, 0};
+    int trunc = 0, redacted = 0;
+    PyObject *result = NULL;
+    int rc = tree_form(&c, value, 0, 1, &repr, &json, &trunc, &redacted);
+    if (rc < 0) { goto done; }
+    if (rc == 0) { result = Py_NewRef(Py_None); goto done; }
+    Py_ssize_t name_size, name_chars;
+    const char *name = tree_type_name(&c, Py_TYPE(value), &name_size, &name_chars);
+    if (name == NULL) { goto done; }
+    PyObject *text = PyUnicode_DecodeUTF8(repr.p ? repr.p : "", (Py_ssize_t)repr.len, NULL);
+    if (text == NULL) { goto done; }
+    long flags = (trunc ? 1 : 0) | (redacted ? 2 : 0);  /* schema.FLAG_TRUNCATED, FLAG_REDACTED */
+    if (PyUnicode_GET_LENGTH(text) > c.max_size) {
+        PyObject *head = PyUnicode_Substring(text, 0, c.max_size - 1);
+        Py_SETREF(text, head ? PyUnicode_FromFormat("%U%s", head, ELLIPSIS) : NULL);
+        Py_XDECREF(head);
+        if (text == NULL) { goto done; }
+        flags |= 1;
+    }
+    PyObject *detail = rc == 2 ? Py_NewRef(Py_None) : PyUnicode_DecodeUTF8(json.p, (Py_ssize_t)json.len, NULL);
+    if (detail == NULL) { Py_DECREF(text); goto done; }
+    PyObject *tname = PyUnicode_DecodeUTF8(name, name_size, NULL);
+    if (tname == NULL) { Py_DECREF(text); Py_DECREF(detail); goto done; }
+    result = Py_BuildValue("(NNNl)", tname, text, detail, flags);
+done:
+    PyMem_Free(repr.p);
+    PyMem_Free(json.p);
+    return result;
+}
+
+/* -- fingerprint_tree: values.fingerprint and kept_alive for what render_tree renders ---- */
+
+static int fp_is_scalar(PyObject *v) {
+    PyTypeObject *t = Py_TYPE(v);
+    return t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type || t == &PyBool_Type ||
+           t == &PyBytes_Type || v == Py_None || t == &PyComplex_Type;
+}
+
+/* Append id(x) to ``out``. */
+static int fp_id(PyObject *out, PyObject *x) {
+    PyObject *i = PyLong_FromVoidPtr(x);
+    if (i == NULL) { return -1; }
+    int rc = PyList_Append(out, i);
+    Py_DECREF(i);
+    return rc;
+}
+
+static int fp_int(PyObject *out, Py_ssize_t n) {
+    PyObject *i = PyLong_FromSsize_t(n);
+    if (i == NULL) { return -1; }
+    int rc = PyList_Append(out, i);
+    Py_DECREF(i);
+    return rc;
+}
+
+/* The kind of an instance's class when it is shown field by field (a new
+   reference to its dict getter in *getter, its slots in *slots), 0 when
+   Python must decide, -1 on error. */
+static int fp_object_kind(Tree *c, PyObject *v, PyObject **getter, PyObject **slots) {
+    PyObject *kind = tree_kind(c, Py_TYPE(v));
+    if (kind == NULL) { return -1; }
+    long k = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
+    if (k == -1 && PyErr_Occurred()) { return -1; }
+    if ((k != KIND_OBJECT && k != KIND_NAMED) || PyTuple_GET_SIZE(kind) != 4 ||
+        !PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 3))) {
+        return 0;
+    }
+    *getter = PyTuple_GET_ITEM(kind, 2);
+    *slots = PyTuple_GET_ITEM(kind, 3);
+    return 1;
+}
+
+/* The instance dict through ``getter`` (a new reference, or NULL with no
+   error when there is none or it is not an exact dict). */
+static PyObject *fp_instance_dict(PyObject *getter, PyObject *v) {
+    if (getter == Py_None) { return NULL; }
+    PyObject *ns = PyObject_CallOneArg(getter, v);
+    if (ns == NULL) { return NULL; }
+    if (!PyDict_CheckExact(ns)) { Py_DECREF(ns); return NULL; }
+    return ns;
+}
+
+/* values._nested_print: a new reference (a tuple, or None), or NULL with
+   *declined set when Python must make the whole fingerprint. */
+static PyObject *fp_nested(Tree *c, PyObject *v, int *declined) {
+    if (fp_is_scalar(v)) { Py_RETURN_NONE; }
+    PyTypeObject *t = Py_TYPE(v);
+    PyObject *out = PyList_New(0);
+    if (out == NULL) { return NULL; }
+    if (t == &PyList_Type) {
+        Py_ssize_t n = PyList_GET_SIZE(v);
+        PyObject *items = PyList_GetSlice(v, 0, n < 10 ? n : 10);
+        if (items == NULL || fp_int(out, n) < 0) { Py_XDECREF(items); goto fail; }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+            if (fp_id(out, PyList_GET_ITEM(items, i)) < 0) { Py_DECREF(items); goto fail; }
+        }
+        Py_DECREF(items);
+    } else if (t == &PyDict_Type) {
+        if (fp_int(out, PyDict_GET_SIZE(v)) < 0) { goto fail; }
+        Py_ssize_t pos = 0, i = 0;
+        PyObject *k, *x;
+        while (i++ < 10 && PyDict_Next(v, &pos, &k, &x)) {
+            if (fp_id(out, x) < 0) { goto fail; }
+        }
+    } else if (t == &PySet_Type || t == &PyFrozenSet_Type) {
+        if (fp_int(out, PySet_GET_SIZE(v)) < 0) { goto fail; }
+    } else if (t == &PyTuple_Type) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    } else {
+        PyObject *getter = NULL, *slots = NULL;
+        int k = fp_object_kind(c, v, &getter, &slots);
+        if (k <= 0) {
+            if (k == 0) { *declined = 1; }
+            goto fail;
+        }
+        PyObject *ns = fp_instance_dict(getter, v);
+        if (ns == NULL) {
+            Py_DECREF(out);
+            if (PyErr_Occurred()) { return NULL; }
+            Py_RETURN_NONE;
+        }
+        int rc = fp_int(out, PyDict_GET_SIZE(ns));
+        Py_ssize_t pos = 0, i = 0;
+        PyObject *key, *x;
+        while (rc == 0 && i++ < 10 && PyDict_Next(ns, &pos, &key, &x)) { rc = fp_id(out, x); }
+        Py_DECREF(ns);
+        if (rc < 0) { goto fail; }
+    }
+    PyObject *tuple = PyList_AsTuple(out);
+    Py_DECREF(out);
+    return tuple;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* ids of ``items`` (a list), then, unless all are scalars and ``shortcut``,
+   the nested print of each; the scalars among them go to ``alive``. */
+static int fp_items(Tree *c, PyObject *out, PyObject *alive, PyObject *items, int shortcut, int *declined) {
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    int all_scalars = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = PyList_GET_ITEM(items, i);
+        if (fp_id(out, x) < 0) { return -1; }
+        if (fp_is_scalar(x)) {
+            if (PyList_Append(alive, x) < 0) { return -1; }
+        } else {
+            all_scalars = 0;
+        }
+    }
+    if (shortcut && all_scalars) { return 0; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *nested = fp_nested(c, PyList_GET_ITEM(items, i), declined);
+        if (nested == NULL) { return -1; }
+        int rc = PyList_Append(out, nested);
+        Py_DECREF(nested);
+        if (rc < 0) { return -1; }
+    }
+    return 0;
+}
+
+/* fingerprint_tree(value, kinds, classify) -> (fingerprint, kept alive) or None.
+
+   values.fingerprint and values.kept_alive in one pass for an exact list,
+   tuple, dict, set or frozenset and an instance shown field by field (the
+   classes render_tree renders): a changed object is re-checked at every
+   statement that may change it, and in Python the check cost a third of a
+   rendering.  Equal to Python's (a test compares both on random trees);
+   None for anything else, which Python then fingerprints. */
+static PyObject *fingerprint_tree(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "fingerprint_tree() takes a value, a dict of kinds and classify");
+        return NULL;
+    }
+    Tree c = {0};
+    c.kinds = args[1];
+    c.classify = args[2];
+    PyObject *v = args[0];
+    PyTypeObject *t = Py_TYPE(v);
+    if (fp_is_scalar(v)) { Py_RETURN_NONE; }
+    PyObject *out = PyList_New(0), *alive = PyList_New(0), *items = NULL, *ns = NULL, *result = NULL;
+    int declined = 0;
+    if (out == NULL || alive == NULL) { goto done; }
+    if (t == &PyList_Type || t == &PyTuple_Type || t == &PyDict_Type || t == &PySet_Type) {
+        c.max_items = 30;
+        Py_ssize_t size = 0;
+        items = tree_items(&c, v, &size);
+        if (items == NULL || fp_int(out, size) < 0) { goto done; }
+        if (t == &PyDict_Type) {
+            /* ids of the keys, then of the values, then the values' nested prints */
+            PyObject *vals = PyList_New(0);
+            if (vals == NULL) { goto done; }
+            int rc = 0;
+            for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
+                PyObject *k = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+                rc = fp_id(out, k);
+                if (rc == 0 && fp_is_scalar(k)) { rc = PyList_Append(alive, k); }
+                if (rc == 0) { rc = PyList_Append(vals, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1)); }
+            }
+            if (rc == 0) { rc = fp_items(&c, out, alive, vals, 0, &declined); }
+            Py_DECREF(vals);
+            if (rc < 0) { goto done; }
+        } else if (t == &PySet_Type) {
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+                PyObject *x = PyList_GET_ITEM(items, i);
+                if (fp_id(out, x) < 0 || (fp_is_scalar(x) && PyList_Append(alive, x) < 0)) { goto done; }
+            }
+        } else if (fp_items(&c, out, alive, items, 1, &declined) < 0) {
+            goto done;
+        }
+    } else if (t == &PyFrozenSet_Type) {
+        if (fp_int(out, PySet_GET_SIZE(v)) < 0) { goto done; }
+    } else {
+        PyObject *getter = NULL, *slots = NULL;
+        PyObject *kind = tree_kind(&c, t);
+        if (kind == NULL) { goto done; }
+        long k = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
+        if (k == -1 && PyErr_Occurred()) { goto done; }
+        if (k == KIND_OPAQUE) {
+            /* a container subclass shows its fields too: Python's */
+            result = PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v) || PyAnySet_Check(v)
+                     ? Py_NewRef(Py_None) : Py_BuildValue("(()())");
+            goto done;
+        }
+        int got = fp_object_kind(&c, v, &getter, &slots);
+        if (got <= 0) {
+            if (got == 0) { result = Py_NewRef(Py_None); }
+            goto done;
+        }
+        ns = fp_instance_dict(getter, v);
+        if (ns == NULL && PyErr_Occurred()) { goto done; }
+        if (ns != NULL) {
+            c.max_items = 30;
+            Py_ssize_t size = 0;
+            items = tree_items(&c, ns, &size);
+            if (items == NULL || fp_int(out, size) < 0) { goto done; }
+            PyObject *vals = PyList_New(0);
+            if (vals == NULL) { goto done; }
+            int rc = 0;
+            for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
+                PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+                rc = fp_id(out, key);
+                if (rc == 0 && fp_is_scalar(key)) { rc = PyList_Append(alive, key); }
+                if (rc == 0) { rc = PyList_Append(vals, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1)); }
+            }
+            if (rc == 0) { rc = fp_items(&c, out, alive, vals, 0, &declined); }
+            Py_DECREF(vals);
+            if (rc < 0) { goto done; }
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(slots); i++) {
+            PyObject *x = PyObject_CallOneArg(PyTuple_GET_ITEM(PyTuple_GET_ITEM(slots, i), 1), v);
+            if (x == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_AttributeError)) { goto done; }
+                PyErr_Clear();
+                if (PyList_Append(out, Py_None) < 0) { goto done; }
+                continue;
+            }
+            PyObject *nested = NULL;
+            int rc = fp_id(out, x);
+            if (rc == 0) { nested = fp_nested(&c, x, &declined); }
+            Py_DECREF(x);
+            if (nested == NULL) { goto done; }
+            rc = PyList_Append(out, nested);
+            Py_DECREF(nested);
+            if (rc < 0) { goto done; }
+        }
+    }
+    PyObject *fp = PyList_AsTuple(out);
+    PyObject *kept = fp ? PyList_AsTuple(alive) : NULL;
+    result = kept ? PyTuple_Pack(2, fp, kept) : NULL;
+    Py_XDECREF(fp);
+    Py_XDECREF(kept);
+done:
+    if (declined && result == NULL) {
+        PyErr_Clear();
+        result = Py_NewRef(Py_None);
+    }
+    Py_XDECREF(out);
+    Py_XDECREF(alive);
+    Py_XDECREF(items);
+    Py_XDECREF(ns);
+    return result;
+}
+
 #if ESCOPE_FRAME_VARS
 /* frame_locals(frame) -> a new dict of the frame's bound locals, read as
    FastToLocals reads them but written nowhere: the Python callbacks' f_locals
@@ -3879,6 +4650,10 @@ static PyMethodDef module_methods[] = {
 #endif
     {"render_scalar_sequence", (PyCFunction)(void (*)(void))render_scalar_sequence, METH_FASTCALL,
      "Renderer.render of a list or tuple of scalars, or None."},
+    {"render_tree", (PyCFunction)(void (*)(void))render_tree, METH_FASTCALL,
+     "Renderer.render of nested builtin containers and plain objects, or None."},
+    {"fingerprint_tree", (PyCFunction)(void (*)(void))fingerprint_tree, METH_FASTCALL,
+     "(values.fingerprint, values.kept_alive) of what render_tree renders, or None."},
     {"forget_row", forget_row_py, METH_O, "Take a Collector.objs row out of the garbage collector's lists."},
     {"scalar_fingerprint", scalar_fingerprint, METH_O,
      "values.fingerprint of a list or tuple whose first 30 items are immutable scalars, or None."},

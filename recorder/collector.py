@@ -35,10 +35,11 @@ from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint, kep
 
 try:
     from ._hotpath import (EventLog as _EventLog, render_scalar_sequence as _render_scalar_sequence,
+                           render_tree as _render_tree, fingerprint_tree as _fingerprint_tree,
                            scalar_fingerprint as _scalar_fingerprint, untrack_segment as _untrack_segment,
                            forget_row as _forget_row)
 except ImportError:  # not built: a list of tuples, which the garbage collector untracks later
-    _EventLog = _render_scalar_sequence = _scalar_fingerprint = _untrack_segment = _forget_row = None
+    _EventLog = _render_scalar_sequence = _render_tree = _fingerprint_tree = _scalar_fingerprint = _untrack_segment = _forget_row = None
 try:
     # 3.12 only: frame.f_locals there writes every local into the dict the
     # test's locals() returned (and holds a reference to each); 3.13's is a view
@@ -64,6 +65,11 @@ _BORING_LOCAL_PREFIXES = ("@", ".")
 SEGMENT_EVENTS = 2048
 #: the most events a chunk grows to (memory: a few hundred bytes each)
 SPILL_CAP = 100_000
+#: Spill once the snapshots rendered since the last spill hold this many
+#: characters: an object of a few hundred shown items changed at every
+#: step makes kilobytes a step, and the writer holds a few copies of a
+#: chunk while it packs it (peak RSS, docs/performance.md).
+SPILL_CHARS = 8 << 20
 #: the most events a chunk grows to when the flusher runs: a test that films
 #: faster than the writer writes waits for it at this size, so what a hard
 #: death loses stays near 10,000 events (docs/reliability.md, "Faults")
@@ -125,11 +131,14 @@ class Collector:
         #: the compiled twin of fingerprint's common case (None: Python only)
         compiled = not pure_python_requested()
         self._scalar_fingerprint = _scalar_fingerprint if compiled else None
+        #: fingerprint and kept_alive of nested containers and plain objects in C
+        self._tree_fingerprint = _fingerprint_tree if compiled else None
         self._forget_row = _forget_row if compiled else None
         #: a frame's locals without touching its f_locals (None: read f_locals)
         self._frame_locals = _frame_locals if compiled else None
         if compiled:
             self.renderer.compiled_sequence = _render_scalar_sequence
+            self.renderer.compiled_tree = _render_tree
         self.record_lines = config.strategy != "minimal"
         self.full = config.strategy == "full_trace"
         #: the film in memory: a list of event tuples, or (compiled) an
@@ -164,6 +173,7 @@ class Collector:
         self.flushable = False
         #: how often the flusher takes a chunk (0: never)
         self.flush_every = config.flush_seconds
+        self.held_chars = 0  # text and detail of the snapshots not yet spilled
         # odd ids here; the writer numbers the scalars it renders with even ids
         self.vids = itertools.count(1, 2)
         self.objnums = itertools.count(1)
@@ -277,9 +287,16 @@ class Collector:
             return vid
         key = id(value)
         entry = self.objs.get(key)
+        alive = None
         try:
-            # a list or tuple of scalars (most re-checks) in C, the rest in Python
+            # a list or tuple of scalars (most re-checks) in C, then nested
+            # containers and plain objects in C, the rest in Python
             fp = self._scalar_fingerprint(value) if self._scalar_fingerprint is not None else None
+            if fp is None and self._tree_fingerprint is not None:
+                renderer = self.renderer
+                both = self._tree_fingerprint(value, renderer._c_kinds, renderer.c_kind)
+                if both is not None:
+                    fp, alive = both
             if fp is None:
                 fp = fingerprint(value, self.renderer)
         except Exception as recorder_err:
@@ -303,8 +320,10 @@ class Collector:
         tname, text, detail, flags = renderer.render_again(value) if again else renderer.render(value)
         vid = next(self.vids)
         out.append(("v", vid, objnum, tname, text, detail, flags))
+        self.held_chars += len(text) + (len(detail) if detail is not None else 0)
         try:
-            alive = kept_alive(value, self.renderer) if fp is not None else ()
+            if alive is None:
+                alive = kept_alive(value, self.renderer) if fp is not None else ()
         except Exception as recorder_err:
             if owned_by_test(recorder_err):
                 raise
@@ -312,6 +331,9 @@ class Collector:
         row = self.objs[key] = (fp, vid, objnum, cls, alive)
         if self._forget_row is not None:
             self._forget_row(row)
+        if self.held_chars > SPILL_CHARS:
+            # this event's rows travel with it, in the next chunk
+            self.spill()
         return vid
 
     def check_watch(self, fs: FrameState, frame: Any, entry: tuple) -> tuple | None:
@@ -647,6 +669,7 @@ class Collector:
             "phases": _take(self.phase_rows),
             "faults": list(self.faults.items()),
         }
+        self.held_chars = 0
         return chunk
 
     def overflow(self) -> None:

@@ -273,6 +273,9 @@ _spent = _RenderState()
 _MEMO_SIZE = 512
 #: values whose form is made of parts (items, entries, fields, args)
 _SHOWN_WITH_PARTS = (list, tuple, dict, set, frozenset, BaseException)
+#: classes ``_form`` shows by name (functions, modules, generators...)
+_NAMED_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+                types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
 
 _OPAQUE_MODULES = ("pytest_escope", "_pytest", "pluggy", "xdist", "execnet")
 
@@ -315,6 +318,11 @@ class Renderer:
         #: ``_hotpath.render_scalar_sequence`` when the collector may use
         #: compiled code: ``render``'s common case (a list or tuple of scalars)
         self.compiled_sequence: Any = None
+        #: ``_hotpath.render_tree`` when the collector may use compiled code:
+        #: nested builtin containers and objects shown field by field
+        self.compiled_tree: Any = None
+        #: id(class) -> (class, kind) for ``compiled_tree`` (``c_kind``)
+        self._c_kinds: dict[int, tuple] = {}
         self._types: dict[int, tuple[type, _TypeInfo]] = {}
         self._exceptions: dict[tuple, tuple[type, tuple[str, str, str | None, int]]] = {}
         #: id(child) -> (class, fingerprint, budget before, budget after, form,
@@ -390,8 +398,44 @@ class Renderer:
                 done = None
             if done is not None:
                 return done
+        tree = self.compiled_tree
+        if tree is not None and self.custom is None and not self.inject_fault:
+            try:
+                done = tree(value, self.max_size, self.max_items, self.max_depth,
+                            None if self.redact is None else self.redact.search, self._secret_key,
+                            self._c_kinds, self.c_kind)
+            except Exception as recorder_err:
+                if owned_by_test(recorder_err):
+                    raise
+                done = None
+            if done is not None:
+                return done
         type_name, text, form, flags = self.render_form(value)
         return (type_name, text, detail_json(form), flags)
+
+    def c_kind(self, cls: type) -> None:
+        """Record, for ``_hotpath.render_tree``, how ``_form`` shows
+        instances of ``cls``: ``(0, name)`` in Python, ``(1, name)`` as
+        ``<name>`` (opaque), ``(2, name, dict getter, slot getters)`` field
+        by field (``_object``), ``(3, ...)`` the same as ``<name qualname>``
+        (functions, methods, generators), ``(4, ...)`` a container subclass
+        (``_container`` with its fields).  The checks are ``_form``'s, in its
+        order."""
+        info = self._info(cls)
+        kind: tuple = (0, info.name)
+        if not info.secret:
+            if info.opaque:
+                kind = (1, info.name)
+            elif issubclass(cls, (list, tuple, set, frozenset, dict)):
+                kind = (4, info.name, info.dict_getter, tuple(info.slot_getters))
+            elif issubclass(cls, (str, bytes, int, float, complex, type)):
+                pass
+            elif any(cls is t for t in _NAMED_TYPES):
+                kind = (3, info.name, info.dict_getter, tuple(info.slot_getters))
+            elif not (issubclass(cls, BaseException) or cls is types.ModuleType
+                      or info.safe_repr or info.aware or info.zone or info.enum):
+                kind = (2, info.name, info.dict_getter, tuple(info.slot_getters))
+        self._c_kinds[id(cls)] = (cls, kind)
 
     def render_scalar(self, value: Any) -> tuple[str, str, None, int]:
         """``render`` for a value whose type is in ``IMMUTABLE_SCALARS``,
@@ -680,8 +724,9 @@ class Renderer:
                     break
                 kf = self._child(k, depth + 1)
                 vf = self._child(v, depth + 1, key=k)
-                trunc = trunc or kf.pop("_trunc", False) or vf.pop("_trunc", False)
-                redacted = redacted or vf.pop("_redacted", False)
+                # every child's flags are taken out of its form, none left in the detail
+                trunc = kf.pop("_trunc", False) | vf.pop("_trunc", False) | trunc
+                redacted = kf.pop("_redacted", False) | vf.pop("_redacted", False) | redacted
                 entries.append([kf, vf])
                 parts.append(f"{kf['repr']}: {vf['repr']}")
             body = "{" + ", ".join(parts) + (", …" if size > limit else "") + "}"
@@ -707,8 +752,8 @@ class Renderer:
             items = []
             for item in seq:
                 f = self._child(item, depth + 1)
-                trunc = trunc or f.pop("_trunc", False)
-                redacted = redacted or f.pop("_redacted", False)
+                trunc = f.pop("_trunc", False) | trunc
+                redacted = f.pop("_redacted", False) | redacted
                 items.append(f)
             body = open_ + ", ".join(f["repr"] for f in items) + (", …" if size > limit else "") + close
             form = {"type": name, "len": size, "items": items}
@@ -717,6 +762,9 @@ class Renderer:
         if cls not in (list, tuple, dict, set, frozenset):
             fields = self._fields(value, info, depth)
             if fields:
+                for f in fields.values():
+                    trunc = f.pop("_trunc", False) | trunc
+                    redacted = f.pop("_redacted", False) | redacted
                 form["fields"] = fields
             body = f"{name}({body})"
         form["repr"] = body
@@ -749,8 +797,8 @@ class Renderer:
         fields = self._fields(value, info, depth)
         if not fields and info.dict_getter is None and not info.slot_getters:
             return {"type": name, "repr": f"<{name} object>"}
-        trunc = any(f.pop("_trunc", False) for f in fields.values())
-        redacted = any(f.pop("_redacted", False) for f in fields.values())
+        trunc = any([f.pop("_trunc", False) for f in fields.values()])
+        redacted = any([f.pop("_redacted", False) for f in fields.values()])
         text = f"{name}(" + ", ".join(f"{k}={f['repr']}" for k, f in fields.items()) + ")"
         form = {"type": name, "repr": text, "fields": fields}
         if trunc:

@@ -1,7 +1,9 @@
 """Memory: a long test's film never piles up in memory.  The collector hands
-chunks of at most 100,000 events to the writer, which takes one at a time;
-the writer remembers a bounded number of distinct scalars.  A test of a
-few million events peaks within 256 MB of the same test run plainly."""
+chunks of at most 100,000 events, or of snapshots of at most 8 M characters,
+to the writer, which takes one at a time; the writer remembers a bounded
+number of distinct scalars.  A test of a few million events, or one that
+changes a big object at every step, peaks within 256 MB of the same test run
+plainly."""
 
 from __future__ import annotations
 
@@ -25,6 +27,26 @@ def test_long():
     for i in range({calls}):
         acc = step(i, acc)
     assert acc > 0
+'''
+
+#: an object of 40 shown entries changed twice an iteration: two snapshots
+#: of about 3,000 characters each (text and detail), 7 events an iteration
+BIG_OBJECT = '''
+class Board:
+    def __init__(self):
+        self.cells = {{"cell%03d" % i: "x" * 20 for i in range(40)}}
+        self.turn = 0
+
+    def play(self, i):
+        self.turn = i
+        self.cells["cell%03d" % (i % 40)] = "y%019d" % i
+
+
+def test_long():
+    board = Board()
+    for i in range({plays}):
+        board.play(i)
+    assert board.turn == {plays} - 1
 '''
 
 BOUND_KB = 256 * 1024
@@ -63,3 +85,15 @@ def test_a_long_test_peaks_within_the_documented_bound(tmp_path: Path) -> None:
     recorded = _peak_kb(project, "--escope", "--escope-keep=all")
     assert recorded - plain <= BOUND_KB, f"plain {plain} kB, recorded {recorded} kB"
     assert _events(project) > 1_500_000
+
+
+def test_big_snapshots_at_every_step_peak_within_the_bound(tmp_path: Path) -> None:
+    """80,000 plays: about 160,000 snapshots, 480 M characters of text and
+    detail, in 480,000 events (a chunk by event count alone would hold
+    100 M characters, and the writer holds a few copies while packing)."""
+    project = Project(tmp_path / "proj")
+    project.write("test_long.py", BIG_OBJECT.format(plays=80_000))
+    plain = _peak_kb(project)
+    recorded = _peak_kb(project, "--escope", "--escope-keep=all")
+    assert recorded - plain <= BOUND_KB, f"plain {plain} kB, recorded {recorded} kB"
+    assert _events(project) > 450_000

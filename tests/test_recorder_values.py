@@ -3,6 +3,8 @@ secrets never reach the disk, one value stays bounded."""
 
 from __future__ import annotations
 
+import collections
+
 import os
 import re
 import subprocess
@@ -568,6 +570,154 @@ def test_the_compiled_sequence_rendering_is_the_python_one() -> None:
     hooked = Renderer(max_size=100, max_depth=3, max_items=10, custom=lambda v: "mine" if type(v) is list else None)
     hooked.compiled_sequence = hot.render_scalar_sequence
     assert hooked.render([1, 2])[1] == "mine"
+
+
+class _Plain:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+class _Slotted:
+    __slots__ = ("a", "b", "password")
+
+
+class _Both(_Slotted):
+    pass  # a __dict__ beside the inherited slots
+
+
+def _random_tree(rnd, depth: int):
+    """A value of nested builtin containers, objects with a __dict__ and
+    with __slots__ (some unset), secrets under str and bytes keys, and
+    now and then a value ``render_tree`` leaves to Python."""
+    scalars = [0, -1, 2**63 - 1, 7, 2.5, -0.0, float("nan"), True, False, None, "", "s", 'q"uote',
+               "back\\slash", "line\nbreak\x01", "é", "\U0001f600", "x" * 70, b"", b"b\x00'\"", b"y" * 70]
+    declined = [2**70, 1j, ValueError("no"), pytest]
+    named = [len, _random_tree, lambda: 0, [].append, _Plain().__init__, (x for x in ()), "".join, str.join]
+    if depth <= 0 or rnd.random() < 0.3:
+        roll = rnd.random()
+        return rnd.choice(declined) if roll < 0.03 else rnd.choice(named) if roll < 0.1 else rnd.choice(scalars)
+    n = rnd.choice([0, 1, 2, 3, 5, 12, 40])
+    kind = rnd.randrange(10)
+    child = lambda: _random_tree(rnd, depth - 1)  # noqa: E731
+    if kind == 0:
+        return [child() for _ in range(n)]
+    if kind == 1:
+        return tuple(child() for _ in range(n))
+    if kind == 2:
+        keys = ["k", "password", b"api_key", 3, (1, "t"), "name", b"x", 2.5, None, "token"]
+        return {rnd.choice(keys) if i < 10 else i: child() for i in range(n)}
+    if kind == 3:
+        return {rnd.choice([1, 2, "a", "b", 3.5, None, (1, 2), b"z"]) for _ in range(n)} | set(range(n))
+    if kind == 4:
+        return frozenset(range(n))
+    if kind == 5:
+        return _Plain(**{f"f{i}": child() for i in range(min(n, 35))}, secret=child())
+    if kind == 8:  # container subclasses, with and without fields of their own
+        made = rnd.choice([_SubList, _SubDict, collections.OrderedDict, collections.Counter, _SubSet, _SubTuple])
+        items = [child() for _ in range(n)] if made is not collections.Counter else range(n)
+        if made in (_SubDict, collections.OrderedDict):
+            value = made((i if i % 3 else rnd.choice(["password", "k", b"token"]), x) for i, x in enumerate(items))
+        elif made is _SubSet:
+            value = made(range(n))
+        else:
+            value = made(items)
+        if made in (_SubList, _SubDict) and rnd.random() < 0.7:
+            value.note = child()
+            value.token = "hidden"
+        return value
+    if kind == 9:
+        value = collections.defaultdict(list, {i: child() for i in range(n)})
+        return value
+    obj = _Slotted() if kind == 6 else _Both()
+    for slot in ("a", "b", "password"):
+        if rnd.random() < 0.7:
+            setattr(obj, slot, child())
+    if kind == 7 and rnd.random() < 0.8:
+        obj.extra = child()
+    return obj
+
+
+class _SubList(list):
+    pass
+
+
+class _SubDict(dict):
+    pass
+
+
+class _SubSet(frozenset):
+    pass
+
+
+class _SubTuple(tuple):
+    __slots__ = ()
+
+
+def test_the_compiled_tree_rendering_is_the_python_one() -> None:
+    """``_hotpath.render_tree`` renders nested containers and objects shown
+    field by field exactly as ``Renderer.render`` does in Python (type name,
+    text, detail JSON, flags: truncation, redaction), at several limits,
+    and declines (None) what it leaves to Python."""
+    import random
+
+    hot = pytest.importorskip("pytest_escope.recorder._hotpath")
+    from pytest_escope.recorder.values import Renderer, compile_redaction
+
+    rnd = random.Random(11)
+    answered = declined = 0
+    for trial in range(1500):
+        size, depth, items_limit = rnd.choice([(40, 2, 3), (200, 3, 20), (1000, 3, 30), (1000, 5, 30), (12, 3, 30)])
+        redact = compile_redaction(["password", "token", "api_key", "secret"]) if trial % 3 else None
+        python = Renderer(max_size=size, max_depth=depth, max_items=items_limit, redact=redact)
+        compiled = Renderer(max_size=size, max_depth=depth, max_items=items_limit, redact=redact)
+        value = _random_tree(rnd, rnd.choice([1, 2, 3, 4]))
+        got = hot.render_tree(value, size, items_limit, depth, None if redact is None else redact.search,
+                              compiled._secret_key, compiled._c_kinds, compiled.c_kind)
+        if got is None:
+            declined += 1
+            continue
+        answered += 1
+        assert got == python.render(value), (trial, value)
+    assert answered > 900 and declined > 50, (answered, declined)
+    # what is left to Python
+    plain = Renderer()
+    for value in (ValueError("x"), 5, "text", [1j], {"k": 2**80}, pytest):
+        assert hot.render_tree(value, 100, 10, 3, None, None, plain._c_kinds, plain.c_kind) is None
+    # a plugin's own rendering comes first
+    hooked = Renderer(max_size=100, max_depth=3, max_items=10, custom=lambda v: "mine" if type(v) is dict else None)
+    hooked.compiled_tree = hot.render_tree
+    assert hooked.render({"a": 1})[1] == "mine"
+
+
+def test_the_compiled_tree_fingerprint_is_the_python_one() -> None:
+    """``_hotpath.fingerprint_tree`` returns ``values.fingerprint`` and
+    ``values.kept_alive`` of nested containers and objects shown field by
+    field, equal to Python's on random trees, and declines (None) the rest."""
+    import random
+
+    hot = pytest.importorskip("pytest_escope.recorder._hotpath")
+    from pytest_escope.recorder.values import Renderer, fingerprint, kept_alive
+
+    rnd = random.Random(12)
+    renderer = Renderer()
+    answered = declined = 0
+    for trial in range(2000):
+        value = _random_tree(rnd, rnd.choice([1, 2, 3]))
+        got = hot.fingerprint_tree(value, renderer._c_kinds, renderer.c_kind)
+        if got is None:
+            declined += 1
+            continue
+        answered += 1
+        assert got == (fingerprint(value, renderer), kept_alive(value, renderer)), (trial, value)
+    assert answered > 800 and declined > 30, (answered, declined)
+    # a change one level down (a field's list grows) moves it
+    inner = [1, 2]
+    outer = _Plain(items=inner, n=1)
+    before = hot.fingerprint_tree(outer, renderer._c_kinds, renderer.c_kind)
+    inner.append(3)
+    assert hot.fingerprint_tree(outer, renderer._c_kinds, renderer.c_kind) != before
+    for value in (_SubList([1, 2]), ValueError("x"), 5, "text", [_SubList()], pytest):
+        assert hot.fingerprint_tree(value, renderer._c_kinds, renderer.c_kind) is None
 
 
 def test_the_collector_renders_sequences_in_c_unless_pure_python(tmp_path: Path) -> None:
