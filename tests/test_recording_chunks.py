@@ -187,6 +187,7 @@ import atexit, gc, hashlib, json, shutil, sys, tempfile, threading
 from pathlib import Path
 from pytest_escope.recorder.config import RecorderConfig
 from pytest_escope.recorder.session import Recorder
+from pytest_escope.recorder import collector
 from pytest_escope.recorder.store import RecordingWriter, _ChunkRows
 sys.path.insert(0, sys.argv[1])
 import work
@@ -197,6 +198,7 @@ cfg = RecorderConfig(rootdir=Path(sys.argv[1]), strategy=sys.argv[2], spill_even
                      max_events=int(sys.argv[4]) if len(sys.argv) > 4 else 0, spill_seconds=3600.0,
                      flush_seconds=0)
 r = Recorder(cfg, d / "cache").recording(d / "unused.sqlite", {"nodeid": "x"}, keep_in_memory=True)
+collector.SPILL_CHARS = 1 << 62  # these tests count events: no spill by snapshot size
 chunks = []
 r.collector.sink = chunks.append
 r.start()

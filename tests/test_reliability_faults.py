@@ -754,11 +754,18 @@ def test_disk_full_leaves_no_empty_recording(project: Project) -> None:
     assert len(escope_warnings(rec.stdout)) == 1, rec.stdout[-3000:]
     run = project.latest()
     kept = sorted((run.path / "tests").iterdir())
-    assert [p.name.split("-")[0] for p in kept] == ["test_fills.py_test_1_fails"], kept
+    names = [p.name.split("-")[0] for p in kept]
+    # the flusher may have committed test_2's first steps (before its body
+    # set the limit) in a chunk of their own: then they are kept, with events
+    assert names in (["test_fills.py_test_1_fails"], ["test_fills.py_test_1_fails", "test_fills.py_test_2_disk_fills"]), kept
     assert count(kept[0], "events") > 2000 and meta(kept[0])["complete"] == "1"
     listed = {t["test"]: t for t in cli_json("list", cwd=project.path)["runs"][0]["tests"]}
     assert listed["test_fills.py::test_1_fails"]["recording"]
     filled = listed["test_fills.py::test_2_disk_fills"]
-    assert filled["recording"] is None and filled["bytes"] == 0, filled
     res = cli("replay", "test_fills.py::test_2_disk_fills", cwd=project.path)
-    assert res.returncode != 0 and "ran no recorded code" not in res.stdout + res.stderr, res.stderr
+    if len(kept) == 1:
+        assert filled["recording"] is None and filled["bytes"] == 0, filled
+        assert res.returncode != 0 and "ran no recorded code" not in res.stdout + res.stderr, res.stderr
+    else:
+        assert count(kept[1], "events") > 0, kept[1]
+        assert "ran no recorded code" not in res.stdout + res.stderr, res.stderr
