@@ -1223,10 +1223,13 @@ static inline int is_optimized(PyObject *code) {
     return code == NULL || !PyCode_Check(code) || (((PyCodeObject *)code)->co_flags & CO_OPTIMIZED) != 0;
 }
 
-/* A bound method called by name: its own fingerprint never moves, its
-   owner's may (Collector.recheck_mutable looks at the owner). */
+/* A bound method called by name, or a functools.partial (of one): its own
+   fingerprint never moves, its owner's may (Collector.recheck_mutable looks
+   at the owner).  The partial type by name: exactly the C type, whose name
+   a subclass does not have. */
 static inline int is_bound_method(PyObject *v) {
-    return Py_IS_TYPE(v, &PyMethod_Type) || Py_IS_TYPE(v, &PyCFunction_Type);
+    return Py_IS_TYPE(v, &PyMethod_Type) || Py_IS_TYPE(v, &PyCFunction_Type) ||
+           strcmp(Py_TYPE(v)->tp_name, "functools.partial") == 0;
 }
 
 /* Collector.check_watch: a tuple of changes or None (new reference). */

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from types import BuiltinMethodType as _BUILTIN_METHOD, MethodType as _METHOD
+from functools import partial as _PARTIAL
 from typing import Any, Callable
 
 from . import schema
@@ -51,6 +52,8 @@ except ImportError:
 MISSING = object()
 _BUILTIN_SELF = _BUILTIN_METHOD.__dict__["__self__"].__get__
 _METHOD_SELF = _METHOD.__dict__["__self__"].__get__
+#: a partial's callable, read through the type's own member (``func``)
+_PARTIAL_FUNC = _PARTIAL.__dict__["func"].__get__
 #: a watch entry naming nothing: the next step still looks (class bodies)
 _LOOK_AGAIN: tuple = ((), ())
 
@@ -92,10 +95,18 @@ def _take(rows: list) -> list:
 
 
 def _owner_of(method: Any) -> Any:
-    """The object a bound method is bound to (read from the type's own
-    descriptor: no code of the test runs)."""
+    """The object a bound method is bound to, also inside a
+    ``functools.partial`` of one (read from the types' own descriptors: no
+    code of the test runs); None for any other callable."""
     try:
-        return _METHOD_SELF(method) if type(method) is _METHOD else _BUILTIN_SELF(method)
+        for _ in range(4):  # partial(partial(log.append, ...)): a few levels, never a loop
+            if type(method) is not _PARTIAL:
+                break
+            method = _PARTIAL_FUNC(method)
+        cls = type(method)
+        if cls is not _METHOD and cls is not _BUILTIN_METHOD:
+            return None
+        return _METHOD_SELF(method) if cls is _METHOD else _BUILTIN_SELF(method)
     except Exception as recorder_err:
         if owned_by_test(recorder_err):
             raise
@@ -431,11 +442,12 @@ class Collector:
         if self.is_secret(name):
             return
         cls = type(value)
-        if cls is _BUILTIN_METHOD or cls is _METHOD:
+        if cls is _BUILTIN_METHOD or cls is _METHOD or cls is _PARTIAL:
             # a bound method called by name (``sink(x)`` with ``sink =
-            # log.append``) changes its owner, which no name of the line
-            # holds: a new snapshot of the owner if this film already shows
-            # it (any frame's binding to it then shows the change)
+            # log.append``, or a partial of one) changes its owner, which no
+            # name of the line holds: a new snapshot of the owner if this
+            # film already shows it (any frame's binding to it then shows the
+            # change)
             owner = _owner_of(value)
             if owner is not None and id(type(owner)) not in IMMUTABLE_IDS:
                 entry = self.objs.get(id(owner))

@@ -119,10 +119,6 @@ INNER_TESTS = [
 
 #: inner test -> why escope's film differs from the observer there.
 EXPECTED_DIFFERENCES: dict[str, str] = {
-    "test_partial_of_a_bound_append": (
-        "a list changed by code out of scope through a callable that is not a bound method "
-        "(functools.partial(seen.append)) shows its old value until a statement names it: after a "
-        "call, escope re-reads the names of the statement and the owner of a bound method called by name"),
     "test_callback_kept_on_an_object": (
         "a list changed through a bound method kept on another object (self.notify = sold.append; "
         "self.notify(sku)) shows its old value until a statement names it: only a bound method called "
