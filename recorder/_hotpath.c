@@ -4497,26 +4497,18 @@ static int fp_items(Tree *c, PyObject *out, PyObject *alive, PyObject *items, in
 /* values._container_print of a list, tuple, dict, set or frozenset (or a
    subclass, read through its base type) into ``out``; the scalars it names
    (values._kept_items) into ``alive``. */
+static int fp_namespace(Tree *c, PyObject *ns, PyObject *out, PyObject *alive, int *declined);
+
 static int fp_container(Tree *c, PyObject *v, PyObject *out, PyObject *alive, int *declined) {
     if (PyFrozenSet_Check(v)) { return fp_int(out, PySet_GET_SIZE(v)); }
+    /* a dict's print is an instance dict's: keys, values, the values' nested prints */
+    if (PyDict_Check(v)) { return fp_namespace(c, v, out, alive, declined); }
     c->max_items = 30;
     Py_ssize_t size = 0;
     PyObject *items = tree_items(c, v, &size);
     if (items == NULL) { return -1; }
     int rc = fp_int(out, size);
-    if (rc == 0 && PyDict_Check(v)) {
-        /* ids of the keys, then of the values, then the values' nested prints */
-        PyObject *vals = PyList_New(0);
-        rc = vals == NULL ? -1 : 0;
-        for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
-            PyObject *k = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
-            rc = fp_id(out, k);
-            if (rc == 0 && fp_is_scalar(k)) { rc = PyList_Append(alive, k); }
-            if (rc == 0) { rc = PyList_Append(vals, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1)); }
-        }
-        if (rc == 0) { rc = fp_items(c, out, alive, vals, 0, declined); }
-        Py_XDECREF(vals);
-    } else if (rc == 0 && PyAnySet_Check(v)) {
+    if (rc == 0 && PyAnySet_Check(v)) {
         for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
             PyObject *x = PyList_GET_ITEM(items, i);
             rc = fp_id(out, x);

@@ -388,22 +388,16 @@ class Renderer:
         return (id(cls), args, kinds)
 
     def _render(self, value: Any) -> tuple[str, str, str | None, int]:
-        compiled = self.compiled_sequence
-        if compiled is not None and self.custom is None and not self.inject_fault:
+        if self.custom is None and not self.inject_fault:
+            # C first (a list of scalars, then nested values); None: Python renders it
             try:
-                done = compiled(value, self.max_size, self.max_items)
-            except Exception as recorder_err:
-                if owned_by_test(recorder_err):
-                    raise
                 done = None
-            if done is not None:
-                return done
-        tree = self.compiled_tree
-        if tree is not None and self.custom is None and not self.inject_fault:
-            try:
-                done = tree(value, self.max_size, self.max_items, self.max_depth,
-                            None if self.redact is None else self.redact.search, self._secret_key,
-                            self._c_kinds, self.c_kind)
+                if self.compiled_sequence is not None:
+                    done = self.compiled_sequence(value, self.max_size, self.max_items)
+                if done is None and self.compiled_tree is not None:
+                    done = self.compiled_tree(value, self.max_size, self.max_items, self.max_depth,
+                                              None if self.redact is None else self.redact.search,
+                                              self._secret_key, self._c_kinds, self.c_kind)
             except Exception as recorder_err:
                 if owned_by_test(recorder_err):
                     raise
