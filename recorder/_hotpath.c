@@ -3755,6 +3755,9 @@ static int put_scalar_text(TextBuf *b, PyObject *x, Py_ssize_t limit, Py_ssize_t
     return 0;
 }
 
+static int tree_put_value_leaf(TextBuf *json, const char *name, Py_ssize_t name_size, const char *text,
+                               size_t n);
+
 /* render_scalar_sequence(value, max_size, max_items) -> (type name, text,
    detail JSON, flags) or None.
 
@@ -3825,10 +3828,9 @@ static PyObject *render_scalar_sequence(PyObject *module, PyObject *const *args,
         goto done;
     }
     for (Py_ssize_t i = 0; i < k; i++) {
-        if ((i && text_put(&detail, ",", 1) < 0) || text_put(&detail, "{\"type\":\"", 9) < 0 ||
-            text_put(&detail, names[i], strlen(names[i])) < 0 || text_put(&detail, "\",\"repr\":\"", 10) < 0 ||
-            text_put_json(&detail, text.p + spans[2 * i], spans[2 * i + 1] - spans[2 * i]) < 0 ||
-            text_put(&detail, "\"}", 2) < 0) {
+        if ((i && text_put(&detail, ",", 1) < 0) ||
+            tree_put_value_leaf(&detail, names[i], (Py_ssize_t)strlen(names[i]), text.p + spans[2 * i],
+                                spans[2 * i + 1] - spans[2 * i]) < 0) {
             goto done;
         }
     }
@@ -3857,6 +3859,7 @@ typedef struct {
     PyObject *secret_key;   /* Renderer._secret_key, for keys that are not an exact str */
     PyObject *kinds;        /* id(class) -> (class, kind), filled by ``classify`` */
     PyObject *classify;     /* Renderer.c_kind */
+    PyObject *secret_names; /* exact str key -> True/False: whether it names a secret; or NULL */
 } Tree;
 
 enum { KIND_PYTHON = 0, KIND_OPAQUE = 1, KIND_OBJECT = 2, KIND_NAMED = 3, KIND_CONTAINER = 4 };
@@ -3920,11 +3923,23 @@ static const char *tree_type_name(Tree *c, PyTypeObject *t, Py_ssize_t *size, Py
 /* Whether a child shown under ``key`` is a secret (Renderer._child). */
 static int tree_secret(Tree *c, PyObject *key) {
     if (c->redact == NULL || key == NULL || key == Py_None) { return 0; }
-    PyObject *hit = PyUnicode_CheckExact(key) ? PyObject_CallOneArg(c->redact, key)
-                                             : PyObject_CallOneArg(c->secret_key, key);
+    /* Renderer._secret_key matches str and bytes keys (and subclasses) only */
+    if (!PyUnicode_Check(key) && !PyBytes_Check(key)) { return 0; }
+    int exact = PyUnicode_CheckExact(key);
+    if (exact && c->secret_names != NULL) {
+        /* a field name is matched at every rendering of its object: once is enough */
+        PyObject *known = PyDict_GetItemWithError(c->secret_names, key);
+        if (known != NULL) { return known == Py_True; }
+        if (PyErr_Occurred()) { return -1; }
+    }
+    PyObject *hit = exact ? PyObject_CallOneArg(c->redact, key) : PyObject_CallOneArg(c->secret_key, key);
     if (hit == NULL) { return -1; }
     int secret = hit != Py_None && hit != Py_False;
     Py_DECREF(hit);
+    if (exact && c->secret_names != NULL && PyDict_GET_SIZE(c->secret_names) < 4096 &&
+        PyDict_SetItem(c->secret_names, key, secret ? Py_True : Py_False) < 0) {
+        return -1;
+    }
     return secret;
 }
 
@@ -3933,6 +3948,64 @@ static int tree_put_leaf(TextBuf *json, const char *name, Py_ssize_t name_size, 
     return text_put(json, "{\"type\":\"", 9) < 0 || text_put_json(json, name, (size_t)name_size) < 0 ||
            text_put(json, "\",\"repr\":\"", 10) < 0 || text_put_json(json, text, n) < 0 ||
            text_put(json, "\"", 1) < 0 ? -1 : 0;
+}
+
+/* Whether ``text`` is an int as JSON writes it: -?(0|[1-9][0-9]*). */
+static int is_json_int(const char *s, size_t n) {
+    size_t i = n && s[0] == '-' ? 1 : 0;
+    if (i >= n) { return 0; }
+    if (s[i] == '0') { return i + 1 == n; }
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') { return 0; }
+    }
+    return 1;
+}
+
+/* Whether ``text`` is a JSON number with a fraction or an exponent (a
+   float's repr but inf and nan).  The texts C writes are the interpreter's
+   repr of an exact float, so this is forms.py's rule for them. */
+static int is_json_float(const char *s, size_t n) {
+    size_t i = n && s[0] == '-' ? 1 : 0, start;
+    if (i >= n || s[i] < '0' || s[i] > '9') { return 0; }
+    if (s[i] == '0') { i++; } else { while (i < n && s[i] >= '0' && s[i] <= '9') { i++; } }
+    int more = 0;
+    if (i < n && s[i] == '.') {
+        start = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9') { i++; }
+        if (i == start) { return 0; }
+        more = 1;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) { i++; }
+        start = i;
+        while (i < n && s[i] >= '0' && s[i] <= '9') { i++; }
+        if (i == start) { return 0; }
+        more = 1;
+    }
+    return more && i == n;
+}
+
+/* A whole leaf, as forms.py stores it: a str as its repr in a JSON string,
+   an int or float whose repr is a JSON number as that number, True, False
+   and None as true, false and null; anything else {"type":..,"repr":..}. */
+static int tree_put_value_leaf(TextBuf *json, const char *name, Py_ssize_t name_size, const char *text, size_t n) {
+    if (name_size == 3 && memcmp(name, "str", 3) == 0) {
+        return text_put(json, "\"", 1) < 0 || text_put_json(json, text, n) < 0 || text_put(json, "\"", 1) < 0
+               ? -1 : 0;
+    }
+    if ((name_size == 3 && memcmp(name, "int", 3) == 0 && is_json_int(text, n)) ||
+        (name_size == 5 && memcmp(name, "float", 5) == 0 && is_json_float(text, n))) {
+        return text_put(json, text, n);
+    }
+    if (name_size == 4 && memcmp(name, "bool", 4) == 0 && ((n == 4 && memcmp(text, "True", 4) == 0) ||
+                                                          (n == 5 && memcmp(text, "False", 5) == 0))) {
+        return n == 4 ? text_put(json, "true", 4) : text_put(json, "false", 5);
+    }
+    if (name_size == 8 && memcmp(name, "NoneType", 8) == 0 && n == 4 && memcmp(text, "None", 4) == 0) {
+        return text_put(json, "null", 4);
+    }
+    return tree_put_leaf(json, name, name_size, text, n) < 0 || text_put(json, "}", 1) < 0 ? -1 : 0;
 }
 
 static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *repr, TextBuf *json,
@@ -3952,7 +4025,7 @@ static int tree_child(Tree *c, PyObject *v, Py_ssize_t depth, PyObject *key, Tex
         if (name == NULL) { return -1; }
         *redacted = 1;
         return text_put(repr, "<redacted>", 10) < 0 ||
-               tree_put_leaf(json, name, name_size, "<redacted>", 10) < 0 || text_put(json, "}", 1) < 0 ? -1 : 1;
+               tree_put_value_leaf(json, name, name_size, "<redacted>", 10) < 0 ? -1 : 1;
     }
     c->left -= 2;
     if (t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type || t == &PyBool_Type ||
@@ -3969,8 +4042,7 @@ static int tree_child(Tree *c, PyObject *v, Py_ssize_t depth, PyObject *key, Tex
         }
         c->left -= name_chars + 3;
         *trunc = 1;
-        return tree_put_leaf(json, name, name_size, repr->p + start, repr->len - start) < 0 ||
-               text_put(json, "}", 1) < 0 ? -1 : 1;
+        return tree_put_value_leaf(json, name, name_size, repr->p + start, repr->len - start) < 0 ? -1 : 1;
     }
     return tree_form(c, v, depth, 0, repr, json, trunc, redacted);
 }
@@ -4092,7 +4164,9 @@ static int tree_container(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth
             goto done;
         }
     }
-    if (!top && (text_put(json, ",\"repr\":\"", 9) < 0 ||
+    /* an exact builtin's text is rebuilt from its items (forms.py); a
+       subclass's shows its name and keeps it */
+    if (!top && kind != NULL && (text_put(json, ",\"repr\":\"", 9) < 0 ||
                  text_put_json(json, repr->p + start, repr->len - start) < 0 || text_put(json, "\"", 1) < 0)) {
         goto done;
     }
@@ -4191,8 +4265,7 @@ static int tree_object(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth, i
             return -1;
         }
         if (top) { return 2; }  /* no form: the detail is None */
-        return tree_put_leaf(json, name, (size_t)name_size, repr->p + start, repr->len - start) < 0 ||
-               text_put(json, "}", 1) < 0 ? -1 : 1;
+        return tree_put_value_leaf(json, name, (size_t)name_size, repr->p + start, repr->len - start) < 0 ? -1 : 1;
     }
     /* the fields' forms go first into their own buffer: the object's form
        holds its text before them */
@@ -4208,8 +4281,9 @@ static int tree_object(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth, i
         rc = text_put(json, "{\"fields\":{", 11) < 0 || text_put(json, fields.p ? fields.p : "", fields.len) < 0 ||
              text_put(json, "}}", 2) < 0 ? -1 : 1;
     } else {
-        rc = tree_put_leaf(json, name, (size_t)name_size, repr->p + start, repr->len - start) < 0 ||
-             text_put(json, ",\"fields\":{", 11) < 0 || text_put(json, fields.p ? fields.p : "", fields.len) < 0 ||
+        /* no repr: forms.py rebuilds Name(field=value, ...) from the fields */
+        rc = text_put(json, "{\"type\":\"", 9) < 0 || text_put_json(json, name, (size_t)name_size) < 0 ||
+             text_put(json, "\",\"fields\":{", 12) < 0 || text_put(json, fields.p ? fields.p : "", fields.len) < 0 ||
              text_put(json, "}}", 2) < 0 ? -1 : 1;
     }
 done:
@@ -4244,8 +4318,7 @@ static int tree_named(Tree *c, PyObject *v, PyObject *name, int top, TextBuf *re
         size_t start = repr->len;
         if (text_put(repr, "<", 1) == 0 && text_put(repr, n, (size_t)name_size) == 0 && text_put(repr, " ", 1) == 0 &&
             text_put(repr, q, (size_t)qual_size) == 0 && text_put(repr, ">", 1) == 0) {
-            rc = top ? 2 : tree_put_leaf(json, n, name_size, repr->p + start, repr->len - start) < 0 ||
-                           text_put(json, "}", 1) < 0 ? -1 : 1;
+            rc = top ? 2 : tree_put_value_leaf(json, n, name_size, repr->p + start, repr->len - start) < 0 ? -1 : 1;
         }
     }
     Py_DECREF(qual);
@@ -4266,8 +4339,7 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
         int r = put_scalar_text(repr, v, c->max_size, &chars, &name);
         if (r <= 0) { return r; }
         c->left -= chars;
-        return tree_put_leaf(json, name, (Py_ssize_t)strlen(name), repr->p + start, repr->len - start) < 0 ||
-               text_put(json, "}", 1) < 0 ? -1 : 1;
+        return tree_put_value_leaf(json, name, (Py_ssize_t)strlen(name), repr->p + start, repr->len - start) < 0 ? -1 : 1;
     }
     if (t == &PyList_Type || t == &PyTuple_Type || t == &PyDict_Type || t == &PySet_Type ||
         t == &PyFrozenSet_Type) {
@@ -4287,8 +4359,7 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
             return -1;
         }
         if (top) { return 2; }
-        return tree_put_leaf(json, name, name_size, repr->p + start, repr->len - start) < 0 ||
-               text_put(json, "}", 1) < 0 ? -1 : 1;
+        return tree_put_value_leaf(json, name, name_size, repr->p + start, repr->len - start) < 0 ? -1 : 1;
     }
     if (k == KIND_OBJECT && PyTuple_GET_SIZE(kind) == 4) {
         return tree_object(c, v, kind, depth, top, repr, json, trunc, redacted);
@@ -4303,7 +4374,8 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
     return 0;
 }
 
-/* render_tree(value, max_size, max_items, max_depth, redact_search, secret_key, kinds, classify)
+/* render_tree(value, max_size, max_items, max_depth, redact_search, secret_key, kinds, classify[,
+               secret_names])
    -> (type name, text, detail JSON or None, flags) or None.
 
    Renderer.render in C for nested exact lists, tuples, dicts, sets and
@@ -4316,8 +4388,8 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
    container subclass, an exception, an int past 64 bits...), which Python
    then renders whole. */
 static PyObject *render_tree(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "render_tree() takes 8 arguments");
+    if (nargs != 8 && nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "render_tree() takes 8 or 9 arguments");
         return NULL;
     }
     Tree c = {0};
@@ -4331,6 +4403,7 @@ static PyObject *render_tree(PyObject *module, PyObject *const *args, Py_ssize_t
     c.secret_key = args[5];
     c.kinds = args[6];
     c.classify = args[7];
+    c.secret_names = nargs == 9 && PyDict_CheckExact(args[8]) ? args[8] : NULL;
     PyObject *value = args[0];
     TextBuf repr = {NULL, 0, 0}, json = {NULL, 0, 0};
     int trunc = 0, redacted = 0;

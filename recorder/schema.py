@@ -14,6 +14,9 @@ Schema history:
    activations, bindings and value snapshots column by column.  The
    relational tables keep their meaning; a reader unpacks the chunks into
    them (``unpack_chunks``) in a private copy before querying.
+3. ``vals.detail`` is stored compact: scalar leaves as JSON scalars, and no
+   text for the nested containers and objects whose text the reader
+   rebuilds from their children (``forms.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import itertools
 import zlib
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Value stored in ``meta.format`` so a foreign SQLite file is told apart
 #: from a recording before any other table is trusted.
@@ -259,7 +262,7 @@ TABLES = (
 #:   2  ``attempt``: 0 is the session's own run of a test, 1..N the recorded
 #:      reruns ``--escope-on-failure`` makes of a failed one; the key is
 #:      (test_id, worker, attempt).  A version-1 index reads as attempt 0.
-INDEX_SCHEMA_VERSION = 2
+INDEX_SCHEMA_VERSION = 3
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
     key TEXT PRIMARY KEY,

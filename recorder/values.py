@@ -34,6 +34,7 @@ import uuid
 import zoneinfo
 from typing import Any, Iterable
 
+from .forms import compact
 from .interrupts import owned_by_test
 from .schema import FLAG_REDACTED, FLAG_TRUNCATED, FLAG_UNRENDERABLE
 
@@ -95,9 +96,10 @@ _encode_json = _form_encoder()
 
 
 def detail_json(form: dict | None) -> str | None:
+    """A top-level form as ``vals.detail`` stores it (``forms.compact``)."""
     if not form:
         return None
-    return _encode_json(form)
+    return _encode_json(compact(form))
 
 
 class _TypeInfo:
@@ -323,6 +325,8 @@ class Renderer:
         self.compiled_tree: Any = None
         #: id(class) -> (class, kind) for ``compiled_tree`` (``c_kind``)
         self._c_kinds: dict[int, tuple] = {}
+        #: exact str key -> whether it names a secret, for ``compiled_tree``
+        self._secret_names: dict[str, bool] = {}
         self._types: dict[int, tuple[type, _TypeInfo]] = {}
         self._exceptions: dict[tuple, tuple[type, tuple[str, str, str | None, int]]] = {}
         #: id(child) -> (class, fingerprint, budget before, budget after, form,
@@ -397,7 +401,7 @@ class Renderer:
                 if done is None and self.compiled_tree is not None:
                     done = self.compiled_tree(value, self.max_size, self.max_items, self.max_depth,
                                               None if self.redact is None else self.redact.search,
-                                              self._secret_key, self._c_kinds, self.c_kind)
+                                              self._secret_key, self._c_kinds, self.c_kind, self._secret_names)
             except Exception as recorder_err:
                 if owned_by_test(recorder_err):
                     raise

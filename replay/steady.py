@@ -47,7 +47,7 @@ def form_key(row: tuple | None) -> Any:
         return (type_, text, detail, flags)
     if type_ in ("set", "frozenset") and isinstance(detail, str):
         try:
-            items = json.loads(detail).get("items")
+            items = Value(type_, text, detail).detail().get("items")
             if isinstance(items, list):
                 return (type_, tuple(sorted(steady(json.dumps(i, sort_keys=True)) for i in items)), flags)
         except (ValueError, AttributeError, RecursionError):

@@ -10,10 +10,10 @@ recording contains.
 from __future__ import annotations
 
 import ast
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..recorder import forms
 from ..recorder.schema import FLAG_REDACTED, FLAG_TRUNCATED, FLAG_UNRENDERABLE
 from .errors import UnknownNameError
 
@@ -78,12 +78,12 @@ class Value:
             parsed: Any = None
             if self._detail:
                 try:
-                    parsed = json.loads(self._detail)
+                    parsed = forms.parse(self._detail)
                 except (ValueError, TypeError, RecursionError):
                     parsed = None
                 if _deeper_than(parsed, MAX_FORM_DEPTH):
                     parsed = None  # no recorder nests this deep: a crafted file
-            self._parsed = parsed if isinstance(parsed, dict) else {}
+            self._parsed = forms.expand(parsed) if isinstance(parsed, dict) else {}
         return self._parsed
 
     def to_json(self) -> dict[str, Any]:

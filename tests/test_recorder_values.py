@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -665,6 +666,7 @@ def test_the_compiled_tree_rendering_is_the_python_one() -> None:
 
     rnd = random.Random(11)
     answered = declined = 0
+    secret_names: dict = {}  # one pattern for every trial that redacts: its answers are remembered across them
     for trial in range(1500):
         size, depth, items_limit = rnd.choice([(40, 2, 3), (200, 3, 20), (1000, 3, 30), (1000, 5, 30), (12, 3, 30)])
         redact = compile_redaction(["password", "token", "api_key", "secret"]) if trial % 3 else None
@@ -672,13 +674,14 @@ def test_the_compiled_tree_rendering_is_the_python_one() -> None:
         compiled = Renderer(max_size=size, max_depth=depth, max_items=items_limit, redact=redact)
         value = _random_tree(rnd, rnd.choice([1, 2, 3, 4]))
         got = hot.render_tree(value, size, items_limit, depth, None if redact is None else redact.search,
-                              compiled._secret_key, compiled._c_kinds, compiled.c_kind)
+                              compiled._secret_key, compiled._c_kinds, compiled.c_kind, secret_names)
         if got is None:
             declined += 1
             continue
         answered += 1
         assert got == python.render(value), (trial, value)
     assert answered > 900 and declined > 50, (answered, declined)
+    assert secret_names.get("password") is True and secret_names.get("k") is False
     # what is left to Python
     plain = Renderer()
     for value in (ValueError("x"), 5, "text", [1j], {"k": 2**80}, pytest):
@@ -687,6 +690,64 @@ def test_the_compiled_tree_rendering_is_the_python_one() -> None:
     hooked = Renderer(max_size=100, max_depth=3, max_items=10, custom=lambda v: "mine" if type(v) is dict else None)
     hooked.compiled_tree = hot.render_tree
     assert hooked.render({"a": 1})[1] == "mine"
+
+
+def test_a_stored_detail_reads_back_as_the_full_form() -> None:
+    """``vals.detail`` stores a compact form (scalar leaves as JSON scalars,
+    nested texts left to be rebuilt); read back through ``forms.expand`` it
+    is the full form the renderer built, key order included, from the
+    Python renderer and from the compiled one alike; and it is smaller."""
+    import enum
+    import json
+    import random
+
+    from pytest_escope.recorder import forms
+    from pytest_escope.recorder.values import Renderer, compile_redaction, detail_json
+
+    hot = _hotpath_or_none()
+
+    class Colour(enum.Enum):
+        RED = 1
+
+    odd = [float("inf"), float("nan"), -0.0, 1e16, 1.5e-07, 2**70, -(2**63), True, False, None, "it's \"q\"\n",
+           "\u00e9\u2026", b"by'tes", 1j, Colour.RED, ValueError("bad", 3), int, [], (), set(), frozenset(), {},
+           (1,), "<redacted>", "5", "1.0", "True", "None"]
+    rnd = random.Random(5)
+    full_chars = stored_chars = compared = 0
+    for trial in range(800):
+        size, depth, items_limit = rnd.choice([(40, 2, 3), (200, 3, 20), (1000, 3, 30), (4000, 5, 100)])
+        redact = compile_redaction(["password", "token", "api_key"]) if trial % 2 else None
+        renderer = Renderer(max_size=size, max_depth=depth, max_items=items_limit, redact=redact)
+        value = _random_tree(rnd, rnd.choice([1, 2, 3])) if trial % 4 else [rnd.choice(odd) for _ in range(6)]
+        if trial % 7 == 0:
+            value = {"odd": list(odd), "nested": [odd[:5], {"x": odd[5:10]}]}
+        _type, _text, form, _flags = renderer.render_form(value)
+        if form is None:
+            continue
+        full = json.dumps(form, ensure_ascii=False, separators=(",", ":"))
+        stored = detail_json(form)
+        assert json.dumps(forms.expand(forms.parse(stored)), ensure_ascii=False, separators=(",", ":")) == full
+        full_chars += len(full)
+        stored_chars += len(stored)
+        if hot is not None:
+            got = hot.render_tree(value, size, items_limit, depth, None if redact is None else redact.search,
+                                  renderer._secret_key, renderer._c_kinds, renderer.c_kind)
+            if got is not None and got[2] is not None:
+                compared += 1
+                assert got[2] == stored, (trial, value)
+    assert stored_chars < 0.6 * full_chars, (stored_chars, full_chars)
+    assert hot is None or compared > 300, compared
+    # a detail written in full (an older recording) reads back unchanged
+    old = '{"len":2,"items":[{"type":"int","repr":"1"},{"type":"list","len":0,"items":[],"repr":"[]"}]}'
+    assert forms.expand(forms.parse(old)) == json.loads(old)
+
+
+def _hotpath_or_none() -> Any:
+    try:
+        from pytest_escope.recorder import _hotpath
+    except ImportError:
+        return None
+    return _hotpath
 
 
 def test_the_compiled_tree_fingerprint_is_the_python_one() -> None:
@@ -801,12 +862,12 @@ def test_a_big_nested_value_renders_what_its_text_shows() -> None:
     """Thirty lists of thirty items hold 900 scalars; the text shows about
     a thousand characters of them, and the structured form stops where the
     text does: later lists are shown as ``<list…>``, with the real lengths."""
+    from pytest_escope.recorder import forms
     from pytest_escope.recorder.values import Renderer
-    import json
 
     value = [list(range(i * 1000, i * 1000 + 100)) for i in range(30)]
     type_name, text, detail, flags = Renderer().render(value)
-    form = json.loads(detail)
+    form = forms.expand(forms.parse(detail))
     assert type_name == "list" and form["len"] == 30 and flags & 1
     shown = [item for item in form["items"] if "items" in item]
     stubs = [item for item in form["items"] if item["repr"] == "<list…>"]

@@ -94,7 +94,7 @@ def test_a_chunk_that_does_not_decode_is_a_chunk_error(data) -> None:
 def test_a_real_recording_is_packed_and_under_40_bytes_per_event(tmp_path: Path) -> None:
     _, path = record_loop(tmp_path, 20_000)
     raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    assert raw.execute("SELECT meta.value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert raw.execute("SELECT meta.value FROM meta WHERE key = 'schema_version'").fetchone() == (str(schema.SCHEMA_VERSION),)
     assert raw.execute("SELECT count(*) FROM events").fetchone() == (0,)
     chunks, steps = raw.execute("SELECT count(*), sum(steps) FROM chunks").fetchone()
     events = int(dict(raw.execute("SELECT key, value FROM meta"))["event_count"])
