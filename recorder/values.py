@@ -102,6 +102,16 @@ def detail_json(form: dict | None) -> str | None:
     return _encode_json(compact(form))
 
 
+def _class_name(cls: type) -> str:
+    """A class's ``__qualname__`` through ``type``'s own descriptor, or ``?``."""
+    try:
+        return str.__str__(_type_qualname(cls))
+    except Exception as recorder_err:
+        if owned_by_test(recorder_err):
+            raise
+        return "?"
+
+
 class _TypeInfo:
     """What is safe to read from instances of one type, decided once."""
 
@@ -542,7 +552,10 @@ class Renderer:
         if issubclass(cls, (str, bytes, int, float, complex)):
             return {"type": name, "repr": f"{name}({self._scalar_text(value, cls)})"}
         if issubclass(cls, type):
-            return {"type": "type", "repr": f"<class '{self._type_name(value)}'>"}
+            # not through the per-class cache, which keeps each class it knows
+            # alive: a class made and dropped in a test (attrs replaces a
+            # slotted class by a new one) must die as it does without escope
+            return {"type": "type", "repr": f"<class '{_class_name(value)}'>"}
         if cls is types.FunctionType or cls is types.BuiltinFunctionType or cls is types.MethodType:
             func = value.__func__ if cls is types.MethodType else value
             ftype = type(func)

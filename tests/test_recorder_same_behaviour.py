@@ -86,6 +86,38 @@ def test_full_trace_films_calls_into_builtins(backend: str, project: Project) ->
     assert "'len'" in ext and "'print'" in ext
 
 
+@pytest.mark.parametrize("strategy", ["minimal", "balanced", "full_trace"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_class_the_test_drops_dies_as_without_escope(backend: str, strategy: str, project: Project) -> None:
+    """A class made and replaced inside a test (attrs' slotted classes are
+    rebuilt this way) is freed by the next collection: the film shows the
+    class as a value, and must not be what keeps it alive."""
+    project.write("test_classes.py", """
+        import gc
+        import weakref
+
+        def rebuilt(cls):
+            return type(cls.__name__, cls.__bases__, {"note": 1})
+
+        def test_replaced_class_is_freed():
+            class Base:
+                pass
+
+            class Child(Base):
+                pass
+            old = weakref.ref(Child)
+            Child = rebuilt(Child)
+            gc.collect()
+            assert old() is None
+            assert Base.__subclasses__() == [Child]
+    """)
+    assert project.run("-p", "no:escope").returncode == 0
+    res = project.run("--escope", "--escope-keep=all", f"--escope-strategy={strategy}", f"--escope-backend={backend}")
+    assert res.returncode == 0, res.out
+    rec = project.latest().recording("test_replaced_class_is_freed")
+    assert rec.events(), "the test was filmed"
+
+
 # -- coverage.py ---------------------------------------------------------------------
 
 COMBOS = [("ctrace", "settrace")]
