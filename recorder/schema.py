@@ -211,6 +211,8 @@ CREATE TABLE chunks (
 -- and the first ids the chunk uses, so a reader finds a row by bisection
 CREATE TABLE keyframes (
     chunk INTEGER PRIMARY KEY,   -- chunks.chunk
+    first_step INTEGER NOT NULL, -- chunks.first_step and chunks.steps, read
+    steps INTEGER NOT NULL,      -- here without touching the chunks' pages
     first_act INTEGER,           -- lowest activations.act opened in the chunk
     first_frame INTEGER,         -- lowest frames.frame made in the chunk
     first_odd_value INTEGER,     -- lowest odd vals.value written in the chunk

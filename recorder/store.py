@@ -376,7 +376,8 @@ class RecordingWriter:
             step = base + chunk["count"]
             for first, count, blob, index, _lines, _names in packed:
                 db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (?, ?, ?)", (first, count, blob))
-                db.execute("INSERT INTO keyframes VALUES (last_insert_rowid(), ?, ?, ?, ?, ?, ?)", index)
+                db.execute("INSERT INTO keyframes VALUES (last_insert_rowid(), ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (first, count, *index))
             for file_id, sf in chunk.get("files", ()):
                 if file_id in self.files_done:
                     continue

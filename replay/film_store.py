@@ -219,12 +219,8 @@ class FilmStore:
         self._acts: dict[int, ActRow] = {}
         try:
             rows = conn.execute(
-                "SELECT c.chunk, c.first_step, c.steps, k.first_act, k.first_frame, k.first_odd_value, "
-                "k.first_even_value, k.act_ends FROM chunks c JOIN keyframes k ON k.chunk = c.chunk "
-                "ORDER BY c.chunk").fetchall()
-            count = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
-            if count != len(rows):
-                raise ValueError("a chunk without its key frame")
+                "SELECT chunk, first_step, steps, first_act, first_frame, first_odd_value, first_even_value, "
+                "act_ends FROM keyframes ORDER BY chunk").fetchall()
             self.ids = [r[0] for r in rows]
             self.bases = [r[1] for r in rows]
             steps = [r[2] for r in rows]
@@ -238,16 +234,10 @@ class FilmStore:
             self.steps = steps
             self._firsts = {key: self._first_ids([r[col] for r in rows]) for key, col in
                             (("act", 3), ("frame", 4), ("odd", 5), ("even", 6))}
-            self._late_ends: dict[int, int] = {}
-            texts = [r[7] for r in rows if r[7] != "[]"]
-            if any(type(t) is not str or not t.startswith("[") for t in texts):
+            self._ends_texts = [r[7] for r in rows if r[7] != "[]"]
+            if any(type(t) is not str or not t.startswith("[") for t in self._ends_texts):
                 raise ValueError("a key frame without its act_ends")
-            for ends in json.loads("[" + ",".join(texts) + "]"):
-                if type(ends) is not list:
-                    raise ValueError("a key frame with malformed act_ends")
-                for pair in ends:
-                    act, end = _ints(pair, 2)
-                    self._late_ends[act] = end
+            self._late_ends: dict[int, int] | None = None
         except apsw.Error as exc:
             raise self.corrupt(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         except (ValueError, TypeError, IndexError, RecursionError) as exc:
@@ -256,15 +246,29 @@ class FilmStore:
     @staticmethod
     def _first_ids(column: list) -> tuple[list[int], list[int]]:
         """(first ids, chunk positions) of the chunks that use such ids."""
-        firsts, positions = [], []
-        for i, value in enumerate(column):
-            if value is None:
-                continue
-            if type(value) is not int:
-                raise ValueError("a key frame id that is not an integer")
-            firsts.append(value)
-            positions.append(i)
-        return firsts, positions
+        if not set(map(type, column)) <= {int, type(None)}:
+            raise ValueError("a key frame id that is not an integer")
+        positions = [i for i, value in enumerate(column) if value is not None]
+        return [column[i] for i in positions], positions
+
+    def late_end(self, act: int) -> int | None:
+        """The end step of an activation that ends in a later chunk than
+        the one it opens in (None: still open when the film ends)."""
+        if self._late_ends is None:
+            ends: dict[int, int] = {}
+            try:
+                for chunk_ends in json.loads("[" + ",".join(self._ends_texts) + "]"):
+                    if type(chunk_ends) is not list:
+                        raise ValueError("a key frame with malformed act_ends")
+                    for pair in chunk_ends:
+                        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not int \
+                                or type(pair[1]) is not int:
+                            raise ValueError("a key frame with malformed act_ends")
+                        ends[pair[0]] = pair[1]
+            except (ValueError, TypeError, RecursionError) as exc:
+                raise self.corrupt(str(exc)) from None
+            self._late_ends = ends
+        return self._late_ends.get(act)
 
     def corrupt(self, why: str) -> RecordingError:
         return RecordingError(f"the recording is corrupt ({why[:100]})", path=self.path, fix=_FIX)
@@ -347,7 +351,7 @@ class FilmStore:
             for i in self._candidates("act", act):
                 found = self._guarded(self.piece(i).acts).get(act)
                 if found is not None:
-                    end = found[7] if found[7] is not None else self._late_ends.get(act)
+                    end = found[7] if found[7] is not None else self.late_end(act)
                     code = self.frame_code(found[1])
                     row = self._acts[act] = (*found[:7], end, code)
                     break

@@ -434,10 +434,13 @@ def _all_in_chunks(conn: apsw.Connection) -> bool:
     try:
         if conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None:
             return False
-        row = conn.execute("SELECT (SELECT count(*) FROM chunks), (SELECT count(*) FROM keyframes)").fetchone()
+        # max() and count() of the small table, max() of the chunks' rowids:
+        # counting the chunks would read a page of each
+        row = conn.execute("SELECT (SELECT max(chunk) FROM chunks), (SELECT count(*) FROM keyframes), "
+                           "(SELECT max(chunk) FROM keyframes)").fetchone()
     except apsw.Error:
         return False
-    return row[0] == row[1]
+    return row[0] == row[1] == row[2]
 
 
 def _steps_ignoring_journal(path: Path) -> int:
