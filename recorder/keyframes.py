@@ -31,6 +31,11 @@ class KeyFrames:
     def __init__(self) -> None:
         #: open activation -> its frame
         self.live_acts: dict[int, int] = {}
+        #: open activation -> its row: act, frame, parent, thread, task,
+        #: depth, start step, and the code its frame runs
+        self.act_rows: dict[int, list] = {}
+        #: frame -> code, for the frames made while their activation is open
+        self.frame_codes: dict[int, int] = {}
         #: frame -> name -> [first bound step, latest step, value id], for
         #: the frames made while they have stayed on the stack since
         self.bindings: dict[int, dict[int, list]] = {}
@@ -44,7 +49,7 @@ class KeyFrames:
 
     def keyframe(self) -> dict[str, Any]:
         """The state at the start of the next chunk, as JSON-ready lists."""
-        acts = sorted(self.live_acts)
+        acts = [self.act_rows[act] for act in sorted(self.live_acts) if act in self.act_rows]
         carried = sorted(set(self.live_acts.values()) & self.bindings.keys())
         binding_rows: list[list] = []
         objs: dict[int, int] = {}
@@ -71,11 +76,16 @@ class KeyFrames:
                 self.obj_of[row[0]] = obj
         for row in frames:
             self.bindings[row[0]] = {}
-        for act, frame, _parent, _thread, _task, _depth, _start, end in acts:
+            self.frame_codes[row[0]] = row[1]
+        for act, frame, parent, thread, task, depth, start, end in acts:
             if end is None:
                 self.live_acts[act] = frame
+                code = self.frame_codes.get(frame)
+                if code is not None:
+                    self.act_rows[act] = [act, frame, parent, thread, task, depth, start, code]
         for act, _end in ends:
             self.live_acts.pop(act, None)
+            self.act_rows.pop(act, None)
         for frame, name, step, vid in bindings:
             names = self.bindings.get(frame)
             if names is None:
@@ -91,6 +101,8 @@ class KeyFrames:
         live_frames = set(self.live_acts.values())
         for frame in [f for f in self.bindings if f not in live_frames]:
             del self.bindings[frame]
+        for frame in [f for f in self.frame_codes if f not in live_frames]:
+            del self.frame_codes[frame]
         bound = {b[2] for names in self.bindings.values() for b in names.values()}
         self.obj_of = {vid: obj for vid, obj in self.obj_of.items() if vid in bound}
         keep = bound | {self.newest[obj] for obj in self.obj_of.values() if obj in self.newest}

@@ -184,7 +184,15 @@ class _KeyFrame:
     def __init__(self, doc: Any) -> None:
         if type(doc) is not dict:
             raise ValueError("a key frame that is not a JSON object")
-        self.acts = set(_ints(doc.get("acts", [])))
+        #: act -> (act, frame, parent, thread, task, depth, start, code)
+        self.acts: dict[int, tuple] = {}
+        for row in doc.get("acts", []):
+            if type(row) is not list or len(row) != 8:
+                raise ValueError("a key frame activation of the wrong shape")
+            _ints(row, 8, nullable=True)
+            if any(type(row[i]) is not int for i in (0, 1, 3, 5, 6, 7)):
+                raise ValueError("a key frame activation of the wrong types")
+            self.acts[row[0]] = tuple(row)
         self.frames = set(_ints(doc.get("frames", [])))
         self.bindings: dict[int, dict[int, tuple[int, int, int | None]]] = {}
         for row in doc.get("bindings", []):
@@ -345,8 +353,14 @@ class FilmStore:
         pos = step - self.bases[i]
         return kinds[pos], acts[pos], lines[pos], times[pos], values.get(pos)
 
-    def act(self, act: int) -> ActRow | None:
+    def act(self, act: int, step: int | None = None) -> ActRow | None:
+        """An activation's row; ``step`` (where it is on the stack) lets the
+        key frame of that step's chunk answer without decoding."""
         row = self._acts.get(act)
+        if row is None and step is not None and self.first_step <= step <= self.last_step:
+            live = self.keyframe(self.chunk_of(step)).acts.get(act)
+            if live is not None:
+                row = self._acts[act] = (*live[:7], self.late_end(act), live[7])
         if row is None:
             for i in self._candidates("act", act):
                 found = self._guarded(self.piece(i).acts).get(act)
@@ -412,9 +426,8 @@ class FilmStore:
         bindings at or before ``step`` (only ``names`` when given)."""
         out: dict[int, tuple[int, int, int | None]] = {}
         i = self.chunk_of(step)
-        made = self.frame_row(frame)
-        low = self.chunk_of(made[1]) if made and made[1] >= self.first_step else 0
-        while i >= low:
+        low: int | None = None
+        while low is None or i >= low:
             rows = self._guarded(self.piece(i).bindings).get(frame, ())
             for name, s, vid in rows:
                 if s > step or (names is not None and name not in names):
@@ -434,6 +447,10 @@ class FilmStore:
                     known = out.get(name)
                     out[name] = (first, s, vid) if known is None else (first, known[1], known[2])
                 break
+            if low is None:
+                # not carried: read back to the chunk that made the frame
+                made = self.frame_row(frame)
+                low = self.chunk_of(made[1]) if made and made[1] >= self.first_step else 0
             i -= 1
         return out
 

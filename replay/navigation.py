@@ -59,7 +59,7 @@ def _start(rec: "Recording", step: int, act: int | None) -> int:
 def over(rec: "Recording", step: int, forward: bool, act: int | None = None) -> int | None:
     """``n`` (forward) and ``rn`` (backward), in activation ``act`` (default:
     the step's own)."""
-    for a in rec.callers(_start(rec, step, act)):
+    for a in rec.callers(_start(rec, step, act), step):
         s = _act_step(rec, a.act, step, forward)
         if s is not None:
             return s

@@ -235,10 +235,12 @@ class Recording:
 
     # -- cached lookups --------------------------------------------------------
 
-    def act(self, act: int) -> Act:
+    def act(self, act: int, step: int | None = None) -> Act:
+        """Activation ``act``; ``step``, a step it is on the stack at, helps
+        a recording read from its chunks find it without decoding."""
         a = self._acts.get(act)
         if a is None and self.store is not None:
-            found = self.store.act(act)
+            found = self.store.act(act, step)
             if found is None:
                 raise RecordingError(f"activation {act} is missing", path=self.path,
                                      fix="the recording is damaged; re-run the test")
@@ -252,14 +254,14 @@ class Recording:
             a = self._acts[act] = Act(row[:8], row[8])
         return a
 
-    def callers(self, act: int) -> Iterator[Act]:
+    def callers(self, act: int, step: int | None = None) -> Iterator[Act]:
         """The activation and its callers, innermost first.
 
         ``parent`` comes from the file: a crafted one can make it loop, so a
         visited activation ends the walk with a clear error, never a hang.
         """
         seen: set[int] = set()
-        a: Act | None = self.act(act)
+        a: Act | None = self.act(act, step)
         while a is not None:
             if len(seen) >= MAX_STACK_DEPTH:
                 raise RecordingError(f"the call stack of activation {act} is deeper than {MAX_STACK_DEPTH} frames",
@@ -269,11 +271,12 @@ class Recording:
                                      path=self.path, fix="the recording is damaged; re-run the test")
             seen.add(a.act)
             yield a
-            a = self.act(a.parent) if a.parent is not None else None
+            a = self.act(a.parent, step) if a.parent is not None else None
 
-    def chain(self, act: int) -> list[Act]:
-        """The activation and its callers, outermost first."""
-        out = list(self.callers(act))
+    def chain(self, act: int, step: int | None = None) -> list[Act]:
+        """The activation and its callers, outermost first (``step``: as
+        ``act``)."""
+        out = list(self.callers(act, step))
         out.reverse()
         return out
 

@@ -208,7 +208,7 @@ def _obj_of(rec: "Recording", vid: int | None) -> int | None:
 
 def build_state(rec: "Recording", step: int) -> State:
     kind, act_id, line, time_ns, vid = rec.event_row(step)
-    chain = rec.chain(act_id)
+    chain = rec.chain(act_id, step)
     stack = []
     for a in chain:
         code = a.code
