@@ -10,7 +10,7 @@ give it, and the whole), and ``events --limit 100`` with filters.  Random
 points are drawn near the start (first 5%) and near the end (last 5%) to
 show the cost does not depend on the position.
 
-    python benchmarks/bench_replay.py [--iterations N] [--keep DIR] [--json OUT] [--format 2]
+    python benchmarks/bench_replay.py [--iterations N] [--keep DIR] [--json OUT] [--format 2] [--film-only]
 
 ``--iterations 1160000`` films some 10 million events (minutes to record,
 about 100 MB).  ``--format 2`` measures the same film rewritten as a
@@ -112,16 +112,30 @@ def as_format_2(path: Path) -> Path:
     return twin
 
 
-def shell_prompt_ms(path: Path, samples: int) -> float:
+def shell_prompt_ms(path: Path, samples: int) -> tuple[float, float]:
     """``escope replay PATH`` from the shell to its first prompt and out
-    (``q``): a new interpreter each time, as a user starts it."""
-    times = []
+    (``q``): a new interpreter each time, as a user starts it.  Medians of
+    wall and CPU milliseconds (CPU: what a loaded machine cannot inflate)."""
+    import resource
+    walls, cpus = [], []
     for _ in range(samples):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "pytest_escope.replay.cli", "replay", str(path)], input="q\n",
                        text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        walls.append((time.perf_counter() - t0) * 1000)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def calibration_ms() -> float:
+    """How fast this machine runs Python now, to read the figures by."""
+    t0 = time.perf_counter()
+    s = 0
+    for i in range(1_000_000):
+        s += i
+    return (time.perf_counter() - t0) * 1000
 
 
 def cache_bytes() -> int:
@@ -138,7 +152,7 @@ def median_ms(fn: Callable[[Any], Any], args: list[Any]) -> float:
     return statistics.median(times)
 
 
-def measure(path: Path, samples: int, seed: int) -> dict[str, Any]:
+def measure(path: Path, samples: int, seed: int, film_only: bool = False) -> dict[str, Any]:
     from pytest_escope.replay import Recording
     from pytest_escope.replay import navigation as nav
 
@@ -157,7 +171,9 @@ def measure(path: Path, samples: int, seed: int) -> dict[str, Any]:
     first.close()
     results["size_bytes"] = path.stat().st_size
     results["open"] = median_ms(lambda _: Recording.open(path).close(), list(range(samples)))
-    results["escope replay TEST to the first prompt (shell)"] = shell_prompt_ms(path, max(3, samples // 10))
+    wall, cpu = shell_prompt_ms(path, max(3, samples // 10))
+    results["escope replay TEST to the first prompt (shell), wall"] = wall
+    results["escope replay TEST to the first prompt (shell), CPU"] = cpu
     rec = Recording.open(path)
     n = len(rec.steps)
     results["events"] = n
@@ -186,13 +202,21 @@ def measure(path: Path, samples: int, seed: int) -> dict[str, Any]:
         # one step as the session does it: move, then rebuild the state shown
         results[f"n+state/{region}"] = median_ms(lambda s: rec.state_at(nav.over(rec, s, True)), steps)
         results[f"rn+state/{region}"] = median_ms(lambda s: rec.state_at(nav.over(rec, s, False)), steps)
+    results["cache bytes after state and motions"] = cache_bytes()
+    if film_only:
+        results["cache bytes at the end"] = results["cache bytes after state and motions"]
+        results["history total (changes)"] = results["history acc (changes)"] = "-"
+        results["calibration: 1M-iteration Python loop"] = calibration_ms()
+        rec.close()
+        return results
+    for region, (lo, hi) in regions.items():
+        steps = [rng.randint(lo, hi) for _ in range(samples)]
         results[f"events call work --limit 100/{region}"] = median_ms(
             lambda s: rec.events(kind="call", function="work", since=s, limit=100), steps[:20])
         results[f"events --node (total +=) --limit 100/{region}"] = median_ms(
             lambda s: rec.events(node="test_million.py:test_million:13:aug_assign", since=s, limit=100), steps[:20])
         results[f"events --kind return --thread MainThread --limit 100/{region}"] = median_ms(
             lambda s: rec.events(kind="return", thread="MainThread", since=s, limit=100), steps[:20])
-    results["cache bytes after state and motions"] = cache_bytes()
     results["history total --limit 100"] = median_ms(lambda _: list(rec.history("total", limit=100)),
                                                      list(range(samples)))
     results["history acc --limit 100"] = median_ms(lambda _: list(rec.history("acc", limit=100)), list(range(samples)))
@@ -219,12 +243,7 @@ def measure(path: Path, samples: int, seed: int) -> dict[str, Any]:
     results["history acc (changes)"] = len(rec.history("acc"))
     results["history acc: len() (every value found)"] = median_ms(lambda _: len(rec.history("acc")), [0])
     results["history acc (all values)"] = median_ms(lambda _: list(rec.history("acc")), [0])
-    # how fast this machine runs Python, to read the figures by
-    t0 = time.perf_counter()
-    s = 0
-    for i in range(1_000_000):
-        s += i
-    results["calibration: 1M-iteration Python loop"] = (time.perf_counter() - t0) * 1000
+    results["calibration: 1M-iteration Python loop"] = calibration_ms()
     results["cache bytes at the end"] = cache_bytes()
     rec.close()
     return results
@@ -239,9 +258,11 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--format", type=int, choices=(2, 3), default=3,
                     help="2: measure the recording rewritten as schema 2 (unpacked on first use)")
+    ap.add_argument("--film-only", action="store_true",
+                    help="stop after opening, states and motions (the queries over the whole film unpack it)")
     a = ap.parse_args()
     with recording(a.keep, a.iterations) as path:
-        results = measure(as_format_2(path) if a.format == 2 else path, a.samples, a.seed)
+        results = measure(as_format_2(path) if a.format == 2 else path, a.samples, a.seed, a.film_only)
     results["python"] = sys.version.split()[0]
     print(f"| operation (median of {a.samples}) | ms | within {BUDGET_MS:.0f} ms |")
     print("|---|---:|:---:|")
