@@ -14,7 +14,10 @@ Schema history:
    activations, bindings and value snapshots column by column.  The
    relational tables keep their meaning; a reader unpacks the chunks into
    them (``unpack_chunks``) in a private copy before querying.
-3. ``vals.detail`` is stored compact: scalar leaves as JSON scalars, and no
+3. Chunks of about ``CHUNK_STEPS`` events, each with a row of ``keyframes``:
+   the live state at the chunk's start and where its ids begin, so a reader
+   rebuilds the state at a step from one chunk, without unpacking; and
+   ``vals.detail`` is stored compact: scalar leaves as JSON scalars, and no
    text for the nested containers and objects whose text the reader
    rebuilds from their children (``forms.py``).
 """
@@ -26,6 +29,10 @@ import zlib
 from typing import Any
 
 SCHEMA_VERSION = 3
+
+#: A spill of the recorder's buffer is written as chunks of about this many
+#: events: decoding one costs a few milliseconds.
+CHUNK_STEPS = 2048
 
 #: Value stored in ``meta.format`` so a foreign SQLite file is told apart
 #: from a recording before any other table is trusted.
@@ -202,6 +209,21 @@ CREATE TABLE chunks (
     data BLOB NOT NULL
 );
 
+-- one row per chunk: the live state at its start (zlib JSON: acts on the
+-- stack, their frames' bindings, the newest snapshot of the objects bound)
+-- and the first ids the chunk uses, so a reader finds a row by bisection
+CREATE TABLE keyframes (
+    chunk INTEGER PRIMARY KEY,   -- chunks.chunk
+    first_step INTEGER NOT NULL, -- chunks.first_step and chunks.steps, read
+    steps INTEGER NOT NULL,      -- here without touching the chunks' pages
+    first_act INTEGER,           -- lowest activations.act opened in the chunk
+    first_frame INTEGER,         -- lowest frames.frame made in the chunk
+    first_odd_value INTEGER,     -- lowest odd vals.value written in the chunk
+    first_even_value INTEGER,    -- lowest even vals.value written in the chunk
+    act_ends TEXT NOT NULL,      -- JSON [act, end_step] pairs: earlier chunks' activations ending here
+    data BLOB NOT NULL           -- zlib JSON: acts, frames, bindings, objs
+);
+
 -- problems the recorder met and survived
 CREATE TABLE faults (
     message TEXT PRIMARY KEY,
@@ -253,7 +275,7 @@ def decode_source(blob: bytes | str | None, limit: int = 64 << 20) -> str | None
 
 TABLES = (
     "meta", "files", "nodes", "lines", "codes", "threads", "tasks", "frames",
-    "activations", "events", "names", "bindings", "vals", "phases", "faults", "chunks",
+    "activations", "events", "names", "bindings", "vals", "phases", "faults", "chunks", "keyframes",
 )
 
 #: The run index (``index.sqlite``) that lists the tests of one run.

@@ -22,7 +22,7 @@ from typing import Any
 
 import apsw
 
-from . import schema
+from . import keyframes, schema
 from .config import pure_python_requested
 from .values import Renderer, _encode_json, detail_json
 
@@ -191,6 +191,23 @@ def _sealed_logs(parts: tuple) -> tuple:
     return tuple(out)
 
 
+def _groups(parts: tuple, size: int) -> list[tuple]:
+    """Consecutive parts gathered until each group holds ``size`` events or
+    more (one group, possibly empty, when there are few)."""
+    groups: list[tuple] = []
+    group: list = []
+    count = 0
+    for part in parts:
+        group.append(part)
+        count += len(part)
+        if count >= size:
+            groups.append(tuple(group))
+            group, count = [], 0
+    if group or not groups:
+        groups.append(tuple(group))
+    return groups
+
+
 def create_private_file(path: Path) -> None:
     """Create ``path`` readable by its owner only, before SQLite opens it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +245,7 @@ class RecordingWriter:
         # the Python writer also when the extension was not built
         self.pure = pure_python_requested() or _json_int_column is None
         self._tables: Any = None  # made by the writer thread (``pure`` may change before)
+        self.keyframes = keyframes.KeyFrames()
 
     # -- test-thread side -------------------------------------------------
 
@@ -344,42 +362,22 @@ class RecordingWriter:
         if self._tables is None:
             self._tables = (_CFilmTables if compiled else _FilmTables)(self.code_file, self.scalar_vids,
                                                                        self.renderer.max_size, SCALAR_MEMO)
-        tables = self._tables
-        tables.new_chunk()
-        rows = _ChunkRows()
-        payload = functools.partial(self._payload, rows, db)
-        parts = chunk["events"]
-        if compiled:
-            parts = _sealed_logs(parts)
-            # the four event columns straight from the arrays, without the GIL
-            columns = _event_columns(parts, base) if parts else ("[]",) * 4
-            tables.split(parts, base, payload, self.scalar_vids_by_value, self.names, rows.new_names,
-                         rows.val_rows, self.seen_lines, rows.new_lines)
-            if columns is None:  # a difference beyond 64 bits: Python's ints write it
-                events = [ev for p in parts for ev in p.tolist()]
-                columns = [schema.column_text([ev[i] for ev in events], mode, base, _encode_json, None)
-                           for i, mode in enumerate(schema.EVENT_MODES[:4])]
-        else:
-            lists = tables.split(parts, base, payload, self.scalar_vids_by_value, self.names, rows.new_names,
-                                 rows.val_rows, self.seen_lines, rows.new_lines)
-            columns = [schema.column_text(col, mode, base, _encode_json, None)
-                       for col, mode in zip(lists, schema.EVENT_MODES)]
-        texts = tables.texts(base, _FRAME_MODES, _ACT_MODES, _BINDING_MODES)
-        for name, modes in (("frames", _FRAME_MODES), ("activations", _ACT_MODES), ("bindings", _BINDING_MODES),
-                            ("act_ends", schema.ACT_END_MODES)):
-            # a column the C writer declined (a None where a difference is due)
-            if name in texts and None in texts[name]:
-                texts[name] = schema.column_texts(tables.rows(name), modes, base, _encode_json, None)
-        if rows.val_rows:
-            texts["vals"] = schema.column_texts(rows.val_rows, _VAL_MODES, base, _encode_json,
-                                                None if self.pure else _compiled_val_columns)
-        blob = schema.pack_texts([*columns, texts.pop("value_pairs", "[]")], texts)
-        new_lines, new_names = rows.new_lines, rows.new_names
-        rows = payload = texts = None  # type: ignore[assignment]  # the columns go before the transaction
+        # one spill becomes chunks of about CHUNK_STEPS events: a replayer
+        # decodes the one holding a step in milliseconds
+        packed = []
+        start = base
+        for group in _groups(chunk["events"], schema.CHUNK_STEPS):
+            count = sum(len(part) for part in group)
+            packed.append((start, count, *self._pack(db, start, group, compiled)))
+            start += count
+        new_lines = [line for item in packed for line in item[4]]
+        new_names = [name for item in packed for name in item[5]]
         with db:
             step = base + chunk["count"]
-            db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (?, ?, ?)",
-                       (base, step - base, blob))
+            for first, count, blob, index, _lines, _names in packed:
+                db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (?, ?, ?)", (first, count, blob))
+                db.execute("INSERT INTO keyframes VALUES (last_insert_rowid(), ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (first, count, *index))
             for file_id, sf in chunk.get("files", ()):
                 if file_id in self.files_done:
                     continue
@@ -412,6 +410,44 @@ class RecordingWriter:
         # none of this chunk in the file, and a recording with no event on
         # disk is removed (Recording.finish)
         self.events_written = step
+
+    def _pack(self, db: apsw.Connection, base: int, parts: tuple, compiled: bool) -> tuple:
+        """One chunk of ``parts`` (events from ``base`` on): its blob, its
+        ``keyframes`` row, and the lines and names it ran for the first time."""
+        tables = self._tables
+        tables.new_chunk()
+        rows = _ChunkRows()
+        payload = functools.partial(self._payload, rows, db)
+        if compiled:
+            parts = _sealed_logs(parts)
+            # the four event columns straight from the arrays, without the GIL
+            columns = _event_columns(parts, base) if parts else ("[]",) * 4
+            tables.split(parts, base, payload, self.scalar_vids_by_value, self.names, rows.new_names,
+                         rows.val_rows, self.seen_lines, rows.new_lines)
+            if columns is None:  # a difference beyond 64 bits: Python's ints write it
+                events = [ev for p in parts for ev in p.tolist()]
+                columns = [schema.column_text([ev[i] for ev in events], mode, base, _encode_json, None)
+                           for i, mode in enumerate(schema.EVENT_MODES[:4])]
+        else:
+            lists = tables.split(parts, base, payload, self.scalar_vids_by_value, self.names, rows.new_names,
+                                 rows.val_rows, self.seen_lines, rows.new_lines)
+            columns = [schema.column_text(col, mode, base, _encode_json, None)
+                       for col, mode in zip(lists, schema.EVENT_MODES)]
+        texts = tables.texts(base, _FRAME_MODES, _ACT_MODES, _BINDING_MODES)
+        for name, modes in (("frames", _FRAME_MODES), ("activations", _ACT_MODES), ("bindings", _BINDING_MODES),
+                            ("act_ends", schema.ACT_END_MODES)):
+            # a column the C writer declined (a None where a difference is due)
+            if name in texts and None in texts[name]:
+                texts[name] = schema.column_texts(tables.rows(name), modes, base, _encode_json, None)
+        if rows.val_rows:
+            texts["vals"] = schema.column_texts(rows.val_rows, _VAL_MODES, base, _encode_json,
+                                                None if self.pure else _compiled_val_columns)
+        blob = schema.pack_texts([*columns, texts.pop("value_pairs", "[]")], texts)
+        keyframe = self.keyframes.keyframe()
+        frames, acts, ends = tables.rows("frames"), tables.rows("activations"), tables.rows("act_ends")
+        self.keyframes.absorb(frames, acts, ends, tables.rows("bindings"), rows.val_rows)
+        index = keyframes.index_row(frames, acts, ends, rows.val_rows, keyframe)
+        return blob, index, rows.new_lines, rows.new_names
 
     def _payload(self, rows: _ChunkRows, db: apsw.Connection, step: int, value: Any, payload: Any) -> Any:
         """The rows an event's payload adds; returns the event's value (a
@@ -514,6 +550,7 @@ class RecordingWriter:
         its full state.  The chunks are unpacked into the tables first: the
         cut falls inside one, and the rules below are about single rows."""
         schema.unpack_chunks(db)
+        db.execute("DELETE FROM keyframes")  # the film is read from the tables now
         db.execute("DELETE FROM events WHERE step < ?", (cut,))
         db.execute(
             "DELETE FROM bindings WHERE step < ? AND rowid NOT IN "

@@ -179,7 +179,7 @@ class FilmReader:
                 if kinds.get("meta") == "table" and kinds.get("chunks") == "table":
                     check_schema(conn, self.path)
                     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-                    if (meta.get("format") == schema.FORMAT_NAME and meta.get("schema_version") == "2"
+                    if (meta.get("format") == schema.FORMAT_NAME and meta.get("schema_version") in ("2", "3")
                             and conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
                             and not conn.execute("SELECT count(*) FROM events").fetchone()[0]):
                         return conn, meta, True

@@ -39,22 +39,17 @@ if TYPE_CHECKING:
 def thread_step(rec: "Recording", step: int, forward: bool) -> int | None:
     """The next (previous) step on the same thread as ``step``."""
     thread = rec.act(rec.event_row(step)[1]).thread
-    if forward:
-        sql = "SELECT step, act FROM events WHERE step > ? ORDER BY step"
-    else:
-        sql = "SELECT step, act FROM events WHERE step < ? ORDER BY step DESC"
-    for s, act in rec.iterate(sql, (step,)):
+    start = step + 1 if forward else step - 1
+    if not rec.first_step <= start <= rec.last_step:
+        return None
+    for s, _kind, act, _line, _value in rec.walk(start, forward):
         if rec.act(act).thread == thread:
             return s
     return None
 
 
 def _act_step(rec: "Recording", act: int, step: int, forward: bool) -> int | None:
-    if forward:
-        row = rec.q1("SELECT step FROM events WHERE act = ? AND step > ? ORDER BY step LIMIT 1", (act, step))
-    else:
-        row = rec.q1("SELECT step FROM events WHERE act = ? AND step < ? ORDER BY step DESC LIMIT 1", (act, step))
-    return row[0] if row else None
+    return rec.act_step(act, step, forward)
 
 
 def _start(rec: "Recording", step: int, act: int | None) -> int:
@@ -64,7 +59,7 @@ def _start(rec: "Recording", step: int, act: int | None) -> int:
 def over(rec: "Recording", step: int, forward: bool, act: int | None = None) -> int | None:
     """``n`` (forward) and ``rn`` (backward), in activation ``act`` (default:
     the step's own)."""
-    for a in rec.callers(_start(rec, step, act)):
+    for a in rec.callers(_start(rec, step, act), step):
         s = _act_step(rec, a.act, step, forward)
         if s is not None:
             return s
@@ -153,6 +148,13 @@ def _line_scan(rec: "Recording", codes: frozenset[int], line: int, step: int, fo
                bound: int | None = None) -> int | None:
     """The first line step at ``line`` in ``codes`` after (before) ``step``,
     not past ``bound`` when given."""
+    if rec.store is not None:
+        for s, kind, act, at, _value in _film_from(rec, step, forward):
+            if bound is not None and (s > bound if forward else s < bound):
+                return None
+            if kind == schema.LINE and at == line and rec.act(act).code in codes:
+                return s
+        return None
     op, order = (">", "") if forward else ("<", " DESC")
     sql = f"SELECT step, act FROM events WHERE step {op} ? AND kind = ? AND line = ?"
     args: tuple = (step, schema.LINE, line)
@@ -163,6 +165,13 @@ def _line_scan(rec: "Recording", codes: frozenset[int], line: int, step: int, fo
         if rec.act(act).code in codes:
             return s
     return None
+
+
+def _film_from(rec: "Recording", step: int, forward: bool) -> Any:
+    """The film's steps after (before) ``step``, read from the chunks."""
+    start = step + 1 if forward else step - 1
+    if rec.first_step <= start <= rec.last_step:
+        yield from rec.walk(start, forward)
 
 
 def line_step(rec: "Recording", codes: frozenset[int], line: int, step: int) -> int | None:
@@ -202,19 +211,27 @@ class Watch:
 def make_watch(rec: "Recording", text: str, frame: int, function: str) -> Watch:
     path = parse_path(text)
     nid = rec.name_ids().get(path.root)
-    if nid is None or rec.q1("SELECT 1 FROM bindings WHERE frame = ? AND name = ? LIMIT 1", (frame, nid)) is None:
+    if nid is None or not _binds(rec, frame, nid):
         raise UnknownNameError(f"{function} has no local {path.root!r}", fix="see its locals with: p or w")
     return Watch(text, frame, function, path, nid)
 
 
+def _binds(rec: "Recording", frame: int, name: int) -> bool:
+    """Whether ``frame`` ever binds ``name``."""
+    if rec.store is None:
+        return rec.q1("SELECT 1 FROM bindings WHERE frame = ? AND name = ? LIMIT 1", (frame, name)) is not None
+    made = rec.store.frame_row(frame)
+    since = made[1] - 1 if made else rec.first_step - 1
+    return rec.store.binding_steps(frame, name, since, True) is not None
+
+
 def watch_value(rec: "Recording", w: Watch, step: int) -> tuple[Any, int | None]:
     """(comparable value, bound object) of a watch at ``step``."""
-    row = rec.q1("SELECT value FROM bindings WHERE frame = ? AND name = ? AND step <= ? "
-                 "ORDER BY step DESC LIMIT 1", (w.frame, w.name_id, step))
-    if row is None or row[0] is None:
+    vid = rec.binding(w.frame, w.name_id, step)
+    if vid is None:
         return None, None
-    value = rec.value(row[0], step)
-    obj = rec.q1("SELECT obj FROM vals WHERE value = ?", (row[0],))
+    value = rec.value(vid, step)
+    obj = (rec.obj_of(vid),)
     form: Any = value.to_json() if isinstance(value, Value) else None
     if w.path.steps and form is not None:
         try:
@@ -227,6 +244,14 @@ def watch_value(rec: "Recording", w: Watch, step: int) -> tuple[Any, int | None]
 def _candidate(rec: "Recording", w: Watch, step: int, obj: int | None, forward: bool) -> int | None:
     """The next (previous, including ``step``) step at which the watch may change."""
     found = []
+    if rec.store is not None:
+        # backward includes ``step``: the film's ``before`` is exclusive
+        edge = step if forward else step + 1
+        found = [rec.store.binding_steps(w.frame, w.name_id, edge, forward)]
+        if obj is not None:
+            found.append(rec.store.snapshot_step(obj, edge, forward))
+        steps = [s for s in found if s is not None]
+        return (min(steps) if forward else max(steps)) if steps else None
     if forward:
         row = rec.q1("SELECT step FROM bindings WHERE frame = ? AND name = ? AND step > ? ORDER BY step LIMIT 1",
                      (w.frame, w.name_id, step))
@@ -287,7 +312,13 @@ def breakpoint_hit(rec: "Recording", bps: list[Breakpoint], step: int, forward: 
         conds.append(f"kind = {schema.CALL}")
     op, order = (">", "") if forward else ("<", " DESC")
     sql = f"SELECT step, kind, act, line FROM events WHERE step {op} ? AND ({' OR '.join(conds)}) ORDER BY step{order}"
-    for s, kind, act, line in rec.iterate(sql, tuple(args)):
+    if rec.store is not None:
+        wanted, calls = frozenset(lines), any(b.function for b in bps)
+        found: Any = ((s, kind, act, at) for s, kind, act, at, _v in _film_from(rec, step, forward)
+                      if (kind == schema.LINE and at in wanted) or (calls and kind == schema.CALL))
+    else:
+        found = rec.iterate(sql, tuple(args))
+    for s, kind, act, line in found:
         code = rec.act(act).code
         for b in bps:
             if code not in b.codes:

@@ -348,7 +348,17 @@ def connect_readonly(path: Path, *, immutable: bool = False) -> apsw.Connection:
 
 
 def open_recording(path: Path) -> tuple[apsw.Connection, dict[str, str]]:
-    """Open and validate a recording; returns the connection and its meta."""
+    """Open and validate a recording; returns the connection and its meta.
+    The connection reads rows and indexes (an unpacked copy if need be)."""
+    conn, meta, _direct = open_film(path, direct=False)
+    return conn, meta
+
+
+def open_film(path: Path, *, direct: bool = True) -> tuple[apsw.Connection, dict[str, str], bool]:
+    """Open and validate a recording: the connection, its meta, and whether
+    the connection is to the file itself with its film in chunks and key
+    frames (schema 3, ``film_store.FilmStore`` reads it); otherwise the
+    connection reads rows and indexes, from an unpacked copy if need be."""
     path = Path(path)
     check_header(path)
     source = path
@@ -392,7 +402,9 @@ def open_recording(path: Path) -> tuple[apsw.Connection, dict[str, str]]:
     if version < 1:
         raise RecordingError(f"unknown schema_version {version}", path=path, fix=_REINSTALL)
     check_schema(conn, path)
-    required = REQUIRED_TABLES if version >= 2 else REQUIRED_TABLES - {"chunks"}
+    required = REQUIRED_TABLES - {"keyframes"} if version >= 2 else REQUIRED_TABLES - {"chunks", "keyframes"}
+    if version >= 3:
+        required = REQUIRED_TABLES
     missing = sorted(t for t in required if kinds.get(t) != "table")
     if missing:
         raise RecordingError(f"the recording lacks table(s) {', '.join(missing)}", path=path,
@@ -406,12 +418,29 @@ def open_recording(path: Path) -> tuple[apsw.Connection, dict[str, str]]:
                                  fix="copy it again or re-run the test") from None
         if row[0]:
             packed_steps = row[1] if type(row[1]) is int and row[1] > 0 else 1
+    if direct and packed_steps and version >= 3 and source == path and _all_in_chunks(conn):
+        return conn, meta, True
     if packed_steps or any(kinds.get(name) != "index" for name in schema.INDEX_NAMES):
         # the film is packed, or the test's process died before the writer indexed it
         conn.close()
         source = _private_copy(source, None, steps=packed_steps, original=path)
         conn = connect_readonly(source)
-    return conn, meta
+    return conn, meta, False
+
+
+def _all_in_chunks(conn: apsw.Connection) -> bool:
+    """Whether every event is in a chunk with its key frame: no rows left in
+    the tables by ``--escope-max-events``, one key frame per chunk."""
+    try:
+        if conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None:
+            return False
+        # max() and count() of the small table, max() of the chunks' rowids:
+        # counting the chunks would read a page of each
+        row = conn.execute("SELECT (SELECT max(chunk) FROM chunks), (SELECT count(*) FROM keyframes), "
+                           "(SELECT max(chunk) FROM keyframes)").fetchone()
+    except apsw.Error:
+        return False
+    return row[0] == row[1] == row[2]
 
 
 def _steps_ignoring_journal(path: Path) -> int:

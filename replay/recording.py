@@ -10,14 +10,20 @@ agents can ask the same questions::
 
 The object keeps one read-only connection and a few small caches (code
 objects, files, the line -> node map of each file, activations it has
-seen).  Every question is answered by indexed lookups, never by scanning
-the film, so a step near the end of a million-event recording costs what a
-step near the start costs (see docs/performance.md).
+seen).  A recording of schema 3 is read where it lies: the state at a step
+and the motions come from the chunk holding that step and its key frame
+(``film_store.FilmStore``), so opening costs the same for a film of any
+length and nothing is unpacked.  A question that needs the film as indexed
+rows (``history``, ``events``, ``flow``, ``stats``) unpacks it once, on
+first use, as older recordings always are (``opening``).  Either way a step
+near the end of a million-event recording costs what a step near the start
+costs (see docs/performance.md).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -25,7 +31,8 @@ import apsw
 
 from ..recorder import schema
 from .errors import BadStepError, RecordingError
-from .opening import open_recording
+from .film_store import FilmStore
+from .opening import _private_copy, connect_readonly, open_film
 from .runs import TestEntry, resolve_test
 from .values import Value
 
@@ -42,6 +49,10 @@ __all__ = ["Recording", "Act"]
 #: chain of ``parent`` links comes from a damaged or crafted file.
 MAX_STACK_DEPTH = 20_000
 
+#: The tables whose rows a schema-3 recording keeps in its chunks: a query
+#: that names one runs on the unpacked copy.
+_FILM_TABLES = re.compile(r"\b(events|frames|activations|bindings|vals)\b")
+
 
 class Act:
     """One activation: a stretch of a frame on the stack."""
@@ -57,8 +68,13 @@ class Recording:
     """An open recording.  Use ``Recording.open``; close it (or use ``with``)."""
 
     def __init__(self, conn: apsw.Connection, meta: dict[str, str], path: Path,
-                 entry: TestEntry | None = None) -> None:
-        self.conn = conn
+                 entry: TestEntry | None = None, store: FilmStore | None = None) -> None:
+        #: the file's own connection: every table but the film's (all of
+        #: them for a recording read through its rows)
+        self.file_conn = conn
+        #: the film read from its chunks (schema 3), or None
+        self.store = store
+        self._rows_conn: apsw.Connection | None = None if store is not None else conn
         self.meta = meta
         self.path = path
         self.entry = entry
@@ -89,11 +105,33 @@ class Recording:
         from .runs import find_escope_dir
         base = find_escope_dir(escope_dir) if escope_dir else None
         path, entry = resolve_test(path_or_test, run, base)
-        conn, meta = open_recording(path)
-        return cls(conn, meta, path, entry)
+        conn, meta, direct = open_film(path)
+        try:
+            store = FilmStore(conn, path) if direct else None
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, meta, path, entry, store)
 
     def close(self) -> None:
-        self.conn.close()
+        if self._rows_conn is not None and self._rows_conn is not self.file_conn:
+            self._rows_conn.close()
+        self.file_conn.close()
+
+    @property
+    def conn(self) -> apsw.Connection:
+        """A connection to the film as indexed rows: the file's own, or for a
+        recording read from its chunks the copy unpacked on first use."""
+        if self._rows_conn is None:
+            assert self.store is not None
+            steps = self.store.last_step - self.store.first_step + 1
+            self._rows_conn = connect_readonly(_private_copy(self.path, None, steps=steps, original=self.path))
+        return self._rows_conn
+
+    def _conn_for(self, sql: str) -> apsw.Connection:
+        if self.store is not None and _FILM_TABLES.search(sql) is None:
+            return self.file_conn
+        return self.conn
 
     def __enter__(self) -> "Recording":
         return self
@@ -103,11 +141,15 @@ class Recording:
 
     def _load(self) -> None:
         try:
-            self.codes = {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in self.conn.execute(
+            conn = self.file_conn
+            self.codes = {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in conn.execute(
                 "SELECT code, file, name, qualname, first_line, in_scope FROM codes")}
-            self.files = dict(self.conn.execute("SELECT file, path FROM files").fetchall())
-            self.threads = dict(self.conn.execute("SELECT thread, name FROM threads").fetchall())
-            self.tasks = dict(self.conn.execute("SELECT task, name FROM tasks").fetchall())
+            self.files = dict(conn.execute("SELECT file, path FROM files").fetchall())
+            self.threads = dict(conn.execute("SELECT thread, name FROM threads").fetchall())
+            self.tasks = dict(conn.execute("SELECT task, name FROM tasks").fetchall())
+            if self.store is not None:
+                self.first_step, self.last_step = self.store.first_step, self.store.last_step
+                return
             # two statements: SQLite answers a lone min() or max() from the
             # primary key, but scans the table for both in one statement
             lo = self.conn.execute("SELECT min(step) FROM events").fetchall()[0][0]
@@ -125,13 +167,13 @@ class Recording:
     def q(self, sql: str, args: tuple = ()) -> list[tuple]:
         """Run a query; SQLite errors become one clear RecordingError."""
         try:
-            return self.conn.execute(sql, args).fetchall()
+            return self._conn_for(sql).execute(sql, args).fetchall()
         except apsw.Error as exc:
             raise self.corrupt(exc) from None
 
     def q1(self, sql: str, args: tuple = ()) -> tuple | None:
         try:
-            for row in self.conn.execute(sql, args):
+            for row in self._conn_for(sql).execute(sql, args):
                 return row
             return None
         except apsw.Error as exc:
@@ -139,7 +181,7 @@ class Recording:
 
     def iterate(self, sql: str, args: tuple = ()) -> Iterator[tuple]:
         try:
-            yield from self.conn.execute(sql, args)
+            yield from self._conn_for(sql).execute(sql, args)
         except apsw.Error as exc:
             raise self.corrupt(exc) from None
 
@@ -193,8 +235,16 @@ class Recording:
 
     # -- cached lookups --------------------------------------------------------
 
-    def act(self, act: int) -> Act:
+    def act(self, act: int, step: int | None = None) -> Act:
+        """Activation ``act``; ``step``, a step it is on the stack at, helps
+        a recording read from its chunks find it without decoding."""
         a = self._acts.get(act)
+        if a is None and self.store is not None:
+            found = self.store.act(act, step)
+            if found is None:
+                raise RecordingError(f"activation {act} is missing", path=self.path,
+                                     fix="the recording is damaged; re-run the test")
+            a = self._acts[act] = Act(found[:8], found[8])
         if a is None:
             row = self.q1("SELECT a.act, a.frame, a.parent, a.thread, a.task, a.depth, a.start_step, a.end_step, "
                           "f.code FROM activations a JOIN frames f ON f.frame = a.frame WHERE a.act = ?", (act,))
@@ -204,14 +254,14 @@ class Recording:
             a = self._acts[act] = Act(row[:8], row[8])
         return a
 
-    def callers(self, act: int) -> Iterator[Act]:
+    def callers(self, act: int, step: int | None = None) -> Iterator[Act]:
         """The activation and its callers, innermost first.
 
         ``parent`` comes from the file: a crafted one can make it loop, so a
         visited activation ends the walk with a clear error, never a hang.
         """
         seen: set[int] = set()
-        a: Act | None = self.act(act)
+        a: Act | None = self.act(act, step)
         while a is not None:
             if len(seen) >= MAX_STACK_DEPTH:
                 raise RecordingError(f"the call stack of activation {act} is deeper than {MAX_STACK_DEPTH} frames",
@@ -221,16 +271,19 @@ class Recording:
                                      path=self.path, fix="the recording is damaged; re-run the test")
             seen.add(a.act)
             yield a
-            a = self.act(a.parent) if a.parent is not None else None
+            a = self.act(a.parent, step) if a.parent is not None else None
 
-    def chain(self, act: int) -> list[Act]:
-        """The activation and its callers, outermost first."""
-        out = list(self.callers(act))
+    def chain(self, act: int, step: int | None = None) -> list[Act]:
+        """The activation and its callers, outermost first (``step``: as
+        ``act``)."""
+        out = list(self.callers(act, step))
         out.reverse()
         return out
 
     def frame_code(self, frame: int) -> int:
         code = self._frame_codes.get(frame)
+        if code is None and self.store is not None:
+            code = self._frame_codes[frame] = self.store.frame_code(frame)
         if code is None:
             row = self.q1("SELECT code FROM frames WHERE frame = ?", (frame,))
             code = self._frame_codes[frame] = row[0] if row else 0
@@ -288,6 +341,8 @@ class Recording:
         latest snapshot at or before ``step`` (so aliases agree)."""
         if vid is None:
             return None
+        if self.store is not None:
+            return self._stored_value(vid, step)
         row = self.q1("SELECT obj, type, repr, detail, flags FROM vals WHERE value = ?", (vid,))
         if row is None:
             return Value("?", "<missing value>", None, 0)
@@ -298,9 +353,95 @@ class Recording:
                 return Value(*snap)
         return Value(row[1], row[2], row[3], row[4])
 
+    def _stored_value(self, vid: int, step: int | None) -> Value:
+        assert self.store is not None
+        row = self.store.val(vid, step)
+        if row is None:
+            return Value("?", "<missing value>", None, 0)
+        if row[0] is not None and step is not None:
+            snap = self.store.snapshot(row[0], row[1], step)
+            if snap is not None and snap != vid:
+                newer = self.store.val(snap, step)
+                if newer is not None:
+                    row = newer
+        return Value(row[2], row[3], row[4], row[5])
+
+    def obj_of(self, vid: int | None) -> int | None:
+        """The object a value row is a snapshot of (None: immutable)."""
+        if vid is None:
+            return None
+        if self.store is not None:
+            row = self.store.val(vid)
+            return row[0] if row else None
+        found = self.q1("SELECT obj FROM vals WHERE value = ?", (vid,))
+        return found[0] if found else None
+
+    def binding_rows(self, frame: int, step: int) -> list[tuple[int, int, int]]:
+        """``(name, value id, first bound step)`` of each name ``frame`` bound
+        at or before ``step``; value id 0 for a name unbound since (del)."""
+        if self.store is not None:
+            return [(name, vid or 0, first) for name, (first, _s, vid) in self.store.bindings(frame, step).items()]
+        from .state import LOCALS_SQL
+        return [r for r in self.q(LOCALS_SQL, (frame, step)) if r[1] is not None]
+
+    def binding(self, frame: int, name: int, step: int) -> int | None:
+        """The value id ``name`` of ``frame`` is bound to at ``step`` (None:
+        not bound)."""
+        if self.store is not None:
+            found = self.store.bindings(frame, step, frozenset((name,))).get(name)
+            return found[2] if found else None
+        row = self.q1("SELECT value FROM bindings INDEXED BY bindings_frame WHERE frame = ? AND name = ? "
+                      "AND step <= ? ORDER BY step DESC LIMIT 1", (frame, name, step))
+        return row[0] if row else None
+
+    def act_step(self, act: int, step: int, forward: bool) -> int | None:
+        """The next (previous) step of activation ``act`` after (before) ``step``."""
+        if self.store is None:
+            if forward:
+                row = self.q1("SELECT step FROM events WHERE act = ? AND step > ? ORDER BY step LIMIT 1", (act, step))
+            else:
+                row = self.q1("SELECT step FROM events WHERE act = ? AND step < ? ORDER BY step DESC LIMIT 1",
+                              (act, step))
+            return row[0] if row else None
+        # an activation's steps are its own events with its callees' whole
+        # activations between them: jump over each callee, never scan it
+        a = self.act(act)
+        s = step + 1 if forward else step - 1
+        while self.first_step <= s <= self.last_step:
+            here = self.store.event(s)[1]
+            if here == act:
+                return s
+            b = self.act(here)
+            if b.thread != a.thread:
+                s += 1 if forward else -1
+            elif forward:
+                if b.end is None or b.end < s or (a.end is not None and s > a.end):
+                    return None
+                s = b.end + 1
+            else:
+                if b.start > s or s < a.start:
+                    return None
+                s = b.start - 1
+        return None
+
+    def walk(self, step: int, forward: bool) -> Iterator[tuple[int, int, int, int, int | None]]:
+        """``(step, kind, act, line, value)`` from ``step`` (included) to the
+        end of the film, or back to its start."""
+        if self.store is not None:
+            yield from self.store.walk(step, forward)
+            return
+        if forward:
+            yield from self.iterate("SELECT step, kind, act, line, value FROM events WHERE step >= ? ORDER BY step",
+                                    (step,))
+        else:
+            yield from self.iterate("SELECT step, kind, act, line, value FROM events WHERE step <= ? "
+                                    "ORDER BY step DESC", (step,))
+
     def event_row(self, step: int) -> tuple[int, int, int, int, int | None]:
         """``(kind, act, line, time_ns, value)`` of one step."""
         self.check_step(step)
+        if self.store is not None:
+            return self.store.event(step)
         row = self.q1("SELECT kind, act, line, time_ns, value FROM events WHERE step = ?", (step,))
         if row is None:
             raise BadStepError(f"step {step} is missing from the recording", path=self.path,

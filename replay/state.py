@@ -1,7 +1,9 @@
 """Reconstructing the program state at one step.
 
 The state at step N (docs/replay.md, "What a state is") is rebuilt from
-indexed lookups only:
+indexed lookups only (described here as the rows' indexes; a recording read
+from its chunks answers the same lookups from the chunk holding N and its
+key frame, ``film_store``):
 
 * the stack is the step's activation and its parent chain (a parent stays
   fixed while its child lives); an outer frame's current line is the line
@@ -41,7 +43,7 @@ JSON_SCHEMA_VERSION = 2
 # INDEXED BY: left to itself SQLite takes bindings_name for the latest
 # binding and walks back through the same name's bindings in every other
 # frame (8.7 ms instead of 0.2 ms at the end of a million-event film).
-_LOCALS_SQL = """
+LOCALS_SQL = """
 WITH RECURSIVE nm(name) AS (
     SELECT (SELECT min(name) FROM bindings WHERE frame = ?1)
     UNION ALL
@@ -136,8 +138,7 @@ class Failure:
 
 def frame_locals(rec: "Recording", frame: int, step: int) -> dict[str, Value]:
     """Locals of ``frame`` as of ``step``, in the order they were first bound."""
-    rows = rec.q(_LOCALS_SQL, (frame, step))
-    rows = [r for r in rows if r[1]]  # None: bound only later; 0: unbound (del)
+    rows = [r for r in rec.binding_rows(frame, step) if r[1]]  # None: bound only later; 0: unbound (del)
     rows.sort(key=lambda r: (r[2], r[0]))
     out: dict[str, Value] = {}
     for name, vid, _first in rows:
@@ -157,16 +158,18 @@ def frame_values(rec: "Recording", frame: int, step: int, names: frozenset[str])
         nid = ids.get(name)
         if nid is None:
             continue
-        row = rec.q1("SELECT value FROM bindings INDEXED BY bindings_frame WHERE frame = ? AND name = ? "
-                     "AND step <= ? ORDER BY step DESC LIMIT 1", (frame, nid, step))
-        if row and row[0]:
-            value = rec.value(row[0], step)
+        vid = rec.binding(frame, nid, step)
+        if vid:
+            value = rec.value(vid, step)
             if value is not None:
                 out[name] = value
     return out
 
 
 def frame_line(rec: "Recording", act: "Act", step: int) -> int:
+    if rec.store is not None:
+        found = rec.act_step(act.act, step + 1, False)
+        return rec.store.event(found)[2] if found is not None else 0
     row = rec.q1("SELECT line FROM events WHERE act = ? AND step <= ? ORDER BY step DESC LIMIT 1", (act.act, step))
     return row[0] if row else 0
 
@@ -176,8 +179,7 @@ def exception_in_flight(rec: "Recording", step: int, thread: int) -> Exc | None:
     found: tuple[int, int] | None = None  # (step, value id) of the earliest raise of this exception
     found_obj: Any = None
     unwound: set[int] = set()  # activations seen unwinding on the way back
-    for s, kind, act, vid in rec.iterate(
-            "SELECT step, kind, act, value FROM events WHERE step <= ? ORDER BY step DESC", (step,)):
+    for s, kind, act, _line, vid in rec.walk(step, False):
         if rec.act(act).thread != thread:
             continue
         if kind == schema.UNWIND:
@@ -201,15 +203,12 @@ def exception_in_flight(rec: "Recording", step: int, thread: int) -> Exc | None:
 
 
 def _obj_of(rec: "Recording", vid: int | None) -> int | None:
-    if vid is None:
-        return None
-    row = rec.q1("SELECT obj FROM vals WHERE value = ?", (vid,))
-    return row[0] if row else None
+    return rec.obj_of(vid)
 
 
 def build_state(rec: "Recording", step: int) -> State:
     kind, act_id, line, time_ns, vid = rec.event_row(step)
-    chain = rec.chain(act_id)
+    chain = rec.chain(act_id, step)
     stack = []
     for a in chain:
         code = a.code
@@ -240,7 +239,11 @@ def failure(rec: "Recording") -> Failure | None:
     text = rec.meta.get("failure_step", "")
     if text.isdigit() and rec.first_step <= int(text) <= rec.last_step:
         return Failure(int(text), outcome, message, True, phases)
-    row = rec.q1("SELECT step FROM events WHERE kind = ? AND step >= ? ORDER BY step DESC LIMIT 1",
-                 (schema.EXCEPTION, rec.first_step))
+    if rec.store is not None:
+        found = next((s for s, kind, *_rest in rec.walk(rec.last_step, False) if kind == schema.EXCEPTION), None)
+        row = (found,) if found is not None else None
+    else:
+        row = rec.q1("SELECT step FROM events WHERE kind = ? AND step >= ? ORDER BY step DESC LIMIT 1",
+                     (schema.EXCEPTION, rec.first_step))
     step = row[0] if row else max(rec.last_step, rec.first_step)
     return Failure(step, outcome, message, False, phases)
