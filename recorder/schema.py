@@ -284,7 +284,7 @@ TABLES = (
 #:   2  ``attempt``: 0 is the session's own run of a test, 1..N the recorded
 #:      reruns ``--escope-on-failure`` makes of a failed one; the key is
 #:      (test_id, worker, attempt).  A version-1 index reads as attempt 0.
-INDEX_SCHEMA_VERSION = 3
+INDEX_SCHEMA_VERSION = 2
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
     key TEXT PRIMARY KEY,
