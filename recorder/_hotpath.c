@@ -3860,9 +3860,10 @@ typedef struct {
     PyObject *kinds;        /* id(class) -> (class, kind), filled by ``classify`` */
     PyObject *classify;     /* Renderer.c_kind */
     PyObject *secret_names; /* exact str key -> True/False: whether it names a secret; or NULL */
+    int top_is_class;       /* the value rendered is a class: its type name is "type" */
 } Tree;
 
-enum { KIND_PYTHON = 0, KIND_OPAQUE = 1, KIND_OBJECT = 2, KIND_NAMED = 3, KIND_CONTAINER = 4 };
+enum { KIND_PYTHON = 0, KIND_OPAQUE = 1, KIND_OBJECT = 2, KIND_NAMED = 3, KIND_CONTAINER = 4, KIND_CLASS = 5 };
 
 /* The kind tuple of a class other than the exact builtins: (KIND_PYTHON,
    name), (KIND_OPAQUE, name) or (KIND_OBJECT, name, dict getter or None,
@@ -4364,6 +4365,23 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
     if (k == KIND_OBJECT && PyTuple_GET_SIZE(kind) == 4) {
         return tree_object(c, v, kind, depth, top, repr, json, trunc, redacted);
     }
+    if (k == KIND_CLASS && PyType_Check(v)) {
+        /* <class 'qualname'>, type name "type" whatever the metaclass, as
+           Renderer._form shows a class; its qualname through the type's own
+           slot, never a metaclass's __qualname__ property */
+        PyObject *qual = PyType_GetQualName((PyTypeObject *)v);
+        if (qual == NULL) { PyErr_Clear(); return 0; }
+        Py_ssize_t qual_size;
+        const char *q = PyUnicode_AsUTF8AndSize(qual, &qual_size);
+        if (q == NULL) { Py_DECREF(qual); PyErr_Clear(); return 0; }  /* a lone surrogate: Python renders it */
+        size_t start = repr->len;
+        int bad = text_put(repr, "<class '", 8) < 0 || text_put(repr, q, (size_t)qual_size) < 0 ||
+                  text_put(repr, "'>", 2) < 0;
+        Py_DECREF(qual);
+        if (bad) { return -1; }
+        if (top) { c->top_is_class = 1; return 2; }
+        return tree_put_value_leaf(json, "type", 4, repr->p + start, repr->len - start) < 0 ? -1 : 1;
+    }
     if (k == KIND_NAMED) {
         return tree_named(c, v, PyTuple_GET_ITEM(kind, 1), top, repr, json);
     }
@@ -4411,8 +4429,8 @@ static PyObject *render_tree(PyObject *module, PyObject *const *args, Py_ssize_t
     int rc = tree_form(&c, value, 0, 1, &repr, &json, &trunc, &redacted);
     if (rc < 0) { goto done; }
     if (rc == 0) { result = Py_NewRef(Py_None); goto done; }
-    Py_ssize_t name_size, name_chars;
-    const char *name = tree_type_name(&c, Py_TYPE(value), &name_size, &name_chars);
+    Py_ssize_t name_size = 4, name_chars;
+    const char *name = c.top_is_class ? "type" : tree_type_name(&c, Py_TYPE(value), &name_size, &name_chars);
     if (name == NULL) { goto done; }
     PyObject *text = PyUnicode_DecodeUTF8(repr.p ? repr.p : "", (Py_ssize_t)repr.len, NULL);
     if (text == NULL) { goto done; }
@@ -4477,6 +4495,15 @@ static int fp_object_kind(Tree *c, PyObject *v, PyObject **getter, PyObject **sl
     return 1;
 }
 
+/* Whether ``v`` is a class shown as one (kind KIND_CLASS): 1, 0, or -1. */
+static int fp_is_class(Tree *c, PyObject *v) {
+    PyObject *kind = tree_kind(c, Py_TYPE(v));
+    if (kind == NULL) { return -1; }
+    long k = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
+    if (k == -1 && PyErr_Occurred()) { return -1; }
+    return k == KIND_CLASS;
+}
+
 /* The instance dict through ``getter`` (a new reference, or NULL with no
    error when there is none or it is not an exact dict). */
 static PyObject *fp_instance_dict(PyObject *getter, PyObject *v) {
@@ -4515,6 +4542,14 @@ static PyObject *fp_nested(Tree *c, PyObject *v, int *declined) {
         Py_DECREF(out);
         Py_RETURN_NONE;
     } else {
+        if (PyType_Check(v)) {
+            int is_class = fp_is_class(c, v);
+            if (is_class < 0) { goto fail; }
+            if (is_class) {
+                Py_DECREF(out);  /* values._nested_print of a class: its namespace is no dict */
+                Py_RETURN_NONE;
+            }
+        }
         PyObject *getter = NULL, *slots = NULL;
         int k = fp_object_kind(c, v, &getter, &slots);
         if (k <= 0) {

@@ -427,7 +427,8 @@ class Renderer:
         ``<name>`` (opaque), ``(2, name, dict getter, slot getters)`` field
         by field (``_object``), ``(3, ...)`` the same as ``<name qualname>``
         (functions, methods, generators), ``(4, ...)`` a container subclass
-        (``_container`` with its fields).  The checks are ``_form``'s, in its
+        (``_container`` with its fields), ``(5, name)`` a class shown as a
+        value (``<class 'qualname'>``, type name ``type``).  The checks are ``_form``'s, in its
         order."""
         info = self._info(cls)
         kind: tuple = (0, info.name)
@@ -436,8 +437,10 @@ class Renderer:
                 kind = (1, info.name)
             elif issubclass(cls, (list, tuple, set, frozenset, dict)):
                 kind = (4, info.name, info.dict_getter, tuple(info.slot_getters))
-            elif issubclass(cls, (str, bytes, int, float, complex, type)):
+            elif issubclass(cls, (str, bytes, int, float, complex)):
                 pass
+            elif issubclass(cls, type):
+                kind = (5, info.name)
             elif any(cls is t for t in _NAMED_TYPES):
                 kind = (3, info.name, info.dict_getter, tuple(info.slot_getters))
             elif not (issubclass(cls, BaseException) or cls is types.ModuleType

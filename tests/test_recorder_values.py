@@ -593,7 +593,8 @@ def _random_tree(rnd, depth: int):
     scalars = [0, -1, 2**63 - 1, 7, 2.5, -0.0, float("nan"), True, False, None, "", "s", 'q"uote',
                "back\\slash", "line\nbreak\x01", "é", "\U0001f600", "x" * 70, b"", b"b\x00'\"", b"y" * 70]
     declined = [2**70, 1j, ValueError("no"), pytest]
-    named = [len, _random_tree, lambda: 0, [].append, _Plain().__init__, (x for x in ()), "".join, str.join]
+    named = [len, _random_tree, lambda: 0, [].append, _Plain().__init__, (x for x in ()), "".join, str.join,
+             int, _Plain, _SubDict, collections.OrderedDict, type, _WithMeta]
     if depth <= 0 or rnd.random() < 0.3:
         roll = rnd.random()
         return rnd.choice(declined) if roll < 0.03 else rnd.choice(named) if roll < 0.1 else rnd.choice(scalars)
@@ -639,6 +640,14 @@ def _random_tree(rnd, depth: int):
 
 
 class _SubList(list):
+    pass
+
+
+class _Meta(type):
+    pass
+
+
+class _WithMeta(metaclass=_Meta):
     pass
 
 
