@@ -4552,6 +4552,19 @@ static PyObject *fp_nested(Tree *c, PyObject *v, int *declined) {
         }
         PyObject *getter = NULL, *slots = NULL;
         int k = fp_object_kind(c, v, &getter, &slots);
+        if (k == 0) {
+            /* shown in Python or as <name>: the nested print is still its
+               instance dict's, through the getter c_kind recorded */
+            PyObject *kind = tree_kind(c, t);
+            if (kind == NULL) { goto fail; }
+            long kk = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
+            if ((kk == KIND_PYTHON || kk == KIND_OPAQUE) && PyTuple_GET_SIZE(kind) == 3) {
+                getter = PyTuple_GET_ITEM(kind, 2);
+                k = 1;
+            } else if (kk == -1 && PyErr_Occurred()) {
+                goto fail;
+            }
+        }
         if (k <= 0) {
             if (k == 0) { *declined = 1; }
             goto fail;

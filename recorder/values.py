@@ -423,18 +423,22 @@ class Renderer:
 
     def c_kind(self, cls: type) -> None:
         """Record, for ``_hotpath.render_tree``, how ``_form`` shows
-        instances of ``cls``: ``(0, name)`` in Python, ``(1, name)`` as
-        ``<name>`` (opaque), ``(2, name, dict getter, slot getters)`` field
+        instances of ``cls``: ``(0, name[, dict getter])`` in Python, ``(1,
+        name[, dict getter])`` as ``<name>`` (opaque), ``(2, name, dict getter, slot getters)`` field
         by field (``_object``), ``(3, ...)`` the same as ``<name qualname>``
         (functions, methods, generators), ``(4, ...)`` a container subclass
         (``_container`` with its fields), ``(5, name)`` a class shown as a
         value (``<class 'qualname'>``, type name ``type``).  The checks are ``_form``'s, in its
         order."""
         info = self._info(cls)
-        kind: tuple = (0, info.name)
+        # a value shown in Python or as <name> still has the nested print of
+        # any object (``_nested_print``: its instance dict), which C makes
+        # from this getter; a container subclass's is its items', left to Python
+        plain = not issubclass(cls, (list, tuple, set, frozenset, dict))
+        kind: tuple = (0, info.name, info.dict_getter) if plain else (0, info.name)
         if not info.secret:
             if info.opaque:
-                kind = (1, info.name)
+                kind = (1, info.name, info.dict_getter) if plain else (1, info.name)
             elif issubclass(cls, (list, tuple, set, frozenset, dict)):
                 kind = (4, info.name, info.dict_getter, tuple(info.slot_getters))
             elif issubclass(cls, (str, bytes, int, float, complex)):
