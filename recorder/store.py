@@ -378,8 +378,9 @@ class RecordingWriter:
         rows = payload = texts = None  # type: ignore[assignment]  # the columns go before the transaction
         with db:
             step = base + chunk["count"]
-            db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (?, ?, ?)",
-                       (base, step - base, blob))
+            if step > base:  # a chunk of phase rows only has no film
+                db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (?, ?, ?)",
+                           (base, step - base, blob))
             for file_id, sf in chunk.get("files", ()):
                 if file_id in self.files_done:
                     continue
