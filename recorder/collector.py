@@ -32,6 +32,7 @@ from typing import Any, Callable
 from . import schema
 from .interrupts import owned_by_test
 from .config import RecorderConfig, pure_python_requested
+from .flusher import FLUSHER
 from .scope import CodeInfo, Scope, SourceFile
 from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint, kept_alive
 
@@ -185,8 +186,9 @@ class Collector:
                                                                                   self.chunk_cap)
         if config.max_events:
             self.spill_limit = max(1, min(self.spill_limit, config.max_events))
-        #: the tracers call ``overflow`` when ``events`` is this long
-        self.hot_limit = min(SEGMENT_EVENTS, self.spill_limit)
+        #: the tracers call ``overflow`` when ``events`` is this long; with
+        #: the flusher's cap a chunk is small enough to stay one list
+        self.hot_limit = self.spill_limit if self.chunk_cap is not None else min(SEGMENT_EVENTS, self.spill_limit)
         self.spill_every_ns = int(config.spill_seconds * 1e9)
         self.spill_at = self.spill_every_ns
         self.spilled = False
@@ -198,8 +200,15 @@ class Collector:
         self.moving = 0
         #: the flusher may take chunks (cleared when the recording stops)
         self.flushable = False
-        #: how often the flusher takes a chunk (0: never)
+        #: how often the flusher takes a chunk unasked (0: only when asked)
         self.flush_every = config.flush_seconds
+        #: what a filming thread asked the flusher for (``serve``): 0 nothing,
+        #: 1 room in ``events``, 2 everything in memory handed to the writer
+        self.asked = 0
+        #: passes of ``serve`` begun and finished: a filming thread that
+        #: asked waits for one that began after its request
+        self.serves_begun = 0
+        self.serves_done = 0
         self.held_chars = 0  # text and detail of the snapshots not yet spilled
         # odd ids here; the writer numbers the scalars it renders with even ids
         self.vids = itertools.count(1, 2)
@@ -730,40 +739,62 @@ class Collector:
         return chunk
 
     def overflow(self) -> None:
-        """``events`` reached ``hot_limit``: move it into a segment, and
-        spill when the segments reach ``spill_limit``."""
-        with self._spill_lock:
-            self._seal()
-            due = self.segmented >= self.spill_limit
-        if due:
-            self.spill()
+        """``events`` reached ``hot_limit`` (on a filming thread): have the
+        flusher thread move it into a segment, and take a chunk when the
+        segments reach ``spill_limit``."""
+        FLUSHER.ask(self, 1)
 
     def spill(self) -> None:
-        """Hand what is in memory to the writer (runs on the tracing thread)."""
+        """Have the flusher thread hand what is in memory to the writer, and
+        wait until it did (on a filming thread).  This thread never takes a
+        chunk itself: it may be the main thread, where a signal handler that
+        raises between taking the events and queueing them would lose them
+        (recorder/flusher.py)."""
+        now = _perf_ns() - self.t0
+        self.spill_at = now + max(self.spill_every_ns, now // 2)
+        FLUSHER.ask(self, 2)
+
+    def spill_last(self) -> None:
+        """The recording stopped: hand everything left to the writer, to the
+        end even when a signal handler raises meanwhile (then raised on)."""
+        FLUSHER.ask(self, 2, to_the_end=True)
+
+    def serve(self) -> None:
+        """Do what a filming thread asked (on the flusher thread): level 1
+        seals ``events`` into a segment and takes a chunk once the segments
+        reach ``spill_limit``; level 2 takes everything in memory."""
         with self._spill_lock:
-            now = time.perf_counter_ns() - self.t0
-            self.spill_at = now + max(self.spill_every_ns, now // 2)
-            if not self.events and not self.segments and not self.phase_rows:
-                # (a phase that filmed nothing, such as the teardown of a
-                # test whose earlier events the flusher took, still has its row)
-                return
-            self.spilled = True
+            begun = self.serves_begun + 1
+            self.serves_begun = begun
+            level, self.asked = self.asked, 0
             try:
-                self.sink(self.take_chunk())
+                if level == 0:
+                    return
+                if level == 1:
+                    self._seal()
+                    if self.segmented < self.spill_limit:
+                        return
+                if not self.events and not self.segments and not self.phase_rows:
+                    # (a phase that filmed nothing, such as the teardown of a
+                    # test whose earlier events the flusher took, still has its row)
+                    return
+                self.spilled = True
+                try:
+                    self.sink(self.take_chunk())
+                finally:
+                    grown = max(self.spill_events, min(self.base // 2, SPILL_CAP))
+                    if self.chunk_cap is not None:
+                        grown = min(grown, self.chunk_cap)
+                    self.spill_limit = min(grown, self.max_events) if self.max_events else grown
             finally:
-                # a signal handler's exception raised on by the sink (the
-                # chunk is queued all the same) leaves the limits right
-                grown = max(self.spill_events, min(self.base // 2, SPILL_CAP))
-                if self.chunk_cap is not None:
-                    grown = min(grown, self.chunk_cap)
-                self.spill_limit = min(grown, self.max_events) if self.max_events else grown
+                self.serves_done = begun
 
     def flush(self) -> bool:
         """Hand what is in memory to the writer from the flusher thread, so a
         test that dies keeps its film up to its last moments, even while it
         is blocked (in C, in ``time.sleep``, on a lock) and films nothing.
-        Never waits for the spill lock: a thread holding it is spilling
-        already.  Returns True when a chunk was handed over."""
+        Never waits for the spill lock: a thread holding it is clearing the
+        film.  Returns True when a chunk was handed over."""
         if not self._spill_lock.acquire(blocking=False):
             return False
         try:

@@ -188,7 +188,7 @@ class Recording:
             return 0
         self.stop()
         col = self.collector
-        col.spill()
+        col.spill_last()
         total = col.base
         meta = dict(final_meta)
         dropped = max(0, total - self.config.max_events) if self.config.max_events else 0
