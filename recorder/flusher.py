@@ -62,6 +62,8 @@ class Flusher:
         #: released after each pass, to wake a filming thread that waits
         self._passed = _Lock()
         self._passed.acquire()
+        #: objects to drop on this thread (``bury``)
+        self._graves: list[Any] = []
 
     def add(self, collector: Any) -> None:
         """Serve ``collector`` from now on (its recording started)."""
@@ -80,6 +82,14 @@ class Flusher:
         with self._lock:
             if collector in self._collectors:
                 self._collectors.remove(collector)
+
+    def bury(self, thing: Any) -> None:
+        """Let ``thing`` die on this thread, at its next pass: its death
+        runs Python code (a weakref callback, a finalizer), and a signal
+        handler that CPython runs there has its exception swallowed (printed
+        as unraisable).  Dying in the main thread, at a moment the garbage
+        collector chooses, it could swallow the test's ``Timeout``."""
+        self._graves.append(thing)
 
     def ask(self, collector: Any, level: int, to_the_end: bool = False) -> None:
         """On a filming thread: have this thread serve ``collector`` at
@@ -152,6 +162,8 @@ class Flusher:
                         collector.flush()
                 except BaseException:  # noqa: BLE001 - the writer records its own faults; this thread must live
                     pass
+            # cleared in place: a filming thread may append meanwhile
+            self._graves.clear()
             try:
                 passed.release()
             except RuntimeError:
