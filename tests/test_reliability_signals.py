@@ -105,9 +105,7 @@ def test_plain_run_catches_every_alarm(alarms: Project) -> None:
     assert _run(alarms) == "3 passed"
 
 
-# full_trace is left out: under load it still loses an alarm now and then
-# (docs/reliability.md, "Signals", states it as an open bug)
-@pytest.mark.parametrize("strategy", ["minimal", "balanced"])
+@pytest.mark.parametrize("strategy", ["minimal", "balanced", "full_trace"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_recorded_run_catches_every_alarm(alarms: Project, backend: str, strategy: str, tmp_path: Path) -> None:
     esc = tmp_path / "escope"
@@ -186,7 +184,7 @@ def test_many_alarms(round):
 
 
 @pytest.mark.skipif("monitoring" not in BACKENDS, reason="sys.monitoring needs Python 3.12+")
-@pytest.mark.parametrize("strategy", ["minimal", "balanced"])
+@pytest.mark.parametrize("strategy", ["minimal", "balanced", "full_trace"])
 def test_alarms_never_cost_the_film_a_chunk(tmp_path: Path, strategy: str) -> None:
     # A handler that raised in the main thread between taking a chunk from
     # the film and queueing it for the writer dropped the chunk (and, for
