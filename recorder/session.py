@@ -21,8 +21,6 @@ from typing import Any, Callable
 from . import schema
 from .collector import Collector
 from .config import RecorderConfig
-from .flusher import FLUSHER
-from .liveness import process_identity
 from .nodes import NodeIndexCache
 from .runs import is_storage_error
 from .scope import Scope
@@ -137,7 +135,6 @@ class Recording:
             "rootdir": str(self.config.rootdir),
             "started_unix_ns": str(self.started_ns),
             "pid": str(os.getpid()),
-            "process": process_identity(),
         }
 
     def start(self) -> None:
@@ -150,9 +147,6 @@ class Recording:
         self.backend.start()
         self.running = True
         self.recorder.current = self
-        if self.config.flush_seconds > 0:
-            self.collector.flushable = True
-            FLUSHER.add(self.collector)
 
     def pause(self) -> None:
         self.collector.active = False
@@ -163,12 +157,7 @@ class Recording:
     def stop(self) -> None:
         if self.running:
             self.running = False
-            col = self.collector
-            col.active = False
-            col.flushable = False
-            FLUSHER.remove(col)
-            with col._spill_lock:
-                pass  # a flush under way has handed its chunk to the writer
+            self.collector.active = False
             try:
                 self.backend.stop()
             finally:
@@ -188,7 +177,7 @@ class Recording:
             return 0
         self.stop()
         col = self.collector
-        col.spill_last()
+        col.spill()
         total = col.base
         meta = dict(final_meta)
         dropped = max(0, total - self.config.max_events) if self.config.max_events else 0
@@ -240,7 +229,6 @@ class Recording:
         self.running = False
         col = self.collector
         col.active = False
-        col.flushable = False
         col.sink = _drop_chunk
         self.writer = None
         try:
