@@ -11,6 +11,7 @@ the collections of each generation with their time.
     python benchmarks/inprocess.py sieve minimal write
     python benchmarks/inprocess.py sieve minimal write --spill-events 0   # one write at the end
     python benchmarks/inprocess.py lines balanced discard
+    python benchmarks/inprocess.py lines balanced write --flush-seconds 0   # no flusher thread
     python benchmarks/inprocess.py lfu balanced write    # benchmarks/shapes: an object changed at every step
 
 ``write`` writes the recording (spilling every --spill-events events as a
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("mode", choices=["write", "discard"])
     ap.add_argument("--spill-events", type=int, default=100_000,
                     help="spill every N events, as a real run (0: never, one write at the end)")
+    ap.add_argument("--flush-seconds", type=float, default=None,
+                    help="how often the flusher thread takes what is in memory (default: a real run's; 0: never)")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="escope-inprocess-"))
@@ -119,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         never = args.spill_events <= 0
         cfg = RecorderConfig(rootdir=project, strategy=args.strategy,
                              spill_events=10**12 if never else args.spill_events,
-                             spill_seconds=10**6 if never else 2.0)
+                             spill_seconds=10**6 if never else 2.0,
+                             flush_seconds=0 if never else (RecorderConfig.flush_seconds if args.flush_seconds is None
+                                                            else args.flush_seconds))
         recorder = Recorder(cfg, tmp / "cache")
         warm = recorder.recording(tmp / "warm.sqlite", {"nodeid": "warm-up"}, keep_in_memory=True)
         warm.start()

@@ -13,8 +13,9 @@ docs/architecture.md; tests/test_docs.py keeps the two equal.
 Exit status 1 when a rule is broken: nothing in ``recorder/`` may import
 pytest or ``replay/``; nothing in ``replay/`` may import pytest, nor from
 ``recorder/`` more than the format (``schema``, and ``forms`` for a
-value's stored form) and the script runner ``escope run`` calls
-(``script``).
+value's stored form), the script runner ``escope run`` calls
+(``script``) and how a recording process is told alive from gone
+(``liveness``).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def short(name: str) -> str:
 
 WIDTH = 34
 #: what replay/ may import from recorder/
-READ_SIDE = {"recorder.forms", "recorder.schema", "recorder.script"}
+READ_SIDE = {"recorder.forms", "recorder.liveness", "recorder.schema", "recorder.script"}
 
 
 def _wrapped(head: str, deps: list[str], limit: int = 100) -> list[str]:

@@ -29,17 +29,21 @@ def start_run(config: pytest.Config, settings: Settings) -> RunSession:
     escope_dir = settings.escope_dir
     try:
         if settings.rerun_of:
-            return RunSession.join(escope_dir, settings.rerun_of)
-        return RunSession.start(
-            escope_dir,
-            args=shlex.join(config.invocation_params.args),
-            rootdir=rootdir,
-            git_commit=git_commit(rootdir),
-            strategy=settings.recorder.strategy,
-            backend=settings.recorder.backend or "",
-            # a reader settles the rows of a run whose controller is gone
-            pid=str(os.getpid()),
-        )
+            session = RunSession.join(escope_dir, settings.rerun_of)
+        else:
+            session = RunSession.start(
+                escope_dir,
+                args=shlex.join(config.invocation_params.args),
+                rootdir=rootdir,
+                git_commit=git_commit(rootdir),
+                strategy=settings.recorder.strategy,
+                backend=settings.recorder.backend or "",
+                # a reader settles the rows of a run whose controller is gone
+                pid=str(os.getpid()),
+            )
+        # each process's own: a reader settles the rows of a process that died
+        session.mark_process("main", settings.attempt)
+        return session
     except Exception as exc:
         if not is_storage_error(exc):
             raise

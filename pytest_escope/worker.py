@@ -20,13 +20,15 @@ class Worker(TestRecording):
         run_id = workerinput.get("escope_run_id")
         if not run_id:
             raise EscopeUnavailable("")  # the controller could not start a run: it has warned
+        worker = workerinput.get("workerid", "main")
         try:
             session = RunSession.join(settings.escope_dir, run_id)
+            session.mark_process(worker, settings.attempt)
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
             raise unavailable(settings.escope_dir, exc) from None
-        super().__init__(config, settings, session, worker=workerinput.get("workerid", "main"))
+        super().__init__(config, settings, session, worker=worker)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.recorder.forked:

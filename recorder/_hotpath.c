@@ -500,7 +500,7 @@ typedef struct {
 } Hot;
 
 static PyObject *s_slots, *s_dict, *s_qualname, *s_tag_r;
-static PyObject *s_base, *s_segmented, *msg_raise;
+static PyObject *s_base, *s_segmented, *s_moving, *s_step_count, *msg_raise;
 static PyObject *s_active, *s_spill_at, *s_is_coro, *s_method_self, *s_watch, *s_tag_s, *s_tag_b;
 static PyObject *k_line, *k_return, *k_yield, *k_resume, *zero, *one;
 static PyObject *msg_line, *msg_resume, *msg_yield, *msg_return, *msg_start, *msg_call;
@@ -1945,9 +1945,31 @@ done:
     return rc;
 }
 
-/* Collector.step_count: base + segmented + len(events). */
+/* Collector.step_count: base + segmented + len(events).  Read here in one
+   go, with the GIL held and no Python code run, unless the flusher thread is
+   in the middle of moving events into a chunk (``moving`` odd): then the
+   Python method waits for the move to end. */
 static int step_count(Hot *h, int64_t *step) {
-    long long base, segmented;
+    long long base, segmented, moving;
+    PyObject *m = PyObject_GetAttr(h->col, s_moving);
+    int ok_m = m != NULL && int64_of(m, &moving);
+    Py_XDECREF(m);
+    if (!ok_m) {
+        if (!PyErr_Occurred()) { PyErr_SetString(PyExc_TypeError, "Collector.moving is not an int"); }
+        return -1;
+    }
+    if (moving & 1) {
+        PyObject *n = PyObject_CallMethodNoArgs(h->col, s_step_count);
+        long long v;
+        int ok_n = n != NULL && int64_of(n, &v);
+        Py_XDECREF(n);
+        if (!ok_n) {
+            if (!PyErr_Occurred()) { PyErr_SetString(PyExc_TypeError, "Collector.step_count is not an int"); }
+            return -1;
+        }
+        *step = (int64_t)v;
+        return 0;
+    }
     PyObject *b = PyObject_GetAttr(h->col, s_base), *s = b ? PyObject_GetAttr(h->col, s_segmented) : NULL;
     int ok = s != NULL && int64_of(b, &base) && int64_of(s, &segmented);
     Py_XDECREF(b);
@@ -4843,7 +4865,7 @@ PyMODINIT_FUNC PyInit__hotpath(void) {
         {&msg_start, "recorder error at a call"}, {&msg_call, "recorder error at an external call"},
         {&msg_line, "recorder error at a line step"}, {&msg_resume, "recorder error at a resume"},
         {&msg_yield, "recorder error at a yield"}, {&msg_raise, "recorder error at an exception"},
-        {&s_base, "base"}, {&s_segmented, "segmented"}, {&msg_return, "recorder error at a return"},
+        {&s_base, "base"}, {&s_segmented, "segmented"}, {&s_moving, "moving"}, {&s_step_count, "step_count"}, {&msg_return, "recorder error at a return"},
     };
     for (size_t i = 0; i < sizeof(interned) / sizeof(interned[0]); i++) {
         *interned[i].slot = PyUnicode_InternFromString(interned[i].text);

@@ -32,6 +32,7 @@ from typing import Any, Callable
 from . import schema
 from .interrupts import owned_by_test
 from .config import RecorderConfig, pure_python_requested
+from .flusher import FLUSHER
 from .scope import CodeInfo, Scope, SourceFile
 from .values import IMMUTABLE_IDS, Renderer, compile_redaction, fingerprint, kept_alive
 
@@ -58,6 +59,8 @@ _PARTIAL_FUNC = _PARTIAL.__dict__["func"].__get__
 _LOOK_AGAIN: tuple = ((), ())
 
 _perf_ns = time.perf_counter_ns
+#: bound at import: a test that mocks ``time.sleep`` must not reach the recorder
+_sleep = time.sleep
 _RESUME = schema.RESUME
 _YIELD = schema.YIELD
 
@@ -76,6 +79,20 @@ SPILL_CAP = 100_000
 #: step makes kilobytes a step, and the writer holds a few copies of a
 #: chunk while it packs it (peak RSS, docs/performance.md).
 SPILL_CHARS = 8 << 20
+#: the most events a chunk grows to when the flusher runs: a test that films
+#: faster than the writer writes waits for it at this size, so what a hard
+#: death loses stays near 10,000 events (docs/reliability.md, "Faults")
+FLUSHED_CHUNK = 4096
+
+
+def _take(rows: list) -> list:
+    """Empty ``rows`` and return what it held; a row another thread appends
+    meanwhile stays for the next chunk (the list object is kept: a tracer
+    may hold it)."""
+    n = len(rows)
+    taken = rows[:n]
+    del rows[:n]
+    return taken
 
 
 def _owner_of(method: Any) -> Any:
@@ -163,15 +180,35 @@ class Collector:
         self.t0 = time.perf_counter_ns()
         self.spill_events = config.spill_events
         self.max_events = config.max_events
-        self.spill_limit = config.spill_events
+        #: the most events a chunk of the test thread's grows to while the flusher runs
+        self.chunk_cap = FLUSHED_CHUNK if config.flush_seconds > 0 else None
+        self.spill_limit = config.spill_events if self.chunk_cap is None else min(config.spill_events,
+                                                                                  self.chunk_cap)
         if config.max_events:
             self.spill_limit = max(1, min(self.spill_limit, config.max_events))
-        #: the tracers call ``overflow`` when ``events`` is this long
-        self.hot_limit = min(SEGMENT_EVENTS, self.spill_limit)
+        #: the tracers call ``overflow`` when ``events`` is this long; with
+        #: the flusher's cap a chunk is small enough to stay one list
+        self.hot_limit = self.spill_limit if self.chunk_cap is not None else min(SEGMENT_EVENTS, self.spill_limit)
         self.spill_every_ns = int(config.spill_seconds * 1e9)
         self.spill_at = self.spill_every_ns
         self.spilled = False
         self._spill_lock = threading.Lock()
+        #: odd while ``base``, ``segmented`` and ``events`` are being moved
+        #: into a chunk: the flusher thread (recorder/flusher.py) takes
+        #: chunks while the test thread runs, and ``step_count`` must never
+        #: see the events counted twice or not at all
+        self.moving = 0
+        #: the flusher may take chunks (cleared when the recording stops)
+        self.flushable = False
+        #: how often the flusher takes a chunk unasked (0: only when asked)
+        self.flush_every = config.flush_seconds
+        #: what a filming thread asked the flusher for (``serve``): 0 nothing,
+        #: 1 room in ``events``, 2 everything in memory handed to the writer
+        self.asked = 0
+        #: passes of ``serve`` begun and finished: a filming thread that
+        #: asked waits for one that began after its request
+        self.serves_begun = 0
+        self.serves_done = 0
         self.held_chars = 0  # text and detail of the snapshots not yet spilled
         # odd ids here; the writer numbers the scalars it renders with even ids
         self.vids = itertools.count(1, 2)
@@ -640,73 +677,136 @@ class Collector:
     # -- chunks ---------------------------------------------------------------
 
     def step_count(self) -> int:
-        """The number of the next step: events filmed so far."""
-        return self.base + self.segmented + len(self.events)
+        """The number of the next step: events filmed so far.
+
+        Read again when a chunk was being taken meanwhile (``moving`` odd or
+        changed): the three counts are consistent only between two moves."""
+        while True:
+            moving = self.moving
+            count = self.base + self.segmented + len(self.events)
+            if not moving & 1 and moving == self.moving:
+                return count
+            _sleep(0)  # let the flusher finish its move
 
     def _seal(self) -> None:
         """Move ``events`` into a new segment; the caller holds the spill lock."""
         events = self.events
-        if type(events) is not list:
-            if events:
+        if not events:
+            return
+        self.moving += 1
+        try:
+            if type(events) is not list:
                 segment = events.seal()  # atomic: another thread may append meanwhile
                 self.segments.append(segment)
                 self.segmented += len(segment)
-            return
-        n = len(events)
-        if n:
+                return
             # a slice of exactly n: another thread may append meanwhile
+            n = len(events)
             segment = tuple(events[:n])
             if _untrack_segment is not None:
                 _untrack_segment(segment)
             self.segments.append(segment)
             self.segmented += n
             del events[:n]
+        finally:
+            self.moving += 1
 
     def take_chunk(self) -> dict[str, Any]:
+        """What is in memory, as a chunk; the caller holds the spill lock."""
         self._seal()
-        segments, count = self.segments, self.segmented
-        self.segments, self.segmented = [], 0
-        base = self.base
-        self.base += count
+        self.moving += 1
+        try:
+            segments, count = self.segments, self.segmented
+            self.segments = []
+            base = self.base
+            self.base = base + count
+            self.segmented = 0
+        finally:
+            self.moving += 1
         chunk = {
             "base": base,
             "count": count,
             "events": tuple(segments),  # the events, in segments
-            "files": self.new_files,
-            "codes": self.code_rows,
-            "threads": self.thread_rows,
-            "tasks": self.task_rows,
-            "phases": self.phase_rows,
+            # taken as slices: another thread may append a row meanwhile
+            "files": _take(self.new_files),
+            "codes": _take(self.code_rows),
+            "threads": _take(self.thread_rows),
+            "tasks": _take(self.task_rows),
+            "phases": _take(self.phase_rows),
             "faults": list(self.faults.items()),
         }
-        self.new_files, self.code_rows, self.thread_rows, self.task_rows, self.phase_rows = [], [], [], [], []
         self.held_chars = 0
         return chunk
 
     def overflow(self) -> None:
-        """``events`` reached ``hot_limit``: move it into a segment, and
-        spill when the segments reach ``spill_limit``."""
-        with self._spill_lock:
-            self._seal()
-            due = self.segmented >= self.spill_limit
-        if due:
-            self.spill()
+        """``events`` reached ``hot_limit`` (on a filming thread): have the
+        flusher thread move it into a segment, and take a chunk when the
+        segments reach ``spill_limit``."""
+        FLUSHER.ask(self, 1)
 
     def spill(self) -> None:
-        """Hand what is in memory to the writer (runs on the tracing thread)."""
+        """Have the flusher thread hand what is in memory to the writer, and
+        wait until it did (on a filming thread).  This thread never takes a
+        chunk itself: it may be the main thread, where a signal handler that
+        raises between taking the events and queueing them would lose them
+        (recorder/flusher.py)."""
+        now = _perf_ns() - self.t0
+        self.spill_at = now + max(self.spill_every_ns, now // 2)
+        FLUSHER.ask(self, 2)
+
+    def spill_last(self) -> None:
+        """The recording stopped: hand everything left to the writer, to the
+        end even when a signal handler raises meanwhile (then raised on)."""
+        FLUSHER.ask(self, 2, to_the_end=True)
+
+    def serve(self) -> None:
+        """Do what a filming thread asked (on the flusher thread): level 1
+        seals ``events`` into a segment and takes a chunk once the segments
+        reach ``spill_limit``; level 2 takes everything in memory."""
         with self._spill_lock:
-            now = time.perf_counter_ns() - self.t0
-            self.spill_at = now + max(self.spill_every_ns, now // 2)
-            if not self.events and not self.segments:
-                return
-            self.spilled = True
+            begun = self.serves_begun + 1
+            self.serves_begun = begun
+            level, self.asked = self.asked, 0
             try:
-                self.sink(self.take_chunk())
+                if level == 0:
+                    return
+                if level == 1:
+                    self._seal()
+                    if self.segmented < self.spill_limit:
+                        return
+                if not self.events and not self.segments and not self.phase_rows:
+                    # (a phase that filmed nothing, such as the teardown of a
+                    # test whose earlier events the flusher took, still has its row)
+                    return
+                self.spilled = True
+                try:
+                    self.sink(self.take_chunk())
+                finally:
+                    grown = max(self.spill_events, min(self.base // 2, SPILL_CAP))
+                    if self.chunk_cap is not None:
+                        grown = min(grown, self.chunk_cap)
+                    self.spill_limit = min(grown, self.max_events) if self.max_events else grown
             finally:
-                # a signal handler's exception raised on by the sink (the
-                # chunk is queued all the same) leaves the limits right
-                grown = max(self.spill_events, min(self.base // 2, SPILL_CAP))
-                self.spill_limit = min(grown, self.max_events) if self.max_events else grown
+                self.serves_done = begun
+
+    def flush(self) -> bool:
+        """Hand what is in memory to the writer from the flusher thread, so a
+        test that dies keeps its film up to its last moments, even while it
+        is blocked (in C, in ``time.sleep``, on a lock) and films nothing.
+        Never waits for the spill lock: a thread holding it is clearing the
+        film.  Returns True when a chunk was handed over."""
+        if not self._spill_lock.acquire(blocking=False):
+            return False
+        try:
+            # checked under the lock: a recording that stopped is finished
+            # (or discarded) by its own thread, which takes the lock too
+            if not self.flushable or (not self.events and not self.segments):
+                return False
+            self.spilled = True
+            self.sink(self.take_chunk())
+            return True
+        finally:
+            self._spill_lock.release()
 
     def clear(self) -> None:
         """Forget every event still in memory (the recording is discarded)."""

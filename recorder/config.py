@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .flusher import FLUSH_SECONDS
+
 STRATEGIES = ("minimal", "balanced", "full_trace")
 
 #: Value limits per strategy: (max text size, depth, items per container).
@@ -39,6 +41,9 @@ class RecorderConfig:
     spill_events: int = 100_000
     #: seconds after which a recording is spilled even if it is small
     spill_seconds: float = 2.0
+    #: how often the flusher thread hands what is in memory to the writer,
+    #: also while the test is blocked (recorder/flusher.py); 0: never
+    flush_seconds: float = FLUSH_SECONDS
     backend: str | None = None  # "monitoring", "settrace" or None for the default
     extra_excluded_dirs: tuple[Path, ...] = field(default_factory=tuple)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import RecorderConfig
+from .liveness import process_identity, process_key
 from .runs import RunDir, RunIndex, is_storage_error, storage_error_of
 from .session import Recorder, Recording
 
@@ -104,6 +105,12 @@ class RunSession:
 
     def set_facts(self, facts: dict[str, str]) -> None:
         self.index.set_run(facts)
+
+    def mark_process(self, worker: str, attempt: int = 0) -> None:
+        """This process's identity (host, pid, start time) under its worker's
+        key: a reader calls the rows it left ``running`` crashed once that
+        exact process is gone."""
+        self.index.set_run({process_key(worker, attempt): process_identity()})
 
     def open_recorder(self, config: RecorderConfig) -> Recorder:
         """The process's recorder, with the run's node-index cache."""

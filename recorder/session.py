@@ -21,6 +21,8 @@ from typing import Any, Callable
 from . import schema
 from .collector import Collector
 from .config import RecorderConfig
+from .flusher import FLUSHER
+from .liveness import process_identity
 from .nodes import NodeIndexCache
 from .runs import is_storage_error
 from .scope import Scope
@@ -135,6 +137,7 @@ class Recording:
             "rootdir": str(self.config.rootdir),
             "started_unix_ns": str(self.started_ns),
             "pid": str(os.getpid()),
+            "process": process_identity(),
         }
 
     def start(self) -> None:
@@ -147,6 +150,9 @@ class Recording:
         self.backend.start()
         self.running = True
         self.recorder.current = self
+        if self.config.flush_seconds > 0:
+            self.collector.flushable = True
+            FLUSHER.add(self.collector)
 
     def pause(self) -> None:
         self.collector.active = False
@@ -157,7 +163,12 @@ class Recording:
     def stop(self) -> None:
         if self.running:
             self.running = False
-            self.collector.active = False
+            col = self.collector
+            col.active = False
+            col.flushable = False
+            FLUSHER.remove(col)
+            with col._spill_lock:
+                pass  # a flush under way has handed its chunk to the writer
             try:
                 self.backend.stop()
             finally:
@@ -177,7 +188,7 @@ class Recording:
             return 0
         self.stop()
         col = self.collector
-        col.spill()
+        col.spill_last()
         total = col.base
         meta = dict(final_meta)
         dropped = max(0, total - self.config.max_events) if self.config.max_events else 0
@@ -229,6 +240,7 @@ class Recording:
         self.running = False
         col = self.collector
         col.active = False
+        col.flushable = False
         col.sink = _drop_chunk
         self.writer = None
         try:

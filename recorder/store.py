@@ -24,6 +24,7 @@ import apsw
 
 from . import keyframes, schema
 from .config import pure_python_requested
+from .flusher import FLUSHER
 from .values import Renderer, _encode_json, detail_json
 
 try:
@@ -238,7 +239,8 @@ class RecordingWriter:
         self.pending_lines: list[tuple[int, int]] = []
         self.node_pks: dict[tuple[int, int], int] = {}
         self.db: apsw.Connection | None = None
-        self._thread = threading.Thread(target=self._run, name="escope-writer", daemon=True)
+        #: made when the writer starts, dropped once it ended (``_bury``)
+        self._thread: threading.Thread | None = None
         self._started = False
         self.abandoned = False
         #: the Python event loop even when the compiled one exists (tests compare them)
@@ -253,9 +255,23 @@ class RecordingWriter:
         if self.error is not None:
             return
         if not self._started:
-            self._started = True
-            self._thread.start()
+            self._start()
         self._enqueue(chunk)
+
+    def _start(self) -> None:
+        self._started = True
+        self._thread = threading.Thread(target=self._run, name="escope-writer", daemon=True)
+        self._thread.start()
+
+    def _bury(self) -> None:
+        """Drop the ended writer thread's object on the flusher thread: its
+        death runs threading's Python code (a WeakSet callback), and a
+        signal handler that CPython runs inside a weakref callback has its
+        exception swallowed.  Freed later by the garbage collector, it could
+        die in the middle of a test and swallow the test's ``Timeout``."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            FLUSHER.bury(thread)
 
     def _enqueue(self, item: Any) -> None:
         """``queue.put``, finished even when a signal handler raises while
@@ -285,19 +301,20 @@ class RecordingWriter:
     def close(self, final_meta: dict[str, str]) -> None:
         """Write the last facts and close the file; waits for the writer."""
         if not self._started:
-            self._started = True
-            self._thread.start()
+            self._start()
         self._enqueue(("meta", final_meta))
         self._enqueue(_STOP)
         self._finish(self._thread.join)
+        self._bury()
 
     def abandon(self) -> None:
         """Stop without writing what is still queued (the file is about to be
         deleted: a passing test under ``--escope-keep=failed``)."""
         self.abandoned = True
-        if self._started:
+        if self._started and self._thread is not None:
             self.queue.put(_STOP)
             self._thread.join()
+            self._bury()
 
     # -- writer thread -------------------------------------------------------
 
@@ -375,6 +392,8 @@ class RecordingWriter:
         with db:
             step = base + chunk["count"]
             for first, count, blob, index, _lines, _names in packed:
+                if not count:  # a spill of phase rows only has no film
+                    continue
                 db.execute("INSERT INTO chunks (first_step, steps, data) VALUES (?, ?, ?)", (first, count, blob))
                 db.execute("INSERT INTO keyframes VALUES (last_insert_rowid(), ?, ?, ?, ?, ?, ?, ?, ?)",
                            (first, count, *index))

@@ -19,6 +19,7 @@ from typing import Any
 
 import apsw
 
+from ..recorder.liveness import process_gone, process_key
 from .errors import AmbiguousTestError, RecordingError, RunError, UnknownTestError
 from .opening import _hot_journal, connect_readonly
 from .schema_check import FIX, bound, schema_problem
@@ -223,22 +224,28 @@ def read_run(path: Path) -> Run:
     for position, t in enumerate(tests):
         first.setdefault(t.test_id, position)
     tests.sort(key=lambda t: (first[t.test_id], t.attempt))
-    _settle_running(tests, finished="finished_unix_ns" in facts or _pid_gone(facts.get("pid", "")))
+    controller = facts.get(process_key("main"))
+    gone = process_gone(controller) if controller else _pid_gone(facts.get("pid", ""))
+    _settle_running(tests, facts, finished="finished_unix_ns" in facts or gone)
     for t in tests:
         if t.outcome in ("running", "crashed"):
             _from_disk(t)
     return Run(facts.get("run_id", path.name), path, facts, tests)
 
 
-def _settle_running(tests: list[TestEntry], *, finished: bool) -> None:
+def _settle_running(tests: list[TestEntry], facts: dict[str, str], *, finished: bool) -> None:
     """A test the index still calls ``running`` whose process is gone crashed.
 
     The controller marks such rows at session end, but a process that dies
     (``os._exit``, SIGKILL, a segfault, pytest-timeout's thread method)
     never gets there.  A row is settled as ``crashed`` when the run has
-    finished or its controller process no longer exists here, when its
-    worker started a later test, or when its recording is incomplete and
-    the process that wrote it no longer exists here.
+    finished or its controller process no longer exists here, when the
+    process of its worker (``run`` key ``process.<worker>``: host, pid and
+    start time, ``recorder/liveness.py``) no longer exists, when its worker
+    started a later test, or when its recording is incomplete and the
+    process that wrote it no longer exists here.  A test running right now
+    in another xdist worker or session stays ``running``: its process is
+    alive, and a reused pid is told apart by its start time.
     """
     last_start: dict[str, int] = {}
     for t in tests:
@@ -247,7 +254,9 @@ def _settle_running(tests: list[TestEntry], *, finished: bool) -> None:
     for t in tests:
         if t.outcome != "running":
             continue
-        if finished or (t.started_ns or 0) < last_start.get(t.worker, 0) or _writer_gone(t.recording):
+        worker = facts.get(process_key(t.worker, t.attempt))
+        if (finished or (t.started_ns or 0) < last_start.get(t.worker, 0)
+                or (worker is not None and process_gone(worker)) or _writer_gone(t.recording)):
             t.outcome = "crashed"
 
 
@@ -265,11 +274,14 @@ def _writer_gone(recording: Path | None) -> bool:
         try:
             if schema_problem(conn) is not None:
                 return False  # replaying it says what is wrong
-            facts = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('complete', 'pid')").fetchall())
+            facts = dict(conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('complete', 'pid', 'process')").fetchall())
         finally:
             conn.close()
         if not hot and facts.get("complete") != "0":
             return False
+        if "process" in facts:
+            return process_gone(str(facts["process"]))
         pid = int(facts.get("pid", ""))
     except (apsw.Error, ValueError, OSError):
         return False

@@ -195,7 +195,8 @@ import work
 d = Path(tempfile.mkdtemp())
 atexit.register(shutil.rmtree, d, True)
 cfg = RecorderConfig(rootdir=Path(sys.argv[1]), strategy=sys.argv[2], spill_events=int(sys.argv[3]),
-                     max_events=int(sys.argv[4]) if len(sys.argv) > 4 else 0, spill_seconds=3600.0)
+                     max_events=int(sys.argv[4]) if len(sys.argv) > 4 else 0, spill_seconds=3600.0,
+                     flush_seconds=0)
 r = Recorder(cfg, d / "cache").recording(d / "unused.sqlite", {"nodeid": "x"}, keep_in_memory=True)
 collector.SPILL_CHARS = 1 << 62  # these tests count events: no spill by snapshot size
 chunks = []
