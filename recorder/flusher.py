@@ -100,6 +100,13 @@ class Flusher:
         (the request stays; the film keeps its events), or, with
         ``to_the_end`` (the recording's last chunk, which must be queued
         before the file is closed), once the request was served."""
+        if self._thread is not None and threading.current_thread() is self._thread:
+            # in-scope code running on this thread (a finalizer the garbage
+            # collector runs here) filled the film: waiting for this thread
+            # would wait forever; the request is served at the next pass
+            if collector.asked < level:
+                collector.asked = level
+            return
         added = collector not in self._collectors
         if added:
             self.add(collector)  # a stopped recording's last chunk

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_escope.recorder import schema
+from pytest_escope.recorder import collector, schema
 from pytest_escope.replay import navigation as nav
 from pytest_escope.replay.opening import open_recording
 from pytest_escope.replay.recording import Recording
@@ -96,9 +96,9 @@ def test_the_film_is_several_chunks_each_with_its_key_frame(film: Path) -> None:
     finally:
         db.close()
     assert version == ("3",)
-    assert len(chunks) >= 5
+    assert len(chunks) >= 4  # the test thread's chunks hold at most FLUSHED_CHUNK events
     assert [c for c, _ in chunks] == [c for (c,) in frames]
-    assert max(steps for _, steps in chunks) < 2 * schema.CHUNK_STEPS
+    assert max(steps for _, steps in chunks) <= max(2 * schema.CHUNK_STEPS, collector.FLUSHED_CHUNK)
 
 
 def test_state_and_motions_read_from_the_chunks_match_the_unpacked_film(film: Path) -> None:
