@@ -4543,7 +4543,25 @@ static PyObject *fp_nested(Tree *c, PyObject *v, int *declined) {
     PyTypeObject *t = Py_TYPE(v);
     PyObject *out = PyList_New(0);
     if (out == NULL) { return NULL; }
-    if (t == &PyList_Type) {
+    /* a container subclass (kind 4) is read as its base type, as
+       values._nested_print reads it: a list's or dict's items, a set's size,
+       a tuple's instance dict */
+    int base_list = t == &PyList_Type, base_dict = t == &PyDict_Type;
+    int base_set = t == &PySet_Type || t == &PyFrozenSet_Type;
+    PyObject *sub_getter = NULL;
+    if (!base_list && !base_dict && !base_set && t != &PyTuple_Type &&
+        (PyList_Check(v) || PyDict_Check(v) || PyAnySet_Check(v) || PyTuple_Check(v))) {
+        PyObject *kind = tree_kind(c, t);
+        if (kind == NULL) { goto fail; }
+        long kk = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
+        if (kk == -1 && PyErr_Occurred()) { goto fail; }
+        if (kk != KIND_CONTAINER || PyTuple_GET_SIZE(kind) != 4) { *declined = 1; goto fail; }
+        base_list = PyList_Check(v);
+        base_dict = PyDict_Check(v);
+        base_set = PyAnySet_Check(v);
+        if (!base_list && !base_dict && !base_set) { sub_getter = PyTuple_GET_ITEM(kind, 2); }
+    }
+    if (base_list) {
         Py_ssize_t n = PyList_GET_SIZE(v);
         PyObject *items = PyList_GetSlice(v, 0, n < 10 ? n : 10);
         if (items == NULL || fp_int(out, n) < 0) { Py_XDECREF(items); goto fail; }
@@ -4551,14 +4569,14 @@ static PyObject *fp_nested(Tree *c, PyObject *v, int *declined) {
             if (fp_id(out, PyList_GET_ITEM(items, i)) < 0) { Py_DECREF(items); goto fail; }
         }
         Py_DECREF(items);
-    } else if (t == &PyDict_Type) {
+    } else if (base_dict) {
         if (fp_int(out, PyDict_GET_SIZE(v)) < 0) { goto fail; }
         Py_ssize_t pos = 0, i = 0;
         PyObject *k, *x;
         while (i++ < 10 && PyDict_Next(v, &pos, &k, &x)) {
             if (fp_id(out, x) < 0) { goto fail; }
         }
-    } else if (t == &PySet_Type || t == &PyFrozenSet_Type) {
+    } else if (base_set) {
         if (fp_int(out, PySet_GET_SIZE(v)) < 0) { goto fail; }
     } else if (t == &PyTuple_Type) {
         Py_DECREF(out);
@@ -4572,8 +4590,8 @@ static PyObject *fp_nested(Tree *c, PyObject *v, int *declined) {
                 Py_RETURN_NONE;
             }
         }
-        PyObject *getter = NULL, *slots = NULL;
-        int k = fp_object_kind(c, v, &getter, &slots);
+        PyObject *getter = sub_getter, *slots = NULL;
+        int k = sub_getter != NULL ? 1 : fp_object_kind(c, v, &getter, &slots);
         if (k == 0) {
             /* shown in Python or as <name>: the nested print is still its
                instance dict's, through the getter c_kind recorded */
