@@ -64,6 +64,8 @@ class Flusher:
         self._passed.acquire()
         #: objects to drop on this thread (``bury``)
         self._graves: list[Any] = []
+        #: idents of the recorder's own threads (the writers): never made to wait
+        self._recorder_threads: set[int] = set()
 
     def add(self, collector: Any) -> None:
         """Serve ``collector`` from now on (its recording started)."""
@@ -83,6 +85,17 @@ class Flusher:
             if collector in self._collectors:
                 self._collectors.remove(collector)
 
+    def recorder_thread(self, ident: int, running: bool) -> None:
+        """A writer thread starts (``running``) or ends.  In-scope code can
+        run on it (a finalizer of the test's garbage, run by a collection
+        its allocations set off) and fill a film; made to wait for this
+        thread, which may itself wait for that writer's queue, it would
+        never wake."""
+        if running:
+            self._recorder_threads.add(ident)
+        else:
+            self._recorder_threads.discard(ident)
+
     def bury(self, thing: Any) -> None:
         """Let ``thing`` die on this thread, at its next pass: its death
         runs Python code (a weakref callback, a finalizer), and a signal
@@ -100,10 +113,11 @@ class Flusher:
         (the request stays; the film keeps its events), or, with
         ``to_the_end`` (the recording's last chunk, which must be queued
         before the file is closed), once the request was served."""
-        if self._thread is not None and threading.current_thread() is self._thread:
-            # in-scope code running on this thread (a finalizer the garbage
-            # collector runs here) filled the film: waiting for this thread
-            # would wait forever; the request is served at the next pass
+        if (self._thread is not None and threading.current_thread() is self._thread) or \
+                threading.get_ident() in self._recorder_threads:
+            # in-scope code running on this thread or on a writer (a
+            # finalizer the garbage collector runs there) filled the film:
+            # waiting would wait forever; the request is served at the next pass
             if collector.asked < level:
                 collector.asked = level
             return

@@ -337,6 +337,13 @@ class RecordingWriter:
         return db
 
     def _run(self) -> None:
+        FLUSHER.recorder_thread(threading.get_ident(), True)
+        try:
+            self._serve()
+        finally:
+            FLUSHER.recorder_thread(threading.get_ident(), False)
+
+    def _serve(self) -> None:
         while True:
             item = self.queue.get()
             if item is _STOP:
