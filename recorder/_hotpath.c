@@ -3885,7 +3885,8 @@ typedef struct {
     int top_is_class;       /* the value rendered is a class: its type name is "type" */
 } Tree;
 
-enum { KIND_PYTHON = 0, KIND_OPAQUE = 1, KIND_OBJECT = 2, KIND_NAMED = 3, KIND_CONTAINER = 4, KIND_CLASS = 5 };
+enum { KIND_PYTHON = 0, KIND_OPAQUE = 1, KIND_OBJECT = 2, KIND_NAMED = 3, KIND_CONTAINER = 4, KIND_CLASS = 5,
+       KIND_EXCEPTION = 6 };
 
 /* The kind tuple of a class other than the exact builtins: (KIND_PYTHON,
    name), (KIND_OPAQUE, name) or (KIND_OBJECT, name, dict getter or None,
@@ -4314,6 +4315,62 @@ done:
     return rc;
 }
 
+/* The first five of an exception's args, read through BaseException's
+   own slot (a subclass may define ``args`` as a property: user code), as a
+   new tuple; an empty one when the slot holds no tuple. */
+static PyObject *exception_args(PyObject *v, Py_ssize_t limit) {
+    PyObject *args = ((PyBaseExceptionObject *)v)->args;
+    if (args == NULL || !PyTuple_CheckExact(args)) { return PyTuple_New(0); }
+    return PyTuple_GetSlice(args, 0, limit);
+}
+
+/* Renderer._exception: ``Name(arg, ...)`` from its first five args, then
+   its fields, which the form holds and the text does not show. */
+static int tree_exception(Tree *c, PyObject *v, PyObject *kind, Py_ssize_t depth, int top, TextBuf *repr,
+                          TextBuf *json, int *trunc, int *redacted) {
+    Py_ssize_t name_size;
+    const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(kind, 1), &name_size);
+    if (name == NULL) { return -1; }
+    PyObject *getter = PyTuple_GET_ITEM(kind, 2), *slots = PyTuple_GET_ITEM(kind, 3);
+    if (!PyTuple_CheckExact(slots)) { PyErr_SetString(PyExc_RuntimeError, "bad kind"); return -1; }
+    PyObject *args = exception_args(v, 5);
+    if (args == NULL) { return -1; }
+    TextBuf argj = {NULL, 0, 0}, fields = {NULL, 0, 0}, scratch = {NULL, 0, 0};
+    Py_ssize_t shown = 0;
+    int rc = -1;
+    size_t start = repr->len;
+    if (text_put(repr, name, (size_t)name_size) < 0 || text_put(repr, "(", 1) < 0) { goto done; }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++) {
+        if (i && (text_put(repr, ", ", 2) < 0 || text_put(&argj, ",", 1) < 0)) { goto done; }
+        int r = tree_child(c, PyTuple_GET_ITEM(args, i), depth + 1, NULL, repr, &argj, trunc, redacted);
+        if (r <= 0) { rc = r; goto done; }
+    }
+    if (text_put(repr, ")", 1) < 0) { goto done; }
+    /* the fields are in the form only: their text goes to a scratch buffer */
+    int r = tree_fields(c, v, getter, slots, depth, &scratch, &fields, trunc, redacted, &shown);
+    if (r <= 0) { rc = r; goto done; }
+    if (!top && (text_put(json, "{\"type\":\"", 9) < 0 || text_put_json(json, name, (size_t)name_size) < 0 ||
+                 text_put(json, "\",\"repr\":\"", 10) < 0 ||
+                 text_put_json(json, repr->p + start, repr->len - start) < 0 || text_put(json, "\",", 2) < 0)) {
+        goto done;
+    }
+    if ((top && text_put(json, "{", 1) < 0) || text_put(json, "\"args\":[", 8) < 0 ||
+        text_put(json, argj.p ? argj.p : "", argj.len) < 0 || text_put(json, "]", 1) < 0) {
+        goto done;
+    }
+    if (shown && (text_put(json, ",\"fields\":{", 11) < 0 || text_put(json, fields.p, fields.len) < 0 ||
+                  text_put(json, "}", 1) < 0)) {
+        goto done;
+    }
+    rc = text_put(json, "}", 1) < 0 ? -1 : 1;
+done:
+    Py_DECREF(args);
+    PyMem_Free(argj.p);
+    PyMem_Free(fields.p);
+    PyMem_Free(scratch.p);
+    return rc;
+}
+
 /* ``<name qualname>``: Renderer._form for a function, a bound method, a
    builtin and a generator, coroutine or async generator. */
 static int tree_named(Tree *c, PyObject *v, PyObject *name, int top, TextBuf *repr, TextBuf *json) {
@@ -4406,6 +4463,9 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
     }
     if (k == KIND_NAMED) {
         return tree_named(c, v, PyTuple_GET_ITEM(kind, 1), top, repr, json);
+    }
+    if (k == KIND_EXCEPTION && PyTuple_GET_SIZE(kind) == 4 && PyExceptionInstance_Check(v)) {
+        return tree_exception(c, v, kind, depth, top, repr, json, trunc, redacted);
     }
     if (k == KIND_CONTAINER && PyTuple_GET_SIZE(kind) == 4 && PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 3)) &&
         (PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v) || PyAnySet_Check(v))) {
@@ -4508,8 +4568,8 @@ static int fp_object_kind(Tree *c, PyObject *v, PyObject **getter, PyObject **sl
     if (kind == NULL) { return -1; }
     long k = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
     if (k == -1 && PyErr_Occurred()) { return -1; }
-    if ((k != KIND_OBJECT && k != KIND_NAMED) || PyTuple_GET_SIZE(kind) != 4 ||
-        !PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 3))) {
+    if ((k != KIND_OBJECT && k != KIND_NAMED && !(k == KIND_EXCEPTION && PyExceptionInstance_Check(v))) ||
+        PyTuple_GET_SIZE(kind) != 4 || !PyTuple_CheckExact(PyTuple_GET_ITEM(kind, 3))) {
         return 0;
     }
     *getter = PyTuple_GET_ITEM(kind, 2);
@@ -4785,6 +4845,22 @@ static PyObject *fingerprint_tree(PyObject *module, PyObject *const *args, Py_ss
                 rc = PyList_Append(out, nested);
                 Py_DECREF(nested);
                 if (rc < 0) { goto done; }
+            }
+            if (k == KIND_EXCEPTION) {
+                /* its args live in a C field, not in its dict: ValueError('odd', 0)
+                   and ValueError('odd', 1) must not share a fingerprint */
+                PyObject *whole = ((PyBaseExceptionObject *)v)->args;
+                if (whole != NULL && PyTuple_CheckExact(whole)) {
+                    PyObject *shown = exception_args(v, 30);
+                    int rc = shown == NULL ? -1 : fp_int(out, PyTuple_GET_SIZE(whole));
+                    for (Py_ssize_t i = 0; rc == 0 && i < PyTuple_GET_SIZE(shown); i++) {
+                        PyObject *x = PyTuple_GET_ITEM(shown, i);
+                        rc = fp_id(out, x);
+                        if (rc == 0 && fp_is_scalar(x)) { rc = PyList_Append(alive, x); }
+                    }
+                    Py_XDECREF(shown);
+                    if (rc < 0) { goto done; }
+                }
             }
         }
     }

@@ -428,8 +428,9 @@ class Renderer:
         by field (``_object``), ``(3, ...)`` the same as ``<name qualname>``
         (functions, methods, generators), ``(4, ...)`` a container subclass
         (``_container`` with its fields), ``(5, name)`` a class shown as a
-        value (``<class 'qualname'>``, type name ``type``).  The checks are ``_form``'s, in its
-        order."""
+        value (``<class 'qualname'>``, type name ``type``), ``(6, name, dict getter, slot getters)``
+        an exception (``_exception``: its args, then its fields).  The checks are ``_form``'s, in
+        its order."""
         info = self._info(cls)
         # a value shown in Python or as <name> still has the nested print of
         # any object (``_nested_print``: its instance dict), which C makes
@@ -447,8 +448,9 @@ class Renderer:
                 kind = (5, info.name)
             elif any(cls is t for t in _NAMED_TYPES):
                 kind = (3, info.name, info.dict_getter, tuple(info.slot_getters))
-            elif not (issubclass(cls, BaseException) or cls is types.ModuleType
-                      or info.safe_repr or info.aware or info.zone or info.enum):
+            elif issubclass(cls, BaseException):
+                kind = (6, info.name, info.dict_getter, tuple(info.slot_getters))
+            elif not (cls is types.ModuleType or info.safe_repr or info.aware or info.zone or info.enum):
                 kind = (2, info.name, info.dict_getter, tuple(info.slot_getters))
         self._c_kinds[id(cls)] = (cls, kind)
 
@@ -858,14 +860,17 @@ class Renderer:
                 raise
             args = ()
         arg_forms = [self._child(a, depth + 1) for a in tuple.__getitem__(args, slice(0, 5))] if type(args) is tuple else []
-        if len(arg_forms) == 1:
-            text = f"{name}({arg_forms[0]['repr']})"
-        else:
-            text = f"{name}(" + ", ".join(f["repr"] for f in arg_forms) + ")"
+        text = f"{name}(" + ", ".join(f["repr"] for f in arg_forms) + ")"
         form: dict[str, Any] = {"type": name, "repr": text, "args": arg_forms}
         fields = self._fields(value, info, depth)
         if fields:
             form["fields"] = fields
+        # every child's flags are taken out of its form, none left in the detail
+        children = [*arg_forms, *fields.values()]
+        if any([f.pop("_trunc", False) for f in children]):
+            form["_trunc"] = True
+        if any([f.pop("_redacted", False) for f in children]):
+            form["_redacted"] = True
         return form
 
     def message(self, exc: BaseException) -> str:

@@ -599,8 +599,16 @@ def _random_tree(rnd, depth: int):
         roll = rnd.random()
         return rnd.choice(declined) if roll < 0.03 else rnd.choice(named) if roll < 0.1 else rnd.choice(scalars)
     n = rnd.choice([0, 1, 2, 3, 5, 12, 40])
-    kind = rnd.randrange(10)
+    kind = rnd.randrange(11)
     child = lambda: _random_tree(rnd, depth - 1)  # noqa: E731
+    if kind == 10:  # exceptions: args (a tuple, shown up to five), slots, fields, a property named args
+        made = rnd.choice([ValueError, _ParseError, _NotedError, _ArgsProperty, KeyError])
+        error = made(*[child() for _ in range(min(n, 7))])
+        if made is _ParseError:
+            error.loc, error.element = rnd.randrange(100), child()
+        if made is _NotedError or rnd.random() < 0.2:
+            error.note = child()
+        return error
     if kind == 0:
         return [child() for _ in range(n)]
     if kind == 1:
@@ -641,6 +649,20 @@ def _random_tree(rnd, depth: int):
 
 class _SubList(list):
     pass
+
+
+class _ParseError(Exception):
+    __slots__ = ("loc", "element")
+
+
+class _NotedError(LookupError):
+    pass
+
+
+class _ArgsProperty(Exception):
+    @property
+    def args(self):  # user code: the renderer reads BaseException's own slot
+        raise AssertionError("the recorder ran a property")
 
 
 class _Meta(type):
@@ -693,7 +715,7 @@ def test_the_compiled_tree_rendering_is_the_python_one() -> None:
     assert secret_names.get("password") is True and secret_names.get("k") is False
     # what is left to Python
     plain = Renderer()
-    for value in (ValueError("x"), 5, "text", [1j], {"k": 2**80}, pytest):
+    for value in (5, "text", [1j], {"k": 2**80}, pytest):
         assert hot.render_tree(value, 100, 10, 3, None, None, plain._c_kinds, plain.c_kind) is None
     # a plugin's own rendering comes first
     hooked = Renderer(max_size=100, max_depth=3, max_items=10, custom=lambda v: "mine" if type(v) is dict else None)
@@ -786,8 +808,13 @@ def test_the_compiled_tree_fingerprint_is_the_python_one() -> None:
     before = hot.fingerprint_tree(outer, renderer._c_kinds, renderer.c_kind)
     inner.append(3)
     assert hot.fingerprint_tree(outer, renderer._c_kinds, renderer.c_kind) != before
-    for value in (ValueError("x"), 5, "text", pytest):
+    for value in (5, "text", pytest):
         assert hot.fingerprint_tree(value, renderer._c_kinds, renderer.c_kind) is None
+    # an exception: its args are part of it (read through BaseException's own slot)
+    odd = [ValueError("odd", 0), ValueError("odd", 1), _ArgsProperty(1), _ParseError("p", 2)]
+    prints = [hot.fingerprint_tree(e, renderer._c_kinds, renderer.c_kind) for e in odd]
+    assert prints == [(fingerprint(e, renderer), kept_alive(e, renderer)) for e in odd]
+    assert prints[0][0] != prints[1][0] and prints[0][1] == ("odd", 0)
     # a container subclass, an exception or a pattern inside a value: read in C
     # as values._nested_print reads them (pyparsing's elements hold all three)
     import re
