@@ -1,0 +1,292 @@
+"""The rows of a film read from its chunks, for the questions over a whole
+film: a variable's history, the events, the call flow and statistics.
+
+A recording of schema 3 keeps its film in chunks (``film_store``); these
+questions once ran as SQL over an unpacked, indexed copy (seconds and
+fifteen times the file's bytes for a million events).  Here each question
+decodes only the sections of the chunks it reads (``bindings`` of one name,
+``vals`` of the objects it follows, ``events`` of the steps it shows) and
+gives the rows the SQL gave, in the same order, so ``history.py`` and
+``queries.py`` run one algorithm over either source.
+
+A binding's row id is its chunk's position and its place in the chunk:
+the order in which unpacking inserts it, so ties at one step fall as they
+did in the unpacked copy.  Rows of a step live in the chunk holding that
+step (the writer cuts chunks between events), so a span of steps reads the
+chunks of that span.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..recorder import schema
+from .film_store import _ints, _sums
+
+if TYPE_CHECKING:
+    from .film_store import FilmStore
+    from .recording import Act, Recording
+
+#: Names whose per-chunk bindings are kept (each a few tuples per binding).
+_CACHED_NAMES = 8
+_ROWID_SHIFT = 32
+_CALL = schema.CALL
+_YIELD = schema.YIELD
+
+
+class FilmRows:
+    """Rows of one recording's film, answered from its chunks."""
+
+    def __init__(self, rec: "Recording") -> None:
+        assert rec.store is not None
+        self.rec = rec
+        self.store: "FilmStore" = rec.store
+        #: name -> chunk position -> [(step, rowid, frame, value id)] in row order
+        self._named: OrderedDict[int, dict[int, list[tuple]]] = OrderedDict()
+        self._frame_ends: dict[int, int] = {}
+
+    # -- decoding ---------------------------------------------------------------
+
+    def _binding_columns(self, i: int) -> tuple[list, list, list, list]:
+        cols = self.store.piece(i).section("bindings", 4)
+        if cols is None:
+            return [], [], [], []
+        n = len(cols[0])
+        frames, steps = _sums(cols[0]), _sums(cols[2])
+        names, vids = _ints(cols[1], n), _ints(cols[3], n, True)
+        if len(frames) != n or len(steps) != n:
+            raise ValueError("binding columns of different lengths")
+        return frames, names, steps, vids
+
+    def named(self, i: int, nid: int) -> list[tuple]:
+        """``(step, rowid, frame, value id)`` of chunk ``i``'s bindings of ``nid``."""
+        per = self._named.get(nid)
+        if per is None:
+            per = self._named[nid] = {}
+            if len(self._named) > _CACHED_NAMES:
+                self._named.popitem(last=False)
+        else:
+            self._named.move_to_end(nid)
+        got = per.get(i)
+        if got is None:
+            frames, names, steps, vids = self.store._guarded(self._binding_columns, i)
+            base = (i << _ROWID_SHIFT) + 1
+            got = per[i] = [(steps[k], base + k, frames[k], vids[k]) for k, n in enumerate(names) if n == nid]
+        return got
+
+    def chunks(self, lo: int, hi: int) -> range:
+        """Positions of the chunks holding steps [lo, hi)."""
+        st = self.store
+        if hi <= lo or st.last_step < st.first_step:
+            return range(0)
+        lo = max(lo, st.first_step)
+        hi = min(hi, st.last_step + 1)
+        if hi <= lo:
+            return range(0)
+        return range(st.chunk_of(lo), st.chunk_of(hi - 1) + 1)
+
+    def val(self, vid: int | None, step: int) -> tuple | None:
+        """The ``vals`` row of ``vid`` (None: none)."""
+        return self.store.val(vid, step) if vid is not None else None
+
+    # -- where a change was made -------------------------------------------------------
+
+    def where(self, step: int) -> tuple[int, int, int | None, int, "Act"]:
+        """The event at ``step``: kind, line, the line before it in its
+        activation (None for a call), its code, and its activation."""
+        rec = self.rec
+        kind, act, line, _t, _v = self.store.event(step)
+        a = rec.act(act, step)
+        prev = None
+        if kind != _CALL:
+            p = rec.act_step(act, step, False)
+            prev = self.store.event(p)[2] if p is not None else None
+        return kind, line, prev, a.code, a
+
+    def act_holds(self, a: "Act") -> int | None:
+        """One past the last step a binding made in activation ``a`` holds
+        when no later binding ends it: the activation's end unless it is a
+        yield (a suspended generator keeps its locals: None, ask frame_end)."""
+        if a.end is None:
+            return self.store.last_step + 1
+        if a.end > self.store.last_step:
+            return a.end + 1
+        return None if self.store.event(a.end)[0] == _YIELD else a.end + 1
+
+    def frame_end(self, frame: int) -> int:
+        """One past the last step ``frame`` is alive (its last activation's end)."""
+        end = self._frame_ends.get(frame)
+        if end is not None:
+            return end
+        st = self.store
+        made = st.frame_row(frame)
+        last: tuple | None = None
+        start = st.chunk_of(made[1]) if made and made[1] >= st.first_step else 0
+        for i in range(start, len(st.bases)):
+            for row in st._guarded(st.piece(i).acts).values():
+                if row[1] == frame and (last is None or row[6] > last[6]):
+                    last = row
+        if last is None:
+            end = st.last_step + 1
+        else:
+            a_end = last[7] if last[7] is not None else st.late_end(last[0])
+            if a_end is None or a_end > st.last_step:
+                end = st.last_step + 1 if a_end is None else a_end + 1
+            else:
+                end = st.last_step + 1 if st.event(a_end)[0] == _YIELD else a_end + 1
+        self._frame_ends[frame] = end
+        return end
+
+    # -- history ---------------------------------------------------------------------
+
+    def bindings(self, nid: int, lo: int, limit: int, frame: int | None, end: int) -> list[tuple]:
+        """The rows of history's ``_BINDINGS``: ``nid``'s bindings from step
+        ``lo`` (before ``end``), the first ``limit`` by step and row id.
+
+        ``holds`` is the activation's end (``act_holds``), not the frame's
+        next binding of the name: the walk ends a binding at the next one
+        as it meets it (``_Walk._end_rebound``), never reading ahead."""
+        found: list[tuple] = []
+        for i in self.chunks(lo, end):
+            for row in self.named(i, nid):
+                if lo <= row[0] < end and (frame is None or row[2] == frame):
+                    found.append(row)
+            if len(found) >= limit:
+                break
+        found.sort(key=lambda r: (r[0], r[1]))
+        del found[limit:]
+        out = []
+        for step, rowid, fr, vid in found:
+            v = self.val(vid, step)
+            obj = v[0] if v is not None else None
+            kind, line, prev, code, a = self.where(step)
+            owner = code if a.frame == fr else self.rec.frame_code(fr)
+            if v is None:
+                cols: tuple = (None, None, None, None, None)
+            else:
+                cols = (obj, v[2], v[3], v[4], v[5])
+            out.append((step, rowid if obj is not None else None, fr,
+                        vid if obj is not None else (0 if vid is not None else None), *cols,
+                        self.act_holds(a) if obj is not None else None, kind, line, prev, code, owner))
+        return out
+
+    def snapshots(self, obj: int, lo: int, hi: int, cap: int) -> list[tuple]:
+        """``_SNAPSHOTS``: snapshots of ``obj`` in [lo, hi), by step and id."""
+        st = self.store
+        found: list[tuple[int, int]] = []
+        for i in self.chunks(lo, hi):
+            piece = st.piece(i)
+            st._guarded(piece.vals)
+            found.extend((s, vid) for s, vid in (piece._snaps or {}).get(obj, ()) if lo <= s < hi)
+            if len(found) >= cap:
+                break
+        found.sort()
+        del found[cap:]
+        out = []
+        for s, vid in found:
+            v = st._guarded(st.piece(st.chunk_of(s)).vals)[vid]
+            kind, line, prev, code, _a = self.where(s)
+            out.append((s, vid, v[2], v[3], v[4], v[5], kind, line, prev, code))
+        return out
+
+    def before(self, obj: int, step: int) -> tuple | None:
+        """``_BEFORE``: the newest snapshot of ``obj`` before ``step``; a key
+        frame that knows the object ends the search."""
+        st = self.store
+        if step <= st.first_step:
+            return None
+        i = st.chunk_of(min(step - 1, st.last_step))
+        while i >= 0:
+            piece = st.piece(i)
+            vals = st._guarded(piece.vals)
+            best = max(((s, vid) for s, vid in (piece._snaps or {}).get(obj, ()) if s < step), default=None)
+            if best is not None:
+                v = vals[best[1]]
+                return (best[0], best[1], v[2], v[3], v[4], v[5])
+            known = st.keyframe(i).objs.get(obj)
+            if known is not None:
+                v = st.val(known)
+                if v is not None:
+                    return (v[1], known, v[2], v[3], v[4], v[5])
+            i -= 1
+        return None
+
+    def _latest(self, nid: int, since: int, frame: int | None) -> dict[int, tuple]:
+        """frame -> its latest binding of ``nid`` before ``since``:
+        ``(step, rowid, value id)``; every frame of the film (or ``frame``)."""
+        latest: dict[int, tuple] = {}
+        for i in self.chunks(self.store.first_step, since):
+            for step, rowid, fr, vid in self.named(i, nid):
+                if step < since and (frame is None or fr == frame):
+                    known = latest.get(fr)
+                    if known is None or (step, rowid) > (known[0], known[1]):
+                        latest[fr] = (step, rowid, vid)
+        return latest
+
+    def held(self, nid: int, since: int, frame: int | None) -> list[tuple]:
+        """``_HELD``: ``(step, rowid, frame, obj, holds)`` of the bindings to
+        mutable objects that hold past ``since``.  Only a frame's latest
+        binding before ``since`` can: an earlier one ends at the next."""
+        out = []
+        for fr, (step, rowid, vid) in self._latest(nid, since, frame).items():
+            v = self.val(vid, step)
+            if v is None or v[0] is None:
+                continue
+            a = self.rec.act(self.store.event(step)[1], step)
+            holds = self.act_holds(a)
+            if holds is None or holds > since:
+                out.append((step, rowid, fr, v[0], holds))
+        out.sort(key=lambda r: (r[0], r[1]))
+        return out
+
+    def latest(self, frame: int, nid: int, since: int) -> tuple | None:
+        """``_LATEST``: ``frame``'s latest binding of ``nid`` before ``since``:
+        step, value id, obj, type, repr, detail, flags, holds."""
+        st = self.store
+        if since <= st.first_step:
+            return None
+        found = st.bindings(frame, min(since - 1, st.last_step), frozenset((nid,))).get(nid)
+        if found is None:
+            return None
+        _first, step, vid = found
+        v = self.val(vid, step)
+        if v is None:
+            return (step, vid, None, None, None, None, None, None)
+        holds = self.act_holds(self.rec.act(st.event(step)[1], step)) if v[0] is not None else None
+        return (step, vid, v[0], v[2], v[3], v[4], v[5], holds)
+
+    def first_steps(self, frames: list[int]) -> list[tuple[int, int]]:
+        out = []
+        for f in frames:
+            row = self.store.frame_row(f)
+            if row is not None:
+                out.append((f, row[1]))
+        return out
+
+    def frame_codes(self, frames: list[int]) -> list[tuple[int, int]]:
+        out = []
+        for f in frames:
+            row = self.store.frame_row(f)
+            if row is not None:
+                out.append((f, row[0]))
+        return out
+
+    def count_bindings(self, nid: int, since: int, frame: int | None) -> int:
+        return sum(1 for i in self.chunks(since, self.store.last_step + 1) for r in self.named(i, nid)
+                   if r[0] >= since and (frame is None or r[2] == frame))
+
+    # -- whole-film passes ---------------------------------------------------------------
+
+    def pieces(self) -> Iterator[Any]:
+        st = self.store
+        for i in range(len(st.bases)):
+            yield st.piece(i)
+
+    def call_args(self, frame: int, step: int) -> list[tuple[int, int | None]]:
+        """``(name, value id)`` of the bindings ``frame`` made at ``step``, in row order."""
+        st = self.store
+        if not st.first_step <= step <= st.last_step:
+            return []
+        rows = st._guarded(st.piece(st.chunk_of(step)).bindings).get(frame, ())
+        return [(name, vid) for name, s, vid in rows if s == step]
