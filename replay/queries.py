@@ -118,20 +118,26 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
                 raise UnknownNameError(f"no function {fname!r} ran in this recording",
                                        fix="see the functions with: escope flow TEST")
             want_codes = found if want_codes is None else want_codes & found
+    rows = rec.film_rows()
     if frame is not None and (isinstance(frame, int) or str(frame).isdigit()):
         fid = int(frame)
-        acts = [r[0] for r in rec.q("SELECT act FROM activations WHERE frame = ?", (fid,))]
+        if rows is not None:
+            acts = [fid] if rows.store.frame_row(fid) is not None else []
+        else:
+            acts = [r[0] for r in rec.q("SELECT act FROM activations WHERE frame = ?", (fid,))]
         if not acts:
             raise UnknownNameError(f"no frame {fid} in this recording", fix="frame numbers appear in --json output")
         want_frames = {fid}
         where.append(f"e.act IN ({','.join('?' * len(acts))})")
         args += acts
+    line_set: set[int] | None = None
     if node is not None:
         _nid, file, lines = resolve_node(rec, node)
         in_file = {c for c, v in rec.codes.items() if v[0] == file}
         want_codes = in_file if want_codes is None else want_codes & in_file
         where.append(f"e.line IN ({','.join('?' * len(lines))})" if lines else "0")
         args += lines
+        line_set = set(lines)
     want_threads = _threads(rec, str(thread)) if thread is not None else None
     want_tasks = None
     if task is not None:
@@ -146,10 +152,13 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
         if wanted is not None:
             where.append(f"{column} IN ({','.join('?' * len(wanted))})" if wanted else "0")
             args += sorted(wanted)
-    sql = _EVENTS_SQL.format(where=" AND ".join(where))
     out: list[Event] = []
     if limit == 0:
         return out
+    if rows is not None:
+        return _events_in_place(rec, args[0], args[1], set(codes) if codes else None, line_set, want_codes,
+                                want_threads, want_tasks, want_frames, limit)
+    sql = _EVENTS_SQL.format(where=" AND ".join(where))
     acts = rec._acts
     for row in rec.iterate(sql, tuple(args)):
         step, k, act_id, line, t = row[:5]
@@ -169,6 +178,44 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
                 ev.value = Value(*row[14:18])
             else:
                 ev.value = Value("?", "<missing value>", None, 0)
+        out.append(ev)
+        if limit is not None and len(out) >= limit:
+            break
+    _fill_args(rec, [e for e in out if e.kind == "call"])
+    return out
+
+
+def _events_in_place(rec: "Recording", lo: int, hi: int, kinds: set[int] | None, lines: set[int] | None,
+                     codes: set[int] | None, threads: set[int] | None, tasks: set[int] | None,
+                     frames: set[int] | None, limit: int | None) -> list[Event]:
+    """``events`` over a schema-3 film: its events walked from ``lo`` in
+    the chunks, each filter tested as cheaply as it can be (the kind and
+    line on the event, the rest on its cached activation)."""
+    out: list[Event] = []
+    store = rec.store
+    assert store is not None
+    acts = rec._acts
+    for step, k, act_id, line, vid in rec.walk(lo, True):
+        if step > hi:
+            break
+        if kinds is not None and k not in kinds:
+            continue
+        if lines is not None and line not in lines:
+            continue
+        a = acts.get(act_id)
+        if a is None:
+            a = rec.act(act_id, step)
+        if codes is not None and a.code not in codes:
+            continue
+        if threads is not None and a.thread not in threads:
+            continue
+        if tasks is not None and a.task not in tasks:
+            continue
+        if frames is not None and a.frame not in frames:
+            continue
+        ev = _event(rec, step, k, a, line, store.event(step)[3], args=False)
+        if vid is not None:  # the value it carries, as of this step
+            ev.value = rec.value(vid, step)
         out.append(ev)
         if limit is not None and len(out) >= limit:
             break
@@ -213,6 +260,13 @@ def _fill_args(rec: "Recording", calls: list[Event]) -> None:
     for ev in calls:
         ev.args = {}
         by_key[(ev.frame, ev.step)] = ev
+    rows = rec.film_rows()
+    if rows is not None:
+        for ev in calls:
+            for name, vid in rows.call_args(ev.frame, ev.step):
+                if vid is not None:
+                    ev.args[rec.name_text(name)] = rec.value(vid, ev.step)  # type: ignore[index,assignment]
+        return
     for frame, step, name, vid, found, *cols in rec.q(_ARGS_SQL, (json.dumps(list(by_key)),)):
         ev = by_key.get((frame, step))
         if ev is None or vid is None:

@@ -115,7 +115,7 @@ FILTERS = [
     {"function": "numbers"},
     {"frame": "worker"},
     {"thread": "MainThread", "kind": "return"},
-    {"node": "test_film.py:test_film:47:aug_assign"},
+    {"node": "test_film.py:test_film:34:aug_assign"},
     {"since": 4000, "limit": 100},
     {"since": 9000, "until": 9500, "kind": "line"},
     {"kind": "exception", "limit": 3},
