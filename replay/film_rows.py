@@ -290,3 +290,85 @@ class FilmRows:
             return []
         rows = st._guarded(st.piece(st.chunk_of(step)).bindings).get(frame, ())
         return [(name, vid) for name, s, vid in rows if s == step]
+
+    def _act_codes(self) -> Iterator[tuple[Any, dict[int, int]]]:
+        """Each chunk's piece with the code of every activation opened so
+        far (act -> code), filled chunk by chunk."""
+        st = self.store
+        frame_codes: dict[int, int] = {}
+        act_codes: dict[int, int] = {}
+        for i in range(len(st.bases)):
+            piece = st.piece(i)
+            for frame, (code, _first) in st._guarded(piece.frames).items():
+                frame_codes[frame] = code
+            for act, row in st._guarded(piece.acts).items():
+                code = frame_codes.get(row[1])
+                if code is None:
+                    found = st.frame_row(row[1])
+                    code = found[0] if found else None
+                if code is not None:
+                    act_codes[act] = code
+            yield piece, act_codes
+
+    def flow(self) -> tuple[list[tuple], list[tuple], list[tuple]]:
+        """flow's rows: ``(caller code, callee code, calls, resumes)`` by
+        first start; ``(thread, activations, first start)``; the same per task."""
+        st = self.store
+        firsts: dict[int, int] = {}
+        edges: dict[tuple, list[int]] = {}
+        threads: dict[int, list[int]] = {}
+        tasks: dict[int, list[int]] = {}
+        for piece, act_codes in self._act_codes():
+            for frame, (_code, first) in piece.frames().items():
+                firsts[frame] = first
+            for act, row in piece.acts().items():
+                _a, frame, parent, thread, task, _depth, start, _end = row
+                for table, key in ((threads, thread), (tasks, task)):
+                    if key is None:
+                        continue
+                    got = table.get(key)
+                    if got is None:
+                        table[key] = [1, start]
+                    else:
+                        got[0] += 1
+                        got[1] = min(got[1], start)
+                code = act_codes.get(act)
+                if code is None:
+                    continue  # no frame row: the join leaves it out
+                first = firsts.get(frame)
+                if first is None:
+                    found = st.frame_row(frame)
+                    first = found[1] if found else None
+                key2 = (act_codes.get(parent) if parent is not None else None, code)
+                got = edges.get(key2)
+                if got is None:
+                    got = edges[key2] = [0, 0, start]
+                got[0 if start == first else 1] += 1
+                got[2] = min(got[2], start)
+        out = sorted(((c, d, n, r, s) for (c, d), (n, r, s) in edges.items()), key=lambda e: e[4])
+        return ([e[:4] for e in out], sorted(((t, n, s) for t, (n, s) in threads.items()), key=lambda r: r[2]),
+                sorted(((t, n, s) for t, (n, s) in tasks.items()), key=lambda r: r[2]))
+
+    def stats(self) -> tuple[dict[int, int], dict[tuple[int, int], int], dict[str, int]]:
+        """stats' rows: events per kind; line events per (code, line); how
+        many frames, activations, values and bindings the film holds."""
+        st = self.store
+        kinds: dict[int, int] = {}
+        lines: dict[tuple[int, int], int] = {}
+        counts = {"frames": 0, "activations": 0, "values": 0, "bindings": 0}
+        for piece, act_codes in self._act_codes():
+            ks, acts, ls, _times, _values = st._guarded(piece.events)
+            per: dict[tuple[int, int], int] = {}
+            for k, act, line in zip(ks, acts, ls):
+                kinds[k] = kinds.get(k, 0) + 1
+                if k == schema.LINE:
+                    per[(act, line)] = per.get((act, line), 0) + 1
+            for (act, line), n in per.items():
+                code = act_codes.get(act)
+                if code is not None:
+                    lines[(code, line)] = lines.get((code, line), 0) + n
+            counts["frames"] += len(piece.frames())
+            counts["activations"] += len(piece.acts())
+            counts["values"] += len(st._guarded(piece.vals))
+            counts["bindings"] += sum(len(b) for b in st._guarded(piece.bindings).values())
+        return dict(sorted(kinds.items())), lines, counts

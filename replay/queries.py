@@ -293,41 +293,57 @@ def _event(rec: "Recording", step: int, k: int, a: Any, line: int, t: int, args:
 
 def flow(rec: "Recording") -> dict[str, Any]:
     """Caller -> callee with call and resume counts; threads and tasks."""
+    film = rec.film_rows()
+    if film is not None:
+        rows, thread_rows, task_rows = film.flow()
+    else:
+        rows, thread_rows, task_rows = _flow_rows(rec)
+    edges = [{"caller": rec.function(c) if c is not None else None,
+              "caller_file": rec.file_of(c) if c is not None else None,
+              "callee": rec.function(d), "callee_file": rec.file_of(d),
+              "calls": calls, "resumes": resumes} for c, d, calls, resumes in rows]
+    threads = [{"thread": rec.thread_name(t), "activations": n, "first_step": s} for t, n, s in thread_rows]
+    tasks = [{"task": rec.tasks.get(t, f"task-{t}"), "activations": n, "first_step": s} for t, n, s in task_rows]
+    return {"schema_version": JSON_SCHEMA_VERSION, "test": rec.test_id, "calls": edges,
+            "threads": threads, "tasks": tasks}
+
+
+def _flow_rows(rec: "Recording") -> tuple[list[tuple], list[tuple], list[tuple]]:
     rows = rec.q("""
         SELECT pf.code, f.code, sum(a.start_step = f.first_step), sum(a.start_step != f.first_step)
         FROM activations a JOIN frames f ON f.frame = a.frame
         LEFT JOIN activations p ON p.act = a.parent LEFT JOIN frames pf ON pf.frame = p.frame
         GROUP BY pf.code, f.code ORDER BY min(a.start_step)""")
-    edges = [{"caller": rec.function(c) if c is not None else None,
-              "caller_file": rec.file_of(c) if c is not None else None,
-              "callee": rec.function(d), "callee_file": rec.file_of(d),
-              "calls": calls, "resumes": resumes} for c, d, calls, resumes in rows]
-    threads = [{"thread": rec.thread_name(t), "activations": n, "first_step": s}
-               for t, n, s in rec.q("SELECT thread, count(*), min(start_step) FROM activations "
-                                    "GROUP BY thread ORDER BY min(start_step)")]
-    tasks = [{"task": rec.tasks.get(t, f"task-{t}"), "activations": n, "first_step": s}
-             for t, n, s in rec.q("SELECT task, count(*), min(start_step) FROM activations WHERE task IS NOT NULL "
-                                  "GROUP BY task ORDER BY min(start_step)")]
-    return {"schema_version": JSON_SCHEMA_VERSION, "test": rec.test_id, "calls": edges,
-            "threads": threads, "tasks": tasks}
+    threads = rec.q("SELECT thread, count(*), min(start_step) FROM activations GROUP BY thread ORDER BY min(start_step)")
+    tasks = rec.q("SELECT task, count(*), min(start_step) FROM activations WHERE task IS NOT NULL "
+                  "GROUP BY task ORDER BY min(start_step)")
+    return rows, threads, tasks
 
 
 def stats(rec: "Recording") -> dict[str, Any]:
     """Counts, sizes and the share of line events tied to a node."""
-    kinds = {rec.kind_name(k): n for k, n in rec.q("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind")}
+    film = rec.film_rows()
+    if film is not None:
+        kind_counts, line_counts, counts = film.stats()
+        kind_rows: Iterable[tuple] = kind_counts.items()
+        line_rows: Iterable[tuple] = ((c, ln, n) for (c, ln), n in line_counts.items())
+    else:
+        kind_rows = rec.q("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind")
+        line_rows = rec.q("""SELECT f.code, e.line, count(*) FROM events e JOIN activations a ON a.act = e.act
+                             JOIN frames f ON f.frame = a.frame WHERE e.kind = ? GROUP BY f.code, e.line""",
+                          (schema.LINE,))
+        counts = dict(zip(("frames", "activations", "values", "bindings"), rec.q(
+            "SELECT (SELECT count(*) FROM frames), (SELECT count(*) FROM activations), "
+            "(SELECT count(*) FROM vals), (SELECT count(*) FROM bindings)")[0]))
+    kinds = {rec.kind_name(k): n for k, n in kind_rows}
     total = sum(kinds.values())
     size = rec.path.stat().st_size if rec.path.exists() else 0
     mapped = unmapped = 0
-    for code, line, n in rec.q("""SELECT f.code, e.line, count(*) FROM events e JOIN activations a ON a.act = e.act
-                                  JOIN frames f ON f.frame = a.frame WHERE e.kind = ? GROUP BY f.code, e.line""",
-                               (schema.LINE,)):
+    for code, line, n in line_rows:
         if rec.codes.get(code, (0, 0, 0, 0, 1))[4] and rec.node(code, line) is None:
             unmapped += n
         else:
             mapped += n
-    counts = dict(zip(("frames", "activations", "values", "bindings"), rec.q(
-        "SELECT (SELECT count(*) FROM frames), (SELECT count(*) FROM activations), "
-        "(SELECT count(*) FROM vals), (SELECT count(*) FROM bindings)")[0]))
     faults = dict(rec.q("SELECT message, count FROM faults"))
     meta = rec.meta
     return {
