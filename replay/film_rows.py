@@ -227,15 +227,34 @@ class FilmRows:
     def held(self, nid: int, since: int, frame: int | None) -> list[tuple]:
         """``_HELD``: ``(step, rowid, frame, obj, holds)`` of the bindings to
         mutable objects that hold past ``since``.  Only a frame's latest
-        binding before ``since`` can: an earlier one ends at the next."""
-        out = []
+        binding before ``since`` can: an earlier one ends at the next.  A
+        frame whose activation returned before ``since`` is left out chunk
+        by chunk, from the chunk's own events and activations, before any
+        value is looked at."""
+        st = self.store
+        by_chunk: dict[int, list[tuple]] = {}
         for fr, (step, rowid, vid) in self._latest(nid, since, frame).items():
-            v = self.val(vid, step)
-            if v is None or v[0] is None:
-                continue
-            a = self.rec.act(self.store.event(step)[1], step)
-            holds = self.act_holds(a)
-            if holds is None or holds > since:
+            by_chunk.setdefault(st.chunk_of(step), []).append((step, rowid, fr, vid))
+        out = []
+        for i in sorted(by_chunk):
+            piece = st.piece(i)
+            _kinds, acts, _lines, _times, _values = st._guarded(piece.events)
+            opened = st._guarded(piece.acts)
+            base = st.bases[i]
+            for step, rowid, fr, vid in by_chunk[i]:
+                act = acts[step - base]
+                row = opened.get(act)
+                if row is not None:
+                    end = row[7] if row[7] is not None else st.late_end(act)
+                    if end is not None and end + 1 <= since and st.event(end)[0] != _YIELD:
+                        continue  # returned before since: its bindings hold no more
+                a = self.rec.act(act, step)
+                holds = self.act_holds(a)
+                if holds is not None and holds <= since:
+                    continue
+                v = self.val(vid, step)
+                if v is None or v[0] is None:
+                    continue
                 out.append((step, rowid, fr, v[0], holds))
         out.sort(key=lambda r: (r[0], r[1]))
         return out
