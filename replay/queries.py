@@ -4,7 +4,10 @@ variable's history is in history.py).
 Filters run in SQLite where an index or the step order helps (step range,
 kind, lines of a node, a frame's activations) and in Python where the
 answer lives in a cached activation (thread, task, function), so
-``events --limit 100`` stops as soon as it has its hundred rows.
+``events --limit 100`` stops as soon as it has its hundred rows.  A
+schema-3 film is read where it lies (``film_rows``): its events are walked
+from ``since`` in the chunks, and ``flow`` and ``stats`` make one pass over
+them, with the answers the rows give.
 """
 
 from __future__ import annotations
