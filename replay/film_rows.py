@@ -18,8 +18,9 @@ chunks of that span.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from ..recorder import schema
 from .film_store import _ints, _sums
@@ -33,6 +34,20 @@ _CACHED_NAMES = 8
 _ROWID_SHIFT = 32
 _CALL = schema.CALL
 _YIELD = schema.YIELD
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _checked(method: _F) -> _F:
+    """A crafted film (a step outside its chunk, an id that is nowhere)
+    makes one "corrupt" error, never a traceback."""
+    @functools.wraps(method)
+    def run(self: "FilmRows", *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except (ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
+            raise self.store.corrupt(f"{type(exc).__name__}: {exc}") from None
+    return run  # type: ignore[return-value]
 
 
 class FilmRows:
@@ -114,6 +129,7 @@ class FilmRows:
             return a.end + 1
         return None if self.store.event(a.end)[0] == _YIELD else a.end + 1
 
+    @_checked
     def frame_end(self, frame: int) -> int:
         """One past the last step ``frame`` is alive (its last activation's end)."""
         end = self._frame_ends.get(frame)
@@ -140,6 +156,7 @@ class FilmRows:
 
     # -- history ---------------------------------------------------------------------
 
+    @_checked
     def bindings(self, nid: int, lo: int, limit: int, frame: int | None, end: int) -> list[tuple]:
         """The rows of history's ``_BINDINGS``: ``nid``'s bindings from step
         ``lo`` (before ``end``), the first ``limit`` by step and row id.
@@ -171,6 +188,7 @@ class FilmRows:
                         self.act_holds(a) if obj is not None else None, kind, line, prev, code, owner))
         return out
 
+    @_checked
     def snapshots(self, obj: int, lo: int, hi: int, cap: int) -> list[tuple]:
         """``_SNAPSHOTS``: snapshots of ``obj`` in [lo, hi), by step and id."""
         st = self.store
@@ -190,6 +208,7 @@ class FilmRows:
             out.append((s, vid, v[2], v[3], v[4], v[5], kind, line, prev, code))
         return out
 
+    @_checked
     def before(self, obj: int, step: int) -> tuple | None:
         """``_BEFORE``: the newest snapshot of ``obj`` before ``step``; a key
         frame that knows the object ends the search."""
@@ -224,6 +243,7 @@ class FilmRows:
                         latest[fr] = (step, rowid, vid)
         return latest
 
+    @_checked
     def held(self, nid: int, since: int, frame: int | None) -> list[tuple]:
         """``_HELD``: ``(step, rowid, frame, obj, holds)`` of the bindings to
         mutable objects that hold past ``since``.  Only a frame's latest
@@ -259,6 +279,7 @@ class FilmRows:
         out.sort(key=lambda r: (r[0], r[1]))
         return out
 
+    @_checked
     def latest(self, frame: int, nid: int, since: int) -> tuple | None:
         """``_LATEST``: ``frame``'s latest binding of ``nid`` before ``since``:
         step, value id, obj, type, repr, detail, flags, holds."""
@@ -275,6 +296,7 @@ class FilmRows:
         holds = self.act_holds(self.rec.act(st.event(step)[1], step)) if v[0] is not None else None
         return (step, vid, v[0], v[2], v[3], v[4], v[5], holds)
 
+    @_checked
     def first_steps(self, frames: list[int]) -> list[tuple[int, int]]:
         out = []
         for f in frames:
@@ -283,6 +305,7 @@ class FilmRows:
                 out.append((f, row[1]))
         return out
 
+    @_checked
     def frame_codes(self, frames: list[int]) -> list[tuple[int, int]]:
         out = []
         for f in frames:
@@ -291,6 +314,7 @@ class FilmRows:
                 out.append((f, row[0]))
         return out
 
+    @_checked
     def count_bindings(self, nid: int, since: int, frame: int | None) -> int:
         return sum(1 for i in self.chunks(since, self.store.last_step + 1) for r in self.named(i, nid)
                    if r[0] >= since and (frame is None or r[2] == frame))
@@ -302,6 +326,7 @@ class FilmRows:
         for i in range(len(st.bases)):
             yield st.piece(i)
 
+    @_checked
     def call_args(self, frame: int, step: int) -> list[tuple[int, int | None]]:
         """``(name, value id)`` of the bindings ``frame`` made at ``step``, in row order."""
         st = self.store
@@ -329,6 +354,7 @@ class FilmRows:
                     act_codes[act] = code
             yield piece, act_codes
 
+    @_checked
     def flow(self) -> tuple[list[tuple], list[tuple], list[tuple]]:
         """flow's rows: ``(caller code, callee code, calls, resumes)`` by
         first start; ``(thread, activations, first start)``; the same per task."""
@@ -368,6 +394,7 @@ class FilmRows:
         return ([e[:4] for e in out], sorted(((t, n, s) for t, (n, s) in threads.items()), key=lambda r: r[2]),
                 sorted(((t, n, s) for t, (n, s) in tasks.items()), key=lambda r: r[2]))
 
+    @_checked
     def stats(self) -> tuple[dict[int, int], dict[tuple[int, int], int], dict[str, int]]:
         """stats' rows: events per kind; line events per (code, line); how
         many frames, activations, values and bindings the film holds."""

@@ -174,3 +174,36 @@ def test_a_bad_history_or_events_argument_is_one_line_and_status_2(film: Path, c
         res = cli(*argv, cwd=film.parent)
         assert res.returncode == 2, (argv, res.stdout, res.stderr)
         assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_crafted_chunk_makes_history_and_events_one_line_and_status_2(film: Path, tmp_path: Path) -> None:
+    """Bindings whose steps lie outside their chunk, and events naming an
+    activation that is nowhere: "corrupt", never a traceback."""
+    import shutil
+    import sqlite3
+    import zlib
+    bad = tmp_path / "bad.sqlite"
+    shutil.copyfile(film, bad)
+    db = sqlite3.connect(bad)
+    chunk, data = db.execute("SELECT chunk, data FROM chunks ORDER BY chunk LIMIT 1").fetchone()
+    doc = json.loads(zlib.decompress(data))
+    doc["bindings"][2][0] += 10_000_000
+    doc["events"][1][0] += 10_000_000
+    db.execute("UPDATE chunks SET data = ? WHERE chunk = ?",
+               (zlib.compress(json.dumps(doc, separators=(",", ":")).encode()), chunk))
+    db.commit()
+    db.close()
+    failed: list[str] = []
+    for argv in (["history", str(bad), "total"], ["history", str(bad), "out", "--since", "9000"],
+                 ["events", str(bad), "--function", "helper", "--limit", "5"], ["flow", str(bad)],
+                 ["stats", str(bad)]):
+        res = cli(*argv, cwd=tmp_path)
+        assert "Traceback" not in res.stderr, (argv, res.stderr[-2000:])
+        if res.returncode == 0:  # rows moved out of every window read are simply not seen
+            assert res.stdout.strip(), argv
+            continue
+        assert res.returncode == 2, (argv, res.stdout[-500:], res.stderr[-2000:])
+        assert len(res.stderr.strip().splitlines()) == 1, (argv, res.stderr)
+        assert "corrupt" in res.stderr or "missing" in res.stderr, (argv, res.stderr)
+        failed.append(argv[0])
+    assert "events" in failed, failed  # the activation its events name is nowhere
