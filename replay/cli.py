@@ -443,7 +443,8 @@ class _Version(argparse.Action):
     (importlib.metadata costs some 15 ms at every start)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: Any) -> None:
-        parser.exit(message=f"escope (pytest-escope) {version()}\n")
+        sys.stdout.write(f"escope (pytest-escope) {version()}\n")
+        parser.exit()
 
 
 def _command_word(argv: Sequence[str]) -> str | None:
