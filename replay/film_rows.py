@@ -19,7 +19,8 @@ chunks of that span.
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
+import itertools
+from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from ..recorder import schema
@@ -397,24 +398,27 @@ class FilmRows:
     @_checked
     def stats(self) -> tuple[dict[int, int], dict[tuple[int, int], int], dict[str, int]]:
         """stats' rows: events per kind; line events per (code, line); how
-        many frames, activations, values and bindings the film holds."""
+        many frames, activations, values and bindings the film holds.
+        Counted with ``Counter`` over the decoded columns (C loops: a
+        million events in tenths of a second); the ``vals`` and
+        ``bindings`` sections are counted from their first column."""
         st = self.store
-        kinds: dict[int, int] = {}
+        kinds: Counter[int] = Counter()
         lines: dict[tuple[int, int], int] = {}
         counts = {"frames": 0, "activations": 0, "values": 0, "bindings": 0}
+        line_kind = schema.LINE
         for piece, act_codes in self._act_codes():
             ks, acts, ls, _times, _values = st._guarded(piece.events)
-            per: dict[tuple[int, int], int] = {}
-            for k, act, line in zip(ks, acts, ls):
-                kinds[k] = kinds.get(k, 0) + 1
-                if k == schema.LINE:
-                    per[(act, line)] = per.get((act, line), 0) + 1
+            kinds.update(ks)
+            mask = [k == line_kind for k in ks]
+            per = Counter(zip(itertools.compress(acts, mask), itertools.compress(ls, mask)))
             for (act, line), n in per.items():
                 code = act_codes.get(act)
                 if code is not None:
                     lines[(code, line)] = lines.get((code, line), 0) + n
             counts["frames"] += len(piece.frames())
             counts["activations"] += len(piece.acts())
-            counts["values"] += len(st._guarded(piece.vals))
-            counts["bindings"] += sum(len(b) for b in st._guarded(piece.bindings).values())
+            counts["values"] += len(set(piece.chunk.value_ids(piece.offsets)))
+            cols = piece.section("bindings", 4)
+            counts["bindings"] += len(cols[0]) if cols is not None else 0
         return dict(sorted(kinds.items())), lines, counts
