@@ -422,3 +422,83 @@ class FilmRows:
             cols = piece.section("bindings", 4)
             counts["bindings"] += len(cols[0]) if cols is not None else 0
         return dict(sorted(kinds.items())), lines, counts
+
+    # -- the HTML film's window (film.py) -------------------------------------------
+
+    @_checked
+    def window_acts(self, lo: int, hi: int) -> list[tuple]:
+        """``(act, frame, parent, thread, depth, code, start)`` of the
+        activations alive in steps [lo, hi], by act: those on the stack when
+        the chunk of ``lo`` starts (its key frame) and those opened since."""
+        st = self.store
+        found: dict[int, tuple] = {}
+        if lo > hi or st.last_step < st.first_step:
+            return []
+        first = st.chunk_of(max(lo, st.first_step))
+        for act, row in st.keyframe(first).acts.items():
+            end = st.late_end(act)
+            if row[6] <= hi and (hi if end is None else end) >= lo:
+                found[act] = (act, row[1], row[2], row[3], row[5], row[7], row[6])
+        for i in self.chunks(lo, hi + 1):
+            for act, row in st._guarded(st.piece(i).acts).items():
+                end = row[7] if row[7] is not None else st.late_end(act)
+                if row[6] <= hi and (hi if end is None else end) >= lo:
+                    made = st.frame_row(row[1])
+                    if made is not None:
+                        found[act] = (act, row[1], row[2], row[3], row[5], made[0], row[6])
+        return [found[a] for a in sorted(found)]
+
+    @_checked
+    def line_before(self, act: int, step: int) -> int | None:
+        """The line of activation ``act``'s last event before ``step``."""
+        p = self.rec.act_step(act, step, False)
+        return self.store.event(p)[2] if p is not None else None
+
+    @_checked
+    def window_bindings(self, lo: int, hi: int) -> list[tuple[int, int, int, int | None]]:
+        """``(frame, name, step, value)`` of every binding in steps [lo, hi], in row order."""
+        out = []
+        for i in self.chunks(lo, hi + 1):
+            frames, names, steps, vids = self.store._guarded(self._binding_columns, i)
+            out.extend(r for r in zip(frames, names, steps, vids) if lo <= r[2] <= hi)
+        return out
+
+    @_checked
+    def latest_bindings(self, frame: int, step: int) -> list[tuple[int, int, int, int | None]]:
+        """``(frame, name, step, value)``: ``frame``'s newest binding of each name before ``step``."""
+        st = self.store
+        if step <= st.first_step:
+            return []
+        return [(frame, name, s, vid) for name, (_first, s, vid) in
+                st.bindings(frame, min(step - 1, st.last_step)).items()]
+
+    @_checked
+    def frame_first(self, frame: int) -> int | None:
+        row = self.store.frame_row(frame)
+        return row[1] if row else None
+
+    @_checked
+    def val_row(self, vid: int) -> tuple | None:
+        """``(value, obj, step, type, repr, flags)`` of ``vid``."""
+        v = self.store.val(vid)
+        return (vid, v[0], v[1], v[2], v[3], v[5]) if v is not None else None
+
+    @_checked
+    def window_snapshots(self, obj: int, lo: int, hi: int) -> list[tuple]:
+        """``(value, obj, step, type, repr, flags)`` of ``obj``'s snapshots in [lo, hi]."""
+        st = self.store
+        out = []
+        for i in self.chunks(lo, hi + 1):
+            piece = st.piece(i)
+            vals = st._guarded(piece.vals)
+            for s, vid in (piece._snaps or {}).get(obj, ()):
+                if lo <= s <= hi:
+                    v = vals[vid]
+                    out.append((vid, obj, s, v[2], v[3], v[5]))
+        return out
+
+    @_checked
+    def snapshot_before(self, obj: int, step: int) -> tuple | None:
+        """``(value, obj, step, type, repr, flags)`` of ``obj``'s newest snapshot before ``step``."""
+        found = self.before(obj, step)
+        return (found[1], obj, found[0], found[2], found[3], found[5]) if found is not None else None

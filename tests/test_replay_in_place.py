@@ -207,3 +207,24 @@ def test_a_crafted_chunk_makes_history_and_events_one_line_and_status_2(film: Pa
         assert "corrupt" in res.stderr or "missing" in res.stderr, (argv, res.stderr)
         failed.append(argv[0])
     assert "events" in failed, failed  # the activation its events name is nowhere
+
+
+@pytest.mark.parametrize("max_steps", [100_000, 3_000, 700])
+def test_the_html_film_data_equals_the_unpacked_film(film: Path, cache: Path, max_steps: int) -> None:
+    from pytest_escope.replay.film import film_data
+    with Recording.open(film) as rec, _unpacked(film) as old:
+        before = _written(cache)
+        assert film_data(rec, max_steps=max_steps) == film_data(old, max_steps=max_steps)
+        assert rec._rows_conn is None
+        assert _written(cache) == before
+
+
+def test_escope_export_html_writes_the_page_and_nothing_else(film: Path, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "page" / "film.html"
+    env = clean_env(ESCOPE_FILM_CACHE=str(cache), TMPDIR=str(cache.parent / "tmp"))
+    res = subprocess.run([sys.executable, "-m", "pytest_escope.replay.cli", "export", str(film), "--html", "-o",
+                          str(out), "--max-steps", "2000"], cwd=film.parent, capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert out.stat().st_size > 10_000 and "test_film" in out.read_text()
+    assert _written(cache) == {str(out)}
