@@ -252,6 +252,13 @@ def measure(path: Path, samples: int, seed: int) -> dict[str, Any]:
     results["history acc (changes)"] = len(rec.history("acc"))
     results["history acc: len() (every value found)"] = median_ms(lambda _: len(rec.history("acc")), [0])
     results["history acc (all values)"] = median_ms(lambda _: list(rec.history("acc")), [0])
+    with tempfile.TemporaryDirectory() as page_dir:
+        results["escope export --html (100,000 steps around the failure)"] = median_ms(
+            lambda _: cli(["export", str(path), "--html", "-o", os.path.join(page_dir, "film.html")]), [0, 1, 2])
+    results["history total --since S (last 5%), just opened: first page"] = median_ms(
+        lambda s: Recording.open(path).history("total", since=s)[:50], late[:5])
+    results["history acc --since S (last 5%), just opened: first page"] = median_ms(
+        lambda s: Recording.open(path).history("acc", since=s)[:50], late[:5])
     results["flow (whole film)"] = median_ms(lambda _: Recording.open(path).flow(), [0, 1, 2])
     results["stats (whole film)"] = median_ms(lambda _: Recording.open(path).stats(), [0, 1, 2])
     results["calibration: 1M-iteration Python loop"] = calibration_ms()
