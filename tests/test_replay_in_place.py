@@ -228,3 +228,30 @@ def test_escope_export_html_writes_the_page_and_nothing_else(film: Path, cache: 
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size > 10_000 and "test_film" in out.read_text()
     assert _written(cache) == {str(out)}
+
+
+def test_a_schema_2_recording_still_answers_through_its_unpacked_rows(film: Path, cache: Path,
+                                                                     tmp_path: Path) -> None:
+    """Older files keep the old path: unpacked once, then read as rows, with
+    the answers the chunks give for the same film."""
+    import shutil
+    import sqlite3
+    old = tmp_path / "v2.sqlite"
+    shutil.copyfile(film, old)
+    db = sqlite3.connect(old)
+    db.execute("DROP TABLE keyframes")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with Recording.open(film) as rec, Recording.open(old) as v2:
+        assert v2.store is None and v2.film_rows() is None
+        for name in ("total", "out", "box.n"):
+            assert _entries(v2.history(name)) == _entries(rec.history(name)), name
+            assert _entries(v2.history(name, since=7000)[:20]) == _entries(rec.history(name, since=7000)[:20])
+        assert [e.to_json() for e in v2.events(kind="call", limit=50)] == \
+            [e.to_json() for e in rec.events(kind="call", limit=50)]
+        assert v2.flow() == rec.flow()
+        assert {k: v for k, v in v2.stats().items() if k not in ("path", "bytes", "bytes_per_event")} == \
+            {k: v for k, v in rec.stats().items() if k not in ("path", "bytes", "bytes_per_event")}
+        assert rec._rows_conn is None
+    assert _written(cache)  # the schema-2 film was unpacked
