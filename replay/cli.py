@@ -261,10 +261,8 @@ def cmd_history(ctx: Context) -> int:
         if more:
             root = parse_path(name).root
             since = f" from step {a.since}" if a.since is not None else ""
-            # how often the name was bound is one index count on rows, but a
-            # pass over every chunk of a film read in place: said only when cheap
-            bound = f"; {root} was bound {hist.bindings():,} times{since}" if rec.store is None else ""
-            ctx.say(ctx.st.cut(f"{len(entries)} values shown{bound}; all: --limit 0"))
+            ctx.say(ctx.st.cut(f"{len(entries)} values shown; {root} was bound {hist.bindings():,} times{since}; "
+                               f"all: --limit 0"))
             ctx.hint("more", f"{again} --since {entries[-1].step + 1}")
         else:
             ctx.hint(f"{len(entries)} value{'s' if len(entries) != 1 else ''}; see one",

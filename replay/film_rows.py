@@ -317,8 +317,25 @@ class FilmRows:
 
     @_checked
     def count_bindings(self, nid: int, since: int, frame: int | None) -> int:
-        return sum(1 for i in self.chunks(since, self.store.last_step + 1) for r in self.named(i, nid)
-                   if r[0] >= since and (frame is None or r[2] == frame))
+        """How often ``nid`` was bound from ``since`` on (in ``frame``).  A
+        chunk wholly after ``since`` is counted from its names column alone,
+        as bytes (a JSON list of plain integers), without decoding it."""
+        st = self.store
+        token = str(nid).encode()
+        n = 0
+        for i in self.chunks(since, st.last_step + 1):
+            if frame is None and st.bases[i] >= since:
+                piece = st.piece(i)
+                span = piece.offsets.get("bindings")
+                text = piece.chunk.text
+                if span is None or text is None:
+                    continue
+                start = text.index(b"],[", span[0]) + 3
+                names = text[start:text.index(b"]", start)]
+                n += names.split(b",").count(token)
+            else:
+                n += sum(1 for r in self.named(i, nid) if r[0] >= since and (frame is None or r[2] == frame))
+        return n
 
     # -- whole-film passes ---------------------------------------------------------------
 

@@ -85,6 +85,7 @@ def test_history_since_a_step_and_in_one_frame_equals_the_unpacked_film(film: Pa
             got = rec.history(name, since=since)
             assert _entries(got[:7]) == _entries(old.history(name, since=since)[:7]), (name, since)
             assert _entries(got) == _entries(old.history(name, since=since)), (name, since)
+            assert got.bindings() == old.history(name, since=since).bindings(), (name, since)
         frames = {e.frame for e in old.history(name)}
         for frame in sorted(frames)[:5]:
             assert _entries(rec.history(name, frame=frame)) == _entries(old.history(name, frame=frame)), frame
