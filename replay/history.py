@@ -17,6 +17,12 @@ compared: no ``Value`` is made for that); a snapshot is a value in every
 frame whose binding holds the object at that step.  ``HistoryEntry`` and
 ``Value`` objects are made only for the positions read.
 
+A schema-3 film gives the same rows from its chunks (``film_rows``), read
+where it lies: a window reads the ``bindings`` section of the chunks it
+spans, a snapshot the ``vals`` section of its chunk.  A binding's end
+there is its activation's; the walk ends it at the frame's next binding
+of the name as it meets it (``_end_rebound``), as ``_HOLDS`` does ahead.
+
 Why an exact count cannot be cheaper: it depends on every candidate row
 (equal values are left out; snapshots fan out to the frames alive then),
 so ``len`` costs the walk (docs/performance.md, "Replay").  ``since``
