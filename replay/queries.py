@@ -197,6 +197,8 @@ def _events_in_place(rec: "Recording", lo: int, hi: int, kinds: set[int] | None,
     out: list[Event] = []
     store = rec.store
     assert store is not None
+    if lo > hi:  # the walk would clamp a step past the end to the last one
+        return out
     acts = rec._acts
     for step, k, act_id, line, vid in rec.walk(lo, True):
         if step > hi:
