@@ -10,7 +10,7 @@ give it, and the whole), and ``events --limit 100`` with filters.  Random
 points are drawn near the start (first 5%) and near the end (last 5%) to
 show the cost does not depend on the position.
 
-    python benchmarks/bench_replay.py [--iterations N] [--keep DIR] [--json OUT] [--format 2] [--film-only]
+    python benchmarks/bench_replay.py [--iterations N] [--keep DIR] [--json OUT] [--format 2]
 
 ``--iterations 1160000`` films some 10 million events (minutes to record,
 about 100 MB).  ``--format 2`` measures the same film rewritten as a
@@ -117,12 +117,17 @@ def shell_prompt_ms(path: Path, samples: int) -> tuple[float, float]:
     (``q``): a new interpreter each time, as a user starts it.  Medians of
     wall and CPU milliseconds (CPU: what a loaded machine cannot inflate)."""
     import resource
+    # an installed package has its bytecode compiled: write it once
+    # (PYTHONDONTWRITEBYTECODE would make every start compile every module)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "pytest_escope.replay.cli", "--version"], env=env,
+                   stdout=subprocess.DEVNULL, check=False)
     walls, cpus = [], []
     for _ in range(samples):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "pytest_escope.replay.cli", "replay", str(path)], input="q\n",
-                       text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                       text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env)
         walls.append((time.perf_counter() - t0) * 1000)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000)
@@ -152,7 +157,7 @@ def median_ms(fn: Callable[[Any], Any], args: list[Any]) -> float:
     return statistics.median(times)
 
 
-def measure(path: Path, samples: int, seed: int, film_only: bool = False) -> dict[str, Any]:
+def measure(path: Path, samples: int, seed: int) -> dict[str, Any]:
     from pytest_escope.replay import Recording
     from pytest_escope.replay import navigation as nav
 
@@ -203,12 +208,6 @@ def measure(path: Path, samples: int, seed: int, film_only: bool = False) -> dic
         results[f"n+state/{region}"] = median_ms(lambda s: rec.state_at(nav.over(rec, s, True)), steps)
         results[f"rn+state/{region}"] = median_ms(lambda s: rec.state_at(nav.over(rec, s, False)), steps)
     results["cache bytes after state and motions"] = cache_bytes()
-    if film_only:
-        results["cache bytes at the end"] = results["cache bytes after state and motions"]
-        results["history total (changes)"] = results["history acc (changes)"] = "-"
-        results["calibration: 1M-iteration Python loop"] = calibration_ms()
-        rec.close()
-        return results
     for region, (lo, hi) in regions.items():
         steps = [rng.randint(lo, hi) for _ in range(samples)]
         results[f"events call work --limit 100/{region}"] = median_ms(
@@ -229,6 +228,16 @@ def measure(path: Path, samples: int, seed: int, film_only: bool = False) -> dic
         lambda _: cli(["history", str(path), "total", "--json"]), list(range(samples)))
     results["escope history acc --json (page)"] = median_ms(
         lambda _: cli(["history", str(path), "acc", "--json"]), list(range(samples)))
+    results["escope history total --since S (last 5%) (text page)"] = median_ms(
+        lambda s: cli(["history", str(path), "total", "--since", str(s)]),
+        [rng.randint(rec.last_step - span, rec.last_step - 1) for _ in range(5)])
+    # a new Recording each time: what one `escope history`/`events` command pays
+    for region, (lo, hi) in regions.items():
+        def fresh_events(s: int) -> None:
+            with Recording.open(path) as r:
+                r.events(kind="call", function="work", since=s, limit=100)
+        results[f"events call work --limit 100, just opened/{region}"] = median_ms(
+            fresh_events, [rng.randint(lo, hi) for _ in range(10)])
     late = [rng.randint(rec.last_step - span, rec.last_step - 1) for _ in range(10)]
     results["history total --since S (last 5%): first page"] = median_ms(lambda s: rec.history("total", since=s)[:50],
                                                                        late)
@@ -243,6 +252,15 @@ def measure(path: Path, samples: int, seed: int, film_only: bool = False) -> dic
     results["history acc (changes)"] = len(rec.history("acc"))
     results["history acc: len() (every value found)"] = median_ms(lambda _: len(rec.history("acc")), [0])
     results["history acc (all values)"] = median_ms(lambda _: list(rec.history("acc")), [0])
+    with tempfile.TemporaryDirectory() as page_dir:
+        results["escope export --html (100,000 steps around the failure)"] = median_ms(
+            lambda _: cli(["export", str(path), "--html", "-o", os.path.join(page_dir, "film.html")]), [0, 1, 2])
+    results["history total --since S (last 5%), just opened: first page"] = median_ms(
+        lambda s: Recording.open(path).history("total", since=s)[:50], late[:5])
+    results["history acc --since S (last 5%), just opened: first page"] = median_ms(
+        lambda s: Recording.open(path).history("acc", since=s)[:50], late[:5])
+    results["flow (whole film)"] = median_ms(lambda _: Recording.open(path).flow(), [0, 1, 2])
+    results["stats (whole film)"] = median_ms(lambda _: Recording.open(path).stats(), [0, 1, 2])
     results["calibration: 1M-iteration Python loop"] = calibration_ms()
     results["cache bytes at the end"] = cache_bytes()
     rec.close()
@@ -258,11 +276,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--format", type=int, choices=(2, 3), default=3,
                     help="2: measure the recording rewritten as schema 2 (unpacked on first use)")
-    ap.add_argument("--film-only", action="store_true",
-                    help="stop after opening, states and motions (the queries over the whole film unpack it)")
     a = ap.parse_args()
     with recording(a.keep, a.iterations) as path:
-        results = measure(as_format_2(path) if a.format == 2 else path, a.samples, a.seed, a.film_only)
+        results = measure(as_format_2(path) if a.format == 2 else path, a.samples, a.seed)
     results["python"] = sys.version.split()[0]
     print(f"| operation (median of {a.samples}) | ms | within {BUDGET_MS:.0f} ms |")
     print("|---|---:|:---:|")

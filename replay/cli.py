@@ -418,21 +418,53 @@ def version() -> str:
         return "unknown (not installed)"
 
 
-def _load_extensions() -> None:
-    """Commands that live in modules of their own: pack, export, gc, diff, dap."""
-    from . import archive, dap_server, diff, film, retention
-    COMMANDS.setdefault("pack", (archive.add_pack, archive.cmd_pack))
-    COMMANDS.setdefault("export", (film.add_export, film.cmd_export))
-    COMMANDS.setdefault("gc", (retention.add_gc, retention.cmd_gc))
-    COMMANDS.setdefault("diff", (diff.add_diff, diff.cmd_diff))
-    COMMANDS.setdefault("dap", (dap_server.add_dap, dap_server.cmd_dap))
+#: Commands that live in modules of their own: command -> (module, add, run).
+EXTENSIONS = {"pack": ("archive", "add_pack", "cmd_pack"), "export": ("film", "add_export", "cmd_export"),
+              "gc": ("retention", "add_gc", "cmd_gc"), "diff": ("diff", "add_diff", "cmd_diff"),
+              "dap": ("dap_server", "add_dap", "cmd_dap")}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    _load_extensions()
+def _load_extensions(command: str | None = None) -> None:
+    """Import the module of ``command`` alone when it is an extension, none
+    when it is a built-in one, every one otherwise (``--help``, a typo):
+    ``escope replay`` starts without importing the diff, the DAP server or
+    the HTML film (tens of milliseconds at every start)."""
+    import importlib
+    if command in COMMANDS and command not in EXTENSIONS and command != "help":
+        return
+    for name, (module, add, run) in EXTENSIONS.items():
+        if command is None or command == name or command not in EXTENSIONS:
+            mod = importlib.import_module(f".{module}", __package__)
+            COMMANDS.setdefault(name, (getattr(mod, add), getattr(mod, run)))
+
+
+class _Version(argparse.Action):
+    """``--version``, whose text is looked up only when asked for
+    (importlib.metadata costs some 15 ms at every start)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any) -> None:
+        sys.stdout.write(f"escope (pytest-escope) {version()}\n")
+        parser.exit()
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (None: none, as for ``--help``)."""
+    it = iter(argv)
+    for arg in it:
+        if arg in ("--escope-dir", "--run"):
+            next(it, None)
+        elif not arg.startswith("-"):
+            return arg
+        elif arg in ("-h", "--help", "--version"):
+            return None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    _load_extensions(_command_word(sys.argv[1:] if argv is None else argv))
     parser = _Parser(prog="escope", description="Replay pytest-escope recordings forward and backward.",
                      epilog=EPILOG)
-    parser.add_argument("--version", action="version", version=f"escope (pytest-escope) {version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     parser.add_argument("--escope-dir", metavar="DIR", help="escope directory (default: .escope here or above, "
                                                             "or $ESCOPE_DIR)")
     parser.add_argument("--run", metavar="RUN", help="run id, run directory or archive (default: latest)")
@@ -452,7 +484,7 @@ def _one_line(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -30,6 +30,7 @@ text can end the script block.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shlex
@@ -85,8 +86,10 @@ def film_data(rec: Recording, max_steps: int = MAX_STEPS, max_repr: int = MAX_RE
     """The page's data for the window of ``max_steps`` steps (see module doc)."""
     lo, hi = window(rec, max_steps)
     fail = rec.failure()
+    # a schema-3 film is read where it lies (film_rows), an older one as rows
+    film = rec.film_rows()
     # activations alive in the window (this includes every ancestor of one)
-    acts = rec.q("SELECT a.act, a.frame, a.parent, a.thread, a.depth, f.code, a.start_step FROM activations a "
+    acts = film.window_acts(lo, hi) if film is not None else rec.q("SELECT a.act, a.frame, a.parent, a.thread, a.depth, f.code, a.start_step FROM activations a "
                  "JOIN frames f ON f.frame = a.frame WHERE a.start_step <= ? AND coalesce(a.end_step, ?) >= ? "
                  "ORDER BY a.act", (hi, hi, lo))
     act_ix, frame_ix, code_ix, file_ix, thread_ix, name_ix, val_ix = (_Dense() for _ in range(7))
@@ -103,14 +106,20 @@ def film_data(rec: Recording, max_steps: int = MAX_STEPS, max_repr: int = MAX_RE
         acts_out["depth"].append(depth)
         line0 = 0
         if start < lo:  # its line when the window opens, for frames below the window's first step
-            row = rec.q1("SELECT line FROM events WHERE act = ? AND step < ? ORDER BY step DESC LIMIT 1", (act, lo))
-            line0 = row[0] if row else 0
+            if film is not None:
+                line0 = film.line_before(act, lo) or 0
+            else:
+                row = rec.q1("SELECT line FROM events WHERE act = ? AND step < ? ORDER BY step DESC LIMIT 1",
+                             (act, lo))
+                line0 = row[0] if row else 0
         acts_out["line0"].append(line0)
     steps: dict[str, list[int]] = {"kind": [], "act": [], "line": []}
     step_vals: list[list[int]] = []
     pending_vals: list[tuple[list[int], int]] = []
-    for step, kind, act, line, vid in rec.iterate(
-            "SELECT step, kind, act, line, value FROM events WHERE step BETWEEN ? AND ? ORDER BY step", (lo, hi)):
+    events = (itertools.takewhile(lambda e: e[0] <= hi, rec.walk(lo, True)) if film is not None and lo <= hi
+              else rec.iterate("SELECT step, kind, act, line, value FROM events WHERE step BETWEEN ? AND ? "
+                               "ORDER BY step", (lo, hi)))
+    for step, kind, act, line, vid in events:
         if act not in act_rows:  # cannot happen in a sound recording; keep the table dense anyway
             act = next(iter(act_rows)) if act_rows else act
         steps["kind"].append(kind)
@@ -124,7 +133,15 @@ def film_data(rec: Recording, max_steps: int = MAX_STEPS, max_repr: int = MAX_RE
     # for frames that were already alive when the window opens
     frames = set(frame_ix.index)
     binds: list[tuple[int, int, int, int | None]] = []
-    if lo == rec.first_step:
+    if film is not None:
+        binds = [b for b in film.window_bindings(rec.first_step if lo == rec.first_step else lo, hi)
+                 if b[0] in frames]
+        if lo != rec.first_step:
+            for f in sorted(frames, key=_k):
+                first = film.frame_first(f)
+                if first is not None and first < lo:
+                    binds.extend(film.latest_bindings(f, lo))
+    elif lo == rec.first_step:
         binds = [b for b in rec.q("SELECT frame, name, step, value FROM bindings WHERE step <= ?", (hi,))
                  if b[0] in frames]
     else:
@@ -151,17 +168,23 @@ def film_data(rec: Recording, max_steps: int = MAX_STEPS, max_repr: int = MAX_RE
     rows: dict[int, tuple] = {}
     objs: set[int] = set()
     for vid in sorted(vids, key=_k):
-        r = rec.q1("SELECT value, obj, step, type, repr, flags FROM vals WHERE value = ?", (vid,))
+        r = (film.val_row(vid) if film is not None
+             else rec.q1("SELECT value, obj, step, type, repr, flags FROM vals WHERE value = ?", (vid,)))
         if r is not None:
             rows[vid] = r
             if r[1] is not None:
                 objs.add(r[1])
     for obj in sorted(objs, key=_k):
-        for r in rec.q("SELECT value, obj, step, type, repr, flags FROM vals WHERE obj = ? AND step BETWEEN ? AND ?",
-                       (obj, lo, hi)):
-            rows.setdefault(r[0], r)
-        r = rec.q1("SELECT value, obj, step, type, repr, flags FROM vals WHERE obj = ? AND step < ? "
-                   "ORDER BY step DESC, value DESC LIMIT 1", (obj, lo))
+        if film is not None:
+            for r in film.window_snapshots(obj, lo, hi):
+                rows.setdefault(r[0], r)
+            r = film.snapshot_before(obj, lo)
+        else:
+            for r in rec.q("SELECT value, obj, step, type, repr, flags FROM vals WHERE obj = ? AND step BETWEEN ? "
+                           "AND ?", (obj, lo, hi)):
+                rows.setdefault(r[0], r)
+            r = rec.q1("SELECT value, obj, step, type, repr, flags FROM vals WHERE obj = ? AND step < ? "
+                       "ORDER BY step DESC, value DESC LIMIT 1", (obj, lo))
         if r is not None:
             rows.setdefault(r[0], r)
     obj_ix = _Dense()

@@ -23,7 +23,6 @@ import itertools
 import json
 import re
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -190,6 +189,7 @@ class FilmReader:
         return conn, meta, False
 
     def _load_chunks(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor  # for escope diff alone: not at every start
         rows = self.conn.execute("SELECT first_step, steps, data FROM chunks ORDER BY chunk").fetchall()
         # zlib lets go of the GIL while it inflates: two threads halve the
         # wait on a film of many chunks

@@ -17,6 +17,12 @@ compared: no ``Value`` is made for that); a snapshot is a value in every
 frame whose binding holds the object at that step.  ``HistoryEntry`` and
 ``Value`` objects are made only for the positions read.
 
+A schema-3 film gives the same rows from its chunks (``film_rows``), read
+where it lies: a window reads the ``bindings`` section of the chunks it
+spans, a snapshot the ``vals`` section of its chunk.  A binding's end
+there is its activation's; the walk ends it at the frame's next binding
+of the name as it meets it (``_end_rebound``), as ``_HOLDS`` does ahead.
+
 Why an exact count cannot be cheaper: it depends on every candidate row
 (equal values are left out; snapshots fan out to the frames alive then),
 so ``len`` costs the walk (docs/performance.md, "Replay").  ``since``
@@ -185,6 +191,8 @@ class _Walk:
 
     def __init__(self, rec: "Recording", nid: int, path: Path, frame: int | None, since: int | None) -> None:
         self.rec = rec
+        #: a schema-3 film: its rows read from the chunks, never unpacked
+        self.src = rec.film_rows()
         self.nid = nid
         self.path = path if path.steps else None
         self.frame = frame
@@ -215,7 +223,10 @@ class _Walk:
         lo = self.cursor
         sql = _BINDINGS[self.frame is not None]
         while True:
-            rows = self.rec.q(sql, (self.nid, lo, self.window, self.frame, self.end))
+            if self.src is not None:
+                rows = self.src.bindings(self.nid, lo, self.window, self.frame, self.end)
+            else:
+                rows = self.rec.q(sql, (self.nid, lo, self.window, self.frame, self.end))
             if len(rows) < self.window:
                 hi = self.end
                 break
@@ -234,7 +245,7 @@ class _Walk:
         snaps: dict[int, list[tuple]] = {}
         for obj in objs:
             if obj not in self.newest:
-                before = self.rec.q1(_BEFORE_SQL, (obj, lo))
+                before = self._before(obj, lo)
                 self.newest[obj] = before if before is not None else ()
             snaps[obj], hi = self._snapshots(obj, lo, hi)
         if hi < self.end:
@@ -244,6 +255,8 @@ class _Walk:
         if self.checked is not None:
             self._before_since({r[2] for r in rows})
         out: list[tuple] = []
+        if self.src is not None:
+            rows = self._end_rebound(rows)
         self._merge(rows, snaps, out)
         self.cursor = hi
         for obj in list(self.live):
@@ -268,7 +281,9 @@ class _Walk:
         further back (a value without that part is no value)."""
         since = self.cursor
         args: tuple = (self.nid, self.rec.first_step, since) + ((self.frame,) if self.frame is not None else ())
-        for step, rowid, frame, obj, holds in self.rec.q(_HELD[self.frame is not None], args):
+        held_rows = (self.src.held(self.nid, since, self.frame) if self.src is not None
+                     else self.rec.q(_HELD[self.frame is not None], args))
+        for step, rowid, frame, obj, holds in held_rows:
             if holds is None:
                 holds = self._frame_end(frame)
                 if holds <= since:
@@ -276,7 +291,7 @@ class _Walk:
             self.live.setdefault(obj, []).append(_Live(step, rowid, frame, holds))
         held = {lv.frame for lives in self.live.values() for lv in lives}
         if held:
-            for frame, code in self.rec.q(_FRAMES_SQL, (json.dumps(sorted(held)),)):
+            for frame, code in self._frame_codes(sorted(held)):
                 self.functions[frame] = self.rec.function(code)
         self._before_since(held)
 
@@ -291,10 +306,13 @@ class _Walk:
         checked.update(todo)
         rec = self.rec
         since = self.since
-        for frame, first_step in rec.q(_FIRST_STEPS_SQL, (json.dumps(todo),)):
+        firsts = (self.src.first_steps(todo) if self.src is not None
+                  else rec.q(_FIRST_STEPS_SQL, (json.dumps(todo),)))
+        for frame, first_step in firsts:
             if first_step is not None and first_step >= since:
                 continue  # a frame made at or after since had no value before it
-            row = rec.q1(_LATEST_SQL, (frame, self.nid, rec.first_step, since))
+            row = (self.src.latest(frame, self.nid, since) if self.src is not None
+                   else rec.q1(_LATEST_SQL, (frame, self.nid, rec.first_step, since)))
             if row is None:
                 continue
             step, vid, obj, t, text, detail, flags, holds = row
@@ -305,7 +323,7 @@ class _Walk:
             else:
                 # its last value: the newest snapshot while it held (before since), else its own start value
                 bound = min(since, holds if holds is not None else self._frame_end(frame))
-                snap = rec.q1(_BEFORE_SQL, (obj, bound))
+                snap = self._before(obj, bound)
                 raw = snap[2:6] if snap and (snap[0] > step or snap[1] >= vid) else (t, text, detail, flags)
             if type(raw[1]) is not str or type(raw[0]) is not str or type(raw[3]) is not int:
                 raw = self._form(raw)
@@ -316,13 +334,57 @@ class _Walk:
         cut, ``hi`` moves back to the first step not fetched whole."""
         cap = max(self.window, 256)
         while True:
-            got = self.rec.q(_SNAPSHOTS_SQL, (obj, lo, hi, cap))
+            got = (self.src.snapshots(obj, lo, hi, cap) if self.src is not None
+                   else self.rec.q(_SNAPSHOTS_SQL, (obj, lo, hi, cap)))
             if len(got) < cap:
                 return got, hi
             last = got[-1][0]
             if last > lo:
                 return [s for s in got if s[0] < last], last
             cap *= 2
+
+    def _before(self, obj: int, step: int) -> tuple | None:
+        """The newest snapshot of ``obj`` before ``step`` (_BEFORE_SQL)."""
+        if self.src is not None:
+            return self.src.before(obj, step)
+        return self.rec.q1(_BEFORE_SQL, (obj, step))
+
+    def _frame_codes(self, frames: list[int]) -> list[tuple[int, int]]:
+        if self.src is not None:
+            return self.src.frame_codes(frames)
+        return self.rec.q(_FRAMES_SQL, (json.dumps(frames),))
+
+    def _end_rebound(self, rows: list[tuple]) -> list[tuple]:
+        """Rows read from chunks carry, for a binding to a mutable object,
+        the end of its activation, not the frame's next binding of the name
+        (finding that would read ahead, maybe to the film's end).  So each
+        binding is ended here by the next one of its frame in this window,
+        and a binding still held from an earlier window by its frame's first
+        one in this window: the ``holds`` _HOLDS gives, for every step the
+        window reaches (a next binding past the window ends it later)."""
+        open_lives: dict[int, _Live] = {}
+        for lives in self.live.values():
+            for lv in lives:
+                cur = open_lives.get(lv.frame)
+                if cur is None or (lv.start, lv.rowid) > (cur.start, cur.rowid):
+                    open_lives[lv.frame] = lv
+        out = list(rows)
+        last: dict[int, int] = {}  # frame -> position of its latest binding to a mutable object
+        for j, r in enumerate(out):
+            fr = r[2]
+            k = last.pop(fr, None)
+            if k is not None:
+                prev = out[k]
+                if prev[9] is None or prev[9] > r[0]:
+                    out[k] = prev[:9] + (r[0],) + prev[10:]
+            else:
+                lv = open_lives.pop(fr, None)
+                if lv is not None and lv.end > r[0]:
+                    lv.end = r[0]
+            open_lives.pop(fr, None)
+            if r[4] is not None:
+                last[fr] = j
+        return out
 
     def _merge(self, rows: list[tuple], snaps: dict[int, list[tuple]], out: list[tuple]) -> None:
         """Bindings and snapshots of one window, in step order."""
@@ -492,6 +554,8 @@ class _Walk:
     def _frame_end(self, frame: int) -> int:
         """One past the last step at which ``frame`` is alive."""
         end = self.frame_ends.get(frame)
+        if end is None and self.src is not None:
+            end = self.frame_ends[frame] = self.src.frame_end(frame)
         if end is None:
             rec = self.rec
             row = rec.q1("SELECT end_step FROM activations WHERE frame = ? ORDER BY start_step DESC LIMIT 1", (frame,))
@@ -559,7 +623,10 @@ class History(Sequence[HistoryEntry]):
         functions = self._functions
         missing = {frame for _step, frame, _raw, _node in self._rows[lo:hi] if frame not in functions}
         if missing:  # a frame seen only through the walk's start (since)
-            for frame, code in self.rec.q(_FRAMES_SQL, (json.dumps(sorted(missing)),)):
+            rows = self.rec.film_rows()
+            found = (rows.frame_codes(sorted(missing)) if rows is not None
+                     else self.rec.q(_FRAMES_SQL, (json.dumps(sorted(missing)),)))
+            for frame, code in found:
                 functions[frame] = self.rec.function(code)
         function_of = functions.get
         entry = HistoryEntry
@@ -607,6 +674,10 @@ class History(Sequence[HistoryEntry]):
         """How many times the name was bound (in ``frame``; from ``since``):
         one count over an index, no walk.  It is not the number of values:
         equal values are left out, and in-place changes add values."""
+        src = self.rec.film_rows()
+        if src is not None:
+            return src.count_bindings(self._nid, self.since if self.since is not None else self.rec.first_step,
+                                      self.frame)
         where = "name = ?1 AND step >= ?2" + (" AND frame = ?3" if self.frame is not None else "")
         args: tuple = (self._nid, self.since if self.since is not None else self.rec.first_step)
         row = self.rec.q1(f"SELECT count(*) FROM bindings WHERE {where}",

@@ -4,7 +4,10 @@ variable's history is in history.py).
 Filters run in SQLite where an index or the step order helps (step range,
 kind, lines of a node, a frame's activations) and in Python where the
 answer lives in a cached activation (thread, task, function), so
-``events --limit 100`` stops as soon as it has its hundred rows.
+``events --limit 100`` stops as soon as it has its hundred rows.  A
+schema-3 film is read where it lies (``film_rows``): its events are walked
+from ``since`` in the chunks, and ``flow`` and ``stats`` make one pass over
+them, with the answers the rows give.
 """
 
 from __future__ import annotations
@@ -118,20 +121,26 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
                 raise UnknownNameError(f"no function {fname!r} ran in this recording",
                                        fix="see the functions with: escope flow TEST")
             want_codes = found if want_codes is None else want_codes & found
+    rows = rec.film_rows()
     if frame is not None and (isinstance(frame, int) or str(frame).isdigit()):
         fid = int(frame)
-        acts = [r[0] for r in rec.q("SELECT act FROM activations WHERE frame = ?", (fid,))]
+        if rows is not None:
+            acts = [fid] if rows.store.frame_row(fid) is not None else []
+        else:
+            acts = [r[0] for r in rec.q("SELECT act FROM activations WHERE frame = ?", (fid,))]
         if not acts:
             raise UnknownNameError(f"no frame {fid} in this recording", fix="frame numbers appear in --json output")
         want_frames = {fid}
         where.append(f"e.act IN ({','.join('?' * len(acts))})")
         args += acts
+    line_set: set[int] | None = None
     if node is not None:
         _nid, file, lines = resolve_node(rec, node)
         in_file = {c for c, v in rec.codes.items() if v[0] == file}
         want_codes = in_file if want_codes is None else want_codes & in_file
         where.append(f"e.line IN ({','.join('?' * len(lines))})" if lines else "0")
         args += lines
+        line_set = set(lines)
     want_threads = _threads(rec, str(thread)) if thread is not None else None
     want_tasks = None
     if task is not None:
@@ -146,10 +155,13 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
         if wanted is not None:
             where.append(f"{column} IN ({','.join('?' * len(wanted))})" if wanted else "0")
             args += sorted(wanted)
-    sql = _EVENTS_SQL.format(where=" AND ".join(where))
     out: list[Event] = []
     if limit == 0:
         return out
+    if rows is not None:
+        return _events_in_place(rec, args[0], args[1], set(codes) if codes else None, line_set, want_codes,
+                                want_threads, want_tasks, want_frames, limit)
+    sql = _EVENTS_SQL.format(where=" AND ".join(where))
     acts = rec._acts
     for row in rec.iterate(sql, tuple(args)):
         step, k, act_id, line, t = row[:5]
@@ -169,6 +181,46 @@ def events(rec: "Recording", *, kind: str | Iterable[str] | None = None, frame: 
                 ev.value = Value(*row[14:18])
             else:
                 ev.value = Value("?", "<missing value>", None, 0)
+        out.append(ev)
+        if limit is not None and len(out) >= limit:
+            break
+    _fill_args(rec, [e for e in out if e.kind == "call"])
+    return out
+
+
+def _events_in_place(rec: "Recording", lo: int, hi: int, kinds: set[int] | None, lines: set[int] | None,
+                     codes: set[int] | None, threads: set[int] | None, tasks: set[int] | None,
+                     frames: set[int] | None, limit: int | None) -> list[Event]:
+    """``events`` over a schema-3 film: its events walked from ``lo`` in
+    the chunks, each filter tested as cheaply as it can be (the kind and
+    line on the event, the rest on its cached activation)."""
+    out: list[Event] = []
+    store = rec.store
+    assert store is not None
+    if lo > hi:  # the walk would clamp a step past the end to the last one
+        return out
+    acts = rec._acts
+    for step, k, act_id, line, vid in rec.walk(lo, True):
+        if step > hi:
+            break
+        if kinds is not None and k not in kinds:
+            continue
+        if lines is not None and line not in lines:
+            continue
+        a = acts.get(act_id)
+        if a is None:
+            a = rec.act(act_id, step)
+        if codes is not None and a.code not in codes:
+            continue
+        if threads is not None and a.thread not in threads:
+            continue
+        if tasks is not None and a.task not in tasks:
+            continue
+        if frames is not None and a.frame not in frames:
+            continue
+        ev = _event(rec, step, k, a, line, store.event(step)[3], args=False)
+        if vid is not None:  # the value it carries, as of this step
+            ev.value = rec.value(vid, step)
         out.append(ev)
         if limit is not None and len(out) >= limit:
             break
@@ -213,6 +265,13 @@ def _fill_args(rec: "Recording", calls: list[Event]) -> None:
     for ev in calls:
         ev.args = {}
         by_key[(ev.frame, ev.step)] = ev
+    rows = rec.film_rows()
+    if rows is not None:
+        for ev in calls:
+            for name, vid in rows.call_args(ev.frame, ev.step):
+                if vid is not None:
+                    ev.args[rec.name_text(name)] = rec.value(vid, ev.step)  # type: ignore[index,assignment]
+        return
     for frame, step, name, vid, found, *cols in rec.q(_ARGS_SQL, (json.dumps(list(by_key)),)):
         ev = by_key.get((frame, step))
         if ev is None or vid is None:
@@ -239,41 +298,57 @@ def _event(rec: "Recording", step: int, k: int, a: Any, line: int, t: int, args:
 
 def flow(rec: "Recording") -> dict[str, Any]:
     """Caller -> callee with call and resume counts; threads and tasks."""
+    film = rec.film_rows()
+    if film is not None:
+        rows, thread_rows, task_rows = film.flow()
+    else:
+        rows, thread_rows, task_rows = _flow_rows(rec)
+    edges = [{"caller": rec.function(c) if c is not None else None,
+              "caller_file": rec.file_of(c) if c is not None else None,
+              "callee": rec.function(d), "callee_file": rec.file_of(d),
+              "calls": calls, "resumes": resumes} for c, d, calls, resumes in rows]
+    threads = [{"thread": rec.thread_name(t), "activations": n, "first_step": s} for t, n, s in thread_rows]
+    tasks = [{"task": rec.tasks.get(t, f"task-{t}"), "activations": n, "first_step": s} for t, n, s in task_rows]
+    return {"schema_version": JSON_SCHEMA_VERSION, "test": rec.test_id, "calls": edges,
+            "threads": threads, "tasks": tasks}
+
+
+def _flow_rows(rec: "Recording") -> tuple[list[tuple], list[tuple], list[tuple]]:
     rows = rec.q("""
         SELECT pf.code, f.code, sum(a.start_step = f.first_step), sum(a.start_step != f.first_step)
         FROM activations a JOIN frames f ON f.frame = a.frame
         LEFT JOIN activations p ON p.act = a.parent LEFT JOIN frames pf ON pf.frame = p.frame
         GROUP BY pf.code, f.code ORDER BY min(a.start_step)""")
-    edges = [{"caller": rec.function(c) if c is not None else None,
-              "caller_file": rec.file_of(c) if c is not None else None,
-              "callee": rec.function(d), "callee_file": rec.file_of(d),
-              "calls": calls, "resumes": resumes} for c, d, calls, resumes in rows]
-    threads = [{"thread": rec.thread_name(t), "activations": n, "first_step": s}
-               for t, n, s in rec.q("SELECT thread, count(*), min(start_step) FROM activations "
-                                    "GROUP BY thread ORDER BY min(start_step)")]
-    tasks = [{"task": rec.tasks.get(t, f"task-{t}"), "activations": n, "first_step": s}
-             for t, n, s in rec.q("SELECT task, count(*), min(start_step) FROM activations WHERE task IS NOT NULL "
-                                  "GROUP BY task ORDER BY min(start_step)")]
-    return {"schema_version": JSON_SCHEMA_VERSION, "test": rec.test_id, "calls": edges,
-            "threads": threads, "tasks": tasks}
+    threads = rec.q("SELECT thread, count(*), min(start_step) FROM activations GROUP BY thread ORDER BY min(start_step)")
+    tasks = rec.q("SELECT task, count(*), min(start_step) FROM activations WHERE task IS NOT NULL "
+                  "GROUP BY task ORDER BY min(start_step)")
+    return rows, threads, tasks
 
 
 def stats(rec: "Recording") -> dict[str, Any]:
     """Counts, sizes and the share of line events tied to a node."""
-    kinds = {rec.kind_name(k): n for k, n in rec.q("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind")}
+    film = rec.film_rows()
+    if film is not None:
+        kind_counts, line_counts, counts = film.stats()
+        kind_rows: Iterable[tuple] = kind_counts.items()
+        line_rows: Iterable[tuple] = ((c, ln, n) for (c, ln), n in line_counts.items())
+    else:
+        kind_rows = rec.q("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind")
+        line_rows = rec.q("""SELECT f.code, e.line, count(*) FROM events e JOIN activations a ON a.act = e.act
+                             JOIN frames f ON f.frame = a.frame WHERE e.kind = ? GROUP BY f.code, e.line""",
+                          (schema.LINE,))
+        counts = dict(zip(("frames", "activations", "values", "bindings"), rec.q(
+            "SELECT (SELECT count(*) FROM frames), (SELECT count(*) FROM activations), "
+            "(SELECT count(*) FROM vals), (SELECT count(*) FROM bindings)")[0]))
+    kinds = {rec.kind_name(k): n for k, n in kind_rows}
     total = sum(kinds.values())
     size = rec.path.stat().st_size if rec.path.exists() else 0
     mapped = unmapped = 0
-    for code, line, n in rec.q("""SELECT f.code, e.line, count(*) FROM events e JOIN activations a ON a.act = e.act
-                                  JOIN frames f ON f.frame = a.frame WHERE e.kind = ? GROUP BY f.code, e.line""",
-                               (schema.LINE,)):
+    for code, line, n in line_rows:
         if rec.codes.get(code, (0, 0, 0, 0, 1))[4] and rec.node(code, line) is None:
             unmapped += n
         else:
             mapped += n
-    counts = dict(zip(("frames", "activations", "values", "bindings"), rec.q(
-        "SELECT (SELECT count(*) FROM frames), (SELECT count(*) FROM activations), "
-        "(SELECT count(*) FROM vals), (SELECT count(*) FROM bindings)")[0]))
     faults = dict(rec.q("SELECT message, count FROM faults"))
     meta = rec.meta
     return {

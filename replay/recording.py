@@ -13,9 +13,10 @@ objects, files, the line -> node map of each file, activations it has
 seen).  A recording of schema 3 is read where it lies: the state at a step
 and the motions come from the chunk holding that step and its key frame
 (``film_store.FilmStore``), so opening costs the same for a film of any
-length and nothing is unpacked.  A question that needs the film as indexed
-rows (``history``, ``events``, ``flow``, ``stats``) unpacks it once, on
-first use, as older recordings always are (``opening``).  Either way a step
+length and nothing is unpacked; ``history``, ``events``, ``flow`` and
+``stats`` read the chunks they need too (``film_rows.FilmRows``).  An
+older recording is unpacked once, on first use, and read as indexed rows
+(``opening``).  Either way a step
 near the end of a million-event recording costs what a step near the start
 costs (see docs/performance.md).
 """
@@ -37,6 +38,7 @@ from .runs import TestEntry, resolve_test
 from .values import Value
 
 if TYPE_CHECKING:
+    from .film_rows import FilmRows
     from .history import History
     from .queries import Event
     from .state import Failure, State
@@ -84,6 +86,7 @@ class Recording:
         self._sources: dict[int, list[str]] = {}
         self._name_ids: dict[str, int] | None = None
         self._name_texts: dict[int, str] = {}
+        self._film_rows: "FilmRows | None" = None
         self.codes: dict[int, tuple[int, str, str, int, int]] = {}
         self.files: dict[int, str] = {}
         self.threads: dict[int, str] = {}
@@ -127,6 +130,16 @@ class Recording:
             steps = self.store.last_step - self.store.first_step + 1
             self._rows_conn = connect_readonly(_private_copy(self.path, None, steps=steps, original=self.path))
         return self._rows_conn
+
+    def film_rows(self) -> "FilmRows | None":
+        """The film's rows read from its chunks (schema 3), for the
+        questions over the whole film; None for a recording read as rows."""
+        if self.store is None:
+            return None
+        if self._film_rows is None:
+            from .film_rows import FilmRows
+            self._film_rows = FilmRows(self)
+        return self._film_rows
 
     def _conn_for(self, sql: str) -> apsw.Connection:
         if self.store is not None and _FILM_TABLES.search(sql) is None:
