@@ -482,6 +482,7 @@ typedef struct {
     PyObject *exception;    /* col.exception, for what Hot_raise leaves to Python */
     PyObject *exc_log;      /* col.exc_log: (step, id(exc), type name) of each exception filmed */
     PyObject *exc_shown;    /* col.renderer._exceptions: renderings by class and scalar args */
+    PyObject *c_kinds, *classify;  /* col.renderer._c_kinds and c_kind, for packed fingerprints */
     PyTypeObject *imm_types[16];               /* the immutable scalar types */
     int n_imm;
     PyObject *last_ts;      /* ThreadState of last_ident */
@@ -1008,10 +1009,14 @@ static int nested_same(PyObject *want, PyObject *x) {
     return same;
 }
 
+static int packed_unchanged(PyObject *kinds, PyObject *classify, PyObject *v, PyObject *fp);
+
 /* values.fingerprint of a plain_object_type instance equals ``fp``
    (len(ns), ids of its first 30 keys, of their values, their nested
-   prints), compared in place: 1 or 0. */
-static int object_unchanged(PyObject *v, PyObject *fp) {
+   prints), compared in place: 1 or 0.  A packed fingerprint (what
+   fingerprint_tree made) is made again and compared. */
+static int object_unchanged(Hot *h, PyObject *v, PyObject *fp) {
+    if (PyBytes_CheckExact(fp)) { return packed_unchanged(h->c_kinds, h->classify, v, fp); }
     if (!PyTuple_CheckExact(fp)) { return 0; }
     Py_ssize_t size = PyTuple_GET_SIZE(fp);
     if (size == 0) { return 1; }  /* an opaque class (Renderer._info): always () */
@@ -1096,7 +1101,7 @@ static PyObject *cached_vid(Hot *h, PyObject *v) {
         if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != 0) { return NULL; }
         return PyTuple_GET_ITEM(entry, 1);
     }
-    if (plain) { return object_unchanged(v, fp) ? PyTuple_GET_ITEM(entry, 1) : NULL; }
+    if (plain) { return object_unchanged(h, v, fp) ? PyTuple_GET_ITEM(entry, 1) : NULL; }
     if (!PyTuple_CheckExact(fp) || PyTuple_GET_SIZE(fp) != k + 1 ||
         !PyLong_CheckExact(PyTuple_GET_ITEM(fp, 0)) || PyLong_AsSsize_t(PyTuple_GET_ITEM(fp, 0)) != n) {
         PyErr_Clear();
@@ -1188,7 +1193,9 @@ static int render_limits(Hot *h, PyObject *col) {
     h->max_size = PyObject_GetAttrString(r, "max_size");
     h->max_items = PyObject_GetAttrString(r, "max_items");
     h->exc_shown = PyObject_GetAttrString(r, "_exceptions");
-    int ok = custom && fault && seq && h->max_size && h->max_items && h->exc_shown;
+    h->c_kinds = PyObject_GetAttrString(r, "_c_kinds");
+    h->classify = PyObject_GetAttrString(r, "c_kind");
+    int ok = custom && fault && seq && h->max_size && h->max_items && h->exc_shown && h->c_kinds && h->classify;
     int truth = ok ? PyObject_IsTrue(fault) : -1;
     if (ok && truth >= 0) {
         h->render_here = custom == Py_None && truth == 0 && seq != Py_None &&
@@ -1900,20 +1907,21 @@ static int exception_here(Hot *h, PyObject *exc, PyObject *out, PyObject **vid) 
     }
     int rc = -1;
     PyObject *kinds = PyTuple_New(n), *cls_id = PyLong_FromVoidPtr(cls), *key = NULL, *obj_key = NULL,
-             *fp = PyTuple_New(n + 2);
-    if (kinds == NULL || cls_id == NULL || fp == NULL) { goto done; }
-    /* values.fingerprint: an empty __dict__, then the args by id */
-    PyTuple_SET_ITEM(fp, 0, Py_NewRef(zero));
-    PyObject *len = PyLong_FromSsize_t(n);
-    if (len == NULL) { goto done; }
-    PyTuple_SET_ITEM(fp, 1, len);
+             *fp = NULL;
+    if (kinds == NULL || cls_id == NULL) { goto done; }
+    /* values.fingerprint, packed as fingerprint_tree packs it: an empty
+       __dict__, then the args' count and ids */
+    uint64_t words[7];
+    words[0] = 0;
+    words[1] = (uint64_t)n;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *k = PyLong_FromVoidPtr(Py_TYPE(PyTuple_GET_ITEM(eargs, i)));
-        PyObject *id = k ? PyLong_FromVoidPtr(PyTuple_GET_ITEM(eargs, i)) : NULL;
-        if (id == NULL) { Py_XDECREF(k); goto done; }
+        if (k == NULL) { goto done; }
         PyTuple_SET_ITEM(kinds, i, k);
-        PyTuple_SET_ITEM(fp, i + 2, id);
+        words[i + 2] = (uint64_t)(uintptr_t)PyTuple_GET_ITEM(eargs, i);
     }
+    fp = PyBytes_FromStringAndSize((const char *)words, (Py_ssize_t)((n + 2) * sizeof(uint64_t)));
+    if (fp == NULL) { goto done; }
     if ((key = PyTuple_Pack(3, cls_id, eargs, kinds)) == NULL) { goto done; }
     PyObject *known = PyDict_GetItemWithError(h->exc_shown, key);
     if (known == NULL && PyErr_Occurred()) { goto done; }
@@ -1927,8 +1935,8 @@ static int exception_here(Hot *h, PyObject *exc, PyObject *out, PyObject **vid) 
     PyObject *entry = objs_row(h, obj_key, exc);
     if (entry != NULL) {
         PyObject *was = PyTuple_GET_ITEM(entry, 0);
-        int same = PyTuple_CheckExact(was) ? PyObject_RichCompareBool(was, fp, Py_EQ) : 0;
-        if (same < 0) { goto done; }
+        int same = PyBytes_CheckExact(was) && PyBytes_GET_SIZE(was) == PyBytes_GET_SIZE(fp) &&
+                   memcmp(PyBytes_AS_STRING(was), PyBytes_AS_STRING(fp), (size_t)PyBytes_GET_SIZE(fp)) == 0;
         if (same) {  /* the same exception again, unchanged: its snapshot */
             *vid = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
             rc = 1;
@@ -2161,7 +2169,7 @@ static int Hot_init(Hot *h, PyObject *args, PyObject *kwds) {
     X(fs_type) X(ts_type) X(py_line) X(py_resume) X(py_yield) X(py_return) X(py_jump) X(disable) \
     X(py_start) X(py_call) X(vids) X(frame_ids) X(code_ids) \
     X(check_watch) \
-    X(spill) X(overflow) X(fault) X(owned) X(bind_changed) X(recheck_mutable) X(objs) X(objnums) X(max_size) X(max_items) X(exception) X(exc_log) X(exc_shown) X(with_self) X(last_ts)
+    X(spill) X(overflow) X(fault) X(owned) X(bind_changed) X(recheck_mutable) X(objs) X(objnums) X(max_size) X(max_items) X(exception) X(exc_log) X(exc_shown) X(c_kinds) X(classify) X(with_self) X(last_ts)
 
 static int Hot_traverse(Hot *h, visitproc visit, void *arg) {
 #define VISIT_FIELD(name) Py_VISIT(h->name);
@@ -4543,21 +4551,27 @@ static int fp_is_scalar(PyObject *v) {
            t == &PyBytes_Type || v == Py_None || t == &PyComplex_Type;
 }
 
-/* Append id(x) to ``out``. */
-static int fp_id(PyObject *out, PyObject *x) {
-    PyObject *i = PyLong_FromVoidPtr(x);
-    if (i == NULL) { return -1; }
-    int rc = PyList_Append(out, i);
-    Py_DECREF(i);
-    return rc;
+/* A fingerprint is packed: one native 64-bit word per int of
+   values.fingerprint's tuple (an id or a length), FP_NONE for None, and a
+   nested tuple between FP_OPEN and FP_CLOSE (values.packed_fingerprint).
+   No id or length takes these values, so equal bytes are equal tuples; a
+   row of Collector.objs holds one bytes object instead of a tuple of
+   Python ints, and making one allocates nothing per item. */
+#define FP_OPEN ((uint64_t)0xFFFFFFFFFFFFFFF1ULL)
+#define FP_CLOSE ((uint64_t)0xFFFFFFFFFFFFFFF2ULL)
+#define FP_NONE ((uint64_t)0xFFFFFFFFFFFFFFF3ULL)
+
+static int fp_word(TextBuf *out, uint64_t w) {
+    return text_put(out, (const char *)&w, sizeof w);
 }
 
-static int fp_int(PyObject *out, Py_ssize_t n) {
-    PyObject *i = PyLong_FromSsize_t(n);
-    if (i == NULL) { return -1; }
-    int rc = PyList_Append(out, i);
-    Py_DECREF(i);
-    return rc;
+/* id(x) into ``out``. */
+static int fp_id(TextBuf *out, PyObject *x) {
+    return fp_word(out, (uint64_t)(uintptr_t)x);
+}
+
+static int fp_int(TextBuf *out, Py_ssize_t n) {
+    return fp_word(out, (uint64_t)n);
 }
 
 /* The kind of an instance's class when it is shown field by field (a new
@@ -4596,13 +4610,14 @@ static PyObject *fp_instance_dict(PyObject *getter, PyObject *v) {
     return ns;
 }
 
-/* values._nested_print: a new reference (a tuple, or None), or NULL with
-   *declined set when Python must make the whole fingerprint. */
-static PyObject *fp_nested(Tree *c, PyObject *v, int *declined) {
-    if (fp_is_scalar(v)) { Py_RETURN_NONE; }
+/* values._nested_print into ``out``: FP_NONE, or the tuple between FP_OPEN
+   and FP_CLOSE.  0, or -1 (an error, or *declined set when Python must make
+   the whole fingerprint). */
+static int fp_nested(Tree *c, PyObject *v, TextBuf *out, int *declined) {
+    if (fp_is_scalar(v)) { return fp_word(out, FP_NONE); }
     PyTypeObject *t = Py_TYPE(v);
-    PyObject *out = PyList_New(0);
-    if (out == NULL) { return NULL; }
+    size_t mark = out->len;
+    if (fp_word(out, FP_OPEN) < 0) { return -1; }
     /* a container subclass (kind 4) is read as its base type, as
        values._nested_print reads it: a list's or dict's items, a set's size,
        a tuple's instance dict */
@@ -4639,15 +4654,15 @@ static PyObject *fp_nested(Tree *c, PyObject *v, int *declined) {
     } else if (base_set) {
         if (fp_int(out, PySet_GET_SIZE(v)) < 0) { goto fail; }
     } else if (t == &PyTuple_Type) {
-        Py_DECREF(out);
-        Py_RETURN_NONE;
+        out->len = mark;
+        return fp_word(out, FP_NONE);
     } else {
         if (PyType_Check(v)) {
             int is_class = fp_is_class(c, v);
             if (is_class < 0) { goto fail; }
             if (is_class) {
-                Py_DECREF(out);  /* values._nested_print of a class: its namespace is no dict */
-                Py_RETURN_NONE;
+                out->len = mark;  /* values._nested_print of a class: its namespace is no dict */
+                return fp_word(out, FP_NONE);
             }
         }
         PyObject *getter = sub_getter, *slots = NULL;
@@ -4671,9 +4686,9 @@ static PyObject *fp_nested(Tree *c, PyObject *v, int *declined) {
         }
         PyObject *ns = fp_instance_dict(getter, v);
         if (ns == NULL) {
-            Py_DECREF(out);
-            if (PyErr_Occurred()) { return NULL; }
-            Py_RETURN_NONE;
+            if (PyErr_Occurred()) { return -1; }
+            out->len = mark;
+            return fp_word(out, FP_NONE);
         }
         int rc = fp_int(out, PyDict_GET_SIZE(ns));
         Py_ssize_t pos = 0, i = 0;
@@ -4682,35 +4697,28 @@ static PyObject *fp_nested(Tree *c, PyObject *v, int *declined) {
         Py_DECREF(ns);
         if (rc < 0) { goto fail; }
     }
-    PyObject *tuple = PyList_AsTuple(out);
-    Py_DECREF(out);
-    return tuple;
+    return fp_word(out, FP_CLOSE);
 fail:
-    Py_DECREF(out);
-    return NULL;
+    return -1;
 }
 
 /* ids of ``items`` (a list), then, unless all are scalars and ``shortcut``,
    the nested print of each; the scalars among them go to ``alive``. */
-static int fp_items(Tree *c, PyObject *out, PyObject *alive, PyObject *items, int shortcut, int *declined) {
+static int fp_items(Tree *c, TextBuf *out, PyObject *alive, PyObject *items, int shortcut, int *declined) {
     Py_ssize_t n = PyList_GET_SIZE(items);
     int all_scalars = 1;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *x = PyList_GET_ITEM(items, i);
         if (fp_id(out, x) < 0) { return -1; }
         if (fp_is_scalar(x)) {
-            if (PyList_Append(alive, x) < 0) { return -1; }
+            if (alive != NULL && PyList_Append(alive, x) < 0) { return -1; }
         } else {
             all_scalars = 0;
         }
     }
     if (shortcut && all_scalars) { return 0; }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *nested = fp_nested(c, PyList_GET_ITEM(items, i), declined);
-        if (nested == NULL) { return -1; }
-        int rc = PyList_Append(out, nested);
-        Py_DECREF(nested);
-        if (rc < 0) { return -1; }
+        if (fp_nested(c, PyList_GET_ITEM(items, i), out, declined) < 0) { return -1; }
     }
     return 0;
 }
@@ -4718,9 +4726,9 @@ static int fp_items(Tree *c, PyObject *out, PyObject *alive, PyObject *items, in
 /* values._container_print of a list, tuple, dict, set or frozenset (or a
    subclass, read through its base type) into ``out``; the scalars it names
    (values._kept_items) into ``alive``. */
-static int fp_namespace(Tree *c, PyObject *ns, PyObject *out, PyObject *alive, int *declined);
+static int fp_namespace(Tree *c, PyObject *ns, TextBuf *out, PyObject *alive, int *declined);
 
-static int fp_container(Tree *c, PyObject *v, PyObject *out, PyObject *alive, int *declined) {
+static int fp_container(Tree *c, PyObject *v, TextBuf *out, PyObject *alive, int *declined) {
     if (PyFrozenSet_Check(v)) { return fp_int(out, PySet_GET_SIZE(v)); }
     /* a dict's print is an instance dict's: keys, values, the values' nested prints */
     if (PyDict_Check(v)) { return fp_namespace(c, v, out, alive, declined); }
@@ -4733,7 +4741,7 @@ static int fp_container(Tree *c, PyObject *v, PyObject *out, PyObject *alive, in
         for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
             PyObject *x = PyList_GET_ITEM(items, i);
             rc = fp_id(out, x);
-            if (rc == 0 && fp_is_scalar(x)) { rc = PyList_Append(alive, x); }
+            if (rc == 0 && alive != NULL && fp_is_scalar(x)) { rc = PyList_Append(alive, x); }
         }
     } else if (rc == 0) {
         rc = fp_items(c, out, alive, items, 1, declined);
@@ -4745,7 +4753,7 @@ static int fp_container(Tree *c, PyObject *v, PyObject *out, PyObject *alive, in
 /* An instance dict's part of a fingerprint: its length, the ids of its first
    30 keys and values, the values' nested prints; the scalars among the keys
    and values go to ``alive``. */
-static int fp_namespace(Tree *c, PyObject *ns, PyObject *out, PyObject *alive, int *declined) {
+static int fp_namespace(Tree *c, PyObject *ns, TextBuf *out, PyObject *alive, int *declined) {
     c->max_items = 30;
     Py_ssize_t size = 0;
     PyObject *items = tree_items(c, ns, &size);
@@ -4755,7 +4763,7 @@ static int fp_namespace(Tree *c, PyObject *ns, PyObject *out, PyObject *alive, i
     for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
         PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
         rc = fp_id(out, key);
-        if (rc == 0 && fp_is_scalar(key)) { rc = PyList_Append(alive, key); }
+        if (rc == 0 && alive != NULL && fp_is_scalar(key)) { rc = PyList_Append(alive, key); }
         if (rc == 0) { rc = PyList_Append(vals, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1)); }
     }
     if (rc == 0) { rc = fp_items(c, out, alive, vals, 0, declined); }
@@ -4764,15 +4772,125 @@ static int fp_namespace(Tree *c, PyObject *ns, PyObject *out, PyObject *alive, i
     return rc;
 }
 
+/* The packed fingerprint of ``v`` into ``out``, the scalars it names into
+   ``alive`` (NULL: not wanted).  1 done, 2 its fingerprint is () (an opaque
+   object), 0 Python must make it (nothing usable in ``out``), -1 error. */
+static int fp_value(Tree *c, PyObject *v, TextBuf *out, PyObject *alive) {
+    PyTypeObject *t = Py_TYPE(v);
+    if (fp_is_scalar(v)) { return 0; }
+    PyObject *ns = NULL;
+    int declined = 0, rc = -1;
+    if (t == &PyList_Type || t == &PyTuple_Type || t == &PyDict_Type || t == &PySet_Type ||
+        t == &PyFrozenSet_Type) {
+        if (fp_container(c, v, out, alive, &declined) < 0) { goto done; }
+        rc = 1;
+        goto done;
+    }
+    PyObject *getter = NULL, *slots = NULL;
+    PyObject *kind = tree_kind(c, t);
+    if (kind == NULL) { goto done; }
+    long k = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
+    if (k == -1 && PyErr_Occurred()) { goto done; }
+    int container = PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v) || PyAnySet_Check(v);
+    if (k == KIND_OPAQUE) {
+        /* a container subclass shows its fields too: Python's */
+        rc = container ? 0 : 2;
+        goto done;
+    }
+    if (k == KIND_CONTAINER && container && PyTuple_GET_SIZE(kind) == 4) {
+        /* (the container's print, the fields' print) when it has an instance dict */
+        size_t mark = out->len;
+        if (fp_word(out, FP_OPEN) < 0 || fp_container(c, v, out, alive, &declined) < 0 ||
+            fp_word(out, FP_CLOSE) < 0) {
+            goto done;
+        }
+        ns = fp_instance_dict(PyTuple_GET_ITEM(kind, 2), v);
+        if (ns == NULL && PyErr_Occurred()) { goto done; }
+        if (ns == NULL) {
+            /* the container's print alone: drop the brackets around it */
+            size_t inner = out->len - mark - 2 * sizeof(uint64_t);
+            memmove(out->p + mark, out->p + mark + sizeof(uint64_t), inner);
+            out->len = mark + inner;
+        } else if (fp_word(out, FP_OPEN) < 0 || fp_namespace(c, ns, out, alive, &declined) < 0 ||
+                   fp_word(out, FP_CLOSE) < 0) {
+            goto done;
+        }
+        rc = 1;
+        goto done;
+    }
+    int got = fp_object_kind(c, v, &getter, &slots);
+    if (got <= 0) {
+        rc = got;
+        goto done;
+    }
+    ns = fp_instance_dict(getter, v);
+    if (ns == NULL && PyErr_Occurred()) { goto done; }
+    if (ns != NULL && fp_namespace(c, ns, out, alive, &declined) < 0) { goto done; }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(slots); i++) {
+        PyObject *x = PyObject_CallOneArg(PyTuple_GET_ITEM(PyTuple_GET_ITEM(slots, i), 1), v);
+        if (x == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) { goto done; }
+            PyErr_Clear();
+            if (fp_word(out, FP_NONE) < 0) { goto done; }
+            continue;
+        }
+        int r = fp_id(out, x);
+        if (r == 0) { r = fp_nested(c, x, out, &declined); }
+        Py_DECREF(x);
+        if (r < 0) { goto done; }
+    }
+    if (k == KIND_EXCEPTION) {
+        /* its args live in a C field, not in its dict: ValueError('odd', 0)
+           and ValueError('odd', 1) must not share a fingerprint */
+        PyObject *whole = ((PyBaseExceptionObject *)v)->args;
+        if (whole != NULL && PyTuple_CheckExact(whole)) {
+            PyObject *shown = exception_args(v, 30);
+            int r = shown == NULL ? -1 : fp_int(out, PyTuple_GET_SIZE(whole));
+            for (Py_ssize_t i = 0; r == 0 && i < PyTuple_GET_SIZE(shown); i++) {
+                PyObject *x = PyTuple_GET_ITEM(shown, i);
+                r = fp_id(out, x);
+                if (r == 0 && alive != NULL && fp_is_scalar(x)) { r = PyList_Append(alive, x); }
+            }
+            Py_XDECREF(shown);
+            if (r < 0) { goto done; }
+        }
+    }
+    rc = 1;
+done:
+    if (rc < 0 && declined) {
+        PyErr_Clear();
+        rc = 0;
+    }
+    Py_XDECREF(ns);
+    return rc;
+}
+
+/* The packed fingerprint of ``v`` is ``fp`` (bytes): 1, or 0 (changed,
+   or C cannot tell). */
+static int packed_unchanged(PyObject *kinds, PyObject *classify, PyObject *v, PyObject *fp) {
+    if (kinds == NULL || !PyDict_CheckExact(kinds)) { return 0; }
+    Tree c = {0};
+    c.kinds = kinds;
+    c.classify = classify;
+    TextBuf out = {NULL, 0, 0};
+    int rc = fp_value(&c, v, &out, NULL);
+    int same = rc == 1 && (Py_ssize_t)out.len == PyBytes_GET_SIZE(fp) &&
+               (out.len == 0 || memcmp(out.p, PyBytes_AS_STRING(fp), out.len) == 0);
+    if (rc < 0) { PyErr_Clear(); }
+    PyMem_Free(out.p);
+    return same;
+}
+
 /* fingerprint_tree(value, kinds, classify) -> (fingerprint, kept alive) or None.
 
    values.fingerprint and values.kept_alive in one pass for what
    render_tree renders: lists, tuples, dicts, sets, frozensets and their
-   subclasses, instances shown field by field, functions and methods.  A
-   changed object is re-checked at every statement that may change it, and
-   in Python the check cost a third of a rendering.  Equal to Python's (a
-   test compares both on random trees); None for anything else, which
-   Python then fingerprints. */
+   subclasses, instances shown field by field, exceptions, functions and
+   methods.  A changed object is re-checked at every statement that may
+   change it, and in Python the check cost a third of a rendering.  The
+   fingerprint is packed (bytes, values.packed_fingerprint of Python's), ()
+   where Python's is (); None for anything else, which Python then
+   fingerprints.  A test compares both on random trees. */
 static PyObject *fingerprint_tree(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 || !PyDict_CheckExact(args[1])) {
         PyErr_SetString(PyExc_TypeError, "fingerprint_tree() takes a value, a dict of kinds and classify");
@@ -4781,102 +4899,25 @@ static PyObject *fingerprint_tree(PyObject *module, PyObject *const *args, Py_ss
     Tree c = {0};
     c.kinds = args[1];
     c.classify = args[2];
-    PyObject *v = args[0];
-    PyTypeObject *t = Py_TYPE(v);
-    if (fp_is_scalar(v)) { Py_RETURN_NONE; }
-    PyObject *out = PyList_New(0), *alive = PyList_New(0), *ns = NULL, *result = NULL, *fp = NULL;
-    int declined = 0;
-    if (out == NULL || alive == NULL) { goto done; }
-    if (t == &PyList_Type || t == &PyTuple_Type || t == &PyDict_Type || t == &PySet_Type ||
-        t == &PyFrozenSet_Type) {
-        if (fp_container(&c, v, out, alive, &declined) < 0) { goto done; }
-    } else {
-        PyObject *getter = NULL, *slots = NULL;
-        PyObject *kind = tree_kind(&c, t);
-        if (kind == NULL) { goto done; }
-        long k = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
-        if (k == -1 && PyErr_Occurred()) { goto done; }
-        int container = PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v) || PyAnySet_Check(v);
-        if (k == KIND_OPAQUE) {
-            /* a container subclass shows its fields too: Python's */
-            result = container ? Py_NewRef(Py_None) : Py_BuildValue("(()())");
-            goto done;
-        }
-        if (k == KIND_CONTAINER && container && PyTuple_GET_SIZE(kind) == 4) {
-            /* (the container's print, the fields' print) when it has an instance dict */
-            if (fp_container(&c, v, out, alive, &declined) < 0) { goto done; }
-            ns = fp_instance_dict(PyTuple_GET_ITEM(kind, 2), v);
-            if (ns == NULL && PyErr_Occurred()) { goto done; }
-            if (ns != NULL) {
-                PyObject *fields = PyList_New(0), *whole = NULL, *part = NULL;
-                int rc = fields == NULL ? -1 : fp_namespace(&c, ns, fields, alive, &declined);
-                if (rc == 0) {
-                    whole = PyList_AsTuple(out);
-                    part = whole ? PyList_AsTuple(fields) : NULL;
-                    fp = part ? PyTuple_Pack(2, whole, part) : NULL;
-                }
-                Py_XDECREF(fields);
-                Py_XDECREF(whole);
-                Py_XDECREF(part);
-                if (fp == NULL) { goto done; }
-            }
-        } else {
-            int got = fp_object_kind(&c, v, &getter, &slots);
-            if (got <= 0) {
-                if (got == 0) { result = Py_NewRef(Py_None); }
-                goto done;
-            }
-            ns = fp_instance_dict(getter, v);
-            if (ns == NULL && PyErr_Occurred()) { goto done; }
-            if (ns != NULL && fp_namespace(&c, ns, out, alive, &declined) < 0) { goto done; }
-            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(slots); i++) {
-                PyObject *x = PyObject_CallOneArg(PyTuple_GET_ITEM(PyTuple_GET_ITEM(slots, i), 1), v);
-                if (x == NULL) {
-                    if (!PyErr_ExceptionMatches(PyExc_AttributeError)) { goto done; }
-                    PyErr_Clear();
-                    if (PyList_Append(out, Py_None) < 0) { goto done; }
-                    continue;
-                }
-                PyObject *nested = NULL;
-                int rc = fp_id(out, x);
-                if (rc == 0) { nested = fp_nested(&c, x, &declined); }
-                Py_DECREF(x);
-                if (nested == NULL) { goto done; }
-                rc = PyList_Append(out, nested);
-                Py_DECREF(nested);
-                if (rc < 0) { goto done; }
-            }
-            if (k == KIND_EXCEPTION) {
-                /* its args live in a C field, not in its dict: ValueError('odd', 0)
-                   and ValueError('odd', 1) must not share a fingerprint */
-                PyObject *whole = ((PyBaseExceptionObject *)v)->args;
-                if (whole != NULL && PyTuple_CheckExact(whole)) {
-                    PyObject *shown = exception_args(v, 30);
-                    int rc = shown == NULL ? -1 : fp_int(out, PyTuple_GET_SIZE(whole));
-                    for (Py_ssize_t i = 0; rc == 0 && i < PyTuple_GET_SIZE(shown); i++) {
-                        PyObject *x = PyTuple_GET_ITEM(shown, i);
-                        rc = fp_id(out, x);
-                        if (rc == 0 && fp_is_scalar(x)) { rc = PyList_Append(alive, x); }
-                    }
-                    Py_XDECREF(shown);
-                    if (rc < 0) { goto done; }
-                }
-            }
-        }
-    }
-    if (fp == NULL) { fp = PyList_AsTuple(out); }
-    PyObject *kept = fp ? PyList_AsTuple(alive) : NULL;
-    result = kept ? PyTuple_Pack(2, fp, kept) : NULL;
-    Py_XDECREF(kept);
-done:
-    if (declined && result == NULL) {
-        PyErr_Clear();
+    if (fp_is_scalar(args[0])) { Py_RETURN_NONE; }
+    TextBuf out = {NULL, 0, 0};
+    PyObject *alive = PyList_New(0), *result = NULL;
+    if (alive == NULL) { return NULL; }
+    int rc = fp_value(&c, args[0], &out, alive);
+    if (rc == 0) {
         result = Py_NewRef(Py_None);
+    } else if (rc == 2 || (rc == 1 && out.len == 0)) {
+        /* () as Python's, which the identity-only check of cached_vid reads */
+        result = Py_BuildValue("(()())");
+    } else if (rc == 1) {
+        PyObject *fp = PyBytes_FromStringAndSize(out.p ? out.p : "", (Py_ssize_t)out.len);
+        PyObject *kept = fp ? PyList_AsTuple(alive) : NULL;
+        result = kept ? PyTuple_Pack(2, fp, kept) : NULL;
+        Py_XDECREF(fp);
+        Py_XDECREF(kept);
     }
-    Py_XDECREF(fp);
-    Py_XDECREF(out);
-    Py_XDECREF(alive);
-    Py_XDECREF(ns);
+    PyMem_Free(out.p);
+    Py_DECREF(alive);
     return result;
 }
 

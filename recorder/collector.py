@@ -482,14 +482,19 @@ class Collector:
         if entry is None or not fs.last:
             return
         fp = entry[0]
-        if type(fp) is not tuple:
+        if type(fp) is bytes:
+            # packed (values.packed_fingerprint): every word, markers and
+            # lengths included, which no local's id equals
+            ids = set(memoryview(fp).cast("Q"))
+        elif type(fp) is tuple:
+            ids = set()
+            for part in fp:
+                if type(part) is int:
+                    ids.add(part)
+                elif type(part) is tuple:
+                    ids.update(p for p in part if type(p) is int)
+        else:
             return
-        ids = set()
-        for part in fp:
-            if type(part) is int:
-                ids.add(part)
-            elif type(part) is tuple:
-                ids.update(p for p in part if type(p) is int)
         for other, other_id in list(fs.last.items()):
             if other == name or other_id not in ids:
                 continue

@@ -19,6 +19,7 @@ from builtins import (
     len, list, map, range, repr, set, slice, str, tuple, type, zip,
 )  # noqa: A004
 
+import array
 import datetime
 import decimal
 import enum
@@ -919,6 +920,36 @@ def _all_scalars(items: Any) -> bool:
     """Every item an immutable scalar; C-level only (classes are compared by
     id, never hashed: a metaclass's ``__hash__`` would be user code)."""
     return IMMUTABLE_IDS.issuperset(map(id, map(type, items)))
+
+
+#: the words a packed fingerprint uses for a nested tuple's ends and for None:
+#: no id (an address) or length takes these values
+_FP_OPEN, _FP_CLOSE, _FP_NONE = 2**64 - 15, 2**64 - 14, 2**64 - 13
+
+
+def packed_fingerprint(fp: tuple) -> Any:
+    """``fingerprint``'s tuple in the form the compiled fingerprint gives
+    (``_hotpath.fingerprint_tree``): bytes of native 64-bit words, one per
+    int, a marker for None and around each nested tuple; () stays ().
+    Equal tuples, equal bytes: a row of ``Collector.objs`` holds these
+    bytes instead of a tuple of Python ints, five times smaller."""
+    if fp == ():
+        return ()
+    words = array.array("Q")
+
+    def put(part: tuple) -> None:
+        for x in part:
+            if x is None:
+                words.append(_FP_NONE)
+            elif type(x) is tuple:
+                words.append(_FP_OPEN)
+                put(x)
+                words.append(_FP_CLOSE)
+            else:
+                words.append(x)
+
+    put(fp)
+    return words.tobytes()
 
 
 def fingerprint(value: Any, renderer: "Renderer") -> Any:

@@ -788,7 +788,7 @@ def test_the_compiled_tree_fingerprint_is_the_python_one() -> None:
     import random
 
     hot = pytest.importorskip("pytest_escope.recorder._hotpath")
-    from pytest_escope.recorder.values import Renderer, fingerprint, kept_alive
+    from pytest_escope.recorder.values import Renderer, fingerprint, kept_alive, packed_fingerprint
 
     rnd = random.Random(12)
     renderer = Renderer()
@@ -800,7 +800,7 @@ def test_the_compiled_tree_fingerprint_is_the_python_one() -> None:
             declined += 1
             continue
         answered += 1
-        assert got == (fingerprint(value, renderer), kept_alive(value, renderer)), (trial, value)
+        assert got == (packed_fingerprint(fingerprint(value, renderer)), kept_alive(value, renderer)), (trial, value)
     assert answered > 1000 and declined > 30, (answered, declined)
     # a change one level down (a field's list grows) moves it
     inner = [1, 2]
@@ -813,7 +813,7 @@ def test_the_compiled_tree_fingerprint_is_the_python_one() -> None:
     # an exception: its args are part of it (read through BaseException's own slot)
     odd = [ValueError("odd", 0), ValueError("odd", 1), _ArgsProperty(1), _ParseError("p", 2)]
     prints = [hot.fingerprint_tree(e, renderer._c_kinds, renderer.c_kind) for e in odd]
-    assert prints == [(fingerprint(e, renderer), kept_alive(e, renderer)) for e in odd]
+    assert prints == [(packed_fingerprint(fingerprint(e, renderer)), kept_alive(e, renderer)) for e in odd]
     assert prints[0][0] != prints[1][0] and prints[0][1] == ("odd", 0)
     # a container subclass, an exception or a pattern inside a value: read in C
     # as values._nested_print reads them (pyparsing's elements hold all three)
@@ -821,7 +821,7 @@ def test_the_compiled_tree_fingerprint_is_the_python_one() -> None:
     for value in ([_SubList([1, 2])], [_SubDict(a=[1])], [_SubSet({1})], [_SubTuple((1, 2))],
                   [ValueError("x")], _Plain(pattern=re.compile("a+"), actions=collections.OrderedDict())):
         got = hot.fingerprint_tree(value, renderer._c_kinds, renderer.c_kind)
-        assert got == (fingerprint(value, renderer), kept_alive(value, renderer)), value
+        assert got == (packed_fingerprint(fingerprint(value, renderer)), kept_alive(value, renderer)), value
 
 
 def test_the_collector_renders_sequences_in_c_unless_pure_python(tmp_path: Path) -> None:
