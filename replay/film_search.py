@@ -1,0 +1,370 @@
+"""Breakpoint searches over a film read from its chunks, a chunk at a time.
+
+A search for ``c`` / ``rc`` (and ``escope dap``'s ``continue``) may cross
+the whole film, a million events.  Walking it event by event in Python
+costs most of a second, so a search here works on whole chunks:
+
+* a chunk's ``lines`` column is read as text first (the events section is
+  the chunk's first bytes, so only they are decompressed): a chunk whose
+  column does not hold the breakpoint's line number is skipped without
+  decoding anything;
+* in a chunk that holds it, the decoded columns are searched with
+  ``list.index`` (C speed), and only those positions are checked (kind,
+  code of the activation);
+* the hits of each breakpoint, before its condition, are cached by chunk,
+  so a second search over the same stretch reads nothing;
+* a condition is a function of the values its names are bound to.  While
+  every value bound to those names up to a chunk's end is immutable, the
+  condition can only hold for some combination of them: when none makes it
+  hold, no hit up to there can stop, and the chunk is skipped without
+  reading a single local.  The values bound to each name are read from the
+  chunk's ``bindings`` columns and cached by chunk.
+
+Everything checked as it is read: text that does not look like escope's
+falls back to ``FilmStore``'s own decoding, which says "the recording is
+corrupt" in one line.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+import zlib
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import apsw
+
+from ..recorder import schema
+from .state import frame_values
+
+if TYPE_CHECKING:
+    from .conditions import Condition
+    from .film_store import FilmStore
+    from .navigation import Breakpoint
+    from .recording import Recording
+
+__all__ = ["FilmSearch", "search_for"]
+
+#: Compressed bytes read from a chunk's blob at a time while looking for
+#: the end of a section.
+_READ = 16 << 10
+#: Combinations of bound values a condition is tried on before a chunk is
+#: searched hit by hit instead.
+MAX_COMBINATIONS = 4096
+
+_EVENTS = b'{"events":[['
+
+
+class _Unreadable(Exception):
+    """Chunk text this module cannot read: fall back to ``FilmStore``."""
+
+
+def search_for(rec: "Recording") -> "FilmSearch":
+    """The search state of ``rec`` (made on first use, kept on the recording)."""
+    found = getattr(rec, "_film_search", None)
+    if found is None:
+        found = FilmSearch(rec)
+        rec._film_search = found  # type: ignore[attr-defined]
+    return found
+
+
+class FilmSearch:
+    """Per-recording caches of line columns, hits and bound values by chunk."""
+
+    def __init__(self, rec: "Recording") -> None:
+        assert rec.store is not None
+        self.rec = rec
+        self.store: "FilmStore" = rec.store
+        #: chunk -> its ``lines`` column as text, framed by commas
+        self._lines_text: dict[int, bytes] = {}
+        #: (codes, line or None for calls) -> chunk -> steps of hits
+        self._hits: dict[tuple[frozenset[int], int | None], dict[int, list[int]]] = {}
+        #: (chunk, name id) -> value ids bound to that name in the chunk
+        self._bound: dict[tuple[int, int], frozenset[int | None]] = {}
+        #: value id -> whether it is a snapshot of a mutable object
+        self._mutable: dict[int, bool] = {}
+        self._texts: tuple[int, tuple[list[bytes], list[bytes]]] | None = None
+        #: condition text -> its gate
+        self._gates: dict[str, ConditionGate] = {}
+
+    # -- raw chunk text ---------------------------------------------------------------
+
+    def _prefix(self, i: int, marker: bytes) -> bytes:
+        """The chunk's text up to ``marker`` (decompressed no further)."""
+        store = self.store
+        try:
+            blob = store.conn.blob_open("main", "chunks", "data", store.ids[i], False)
+        except (apsw.Error, TypeError, OverflowError) as exc:
+            raise _Unreadable() from exc
+        try:
+            d = zlib.decompressobj()
+            out = bytearray()
+            scan = 0
+            while True:
+                data = blob.read(_READ)
+                if not data:
+                    break
+                out += d.decompress(data, schema.CHUNK_LIMIT - len(out))
+                if d.unconsumed_tail or len(out) >= schema.CHUNK_LIMIT:
+                    raise _Unreadable()
+                at = out.find(marker, max(0, scan - len(marker)))
+                if at >= 0:
+                    text = bytes(out[:at])
+                    if not text.startswith(_EVENTS):
+                        raise _Unreadable()
+                    return text
+                scan = len(out)
+        except (apsw.Error, zlib.error) as exc:
+            raise _Unreadable() from exc
+        finally:
+            blob.close()
+        raise _Unreadable()
+
+    def lines_text(self, i: int) -> bytes | None:
+        """Chunk ``i``'s ``lines`` column as ``,L1,L2,...,`` (None: unreadable)."""
+        found = self._lines_text.get(i)
+        if found is None:
+            try:
+                events = self._prefix(i, b',"frames":[')
+                # [[kinds],[acts],[lines],...: no list inside a column
+                a = events.index(b"],[", len(_EVENTS)) + 3
+                b = events.index(b"],[", a) + 3
+                c = events.index(b"]", b)
+                body = events[b:c]
+                if body.translate(None, b"0123456789,-"):
+                    raise _Unreadable()
+                found = self._lines_text[i] = b"," + body + b","
+            except (_Unreadable, ValueError):
+                return None
+        return found
+
+    # -- hits before conditions -------------------------------------------------------
+
+    def _chunk_hits(self, i: int, codes: frozenset[int], line: int | None) -> list[int]:
+        """Steps of chunk ``i`` where a line event at ``line`` (``None``: a
+        call) of ``codes`` happens, in step order."""
+        per = self._hits.setdefault((codes, line), {})
+        found = per.get(i)
+        if found is not None:
+            return found
+        rec, store = self.rec, self.store
+        found = []
+        if line is not None:
+            text = self.lines_text(i)
+            if text is not None and (b",%d," % line) not in text:
+                per[i] = found
+                return found
+        kinds, acts, lines, _times, _values = store._guarded(store.piece(i).events)
+        base = store.bases[i]
+        want, column = (schema.LINE, lines) if line is not None else (schema.CALL, kinds)
+        key = line if line is not None else schema.CALL
+        pos = -1
+        wanted: dict[int, bool] = {}
+        try:
+            while True:
+                pos = column.index(key, pos + 1)
+                if kinds[pos] != want:
+                    continue
+                act = acts[pos]
+                ok = wanted.get(act)
+                if ok is None:
+                    ok = wanted[act] = rec.act(act, base + pos).code in codes
+                if ok:
+                    found.append(base + pos)
+        except ValueError:
+            pass
+        per[i] = found
+        return found
+
+    def hits(self, codes: frozenset[int], line: int | None, step: int, forward: bool,
+             bound: int | None = None, chunk_ok: Callable[[int], bool] | None = None) -> Iterator[int]:
+        """Hit steps after (before) ``step``, nearest first, not past ``bound``;
+        a chunk for which ``chunk_ok`` says False is passed over unread."""
+        store = self.store
+        if store.last_step < store.first_step:
+            return
+        start = step + 1 if forward else step - 1
+        if not store.first_step <= start <= store.last_step:
+            return
+        i = store.chunk_of(start)
+        inc = 1 if forward else -1
+        while 0 <= i < len(store.bases):
+            if bound is not None and (store.bases[i] > bound if forward
+                                      else store.bases[i] + store.steps[i] - 1 < bound):
+                return
+            if chunk_ok is not None and not chunk_ok(i):
+                i += inc
+                continue
+            found = self._chunk_hits(i, codes, line)
+            if found:
+                if forward:
+                    at = bisect.bisect_right(found, step)
+                    for s in itertools.islice(found, at, None):
+                        if bound is not None and s > bound:
+                            return
+                        yield s
+                else:
+                    at = bisect.bisect_left(found, step)
+                    for s in reversed(found[:at]):
+                        if bound is not None and s < bound:
+                            return
+                        yield s
+            i += inc
+
+    def matches(self, b: "Breakpoint", step: int, forward: bool, bound: int | None = None,
+                use_also: bool = True) -> Iterator[int]:
+        """Steps after (before) ``step``, nearest first, where ``b`` stops:
+        it matches, its condition holds and (``use_also``) its extra test
+        passes."""
+        if use_also and b.window is not None:
+            span = b.window()
+            if span is None:
+                return
+            if forward:
+                bound = span[1] if bound is None else min(bound, span[1])
+            else:
+                bound = span[0] if bound is None else max(bound, span[0])
+        cond = b.condition
+        chunk_ok = self.gate(cond).may_hold if cond is not None else None
+        streams = []
+        if b.line is not None:
+            streams.append(self.hits(b.codes, b.line, step, forward, bound, chunk_ok))
+        if b.function:
+            streams.append(self.hits(b.codes, None, step, forward, bound, chunk_ok))
+        if not streams:
+            return
+        found = streams[0] if len(streams) == 1 else heapq.merge(*streams, reverse=not forward)
+        rec = self.rec
+        for s in found:
+            if cond is not None and not cond.holds(
+                    frame_values(rec, rec.act(self.store.event(s)[1], s).frame, s, cond.names)):
+                continue
+            if use_also and b.also is not None and not b.also(s):
+                continue
+            yield s
+
+    def gate(self, cond: "Condition") -> "ConditionGate":
+        found = self._gates.get(cond.text)
+        if found is None:
+            found = self._gates[cond.text] = ConditionGate(self, cond.names, cond.holds)
+        return found
+
+    # -- conditions -----------------------------------------------------------------
+
+    def _bound_in(self, i: int, name: int) -> frozenset[int | None]:
+        """Value ids bound to name id ``name`` (any frame) in chunk ``i``."""
+        found = self._bound.get((i, name))
+        if found is not None:
+            return found
+        vids: set[int | None] = set()
+        try:
+            names_t, vids_t = self._binding_texts(i)
+            tok = b"%d" % name
+            vids = {None if v == b"null" else int(v)
+                    for v in set(itertools.compress(vids_t, map(tok.__eq__, names_t)))}
+        except (_Unreadable, ValueError):
+            store = self.store
+            rows = store._guarded(store.piece(i).bindings)
+            vids = {vid for per_frame in rows.values() for n, _s, vid in per_frame if n == name}
+        found = self._bound[(i, name)] = frozenset(vids)
+        return found
+
+    def _binding_texts(self, i: int) -> tuple[list[bytes], list[bytes]]:
+        """The ``name`` and ``value`` columns of chunk ``i``'s bindings, as
+        lists of their numbers' texts (the last chunk's kept)."""
+        if self._texts is not None and self._texts[0] == i:
+            return self._texts[1]
+        text = self._prefix(i, b',"vals":[')
+        at = text.find(b',"bindings":[[')
+        found: tuple[list[bytes], list[bytes]] = ([], [])
+        if at >= 0:
+            # [[frames],[names],[steps],[values]]: four lists of numbers;
+            # names and values are plain (not differences), so the values
+            # bound to a name come from the texts alone
+            body = text[at + len(b',"bindings":'):]
+            if not body.startswith(b"[[") or not body.endswith(b"]]"):
+                raise _Unreadable()
+            parts = body[2:-2].split(b"],[")
+            if len(parts) != 4:
+                raise _Unreadable()
+            if parts[1] or parts[3]:
+                found = (parts[1].split(b","), parts[3].split(b","))
+                if len(found[0]) != len(found[1]):
+                    raise _Unreadable()
+        self._texts = (i, found)
+        return found
+
+    def _is_mutable(self, vid: int) -> bool:
+        found = self._mutable.get(vid)
+        if found is None:
+            found = self._mutable[vid] = self.rec.obj_of(vid) is not None
+        return found
+
+
+class ConditionGate:
+    """Whether a breakpoint's condition can hold anywhere up to a chunk's
+    end, from the values its names were bound to (see the module doc)."""
+
+    def __init__(self, search: FilmSearch, names: frozenset[str], holds: Callable[[dict[str, Any]], bool]) -> None:
+        self.search = search
+        ids = search.rec.name_ids()
+        self.names = sorted(names)
+        self.ids = [ids.get(n) for n in self.names]
+        self.holds = holds
+        #: chunk position up to which the union below is complete
+        self._upto = -1
+        self._seen: list[set[int | None]] = [set() for _ in self.names]
+        self._mutable = False
+        self._tried: set[tuple] = set()
+        self._ever = False
+        #: chunk -> whether the condition can hold at some step up to its end
+        self._may: dict[int, bool] = {}
+        self._first_kf = False
+
+    def may_hold(self, i: int) -> bool:
+        found = self._may.get(i)
+        if found is not None:
+            return found
+        if any(nid is None for nid in self.ids):
+            # a name never bound anywhere: the condition never holds
+            self._may[i] = False
+            return False
+        search, rec = self.search, self.search.rec
+        if not self._first_kf:
+            self._first_kf = True
+            kf = search.store._guarded(search.store.keyframe, 0) if search.store.bases else None
+            if kf is not None:
+                for per_frame in kf.bindings.values():
+                    for k, nid in enumerate(self.ids):
+                        row = per_frame.get(nid)  # type: ignore[arg-type]
+                        if row is not None:
+                            self._seen[k].add(row[2])
+        while self._upto < i and not self._mutable and not self._ever:
+            self._upto += 1
+            for k, nid in enumerate(self.ids):
+                self._seen[k].update(search._bound_in(self._upto, nid))  # type: ignore[arg-type]
+            vids = [v for seen in self._seen for v in seen if v]
+            if any(search._is_mutable(v) for v in vids):
+                self._mutable = True
+                break
+            total = 1
+            for seen in self._seen:
+                total *= max(1, len(seen))
+            if total > MAX_COMBINATIONS:
+                self._mutable = True
+                break
+            for combo in itertools.product(*self._seen):
+                if combo in self._tried:
+                    continue
+                self._tried.add(combo)
+                if not all(combo):
+                    continue  # an unbound name: the condition is false
+                env = {n: rec.value(v) for n, v in zip(self.names, combo)}
+                if self.holds(env):
+                    self._ever = True
+                    break
+            if not self._ever:
+                self._may[self._upto] = False
+        result = self._may.get(i, True)
+        return result
