@@ -46,9 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FilmSearch", "search_for"]
 
-#: Compressed bytes read from a chunk's blob at a time while looking for
-#: the end of a section.
-_READ = 16 << 10
+#: Compressed bytes first read from a chunk's blob while looking for the
+#: end of a section (doubled at each further read).
+_READ = 4 << 10
 #: Combinations of bound values a condition is tried on before a chunk is
 #: searched hit by hit instead.
 MAX_COMBINATIONS = 4096
@@ -90,8 +90,9 @@ class FilmSearch:
 
     # -- raw chunk text ---------------------------------------------------------------
 
-    def _prefix(self, i: int, marker: bytes) -> bytes:
-        """The chunk's text up to ``marker`` (decompressed no further)."""
+    def _prefix(self, i: int, marker: bytes, nth: int = 1) -> bytes:
+        """The chunk's text up to the ``nth`` ``marker`` after the events
+        section's start (decompressed no further)."""
         store = self.store
         try:
             blob = store.conn.blob_open("main", "chunks", "data", store.ids[i], False)
@@ -100,21 +101,26 @@ class FilmSearch:
         try:
             d = zlib.decompressobj()
             out = bytearray()
-            scan = 0
+            scan, seen, size = len(_EVENTS), 0, _READ
             while True:
-                data = blob.read(_READ)
+                data = blob.read(size)
                 if not data:
                     break
+                size = min(size * 2, 64 << 10)
                 out += d.decompress(data, schema.CHUNK_LIMIT - len(out))
                 if d.unconsumed_tail or len(out) >= schema.CHUNK_LIMIT:
                     raise _Unreadable()
-                at = out.find(marker, max(0, scan - len(marker)))
-                if at >= 0:
-                    text = bytes(out[:at])
-                    if not text.startswith(_EVENTS):
-                        raise _Unreadable()
-                    return text
-                scan = len(out)
+                while True:
+                    at = out.find(marker, scan)
+                    if at < 0:
+                        scan = max(scan, len(out) - len(marker) + 1)
+                        break
+                    seen += 1
+                    if seen == nth:
+                        if not out.startswith(_EVENTS):
+                            raise _Unreadable()
+                        return bytes(out[:at])
+                    scan = at + len(marker)
         except (apsw.Error, zlib.error) as exc:
             raise _Unreadable() from exc
         finally:
@@ -126,12 +132,12 @@ class FilmSearch:
         found = self._lines_text.get(i)
         if found is None:
             try:
-                events = self._prefix(i, b',"frames":[')
-                # [[kinds],[acts],[lines],...: no list inside a column
+                # [[kinds],[acts],[lines],[times],...: no list inside a
+                # column, so the third "],[" ends the lines (the long times
+                # column is never decompressed)
+                events = self._prefix(i, b"],[", 3)
                 a = events.index(b"],[", len(_EVENTS)) + 3
-                b = events.index(b"],[", a) + 3
-                c = events.index(b"]", b)
-                body = events[b:c]
+                body = events[events.index(b"],[", a) + 3:]
                 if body.translate(None, b"0123456789,-"):
                     raise _Unreadable()
                 found = self._lines_text[i] = b"," + body + b","

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import bisect
 import random
+import shutil
+import sqlite3
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from pytest_escope.recorder import schema
 from pytest_escope.replay import navigation as nav
 from pytest_escope.replay.conditions import Condition
 from pytest_escope.replay.dap_breakpoints import Breakpoints, HitCondition
+from pytest_escope.replay.errors import RecordingError
 from pytest_escope.replay.opening import open_recording
 from pytest_escope.replay.recording import Recording
 from pytest_escope.replay.state import frame_values
@@ -254,3 +258,45 @@ def test_goto_targets_and_jumps_match_a_plain_search(rec: Recording, line: int) 
             near = [after]
         near.sort(key=lambda s: (abs(s - step), s < step))
         assert nav.nearest_line_steps(rec, codes, line, step) == near, step
+
+
+def _damaged(film: Path, tmp_path: Path, data: bytes) -> Path:
+    """A copy of the film whose longest chunk holds ``data``."""
+    bad = tmp_path / "bad.sqlite"
+    shutil.copyfile(film, bad)
+    db = sqlite3.connect(bad)
+    db.execute("UPDATE chunks SET data = ? WHERE chunk = (SELECT chunk FROM chunks ORDER BY steps DESC, chunk DESC LIMIT 1)", (data,))
+    db.commit()
+    db.close()
+    return bad
+
+
+@pytest.mark.parametrize("data", [
+    b"\x00not zlib",
+    zlib.compress(b'{"events":[[2,2],[1,0],[4,x],[0,0],[]],"frames":[]}'),
+    zlib.compress(b'{"events":[[2,2],[1,0],[4,5],[0,0],[]],"frames":[[],[],[]],"activations":[],'
+                  b'"bindings":[[1],[5],["w"],[null]],"vals":[]}'),
+    zlib.compress(b'{"events":[[2,2],[1,0],[4,5],[0,0],[]],"frames":[[],[],[]],"activations":[],'
+                  b'"bindings":[[1],[' + b"9" * 5000 + b'],[1],[' + b"7" * 5000 + b']],"vals":[]}'),
+])
+@pytest.mark.parametrize("condition", [None, "w == -1"])
+def test_a_damaged_chunk_is_a_clear_error_never_a_crash(film: Path, tmp_path: Path, data: bytes,
+                                                        condition: str | None) -> None:
+    """A search that reaches a damaged chunk says "the recording is
+    corrupt" (the CLI's one line and status 2), whichever reading it uses;
+    a search whose condition rules the chunk out from its bindings alone
+    may also pass it by."""
+    bad = _damaged(film, tmp_path, data)
+    with Recording.open(bad) as rec:
+        spec = f"{FILE}:{APPEND_LINE}" + (f", {condition}" if condition else "")
+        far = nav.make_breakpoint(rec, 1, spec, 0)
+        step: int | None = rec.first_step
+        try:
+            # hit after hit (a condition never true: one search) past the damaged chunk
+            while step is not None:
+                hit = nav.breakpoint_hit(rec, [far], step, True)
+                step = hit[0] if hit else None
+        except RecordingError as exc:
+            assert "corrupt" in exc.message()
+        else:
+            assert condition is not None, "the hits of the damaged chunk were read without an error"
