@@ -165,23 +165,44 @@ class FilmSearch:
         base = store.bases[i]
         want, column = (schema.LINE, lines) if line is not None else (schema.CALL, kinds)
         key = line if line is not None else schema.CALL
+        positions = []
         pos = -1
-        wanted: dict[int, bool] = {}
         try:
             while True:
                 pos = column.index(key, pos + 1)
-                if kinds[pos] != want:
-                    continue
-                act = acts[pos]
-                ok = wanted.get(act)
-                if ok is None:
-                    ok = wanted[act] = rec.act(act, base + pos).code in codes
-                if ok:
-                    found.append(base + pos)
+                if kinds[pos] == want:
+                    positions.append(pos)
         except ValueError:
             pass
+        # many activations (a call per hit): their codes from the chunk's
+        # own activations and frames at once, not one lookup each
+        local = self._act_codes(i) if len(positions) > 64 else {}
+        wanted: dict[int, bool] = {}
+        for pos in positions:
+            act = acts[pos]
+            ok = wanted.get(act)
+            if ok is None:
+                code = local.get(act)
+                if code is None:
+                    code = rec.act(act, base + pos).code
+                ok = wanted[act] = code in codes
+            if ok:
+                found.append(base + pos)
         per[i] = found
         return found
+
+    def _act_codes(self, i: int) -> dict[int, int]:
+        """act -> code of the activations opened in chunk ``i`` whose frame
+        was made there too."""
+        store = self.store
+        piece = store.piece(i)
+        acts, frames = store._guarded(piece.acts), store._guarded(piece.frames)
+        out = {}
+        for act, row in acts.items():
+            made = frames.get(row[1])
+            if made is not None:
+                out[act] = made[0]
+        return out
 
     def hits(self, codes: frozenset[int], line: int | None, step: int, forward: bool,
              bound: int | None = None, chunk_ok: Callable[[int], bool] | None = None) -> Iterator[int]:
@@ -227,10 +248,13 @@ class FilmSearch:
             span = b.window()
             if span is None:
                 return
+            # and it never passes before the window either: start there
             if forward:
                 bound = span[1] if bound is None else min(bound, span[1])
+                step = max(step, span[0] - 1)
             else:
                 bound = span[0] if bound is None else max(bound, span[0])
+                step = min(step, span[1] + 1)
         cond = b.condition
         chunk_ok = self.gate(cond).may_hold if cond is not None else None
         streams = []
