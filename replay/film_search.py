@@ -49,6 +49,8 @@ __all__ = ["FilmSearch", "search_for"]
 #: Compressed bytes first read from a chunk's blob while looking for the
 #: end of a section (doubled at each further read).
 _READ = 4 << 10
+#: Decompressed bytes produced at a time while looking for a section's end.
+_OUT = 8 << 10
 #: Combinations of bound values a condition is tried on before a chunk is
 #: searched hit by hit instead.
 MAX_COMBINATIONS = 4096
@@ -102,13 +104,18 @@ class FilmSearch:
             d = zlib.decompressobj()
             out = bytearray()
             scan, seen, size = len(_EVENTS), 0, _READ
+            pending = b""
             while True:
-                data = blob.read(size)
-                if not data:
-                    break
-                size = min(size * 2, 64 << 10)
-                out += d.decompress(data, schema.CHUNK_LIMIT - len(out))
-                if d.unconsumed_tail or len(out) >= schema.CHUNK_LIMIT:
+                if not pending:
+                    pending = blob.read(size)
+                    if not pending:
+                        break
+                    size = min(size * 2, 64 << 10)
+                # a slice of output at a time: what lies past the marker is
+                # never decompressed
+                out += d.decompress(pending, _OUT)
+                pending = d.unconsumed_tail
+                if len(out) >= schema.CHUNK_LIMIT:
                     raise _Unreadable()
                 while True:
                     at = out.find(marker, scan)
