@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+import json
 import zlib
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -168,7 +169,12 @@ class FilmSearch:
             if text is not None and (b",%d," % line) not in text:
                 per[i] = found
                 return found
-        kinds, acts, lines, _times, _values = store._guarded(store.piece(i).events)
+        lean = self._lean(i)
+        if lean is not None:
+            kinds, acts, lines, text = lean
+        else:
+            kinds, acts, lines, _times, _values = store._guarded(store.piece(i).events)
+            text = None
         base = store.bases[i]
         want, column = (schema.LINE, lines) if line is not None else (schema.CALL, kinds)
         key = line if line is not None else schema.CALL
@@ -183,7 +189,10 @@ class FilmSearch:
             pass
         # many activations (a call per hit): their codes from the chunk's
         # own activations and frames at once, not one lookup each
-        local = self._act_codes(i) if len(positions) > 64 else {}
+        local: dict[int, int] = {}
+        if len(positions) > 64:
+            found_codes = _act_codes_in(text) if text is not None else None
+            local = found_codes if found_codes is not None else self._act_codes(i)
         wanted: dict[int, bool] = {}
         for pos in positions:
             act = acts[pos]
@@ -197,6 +206,30 @@ class FilmSearch:
                 found.append(base + pos)
         per[i] = found
         return found
+
+    def _lean(self, i: int) -> tuple[list[int], list[int], list[int], bytes] | None:
+        """``(kinds, acts, lines, text)`` of chunk ``i`` from its text up to
+        the bindings: the times and values columns are never decoded, nor
+        anything past the activations inflated.  None: read it the long way."""
+        try:
+            text = self._prefix(i, b',"bindings":[')
+            end = text.index(b',"frames":[')
+            # [[kinds],[acts],[lines],[times],[values]]
+            a = text.index(b"],[", len(_EVENTS))
+            b = text.index(b"],[", a + 3)
+            c = text.index(b"],[", b + 3)
+            if c > end:
+                return None
+            kinds = json.loads(b"[" + text[len(_EVENTS):a] + b"]")
+            steps = json.loads(b"[" + text[a + 3:b] + b"]")
+            lines = json.loads(b"[" + text[b + 3:c] + b"]")
+        except (_Unreadable, ValueError, RecursionError):
+            return None
+        n = self.store.steps[i]
+        if not all(type(col) is list and len(col) == n and set(map(type, col)) <= {int}
+                   for col in (kinds, steps, lines)):
+            return None
+        return kinds, list(itertools.accumulate(steps)), lines, text
 
     def _act_codes(self, i: int) -> dict[int, int]:
         """act -> code of the activations opened in chunk ``i`` whose frame
@@ -405,3 +438,23 @@ class ConditionGate:
                 self._may[self._upto] = False
         result = self._may.get(i, True)
         return result
+
+
+def _act_codes_in(text: bytes) -> dict[int, int] | None:
+    """act -> code of the activations a chunk opens whose frame it makes,
+    from its ``frames`` and ``activations`` sections (None: unreadable)."""
+    try:
+        f = text.index(b',"frames":')
+        a = text.index(b',"activations":', f)
+        frames = json.loads(text[f + len(b',"frames":'):a])
+        acts = json.loads(text[a + len(b',"activations":'):])
+        if type(frames) is not list or type(acts) is not list or len(frames) != 3 or len(acts) != 8:
+            return None
+        ids, codes, act_ids, act_frames = frames[0], frames[1], acts[0], acts[1]
+        if not all(type(col) is list and set(map(type, col)) <= {int} for col in (ids, codes, act_ids, act_frames)) \
+                or len(ids) != len(codes) or len(act_ids) != len(act_frames):
+            return None
+    except (ValueError, RecursionError):
+        return None
+    made = dict(zip(itertools.accumulate(ids), codes))
+    return {act: made[frame] for act, frame in zip(itertools.accumulate(act_ids), act_frames) if frame in made}

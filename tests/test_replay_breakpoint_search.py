@@ -63,9 +63,9 @@ ROWS_LINE, FLAG_LINE, ASSERT_LINE = 20, 22, 23
 
 @pytest.fixture(scope="module")
 def film(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A failing test of some 20,000 events over several chunks."""
+    """A failing test of some 30,000 events over several chunks."""
     project = Project(tmp_path_factory.mktemp("search") / "proj")
-    project.write(FILE, PROGRAM.replace("{n}", "500"))
+    project.write(FILE, PROGRAM.replace("{n}", "900"))
     res = project.run("--escope", env=quiet_env())
     assert res.returncode == 1, res.out[-2000:]
     run = project.latest()
