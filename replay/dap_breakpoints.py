@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..recorder import schema
 from . import navigation as nav
@@ -47,34 +47,41 @@ _HIT = re.compile(r"^\s*(==|>=|<=|>|<|%)?\s*(\d+)\s*$")
 
 class _HitCounter:
     """The steps where a breakpoint matches and its condition holds,
-    counted from the film's start only as far as a question needs."""
+    counted from the film's start only as far as a question needs: a chunk
+    of the film at a time (an unpacked film: all at once)."""
 
     def __init__(self, rec: "Recording", b: nav.Breakpoint) -> None:
+        self.rec, self.b = rec, b
         self.steps: list[int] = []
-        self._more: Iterator[int] | None = (
-            search_for(rec).matches(b, rec.first_step - 1, True, use_also=False) if rec.store is not None
-            else iter(_all_hits_sql(rec, b)))
+        #: the next chunk to count (len(bases): all counted)
+        self._next = 0
+        self._ends = len(rec.store.bases) if rec.store is not None else 1
 
-    def _pull(self) -> bool:
-        if self._more is not None:
-            s = next(self._more, None)
-            if s is not None:
-                self.steps.append(s)
-                return True
-            self._more = None
-        return False
+    def _more(self) -> bool:
+        if self._next >= self._ends:
+            return False
+        if self.rec.store is not None:
+            self.steps.extend(search_for(self.rec).chunk_matches(self.b, self._next))
+        else:
+            self.steps = _all_hits_sql(self.rec, self.b)
+        self._next += 1
+        return True
+
+    def _covers(self, step: int) -> bool:
+        """Whether every hit at or before ``step`` is counted."""
+        store = self.rec.store
+        return self._next >= self._ends or (store is not None and store.bases[self._next] > step)
 
     def ordinal(self, step: int, cap: int | None = None) -> int:
         """The number of hits at or before ``step``; once past ``cap``, any
-        number above it."""
-        steps = self.steps
-        while (not steps or steps[-1] < step) and (cap is None or len(steps) <= cap) and self._pull():
+        number above it (the hits counted so far all lie before ``step``)."""
+        while not self._covers(step) and (cap is None or len(self.steps) <= cap) and self._more():
             pass
-        return bisect.bisect_right(steps, step)
+        return bisect.bisect_right(self.steps, step)
 
     def nth(self, n: int) -> int | None:
         """The step of hit number ``n`` (from 1); None when there are fewer."""
-        while len(self.steps) < n and self._pull():
+        while len(self.steps) < n and self._more():
             pass
         return self.steps[n - 1] if len(self.steps) >= n else None
 

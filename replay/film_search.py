@@ -305,14 +305,31 @@ class FilmSearch:
         if not streams:
             return
         found = streams[0] if len(streams) == 1 else heapq.merge(*streams, reverse=not forward)
-        rec = self.rec
         for s in found:
-            if cond is not None and not cond.holds(
-                    frame_values(rec, rec.act(self.store.event(s)[1], s).frame, s, cond.names)):
+            if cond is not None and not self._holds(cond, s):
                 continue
             if use_also and b.also is not None and not b.also(s):
                 continue
             yield s
+
+    def _holds(self, cond: "Condition", step: int) -> bool:
+        rec = self.rec
+        return cond.holds(frame_values(rec, rec.act(self.store.event(step)[1], step).frame, step, cond.names))
+
+    def chunk_matches(self, b: "Breakpoint", i: int) -> list[int]:
+        """The steps of chunk ``i`` where ``b`` matches and its condition
+        holds (its extra test left out), in step order."""
+        cond = b.condition
+        if cond is not None and not self.gate(cond).may_hold(i):
+            return []
+        found: list[int] = []
+        if b.line is not None:
+            found = self._chunk_hits(i, b.codes, b.line)
+        if b.function:
+            found = sorted(found + self._chunk_hits(i, b.codes, None))
+        if cond is None:
+            return list(found)
+        return [s for s in found if self._holds(cond, s)]
 
     def gate(self, cond: "Condition") -> "ConditionGate":
         found = self._gates.get(cond.text)
