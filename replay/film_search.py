@@ -28,7 +28,6 @@ corrupt" in one line.
 from __future__ import annotations
 
 import bisect
-import heapq
 import itertools
 import json
 import zlib
@@ -38,6 +37,7 @@ import apsw
 
 from ..recorder import schema
 from .state import frame_values
+from .values import Value
 
 if TYPE_CHECKING:
     from .conditions import Condition
@@ -52,6 +52,11 @@ __all__ = ["FilmSearch", "search_for"]
 _READ = 4 << 10
 #: Decompressed bytes produced at a time while looking for a section's end.
 _OUT = 8 << 10
+#: Hits of a chunk whose condition is read one by one before the rest of
+#: the chunk is read at once.
+_ONE_BY_ONE = 8
+#: Combinations of values kept with their condition's truth, per condition.
+_MEMO = 1 << 20
 #: Combinations of bound values a condition is tried on before a chunk is
 #: searched hit by hit instead.
 MAX_COMBINATIONS = 4096
@@ -88,6 +93,11 @@ class FilmSearch:
         #: value id -> whether it is a snapshot of a mutable object
         self._mutable: dict[int, bool] = {}
         self._texts: tuple[int, tuple[list[bytes], list[bytes]]] | None = None
+        self._parts: tuple[int, list[bytes]] | None = None
+        #: (condition text, breakpoint's codes, line, function, chunk) -> hits where it holds
+        self._held: dict[tuple, frozenset[int]] = {}
+        #: condition text -> {value ids of its names: whether it holds}
+        self._memos: dict[str, dict[tuple, bool]] = {}
         #: condition text -> its gate
         self._gates: dict[str, ConditionGate] = {}
 
@@ -297,20 +307,171 @@ class FilmSearch:
                 step = min(step, span[1] + 1)
         cond = b.condition
         chunk_ok = self.gate(cond).may_hold if cond is not None else None
-        streams = []
+        for i, run in self._runs(b, step, forward, bound, chunk_ok):
+            for s in (self._holding(cond, b, i, run) if cond is not None else run):
+                if use_also and b.also is not None and not b.also(s):
+                    continue
+                yield s
+
+    def _chunk_matches_all(self, b: "Breakpoint", i: int) -> list[int]:
+        found: list[int] = []
         if b.line is not None:
-            streams.append(self.hits(b.codes, b.line, step, forward, bound, chunk_ok))
+            found = self._chunk_hits(i, b.codes, b.line)
         if b.function:
-            streams.append(self.hits(b.codes, None, step, forward, bound, chunk_ok))
-        if not streams:
+            found = sorted(found + self._chunk_hits(i, b.codes, None))
+        return found
+
+    def _runs(self, b: "Breakpoint", step: int, forward: bool, bound: int | None,
+              chunk_ok: Callable[[int], bool] | None) -> Iterator[tuple[int, list[int]]]:
+        """(chunk, its hits of ``b`` after (before) ``step`` not past
+        ``bound``, nearest first), chunk after chunk."""
+        store = self.store
+        if store.last_step < store.first_step or (b.line is None and not b.function):
             return
-        found = streams[0] if len(streams) == 1 else heapq.merge(*streams, reverse=not forward)
-        for s in found:
-            if cond is not None and not self._holds(cond, s):
-                continue
-            if use_also and b.also is not None and not b.also(s):
-                continue
-            yield s
+        start = step + 1 if forward else step - 1
+        if not store.first_step <= start <= store.last_step:
+            return
+        i = store.chunk_of(start)
+        inc = 1 if forward else -1
+        while 0 <= i < len(store.bases):
+            if bound is not None and (store.bases[i] > bound if forward
+                                      else store.bases[i] + store.steps[i] - 1 < bound):
+                return
+            if chunk_ok is None or chunk_ok(i):
+                found = self._chunk_matches_all(b, i)
+                if forward:
+                    run = found[bisect.bisect_right(found, step):]
+                    if bound is not None:
+                        run = run[:bisect.bisect_right(run, bound)]
+                else:
+                    run = found[:bisect.bisect_left(found, step)]
+                    if bound is not None:
+                        run = run[bisect.bisect_left(run, bound):]
+                    run.reverse()
+                if run:
+                    yield i, run
+            i += inc
+
+    def _holding(self, cond: "Condition", b: "Breakpoint", i: int, run: list[int]) -> Iterator[int]:
+        """The steps of ``run`` (hits of ``b`` in chunk ``i``, in search
+        order) where ``cond`` holds: the first few read one by one (a near
+        stop reads little), then the whole chunk at once, kept."""
+        key = (cond.text, b.codes, b.line, bool(b.function), i)
+        held = self._held.get(key)
+        if held is None:
+            for s in run[:_ONE_BY_ONE]:
+                if self._holds(cond, s):
+                    yield s
+            if len(run) <= _ONE_BY_ONE:
+                return
+            held = self._held[key] = frozenset(self._bulk(cond, i, self._chunk_matches_all(b, i)))
+            run = run[_ONE_BY_ONE:]
+        for s in run:
+            if s in held:
+                yield s
+
+    def _bulk(self, cond: "Condition", i: int, steps: list[int]) -> list[int]:
+        """The steps (of chunk ``i``) where ``cond`` holds, what each reads
+        found from the chunk's bindings at once; a combination of immutable
+        values is evaluated once per search."""
+        rec, store = self.rec, self.store
+        ids = rec.name_ids()
+        names = [(n, ids.get(n)) for n in sorted(cond.names)]
+        base = store.bases[i]
+        lean = self._lean(i)
+        act_frames: dict[int, int] = {}
+        if lean is not None:
+            acts = lean[1]
+            act_frames = _act_frames_in(lean[3]) or {}
+        else:
+            acts = store._guarded(store.piece(i).events)[1]
+        table = self._chunk_bindings(i, frozenset(nid for _n, nid in names if nid is not None))
+        memo = self._memos.setdefault(cond.text, {})
+        if len(memo) > _MEMO:
+            memo.clear()
+        before: dict[tuple[int, int], int | None] = {}
+        local: dict[int, Any] | None = None
+        misses = 0
+        out = []
+        for s in steps:
+            act = acts[s - base]
+            frame = act_frames.get(act)
+            if frame is None:
+                frame = rec.act(act, s).frame
+            key = []
+            for _n, nid in names:
+                vid = None
+                if nid is not None:
+                    row = table.get((frame, nid))
+                    at = bisect.bisect_right(row[0], s) if row is not None else 0
+                    if at:
+                        vid = row[1][at - 1]  # type: ignore[index]
+                    else:
+                        # bound before the chunk, if at all: the same at every hit
+                        k = (frame, nid)
+                        if k not in before:
+                            before[k] = rec.binding(frame, nid, s)
+                        vid = before[k]
+                key.append(vid)
+            combo = tuple(key)
+            ok = memo.get(combo)
+            if ok is None:
+                misses += 1
+                if local is None and misses > _ONE_BY_ONE * 4:
+                    # many new values: most were written in this chunk
+                    local = store._guarded(store.piece(i).vals)
+                env = {}
+                mutable = False
+                for (n, _nid), vid in zip(names, combo):
+                    if vid:
+                        row = local.get(vid) if local is not None else None
+                        if row is not None and row[0] is None:
+                            env[n] = Value(row[2], row[3], row[4], row[5])
+                            continue
+                        mutable = mutable or self._is_mutable(vid)
+                        value = rec.value(vid, s)
+                        if value is not None:
+                            env[n] = value
+                ok = cond.holds(env)
+                if not mutable:
+                    memo[combo] = ok
+            if ok:
+                out.append(s)
+        return out
+
+    def _chunk_bindings(self, i: int, nids: frozenset[int]) -> dict[tuple[int, int], tuple[list[int], list]]:
+        """(frame, name id) -> (steps, value ids) of chunk ``i``'s bindings
+        of ``nids``, in step order."""
+        rows: list[tuple[int, int, int, int | None]] = []
+        try:
+            names_t, vids_t = self._binding_texts(i)
+            if self._parts is None or self._parts[0] != i:
+                raise _Unreadable()
+            parts = self._parts[1]
+            if names_t:
+                frames = list(itertools.accumulate(json.loads(b"[" + parts[0] + b"]")))
+                steps = list(itertools.accumulate(json.loads(b"[" + parts[2] + b"]")))
+                if len(frames) != len(names_t) or len(steps) != len(names_t) \
+                        or not set(map(type, frames)) | set(map(type, steps)) <= {int}:
+                    raise _Unreadable()
+                for nid in nids:
+                    tok = b"%d" % nid
+                    for pos in itertools.compress(range(len(names_t)), map(tok.__eq__, names_t)):
+                        v = vids_t[pos]
+                        rows.append((frames[pos], nid, steps[pos], None if v == b"null" else int(v)))
+        except (_Unreadable, ValueError, TypeError, RecursionError):
+            store = self.store
+            rows = [(frame, n, st, vid) for frame, per in store._guarded(store.piece(i).bindings).items()
+                    for n, st, vid in per if n in nids]
+        rows.sort(key=lambda r: r[2])  # stable: at one step the later row stays the later
+        table: dict[tuple[int, int], tuple[list[int], list]] = {}
+        for frame, nid, st, vid in rows:
+            entry = table.get((frame, nid))
+            if entry is None:
+                entry = table[(frame, nid)] = ([], [])
+            entry[0].append(st)
+            entry[1].append(vid)
+        return table
 
     def _holds(self, cond: "Condition", step: int) -> bool:
         rec = self.rec
@@ -322,14 +483,14 @@ class FilmSearch:
         cond = b.condition
         if cond is not None and not self.gate(cond).may_hold(i):
             return []
-        found: list[int] = []
-        if b.line is not None:
-            found = self._chunk_hits(i, b.codes, b.line)
-        if b.function:
-            found = sorted(found + self._chunk_hits(i, b.codes, None))
-        if cond is None:
+        found = self._chunk_matches_all(b, i)
+        if cond is None or not found:
             return list(found)
-        return [s for s in found if self._holds(cond, s)]
+        key = (cond.text, b.codes, b.line, bool(b.function), i)
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = frozenset(self._bulk(cond, i, found))
+        return [s for s in found if s in held]
 
     def gate(self, cond: "Condition") -> "ConditionGate":
         found = self._gates.get(cond.text)
@@ -365,6 +526,8 @@ class FilmSearch:
         text = self._prefix(i, b',"vals":[')
         at = text.find(b',"bindings":[[')
         found: tuple[list[bytes], list[bytes]] = ([], [])
+        self._texts = None
+        parts: list[bytes] = []
         if at >= 0:
             # [[frames],[names],[steps],[values]]: four lists of numbers;
             # names and values are plain (not differences), so the values
@@ -380,6 +543,7 @@ class FilmSearch:
                 if len(found[0]) != len(found[1]):
                     raise _Unreadable()
         self._texts = (i, found)
+        self._parts = (i, parts)
         return found
 
     def _is_mutable(self, vid: int) -> bool:
@@ -475,3 +639,20 @@ def _act_codes_in(text: bytes) -> dict[int, int] | None:
         return None
     made = dict(zip(itertools.accumulate(ids), codes))
     return {act: made[frame] for act, frame in zip(itertools.accumulate(act_ids), act_frames) if frame in made}
+
+
+def _act_frames_in(text: bytes) -> dict[int, int] | None:
+    """act -> frame of the activations a chunk opens, from its
+    ``activations`` section (None: unreadable)."""
+    try:
+        a = text.index(b',"activations":')
+        acts = json.loads(text[a + len(b',"activations":'):])
+        if type(acts) is not list or len(acts) != 8:
+            return None
+        act_ids, act_frames = acts[0], acts[1]
+        if not all(type(col) is list and set(map(type, col)) <= {int} for col in (act_ids, act_frames)) \
+                or len(act_ids) != len(act_frames):
+            return None
+    except (ValueError, RecursionError):
+        return None
+    return dict(zip(itertools.accumulate(act_ids), act_frames))
