@@ -307,11 +307,13 @@ class FilmSearch:
                 step = min(step, span[1] + 1)
         cond = b.condition
         chunk_ok = self.gate(cond).may_hold if cond is not None else None
+        first = True
         for i, run in self._runs(b, step, forward, bound, chunk_ok):
-            for s in (self._holding(cond, b, i, run) if cond is not None else run):
+            for s in (self._holding(cond, b, i, run, first) if cond is not None else run):
                 if use_also and b.also is not None and not b.also(s):
                     continue
                 yield s
+            first = False
 
     def _chunk_matches_all(self, b: "Breakpoint", i: int) -> list[int]:
         found: list[int] = []
@@ -352,20 +354,21 @@ class FilmSearch:
                     yield i, run
             i += inc
 
-    def _holding(self, cond: "Condition", b: "Breakpoint", i: int, run: list[int]) -> Iterator[int]:
+    def _holding(self, cond: "Condition", b: "Breakpoint", i: int, run: list[int], first: bool) -> Iterator[int]:
         """The steps of ``run`` (hits of ``b`` in chunk ``i``, in search
-        order) where ``cond`` holds: the first few read one by one (a near
-        stop reads little), then the whole chunk at once, kept."""
+        order) where ``cond`` holds: in the search's ``first`` chunk the
+        first few read one by one (a near stop reads little), else the whole
+        chunk at once, kept."""
         key = (cond.text, b.codes, b.line, bool(b.function), i)
         held = self._held.get(key)
         if held is None:
-            for s in run[:_ONE_BY_ONE]:
+            for s in run[:_ONE_BY_ONE if first else 0]:
                 if self._holds(cond, s):
                     yield s
-            if len(run) <= _ONE_BY_ONE:
+            if first and len(run) <= _ONE_BY_ONE:
                 return
             held = self._held[key] = frozenset(self._bulk(cond, i, self._chunk_matches_all(b, i)))
-            run = run[_ONE_BY_ONE:]
+            run = run[_ONE_BY_ONE:] if first else run
         for s in run:
             if s in held:
                 yield s
@@ -425,10 +428,12 @@ class FilmSearch:
                 for (n, _nid), vid in zip(names, combo):
                     if vid:
                         row = local.get(vid) if local is not None else None
+                        if row is None:
+                            row = store.val(vid, s)
                         if row is not None and row[0] is None:
                             env[n] = Value(row[2], row[3], row[4], row[5])
                             continue
-                        mutable = mutable or self._is_mutable(vid)
+                        mutable = True
                         value = rec.value(vid, s)
                         if value is not None:
                             env[n] = value
