@@ -46,7 +46,7 @@ def bump(box, i):
 
 
 def test_search():
-    box = []
+    box, start = [], 7
     total = 0
     for i in range({n}):
         rows = scale([i, i + 1, 2], i % 3)
@@ -163,6 +163,9 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "a mutated list": [{"line": IF_LINE, "condition": "box[2] == 2"}],
     "a mutated list, never": [{"line": BOX_LINE, "condition": "box[0] == 9"}],
     "rebound in one frame": [{"line": ROWS_LINE, "condition": "flag == True"}],
+    "bound once, long before": [{"line": ROWS_LINE, "condition": "start == 7 and i > 500"}],
+    "rebound in one frame, two names": [{"line": ROWS_LINE, "condition": "flag == True and total > 100000"}],
+    "many values, near the end only": [{"line": APPEND_LINE, "condition": "v == 850"}],
     "two, one conditional, shared line": [{"line": APPEND_LINE, "condition": "w == 4"}, {"line": W_LINE},
                                           {"line": APPEND_LINE}],
     "hit == 3": [{"line": APPEND_LINE, "hitCondition": "3"}],
