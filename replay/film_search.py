@@ -4,25 +4,27 @@ A search for ``c`` / ``rc`` (and ``escope dap``'s ``continue``) may cross
 the whole film, a million events.  Walking it event by event in Python
 costs most of a second, so a search here works on whole chunks:
 
-* a chunk's ``lines`` column is read as text first (the events section is
-  the chunk's first bytes, so only they are decompressed): a chunk whose
-  column does not hold the breakpoint's line number is skipped without
-  decoding anything;
-* in a chunk that holds it, the decoded columns are searched with
-  ``list.index`` (C speed), and only those positions are checked (kind,
-  code of the activation);
-* the hits of each breakpoint, before its condition, are cached by chunk,
-  so a second search over the same stretch reads nothing;
+* a chunk's ``lines`` column is read as text first, inflating only the
+  chunk's first bytes (``film_columns``): a chunk whose column does not
+  hold the breakpoint's line number is passed over, nothing decoded;
+* in a chunk that holds it, the kinds, acts and lines columns are searched
+  with ``list.index`` (C speed), and only those positions are checked
+  (kind, code of the activation);
+* the hits of each breakpoint, before its condition, are kept by chunk, so
+  a second search, a hit count or ``gotoTargets`` over the same stretch
+  reads nothing;
 * a condition is a function of the values its names are bound to.  While
   every value bound to those names up to a chunk's end is immutable, the
   condition can only hold for some combination of them: when none makes it
-  hold, no hit up to there can stop, and the chunk is skipped without
-  reading a single local.  The values bound to each name are read from the
-  chunk's ``bindings`` columns and cached by chunk.
+  hold, no hit up to there can stop, and the chunk is passed over without
+  reading a single local (``ConditionGate``).  Otherwise the names of all
+  the chunk's hits are resolved at once from its bindings columns, each
+  combination of immutable values evaluated once, and the hits where the
+  condition holds are kept by chunk.
 
-Everything checked as it is read: text that does not look like escope's
-falls back to ``FilmStore``'s own decoding, which says "the recording is
-corrupt" in one line.
+What cannot be read this way (a damaged chunk) falls back to
+``FilmStore``'s own decoding, which says "the recording is corrupt" in one
+line.
 """
 
 from __future__ import annotations
@@ -30,12 +32,10 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
-import zlib
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import apsw
-
 from ..recorder import schema
+from .film_columns import ChunkColumns, Unreadable as _Unreadable, act_codes_in, act_frames_in
 from .state import frame_values
 from .values import Value
 
@@ -47,26 +47,14 @@ if TYPE_CHECKING:
 
 __all__ = ["FilmSearch", "search_for"]
 
-#: Compressed bytes first read from a chunk's blob while looking for the
-#: end of a section (doubled at each further read).
-_READ = 4 << 10
-#: Decompressed bytes produced at a time while looking for a section's end.
-_OUT = 8 << 10
 #: Hits of a chunk whose condition is read one by one before the rest of
 #: the chunk is read at once.
 _ONE_BY_ONE = 8
 #: Combinations of values kept with their condition's truth, per condition.
-_MEMO = 1 << 20
+_MEMO = 1 << 16
 #: Combinations of bound values a condition is tried on before a chunk is
 #: searched hit by hit instead.
 MAX_COMBINATIONS = 4096
-
-_EVENTS = b'{"events":[['
-
-
-class _Unreadable(Exception):
-    """Chunk text this module cannot read: fall back to ``FilmStore``."""
-
 
 def search_for(rec: "Recording") -> "FilmSearch":
     """The search state of ``rec`` (made on first use, kept on the recording)."""
@@ -84,84 +72,19 @@ class FilmSearch:
         assert rec.store is not None
         self.rec = rec
         self.store: "FilmStore" = rec.store
-        #: chunk -> its ``lines`` column as text, framed by commas
-        self._lines_text: dict[int, bytes] = {}
+        self.columns = ChunkColumns(self.store)
         #: (codes, line or None for calls) -> chunk -> steps of hits
         self._hits: dict[tuple[frozenset[int], int | None], dict[int, list[int]]] = {}
         #: (chunk, name id) -> value ids bound to that name in the chunk
         self._bound: dict[tuple[int, int], frozenset[int | None]] = {}
         #: value id -> whether it is a snapshot of a mutable object
         self._mutable: dict[int, bool] = {}
-        self._texts: tuple[int, tuple[list[bytes], list[bytes]]] | None = None
-        self._parts: tuple[int, list[bytes]] | None = None
         #: (condition text, breakpoint's codes, line, function, chunk) -> hits where it holds
         self._held: dict[tuple, frozenset[int]] = {}
         #: condition text -> {value ids of its names: whether it holds}
         self._memos: dict[str, dict[tuple, bool]] = {}
         #: condition text -> its gate
         self._gates: dict[str, ConditionGate] = {}
-
-    # -- raw chunk text ---------------------------------------------------------------
-
-    def _prefix(self, i: int, marker: bytes, nth: int = 1) -> bytes:
-        """The chunk's text up to the ``nth`` ``marker`` after the events
-        section's start (decompressed no further)."""
-        store = self.store
-        try:
-            blob = store.conn.blob_open("main", "chunks", "data", store.ids[i], False)
-        except (apsw.Error, TypeError, OverflowError) as exc:
-            raise _Unreadable() from exc
-        try:
-            d = zlib.decompressobj()
-            out = bytearray()
-            scan, seen, size = len(_EVENTS), 0, _READ
-            pending = b""
-            while True:
-                if not pending:
-                    pending = blob.read(size)
-                    if not pending:
-                        break
-                    size = min(size * 2, 64 << 10)
-                # a slice of output at a time: what lies past the marker is
-                # never decompressed
-                out += d.decompress(pending, _OUT)
-                pending = d.unconsumed_tail
-                if len(out) >= schema.CHUNK_LIMIT:
-                    raise _Unreadable()
-                while True:
-                    at = out.find(marker, scan)
-                    if at < 0:
-                        scan = max(scan, len(out) - len(marker) + 1)
-                        break
-                    seen += 1
-                    if seen == nth:
-                        if not out.startswith(_EVENTS):
-                            raise _Unreadable()
-                        return bytes(out[:at])
-                    scan = at + len(marker)
-        except (apsw.Error, zlib.error) as exc:
-            raise _Unreadable() from exc
-        finally:
-            blob.close()
-        raise _Unreadable()
-
-    def lines_text(self, i: int) -> bytes | None:
-        """Chunk ``i``'s ``lines`` column as ``,L1,L2,...,`` (None: unreadable)."""
-        found = self._lines_text.get(i)
-        if found is None:
-            try:
-                # [[kinds],[acts],[lines],[times],...: no list inside a
-                # column, so the third "],[" ends the lines (the long times
-                # column is never decompressed)
-                events = self._prefix(i, b"],[", 3)
-                a = events.index(b"],[", len(_EVENTS)) + 3
-                body = events[events.index(b"],[", a) + 3:]
-                if body.translate(None, b"0123456789,-"):
-                    raise _Unreadable()
-                found = self._lines_text[i] = b"," + body + b","
-            except (_Unreadable, ValueError):
-                return None
-        return found
 
     # -- hits before conditions -------------------------------------------------------
 
@@ -175,11 +98,11 @@ class FilmSearch:
         rec, store = self.rec, self.store
         found = []
         if line is not None:
-            text = self.lines_text(i)
+            text = self.columns.lines_text(i)
             if text is not None and (b",%d," % line) not in text:
                 per[i] = found
                 return found
-        lean = self._lean(i)
+        lean = self.columns.lean(i)
         if lean is not None:
             kinds, acts, lines, text = lean
         else:
@@ -201,7 +124,7 @@ class FilmSearch:
         # own activations and frames at once, not one lookup each
         local: dict[int, int] = {}
         if len(positions) > 64:
-            found_codes = _act_codes_in(text) if text is not None else None
+            found_codes = act_codes_in(text) if text is not None else None
             local = found_codes if found_codes is not None else self._act_codes(i)
         wanted: dict[int, bool] = {}
         for pos in positions:
@@ -216,30 +139,6 @@ class FilmSearch:
                 found.append(base + pos)
         per[i] = found
         return found
-
-    def _lean(self, i: int) -> tuple[list[int], list[int], list[int], bytes] | None:
-        """``(kinds, acts, lines, text)`` of chunk ``i`` from its text up to
-        the bindings: the times and values columns are never decoded, nor
-        anything past the activations inflated.  None: read it the long way."""
-        try:
-            text = self._prefix(i, b',"bindings":[')
-            end = text.index(b',"frames":[')
-            # [[kinds],[acts],[lines],[times],[values]]
-            a = text.index(b"],[", len(_EVENTS))
-            b = text.index(b"],[", a + 3)
-            c = text.index(b"],[", b + 3)
-            if c > end:
-                return None
-            kinds = json.loads(b"[" + text[len(_EVENTS):a] + b"]")
-            steps = json.loads(b"[" + text[a + 3:b] + b"]")
-            lines = json.loads(b"[" + text[b + 3:c] + b"]")
-        except (_Unreadable, ValueError, RecursionError):
-            return None
-        n = self.store.steps[i]
-        if not all(type(col) is list and len(col) == n and set(map(type, col)) <= {int}
-                   for col in (kinds, steps, lines)):
-            return None
-        return kinds, list(itertools.accumulate(steps)), lines, text
 
     def _act_codes(self, i: int) -> dict[int, int]:
         """act -> code of the activations opened in chunk ``i`` whose frame
@@ -381,11 +280,11 @@ class FilmSearch:
         ids = rec.name_ids()
         names = [(n, ids.get(n)) for n in sorted(cond.names)]
         base = store.bases[i]
-        lean = self._lean(i)
+        lean = self.columns.lean(i)
         act_frames: dict[int, int] = {}
         if lean is not None:
             acts = lean[1]
-            act_frames = _act_frames_in(lean[3]) or {}
+            act_frames = act_frames_in(lean[3]) or {}
         else:
             acts = store._guarded(store.piece(i).events)[1]
         table = self._chunk_bindings(i, frozenset(nid for _n, nid in names if nid is not None))
@@ -449,10 +348,8 @@ class FilmSearch:
         of ``nids``, in step order."""
         rows: list[tuple[int, int, int, int | None]] = []
         try:
-            names_t, vids_t = self._binding_texts(i)
-            if self._parts is None or self._parts[0] != i:
-                raise _Unreadable()
-            parts = self._parts[1]
+            names_t, vids_t = self.columns.binding_texts(i)
+            parts = self.columns.binding_parts(i)
             if names_t:
                 frames = list(itertools.accumulate(json.loads(b"[" + parts[0] + b"]")))
                 steps = list(itertools.accumulate(json.loads(b"[" + parts[2] + b"]")))
@@ -512,7 +409,7 @@ class FilmSearch:
             return found
         vids: set[int | None] = set()
         try:
-            names_t, vids_t = self._binding_texts(i)
+            names_t, vids_t = self.columns.binding_texts(i)
             tok = b"%d" % name
             vids = {None if v == b"null" else int(v)
                     for v in set(itertools.compress(vids_t, map(tok.__eq__, names_t)))}
@@ -521,34 +418,6 @@ class FilmSearch:
             rows = store._guarded(store.piece(i).bindings)
             vids = {vid for per_frame in rows.values() for n, _s, vid in per_frame if n == name}
         found = self._bound[(i, name)] = frozenset(vids)
-        return found
-
-    def _binding_texts(self, i: int) -> tuple[list[bytes], list[bytes]]:
-        """The ``name`` and ``value`` columns of chunk ``i``'s bindings, as
-        lists of their numbers' texts (the last chunk's kept)."""
-        if self._texts is not None and self._texts[0] == i:
-            return self._texts[1]
-        text = self._prefix(i, b',"vals":[')
-        at = text.find(b',"bindings":[[')
-        found: tuple[list[bytes], list[bytes]] = ([], [])
-        self._texts = None
-        parts: list[bytes] = []
-        if at >= 0:
-            # [[frames],[names],[steps],[values]]: four lists of numbers;
-            # names and values are plain (not differences), so the values
-            # bound to a name come from the texts alone
-            body = text[at + len(b',"bindings":'):]
-            if not body.startswith(b"[[") or not body.endswith(b"]]"):
-                raise _Unreadable()
-            parts = body[2:-2].split(b"],[")
-            if len(parts) != 4:
-                raise _Unreadable()
-            if parts[1] or parts[3]:
-                found = (parts[1].split(b","), parts[3].split(b","))
-                if len(found[0]) != len(found[1]):
-                    raise _Unreadable()
-        self._texts = (i, found)
-        self._parts = (i, parts)
         return found
 
     def _is_mutable(self, vid: int) -> bool:
@@ -624,40 +493,3 @@ class ConditionGate:
                 self._may[self._upto] = False
         result = self._may.get(i, True)
         return result
-
-
-def _act_codes_in(text: bytes) -> dict[int, int] | None:
-    """act -> code of the activations a chunk opens whose frame it makes,
-    from its ``frames`` and ``activations`` sections (None: unreadable)."""
-    try:
-        f = text.index(b',"frames":')
-        a = text.index(b',"activations":', f)
-        frames = json.loads(text[f + len(b',"frames":'):a])
-        acts = json.loads(text[a + len(b',"activations":'):])
-        if type(frames) is not list or type(acts) is not list or len(frames) != 3 or len(acts) != 8:
-            return None
-        ids, codes, act_ids, act_frames = frames[0], frames[1], acts[0], acts[1]
-        if not all(type(col) is list and set(map(type, col)) <= {int} for col in (ids, codes, act_ids, act_frames)) \
-                or len(ids) != len(codes) or len(act_ids) != len(act_frames):
-            return None
-    except (ValueError, RecursionError):
-        return None
-    made = dict(zip(itertools.accumulate(ids), codes))
-    return {act: made[frame] for act, frame in zip(itertools.accumulate(act_ids), act_frames) if frame in made}
-
-
-def _act_frames_in(text: bytes) -> dict[int, int] | None:
-    """act -> frame of the activations a chunk opens, from its
-    ``activations`` section (None: unreadable)."""
-    try:
-        a = text.index(b',"activations":')
-        acts = json.loads(text[a + len(b',"activations":'):])
-        if type(acts) is not list or len(acts) != 8:
-            return None
-        act_ids, act_frames = acts[0], acts[1]
-        if not all(type(col) is list and set(map(type, col)) <= {int} for col in (act_ids, act_frames)) \
-                or len(act_ids) != len(act_frames):
-            return None
-    except (ValueError, RecursionError):
-        return None
-    return dict(zip(itertools.accumulate(act_ids), act_frames))
