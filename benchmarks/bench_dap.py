@@ -189,6 +189,8 @@ def _first_searches(path: Path, env: dict[str, str], results: dict[str, Any]) ->
     cases = [
         ("a line breakpoint a film ahead (start -> assert)", 1, True, [{"line": ASSERT_LINE}]),
         ("condition never true (a film of candidates)", 1, True, [{"line": APPEND_LINE, "condition": "y == 99"}]),
+        ("condition i == 100000 (a new value at each hit)", 1, True,
+         [{"line": APPEND_LINE, "condition": "i == 100000"}]),
         ("hitCondition % 3 from the end (counts every hit)", -50, True,
          [{"line": APPEND_LINE, "hitCondition": "% 3"}]),
         ("hitCondition % 3 and y == 3, from the end", -50, True,
