@@ -165,7 +165,6 @@ class Breakpoints:
         self.functions: list[nav.Breakpoint] = []
         self.filters: set[str] = set()
         self._next_id = 0
-        self._hits: dict[int, _HitCounter] = {}
 
     def _id(self) -> int:
         self._next_id += 1
@@ -183,7 +182,6 @@ class Breakpoints:
 
     def _hit_test(self, b: nav.Breakpoint, hit: HitCondition) -> Callable[[int], bool]:
         counter = _HitCounter(self.rec, b)
-        self._hits[b.number] = counter
 
         def test(step: int) -> bool:
             return hit.accepts(counter.ordinal(step, hit.cap))
@@ -229,7 +227,6 @@ class Breakpoints:
             out.append(entry)
         if file is not None:
             self.lines[file] = kept
-        self._hits = {}
         return out
 
     def set_functions(self, specs: list[Any]) -> list[dict[str, Any]]:
@@ -250,7 +247,6 @@ class Breakpoints:
                 continue
             self.functions.append(b)
             out.append({"id": bid, "verified": True})
-        self._hits = {}
         return out
 
     def set_exceptions(self, filters: Any) -> list[dict[str, Any]]:
