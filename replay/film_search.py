@@ -326,11 +326,11 @@ class FilmSearch:
                 mutable = False
                 for (n, _nid), vid in zip(names, combo):
                     if vid:
-                        row = local.get(vid) if local is not None else None
-                        if row is None:
-                            row = store.val(vid, s)
-                        if row is not None and row[0] is None:
-                            env[n] = Value(row[2], row[3], row[4], row[5])
+                        vrow = local.get(vid) if local is not None else None
+                        if vrow is None:
+                            vrow = store.val(vid, s)
+                        if vrow is not None and vrow[0] is None:
+                            env[n] = Value(vrow[2], vrow[3], vrow[4], vrow[5])
                             continue
                         mutable = True
                         value = rec.value(vid, s)
