@@ -8,7 +8,9 @@ moment its response is read (what an editor waits for; a motion's
 before the response is sent).  Each request is timed at random steps near
 the start (first 5%) and near the end (last 5%) of the film, placed there
 with ``goto`` (not timed); the figure is the median.  Breakpoint searches
-are timed for a near hit and for the worst case, a hit a whole film away.
+are timed for a near hit and for the worst case, a hit a whole film away;
+film-long searches also as the first of a fresh session (nothing of the
+film read yet) and again.
 
     python benchmarks/bench_dap.py [--samples N] [--keep DIR] [--json OUT]
 
@@ -35,8 +37,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_replay import BUDGET_MS, recording  # noqa: E402
 
 #: Lines of bench_replay.PROGRAM: ``acc.append(y)`` in work, ``total +=``
-#: in the loop, the final assert.
-APPEND_LINE, LOOP_LINE, ASSERT_LINE = 5, 13, 16
+#: in the loop, the final assert, ``acc = []`` before the loop.
+APPEND_LINE, LOOP_LINE, ASSERT_LINE, BEFORE_LOOP_LINE = 5, 13, 16, 11
+#: Fresh sessions per film-long search timed as a session's first.
+FRESH_SESSIONS = 3
 
 
 class Client:
@@ -105,6 +109,7 @@ def measure(path: Path, samples: int, seed: int) -> dict[str, Any]:
         c.ok("initialize", adapterID="bench")
         results["launch"], _ = c.request("launch", recording=str(path))
         _requests(c, results, rng, samples)
+        _first_searches(path, env, results)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     return results
@@ -178,6 +183,41 @@ def _requests(c: Client, results: dict[str, Any], rng: random.Random, samples: i
     c.ok("setBreakpoints", source={"path": test_file}, breakpoints=[])
     results["events"] = n
     c.close()
+
+
+def _first_searches(path: Path, env: dict[str, str], results: dict[str, Any]) -> None:
+    """Film-long searches as the first of a session (a fresh ``escope dap``
+    each, nothing read yet), then the same search again; medians of
+    ``FRESH_SESSIONS`` sessions."""
+    cases = [
+        ("a line breakpoint a film ahead (start -> assert)", 1, True, [{"line": ASSERT_LINE}]),
+        ("condition never true (a film of candidates)", 1, True, [{"line": APPEND_LINE, "condition": "y == 99"}]),
+        ("condition i == 100000 (a new value at each hit)", 1, True,
+         [{"line": APPEND_LINE, "condition": "i == 100000"}]),
+        ("hitCondition % 3 from the end (counts every hit)", -50, True,
+         [{"line": APPEND_LINE, "hitCondition": "% 3"}]),
+        ("hitCondition % 3 and y == 3, from the end", -50, True,
+         [{"line": APPEND_LINE, "hitCondition": "% 3", "condition": "y == 3"}]),
+        ("a line breakpoint a film behind (end -> before the loop)", -2, False, [{"line": BEFORE_LOOP_LINE}]),
+    ]
+    times: dict[str, list[float]] = {}
+    for name, at, forward, breakpoints in cases * FRESH_SESSIONS:
+        c = Client(path.parent, env)
+        c.ok("initialize", adapterID="bench")
+        c.ok("launch", recording=str(path))
+        c.ok("configurationDone")
+        test_file = str(Path(c.ok("stackTrace", threadId=1)["stackFrames"][0]["source"]["path"]))
+        said = next(e["body"]["output"] for e in c.events if e.get("event") == "output")
+        n = int(said.rsplit("-", 1)[1]) + 1
+        step = at if at > 0 else n + at
+        c.ok("setBreakpoints", source={"path": test_file}, breakpoints=breakpoints)
+        command = "continue" if forward else "reverseContinue"
+        for label in ("first search of a session", "again"):
+            c.ok("goto", threadId=1, targetId=step + 1)
+            times.setdefault(f"{command}, {name}: {label}", []).append(c.request(command, threadId=1)[0])
+        c.close()
+    for key, values in times.items():
+        results[key] = statistics.median(values)
 
 
 def main() -> int:

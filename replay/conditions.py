@@ -26,7 +26,7 @@ import operator
 from typing import Any, Callable
 
 from .errors import UnknownNameError, UsageError
-from .values import parse_path, walk
+from .values import Path, parse_path, walk
 
 _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
@@ -54,9 +54,13 @@ class Condition:
         self._check(self.tree)
         #: The local names the condition reads: a search reads only these
         #: at each candidate step, not the whole frame.
-        self.names: frozenset[str] = frozenset(
-            parse_path(self._source(n)).root for n in ast.walk(self.tree)
-            if isinstance(n, (ast.Name, ast.Attribute, ast.Subscript)) and self._source(n))
+        #: Each name or path of the tree, parsed once: a search evaluates
+        #: the condition at thousands of steps.
+        self._paths: dict[int, Path] = {}
+        for n in ast.walk(self.tree):
+            if isinstance(n, (ast.Name, ast.Attribute, ast.Subscript)) and self._source(n):
+                self._paths[id(n)] = parse_path(self._source(n))
+        self.names: frozenset[str] = frozenset(p.root for p in self._paths.values())
 
     def __str__(self) -> str:
         return self.text
@@ -120,11 +124,11 @@ class Condition:
             return True
         if isinstance(node, ast.Constant):
             return node.value
-        return _python_value(self._lookup(self._source(node), env))
+        path = self._paths.get(id(node))
+        return _python_value(self._lookup(path if path is not None else parse_path(self._source(node)), env))
 
     @staticmethod
-    def _lookup(text: str, env: dict[str, Any]) -> dict[str, Any]:
-        path = parse_path(text)
+    def _lookup(path: Path, env: dict[str, Any]) -> dict[str, Any]:
         value = env.get(path.root)
         if value is None:
             raise _Unknown()

@@ -27,6 +27,7 @@ from ..recorder import schema
 from . import navigation as nav
 from .conditions import Condition
 from .errors import EscopeError, UsageError
+from .film_search import search_for
 from .state import exception_in_flight, frame_values
 
 if TYPE_CHECKING:
@@ -44,6 +45,65 @@ EXCEPTION_FILTERS = [
 _HIT = re.compile(r"^\s*(==|>=|<=|>|<|%)?\s*(\d+)\s*$")
 
 
+class _HitCounter:
+    """The steps where a breakpoint matches and its condition holds,
+    counted from the film's start only as far as a question needs: a chunk
+    of the film at a time (an unpacked film: all at once)."""
+
+    def __init__(self, rec: "Recording", b: nav.Breakpoint) -> None:
+        self.rec, self.b = rec, b
+        self.steps: list[int] = []
+        #: the next chunk to count (len(bases): all counted)
+        self._next = 0
+        self._ends = len(rec.store.bases) if rec.store is not None else 1
+
+    def _more(self) -> bool:
+        if self._next >= self._ends:
+            return False
+        if self.rec.store is not None:
+            self.steps.extend(search_for(self.rec).chunk_matches(self.b, self._next))
+        else:
+            self.steps = _all_hits_sql(self.rec, self.b)
+        self._next += 1
+        return True
+
+    def _covers(self, step: int) -> bool:
+        """Whether every hit at or before ``step`` is counted."""
+        store = self.rec.store
+        return self._next >= self._ends or (store is not None and store.bases[self._next] > step)
+
+    def ordinal(self, step: int, cap: int | None = None) -> int:
+        """The number of hits at or before ``step``; once past ``cap``, any
+        number above it (the hits counted so far all lie before ``step``)."""
+        while not self._covers(step) and (cap is None or len(self.steps) <= cap) and self._more():
+            pass
+        return bisect.bisect_right(self.steps, step)
+
+    def nth(self, n: int) -> int | None:
+        """The step of hit number ``n`` (from 1); None when there are fewer."""
+        while len(self.steps) < n and self._more():
+            pass
+        return self.steps[n - 1] if len(self.steps) >= n else None
+
+
+def _all_hits_sql(rec: "Recording", b: nav.Breakpoint) -> list[int]:
+    """Every step where ``b`` matches and its condition holds, in an
+    unpacked film: one pass over its line (call) events, joined to their
+    code by SQLite rather than one lookup per activation."""
+    codes = sorted(b.codes)
+    # events_kind is a partial index (WHERE kind != LINE): SQLite uses
+    # it only when the query holds that very term
+    where = (f"e.kind = {schema.CALL} AND e.kind != {schema.LINE}" if b.function
+             else f"e.kind = {schema.LINE} AND e.line = ?")
+    sql = (f"SELECT e.step, a.frame FROM events e JOIN activations a ON a.act = e.act "
+           f"JOIN frames f ON f.frame = a.frame WHERE {where} "
+           f"AND f.code IN ({','.join('?' * len(codes))}) ORDER BY e.step")
+    args = tuple(codes) if b.function else (b.line, *codes)
+    cond = b.condition
+    return [step for step, frame in rec.iterate(sql, args)
+            if cond is None or cond.holds(frame_values(rec, frame, step, cond.names))]
+
+
 class HitCondition:
     """``N`` (the Nth hit only, as debugpy reads it), ``== N``, ``> N``, ``>= N``, ``< N``, ``<= N``
     or ``% N`` (every Nth hit)."""
@@ -56,6 +116,10 @@ class HitCondition:
         self.op, self.n = m.group(1) or "==", int(m.group(2))
         if self.op == "%" and self.n == 0:
             raise UsageError("the hit condition % 0 divides by zero", fix="use % N with N of 1 or more")
+        n = self.n
+        #: the lowest and highest hit numbers it accepts (None: no highest)
+        self.floor: int = max(1, {"==": n, ">=": n, ">": n + 1, "%": n}.get(self.op, 1))
+        self.cap: int | None = {"==": n, "<=": n, "<": n - 1}.get(self.op)
 
     def accepts(self, hit: int) -> bool:
         op, n = self.op, self.n
@@ -101,7 +165,6 @@ class Breakpoints:
         self.functions: list[nav.Breakpoint] = []
         self.filters: set[str] = set()
         self._next_id = 0
-        self._hits: dict[int, list[int]] = {}
 
     def _id(self) -> int:
         self._next_id += 1
@@ -118,31 +181,22 @@ class Breakpoints:
             b.also = self._hit_test(b, hit)
 
     def _hit_test(self, b: nav.Breakpoint, hit: HitCondition) -> Callable[[int], bool]:
-        def test(step: int) -> bool:
-            return hit.accepts(bisect.bisect_right(self._all_hits(b), step))
-        return test
+        counter = _HitCounter(self.rec, b)
 
-    def _all_hits(self, b: nav.Breakpoint) -> list[int]:
-        """Every step of the film where ``b`` matches and its condition holds,
-        found once per breakpoint: one pass over the film's line (call)
-        events, joined to their code by SQLite rather than one lookup per
-        activation."""
-        found = self._hits.get(b.number)
-        if found is None:
-            codes = sorted(b.codes)
-            # events_kind is a partial index (WHERE kind != LINE): SQLite uses
-            # it only when the query holds that very term
-            where = (f"e.kind = {schema.CALL} AND e.kind != {schema.LINE}" if b.function
-                     else f"e.kind = {schema.LINE} AND e.line = ?")
-            sql = (f"SELECT e.step, a.frame FROM events e JOIN activations a ON a.act = e.act "
-                   f"JOIN frames f ON f.frame = a.frame WHERE {where} "
-                   f"AND f.code IN ({','.join('?' * len(codes))}) ORDER BY e.step")
-            args = tuple(codes) if b.function else (b.line, *codes)
-            cond = b.condition
-            found = [step for step, frame in self.rec.iterate(sql, args)
-                     if cond is None or cond.holds(frame_values(self.rec, frame, step, cond.names))]
-            self._hits[b.number] = found
-        return found
+        def test(step: int) -> bool:
+            return hit.accepts(counter.ordinal(step, hit.cap))
+
+        def window() -> tuple[int, int] | None:
+            if hit.cap is not None and hit.floor > hit.cap:
+                return None
+            lo = counter.nth(hit.floor)
+            if lo is None:
+                return None
+            hi = counter.nth(hit.cap) if hit.cap is not None else None
+            return lo, self.rec.last_step if hi is None else hi
+
+        b.window = window
+        return test
 
     def set_lines(self, file: int | None, name: str, specs: list[Any]) -> list[dict[str, Any]]:
         """``setBreakpoints`` for one source: replaces that source's breakpoints."""
@@ -173,7 +227,6 @@ class Breakpoints:
             out.append(entry)
         if file is not None:
             self.lines[file] = kept
-        self._hits = {}
         return out
 
     def set_functions(self, specs: list[Any]) -> list[dict[str, Any]]:
@@ -194,7 +247,6 @@ class Breakpoints:
                 continue
             self.functions.append(b)
             out.append({"id": bid, "verified": True})
-        self._hits = {}
         return out
 
     def set_exceptions(self, filters: Any) -> list[dict[str, Any]]:

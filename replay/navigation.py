@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..recorder import schema
 from .conditions import Condition
 from .errors import UnknownNameError, UsageError
+from .film_search import search_for
 from .state import frame_values
 from .values import Path, Value, parse_path, walk
 
@@ -100,6 +101,9 @@ class Breakpoint:
     #: One more test at a step where the breakpoint matched and its
     #: condition held (``escope dap``'s hit counts); None: always stops.
     also: Callable[[int], bool] | None = None
+    #: ``(first, last)``: the steps outside which ``also`` never passes
+    #: (None: it passes nowhere), so a search stops early; None: no window.
+    window: Callable[[], tuple[int, int] | None] | None = None
 
     def __str__(self) -> str:
         where = f"function {self.function}" if self.function else f"{self.file}:{self.line}"
@@ -149,12 +153,7 @@ def _line_scan(rec: "Recording", codes: frozenset[int], line: int, step: int, fo
     """The first line step at ``line`` in ``codes`` after (before) ``step``,
     not past ``bound`` when given."""
     if rec.store is not None:
-        for s, kind, act, at, _value in _film_from(rec, step, forward):
-            if bound is not None and (s > bound if forward else s < bound):
-                return None
-            if kind == schema.LINE and at == line and rec.act(act).code in codes:
-                return s
-        return None
+        return next(search_for(rec).hits(codes, line, step, forward, bound), None)
     op, order = (">", "") if forward else ("<", " DESC")
     sql = f"SELECT step, act FROM events WHERE step {op} ? AND kind = ? AND line = ?"
     args: tuple = (step, schema.LINE, line)
@@ -165,13 +164,6 @@ def _line_scan(rec: "Recording", codes: frozenset[int], line: int, step: int, fo
         if rec.act(act).code in codes:
             return s
     return None
-
-
-def _film_from(rec: "Recording", step: int, forward: bool) -> Any:
-    """The film's steps after (before) ``step``, read from the chunks."""
-    start = step + 1 if forward else step - 1
-    if rec.first_step <= start <= rec.last_step:
-        yield from rec.walk(start, forward)
 
 
 def line_step(rec: "Recording", codes: frozenset[int], line: int, step: int) -> int | None:
@@ -302,6 +294,17 @@ def watch_change(rec: "Recording", w: Watch, step: int, forward: bool) -> int | 
 def breakpoint_hit(rec: "Recording", bps: list[Breakpoint], step: int, forward: bool) -> tuple[int, Breakpoint] | None:
     if not bps:
         return None
+    if rec.store is not None:
+        search = search_for(rec)
+        best: tuple[int, Breakpoint] | None = None
+        for b in bps:
+            # a later breakpoint stops first only strictly before: at the
+            # same step the earlier one in the list is the one reported
+            bound = None if best is None else (best[0] - 1 if forward else best[0] + 1)
+            s = next(search.matches(b, step, forward, bound), None)
+            if s is not None:
+                best = (s, b)
+        return best
     lines = sorted({b.line for b in bps if b.line is not None})
     conds = []
     args: list[Any] = [step]
@@ -312,12 +315,7 @@ def breakpoint_hit(rec: "Recording", bps: list[Breakpoint], step: int, forward: 
         conds.append(f"kind = {schema.CALL}")
     op, order = (">", "") if forward else ("<", " DESC")
     sql = f"SELECT step, kind, act, line FROM events WHERE step {op} ? AND ({' OR '.join(conds)}) ORDER BY step{order}"
-    if rec.store is not None:
-        wanted, calls = frozenset(lines), any(b.function for b in bps)
-        found: Any = ((s, kind, act, at) for s, kind, act, at, _v in _film_from(rec, step, forward)
-                      if (kind == schema.LINE and at in wanted) or (calls and kind == schema.CALL))
-    else:
-        found = rec.iterate(sql, tuple(args))
+    found = rec.iterate(sql, tuple(args))
     for s, kind, act, line in found:
         code = rec.act(act).code
         for b in bps:
