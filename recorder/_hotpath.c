@@ -4702,13 +4702,14 @@ fail:
     return -1;
 }
 
-/* ids of ``items`` (a list), then, unless all are scalars and ``shortcut``,
-   the nested print of each; the scalars among them go to ``alive``. */
-static int fp_items(Tree *c, TextBuf *out, PyObject *alive, PyObject *items, int shortcut, int *declined) {
-    Py_ssize_t n = PyList_GET_SIZE(items);
+/* ids of the ``n`` objects of ``xs``, then, unless all are scalars and
+   ``shortcut``, the nested print of each; the scalars among them go to
+   ``alive``.  The caller holds a reference to each. */
+static int fp_refs(Tree *c, TextBuf *out, PyObject *alive, PyObject *const *xs, Py_ssize_t n, int shortcut,
+                   int *declined) {
     int all_scalars = 1;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *x = PyList_GET_ITEM(items, i);
+        PyObject *x = xs[i];
         if (fp_id(out, x) < 0) { return -1; }
         if (fp_is_scalar(x)) {
             if (alive != NULL && PyList_Append(alive, x) < 0) { return -1; }
@@ -4718,7 +4719,7 @@ static int fp_items(Tree *c, TextBuf *out, PyObject *alive, PyObject *items, int
     }
     if (shortcut && all_scalars) { return 0; }
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (fp_nested(c, PyList_GET_ITEM(items, i), out, declined) < 0) { return -1; }
+        if (fp_nested(c, xs[i], out, declined) < 0) { return -1; }
     }
     return 0;
 }
@@ -4744,7 +4745,7 @@ static int fp_container(Tree *c, PyObject *v, TextBuf *out, PyObject *alive, int
             if (rc == 0 && alive != NULL && fp_is_scalar(x)) { rc = PyList_Append(alive, x); }
         }
     } else if (rc == 0) {
-        rc = fp_items(c, out, alive, items, 1, declined);
+        rc = fp_refs(c, out, alive, ((PyListObject *)items)->ob_item, PyList_GET_SIZE(items), 1, declined);
     }
     Py_DECREF(items);
     return rc;
@@ -4754,21 +4755,26 @@ static int fp_container(Tree *c, PyObject *v, TextBuf *out, PyObject *alive, int
    30 keys and values, the values' nested prints; the scalars among the keys
    and values go to ``alive``. */
 static int fp_namespace(Tree *c, PyObject *ns, TextBuf *out, PyObject *alive, int *declined) {
-    c->max_items = 30;
-    Py_ssize_t size = 0;
-    PyObject *items = tree_items(c, ns, &size);
-    if (items == NULL) { return -1; }
-    PyObject *vals = PyList_New(0);
-    int rc = vals == NULL ? -1 : fp_int(out, size);
-    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
-        PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
-        rc = fp_id(out, key);
-        if (rc == 0 && alive != NULL && fp_is_scalar(key)) { rc = PyList_Append(alive, key); }
-        if (rc == 0) { rc = PyList_Append(vals, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1)); }
+    /* the first 30 keys and values, each held while the values' nested
+       prints run (a lookup of a class's kind can run the collector, and a
+       finalizer could change the dict) */
+    PyObject *keys[SHALLOW_LIMIT], *vals[SHALLOW_LIMIT], *k, *x;
+    Py_ssize_t m = 0, pos = 0;
+    while (m < SHALLOW_LIMIT && PyDict_Next(ns, &pos, &k, &x)) {
+        keys[m] = Py_NewRef(k);
+        vals[m] = Py_NewRef(x);
+        m++;
     }
-    if (rc == 0) { rc = fp_items(c, out, alive, vals, 0, declined); }
-    Py_XDECREF(vals);
-    Py_DECREF(items);
+    int rc = fp_int(out, PyDict_GET_SIZE(ns));
+    for (Py_ssize_t i = 0; rc == 0 && i < m; i++) {
+        rc = fp_id(out, keys[i]);
+        if (rc == 0 && alive != NULL && fp_is_scalar(keys[i])) { rc = PyList_Append(alive, keys[i]); }
+    }
+    if (rc == 0) { rc = fp_refs(c, out, alive, vals, m, 0, declined); }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        Py_DECREF(keys[i]);
+        Py_DECREF(vals[i]);
+    }
     return rc;
 }
 
