@@ -3890,6 +3890,7 @@ typedef struct {
     PyObject *kinds;        /* id(class) -> (class, kind), filled by ``classify`` */
     PyObject *classify;     /* Renderer.c_kind */
     PyObject *secret_names; /* exact str key -> True/False: whether it names a secret; or NULL */
+    PyObject *python_child; /* Renderer.form_for_c: a nested value C does not render, or NULL */
     int top_is_class;       /* the value rendered is a class: its type name is "type" */
 } Tree;
 
@@ -4413,6 +4414,43 @@ static int tree_named(Tree *c, PyObject *v, PyObject *name, int top, TextBuf *re
     return rc;
 }
 
+/* A nested value C does not render (a compiled pattern, a Decimal, an enum
+   member, a module...): Renderer.form_for_c renders it as Renderer._form
+   would, from the same place in the text budget, and gives back its text,
+   its stored form, its flags and the budget left; the rest of the value
+   stays in C.  0 when there is no such callback (Python renders the whole
+   value), 1 done, -1 error. */
+static int tree_python_child(Tree *c, PyObject *v, Py_ssize_t depth, TextBuf *repr, TextBuf *json, int *trunc,
+                             int *redacted) {
+    if (c->python_child == NULL) { return 0; }
+    PyObject *args[3] = {v, PyLong_FromSsize_t(depth), PyLong_FromSsize_t(c->left)};
+    PyObject *got = args[1] && args[2] ? PyObject_Vectorcall(c->python_child, args, 3, NULL) : NULL;
+    Py_XDECREF(args[1]);
+    Py_XDECREF(args[2]);
+    if (got == NULL) { return -1; }
+    int rc = -1;
+    if (!PyTuple_CheckExact(got) || PyTuple_GET_SIZE(got) != 4 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(got, 0)) ||
+        !PyUnicode_CheckExact(PyTuple_GET_ITEM(got, 1)) || !PyLong_CheckExact(PyTuple_GET_ITEM(got, 2)) ||
+        !PyLong_CheckExact(PyTuple_GET_ITEM(got, 3))) {
+        PyErr_SetString(PyExc_RuntimeError, "form_for_c gave no (text, form, flags, left)");
+        goto done;
+    }
+    Py_ssize_t ts, js;
+    const char *text = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(got, 0), &ts);
+    const char *form = text ? PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(got, 1), &js) : NULL;
+    long flags = PyLong_AsLong(PyTuple_GET_ITEM(got, 2));
+    Py_ssize_t left = PyLong_AsSsize_t(PyTuple_GET_ITEM(got, 3));
+    if (form == NULL || PyErr_Occurred()) { goto done; }
+    if (text_put(repr, text, (size_t)ts) < 0 || text_put(json, form, (size_t)js) < 0) { goto done; }
+    if (flags & 1) { *trunc = 1; }
+    if (flags & 2) { *redacted = 1; }
+    c->left = left;
+    rc = 1;
+done:
+    Py_DECREF(got);
+    return rc;
+}
+
 /* Renderer._form for what C renders: 1 done, 2 done with no form (an
    object without fields, at the top), 0 Python must render, -1 error. */
 static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *repr, TextBuf *json,
@@ -4433,7 +4471,7 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
         t == &PyFrozenSet_Type) {
         return tree_container(c, v, NULL, depth, top, repr, json, trunc, redacted);
     }
-    if (t == &PyComplex_Type) { return 0; }
+    if (t == &PyComplex_Type) { return top ? 0 : tree_python_child(c, v, depth, repr, json, trunc, redacted); }
     PyObject *kind = tree_kind(c, t);
     if (kind == NULL) { return -1; }
     long k = PyLong_AsLong(PyTuple_GET_ITEM(kind, 0));
@@ -4479,11 +4517,12 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
         (PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v) || PyAnySet_Check(v))) {
         return tree_container(c, v, kind, depth, top, repr, json, trunc, redacted);
     }
+    if (k == KIND_PYTHON && !top) { return tree_python_child(c, v, depth, repr, json, trunc, redacted); }
     return 0;
 }
 
 /* render_tree(value, max_size, max_items, max_depth, redact_search, secret_key, kinds, classify[,
-               secret_names])
+               secret_names[, python_child]])
    -> (type name, text, detail JSON or None, flags) or None.
 
    Renderer.render in C for nested exact lists, tuples, dicts, sets and
@@ -4492,12 +4531,13 @@ static int tree_form(Tree *c, PyObject *v, Py_ssize_t depth, int top, TextBuf *r
    object that changes at every step is rendered at every step: in Python
    that is a dict per shown item and a JSON encoding, 200-600 us for a
    cache object of a few hundred shown items.  The result equals Python's
-   (a test compares both on random trees); None for anything else (a
-   container subclass, an exception, an int past 64 bits...), which Python
-   then renders whole. */
+   (a test compares both on random trees).  A nested value C does not
+   render (a compiled pattern, a Decimal, an enum member) is rendered by
+   ``python_child`` when given; without it, and for a top-level value C
+   does not render, None: Python renders the whole value. */
 static PyObject *render_tree(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 8 && nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "render_tree() takes 8 or 9 arguments");
+    if (nargs < 8 || nargs > 10) {
+        PyErr_SetString(PyExc_TypeError, "render_tree() takes 8 to 10 arguments");
         return NULL;
     }
     Tree c = {0};
@@ -4511,7 +4551,8 @@ static PyObject *render_tree(PyObject *module, PyObject *const *args, Py_ssize_t
     c.secret_key = args[5];
     c.kinds = args[6];
     c.classify = args[7];
-    c.secret_names = nargs == 9 && PyDict_CheckExact(args[8]) ? args[8] : NULL;
+    c.secret_names = nargs >= 9 && PyDict_CheckExact(args[8]) ? args[8] : NULL;
+    c.python_child = nargs == 10 && args[9] != Py_None ? args[9] : NULL;
     PyObject *value = args[0];
     TextBuf repr = {NULL, 0, 0}, json = {NULL, 0, 0};
     int trunc = 0, redacted = 0;

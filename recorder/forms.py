@@ -152,6 +152,11 @@ def _compact_children(form: dict) -> dict:
     return out
 
 
+def compact_child(node: dict) -> Any:
+    """The stored form of a nested node, as its parent's ``compact`` stores it."""
+    return _compact_node(node)
+
+
 def compact(form: dict) -> dict:
     """The stored form of a top-level form (which has no type or repr of
     its own: those are the row's columns), for the plain JSON encoder."""

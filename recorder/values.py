@@ -35,7 +35,7 @@ import uuid
 import zoneinfo
 from typing import Any, Iterable
 
-from .forms import compact
+from .forms import compact, compact_child
 from .interrupts import owned_by_test
 from .schema import FLAG_REDACTED, FLAG_TRUNCATED, FLAG_UNRENDERABLE
 
@@ -412,7 +412,8 @@ class Renderer:
                 if done is None and self.compiled_tree is not None:
                     done = self.compiled_tree(value, self.max_size, self.max_items, self.max_depth,
                                               None if self.redact is None else self.redact.search,
-                                              self._secret_key, self._c_kinds, self.c_kind, self._secret_names)
+                                              self._secret_key, self._c_kinds, self.c_kind, self._secret_names,
+                                              self.form_for_c)
             except Exception as recorder_err:
                 if owned_by_test(recorder_err):
                     raise
@@ -421,6 +422,23 @@ class Renderer:
                 return done
         type_name, text, form, flags = self.render_form(value)
         return (type_name, text, detail_json(form), flags)
+
+    def form_for_c(self, value: Any, depth: int, left: int) -> tuple[str, str, int, int]:
+        """For ``_hotpath.render_tree``: a value ``depth`` levels down that C
+        does not render, rendered as ``_form`` renders it with ``left``
+        characters of text budget: (text, its stored form as JSON, flags,
+        the budget left).  The rest of the value stays in C."""
+        spent = _spent
+        outer = getattr(spent, "left", None)
+        spent.left = left
+        try:
+            form = self._form(value, depth)
+            left = spent.left
+        finally:
+            spent.left = outer
+        flags = (FLAG_TRUNCATED if form.pop("_trunc", False) else 0) | \
+            (FLAG_REDACTED if form.pop("_redacted", False) else 0)
+        return (form["repr"], _encode_json(compact_child(form)), flags, left)
 
     def c_kind(self, cls: type) -> None:
         """Record, for ``_hotpath.render_tree``, how ``_form`` shows

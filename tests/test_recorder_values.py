@@ -4,6 +4,9 @@ secrets never reach the disk, one value stays bounded."""
 from __future__ import annotations
 
 import collections
+import datetime
+import decimal
+import enum
 
 import os
 import re
@@ -592,7 +595,8 @@ def _random_tree(rnd, depth: int):
     now and then a value ``render_tree`` leaves to Python."""
     scalars = [0, -1, 2**63 - 1, 7, 2.5, -0.0, float("nan"), True, False, None, "", "s", 'q"uote',
                "back\\slash", "line\nbreak\x01", "é", "\U0001f600", "x" * 70, b"", b"b\x00'\"", b"y" * 70]
-    declined = [2**70, 1j, ValueError("no"), pytest]
+    declined = [2**70, 1j, ValueError("no"), pytest, re.compile("a+"), decimal.Decimal("1.5"), _Colour.RED,
+                datetime.date(2026, 12, 4)]
     named = [len, _random_tree, lambda: 0, [].append, _Plain().__init__, (x for x in ()), "".join, str.join,
              int, _Plain, _SubDict, collections.OrderedDict, type, _WithMeta]
     if depth <= 0 or rnd.random() < 0.3:
@@ -651,6 +655,10 @@ class _SubList(list):
     pass
 
 
+class _Colour(enum.Enum):
+    RED = 1
+
+
 class _ParseError(Exception):
     __slots__ = ("loc", "element")
 
@@ -704,8 +712,10 @@ def test_the_compiled_tree_rendering_is_the_python_one() -> None:
         python = Renderer(max_size=size, max_depth=depth, max_items=items_limit, redact=redact)
         compiled = Renderer(max_size=size, max_depth=depth, max_items=items_limit, redact=redact)
         value = _random_tree(rnd, rnd.choice([1, 2, 3, 4]))
+        # every other trial, a nested value C does not render goes to Python alone
         got = hot.render_tree(value, size, items_limit, depth, None if redact is None else redact.search,
-                              compiled._secret_key, compiled._c_kinds, compiled.c_kind, secret_names)
+                              compiled._secret_key, compiled._c_kinds, compiled.c_kind, secret_names,
+                              compiled.form_for_c if trial % 2 else None)
         if got is None:
             declined += 1
             continue
