@@ -4216,22 +4216,35 @@ done:
    into ``fields``.  1 done, 0 Python must render, -1 error. */
 static int tree_fields(Tree *c, PyObject *v, PyObject *getter, PyObject *slots, Py_ssize_t depth, TextBuf *repr,
                        TextBuf *fields, int *trunc, int *redacted, Py_ssize_t *count) {
-    PyObject *ns = NULL, *pairs = NULL, *names = NULL;
+    PyObject *ns = NULL, *names = NULL;
+    /* the first max_items keys and values, each held while rendered (a
+       finalizer run by an allocation could change the dict) */
+    PyObject *local[2 * 32], **pairs = local;
+    Py_ssize_t npairs = 0;
     int rc = -1;
-    Py_ssize_t shown = 0, size = 0;
+    Py_ssize_t shown = 0;
     names = PyList_New(0);
     if (names == NULL) { goto done; }
     if (getter != Py_None) {
         ns = PyObject_CallOneArg(getter, v);
         if (ns == NULL) { goto done; }  /* Python renders it and decides what that means */
         if (PyDict_CheckExact(ns)) {
-            pairs = tree_items(c, ns, &size);
-            if (pairs == NULL) { goto done; }
+            Py_ssize_t want = PyDict_GET_SIZE(ns) < c->max_items ? PyDict_GET_SIZE(ns) : c->max_items, pos = 0;
+            if (want > 32 && (pairs = PyMem_New(PyObject *, 2 * want)) == NULL) {
+                pairs = local;
+                PyErr_NoMemory();
+                goto done;
+            }
+            PyObject *k, *x;
+            while (npairs < want && PyDict_Next(ns, &pos, &k, &x)) {
+                pairs[2 * npairs] = Py_NewRef(k);
+                pairs[2 * npairs + 1] = Py_NewRef(x);
+                npairs++;
+            }
         }
     }
-    for (Py_ssize_t i = 0; pairs != NULL && i < PyList_GET_SIZE(pairs); i++) {
-        PyObject *k = PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, i), 0);
-        PyObject *x = PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, i), 1);
+    for (Py_ssize_t i = 0; i < npairs; i++) {
+        PyObject *k = pairs[2 * i], *x = pairs[2 * i + 1];
         if (!PyUnicode_CheckExact(k)) { continue; }
         Py_ssize_t ks;
         const char *kt = PyUnicode_AsUTF8AndSize(k, &ks);
@@ -4277,8 +4290,9 @@ static int tree_fields(Tree *c, PyObject *v, PyObject *getter, PyObject *slots, 
     *count = shown;
     rc = 1;
 done:
+    for (Py_ssize_t i = 0; i < 2 * npairs; i++) { Py_DECREF(pairs[i]); }
+    if (pairs != local) { PyMem_Free(pairs); }
     Py_XDECREF(ns);
-    Py_XDECREF(pairs);
     Py_XDECREF(names);
     return rc;
 }
