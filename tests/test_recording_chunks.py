@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import sqlite3
@@ -108,10 +109,29 @@ def test_a_real_recording_is_packed_and_under_40_bytes_per_event(tmp_path: Path)
     assert db.execute("SELECT min(step), max(step) FROM events").fetchone() == (0, events - 1)
 
 
+def _as_schema_2(path: Path) -> Path:
+    """A copy of a recording as schema 2 wrote it (no key frames): the
+    films that are still unpacked into the cache to be read as rows."""
+    old = path.with_name("v2-" + path.name)
+    shutil.copyfile(path, old)  # as it lies: open_ro would unpack it
+    db = sqlite3.connect(old)
+    db.execute("DROP TABLE keyframes")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    return old
+
+
 def test_a_big_film_is_unpacked_once_into_the_cache(tmp_path: Path) -> None:
-    project, path = record_loop(tmp_path, 20_000)
+    """A schema-2 film is unpacked once, into a private cache entry; a
+    schema-3 film answers the same question where it lies, writing nothing."""
+    project, film = record_loop(tmp_path, 30_000)  # past opening.CACHE_FROM_STEPS
     cache = Path(cache_dir_for_tests())
     before = set(cache.glob("*.sqlite"))
+    in_place = cli("history", str(film), "total", "--json", cwd=project.path)
+    assert in_place.returncode == 0, in_place.stderr
+    assert set(cache.glob("*.sqlite")) == before
+    path = _as_schema_2(film)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     first = cli("history", str(path), "total", "--json", cwd=project.path)
     assert first.returncode == 0, first.stderr
@@ -126,6 +146,7 @@ def test_a_big_film_is_unpacked_once_into_the_cache(tmp_path: Path) -> None:
     assert entry.stat().st_mtime_ns >= made
     page = json.loads(first.stdout)
     assert [v["value"]["repr"] for v in page[:4]] == ["0", "1", "3", "6"]
+    assert page == json.loads(in_place.stdout)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     assert oct(entry.stat().st_mode & 0o777) == "0o600"
 
@@ -151,7 +172,8 @@ def test_a_version_1_recording_still_replays(tmp_path: Path) -> None:
 
 
 def test_a_damaged_cache_entry_is_made_again(tmp_path: Path) -> None:
-    project, path = record_loop(tmp_path, 20_000)
+    project, film = record_loop(tmp_path, 30_000)
+    path = _as_schema_2(film)
     cache = tmp_path / "film-cache"
     env = clean_env(ESCOPE_FILM_CACHE=str(cache))
     first = escope("history", str(path), "total", "--json", cwd=project.path, env=env)
